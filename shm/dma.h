@@ -1,0 +1,130 @@
+// DMA memory: zeroed, aligned allocations with their IOVA, each recorded in
+// the group's DMA table against the process slot that allocated it, so that
+// what a dead process allocated is freed by whoever reaps it.
+//
+// DmaBackend is where the bytes come from: DPDK's hugepage heap in a group
+// (eal.h: RteDmaBackend; IOVA = VA with --iova-mode=va), a plain heap in unit
+// tests. DmaTableState lives in the group segment; DmaAllocator is the
+// per-process view.
+//
+// Intent is recorded before every change (kAllocating / kFreeing) so that a
+// holder of the group lock that dies mid-change is repaired conservatively:
+// memory whose fate is unknown is leaked and logged, never freed twice.
+//
+// Thread safety: Allocate/Free take the group lock; DmaBuffer is move-only and
+// frees on destruction.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <type_traits>
+
+#include "shm/base/result.h"
+#include "shm/robust_mutex.h"
+
+namespace nvmux::shm {
+
+constexpr uint32_t kMaxDmaRecords = 8192;
+
+enum class DmaRecordState : uint32_t { kFree = 0, kAllocating = 1, kLive = 2, kFreeing = 3 };
+
+struct DmaRecord {
+  uint32_t state;       // DmaRecordState
+  uint32_t owner_slot;  // process-table slot of the allocator
+  uint64_t iova;        // 0 until the backend returned memory
+  uint64_t size;
+  char tag[16];
+};
+
+struct DmaTableState {
+  uint32_t capacity;
+  uint32_t reserved;
+  uint64_t leaked_bytes;  // unknown fate after a death mid-change
+  DmaRecord records[kMaxDmaRecords];
+};
+static_assert(std::is_standard_layout_v<DmaTableState>);
+static_assert(std::is_trivially_copyable_v<DmaTableState>);
+
+class DmaBackend {
+ public:
+  virtual ~DmaBackend() = default;
+  // Zeroed memory, `align` a power of two. Returns nullptr when out of memory.
+  virtual void* Allocate(size_t size, size_t align, std::string_view tag) = 0;
+  virtual void Free(void* addr) = 0;
+  virtual uint64_t VirtToIova(const void* addr) const = 0;
+  // Address of memory this backend allocated, from its IOVA; nullptr if unknown.
+  virtual void* IovaToVirt(uint64_t iova) const = 0;
+  // Free hugepage/heap bytes, for error messages.
+  virtual size_t FreeBytes() const = 0;
+};
+
+class DmaAllocator;
+
+// One allocation. Move-only; frees itself on destruction.
+class DmaBuffer {
+ public:
+  DmaBuffer() = default;
+  DmaBuffer(DmaBuffer&& other) noexcept { *this = std::move(other); }
+  DmaBuffer& operator=(DmaBuffer&& other) noexcept;
+  DmaBuffer(const DmaBuffer&) = delete;
+  DmaBuffer& operator=(const DmaBuffer&) = delete;
+  ~DmaBuffer();
+
+  void* data() const { return addr_; }
+  uint64_t iova() const { return iova_; }
+  size_t size() const { return size_; }
+  explicit operator bool() const { return addr_ != nullptr; }
+
+ private:
+  friend class DmaAllocator;
+  DmaAllocator* owner_ = nullptr;
+  void* addr_ = nullptr;
+  uint64_t iova_ = 0;
+  size_t size_ = 0;
+  uint32_t record_ = 0;
+};
+
+class DmaAllocator {
+ public:
+  static void InitState(DmaTableState& state, uint32_t capacity = kMaxDmaRecords);
+
+  // All references must outlive the allocator; `self_slot` is this process's slot.
+  DmaAllocator(DmaTableState& state, RobustLock& lock, DmaBackend& backend, uint32_t self_slot)
+      : state_(state), lock_(lock), backend_(backend), self_slot_(self_slot) {}
+
+  // Errors: EINVAL (size 0, alignment not a power of two; names the value),
+  // ENOMEM (backend exhausted: names the size and free bytes), EAGAIN (the
+  // record table is full), lock errors.
+  Result<DmaBuffer> Allocate(size_t size, size_t align, std::string_view tag);
+
+  // Frees every allocation owned by `slot` (a dead process). Idempotent.
+  // REQUIRES: the group lock is held (runs from a reap hook).
+  uint64_t FreeAllOwnedBy(uint32_t slot);
+  // Repairs records left mid-change by a lock holder that died.
+  // REQUIRES: the group lock is held (runs from the lock's repair callback).
+  void RepairAfterOwnerDeath();
+
+  struct Usage {
+    uint32_t allocations;
+    uint64_t bytes;
+  };
+  // Live allocations of one slot, or of everyone (scans the table).
+  Usage UsageOf(uint32_t slot) const;
+  Usage TotalUsage() const;
+  uint64_t LeakedBytes() const { return state_.leaked_bytes; }
+  DmaBackend& backend() { return backend_; }
+
+ private:
+  friend class DmaBuffer;
+  void Release(DmaBuffer& buffer);
+  void FreeRecordLocked(DmaRecord& record);
+
+  DmaTableState& state_;
+  RobustLock& lock_;
+  DmaBackend& backend_;
+  uint32_t self_slot_;
+};
+
+
+}  // namespace nvmux::shm

@@ -1,0 +1,168 @@
+#include "shm/eal.h"
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_log.h>
+#include <rte_malloc.h>
+#include <rte_memory.h>
+#include <rte_memzone.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "shm/base/log.h"
+
+namespace nvmux::shm {
+namespace {
+
+bool g_eal_initialised = false;
+
+// EAL levels: ERR 4, WARNING 5, NOTICE 6, INFO 7, DEBUG 8.
+LogLevel FromRteLevel(uint32_t level) {
+  if (level <= RTE_LOG_ERR) return LogLevel::kError;
+  if (level == RTE_LOG_WARNING) return LogLevel::kWarning;
+  if (level == RTE_LOG_NOTICE) return LogLevel::kNotice;
+  if (level == RTE_LOG_INFO) return LogLevel::kInfo;
+  return LogLevel::kDebug;
+}
+
+// Keeps EAL quiet at nvmux's default (warning): only its errors pass.
+int ToRteLevel(LogLevel level) {
+  switch (level) {
+    case LogLevel::kError:
+    case LogLevel::kWarning: return RTE_LOG_ERR;
+    case LogLevel::kNotice: return RTE_LOG_WARNING;
+    case LogLevel::kInfo: return RTE_LOG_INFO;
+    case LogLevel::kDebug: return RTE_LOG_DEBUG;
+  }
+  return RTE_LOG_ERR;
+}
+
+ssize_t EalLogWrite(void*, const char* buf, size_t size) {
+  LogLevel level = FromRteLevel(static_cast<uint32_t>(rte_log_cur_msg_loglevel()));
+  std::string_view text(buf, size);
+  while (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  if (!text.empty()) LogRaw(level, std::string("EAL: ").append(text));
+  return static_cast<ssize_t>(size);
+}
+
+void RouteEalLog() {
+  static FILE* stream = [] {
+    cookie_io_functions_t io{};
+    io.write = EalLogWrite;
+    FILE* f = fopencookie(nullptr, "w", io);
+    if (f != nullptr) setvbuf(f, nullptr, _IOLBF, 0);
+    return f;
+  }();
+  if (stream != nullptr) rte_openlog_stream(stream);
+}
+
+}  // namespace
+
+std::vector<std::string> BuildEalArgs(const EalOptions& o) {
+  std::vector<std::string> args = {o.program_name};
+  CoreSet cores = o.cores.value_or(CoreSet::CurrentAffinity());
+  args.push_back("-l");
+  args.push_back(std::to_string(cores.Empty() ? 0 : cores.First()));
+  args.push_back("--iova-mode=va");
+  args.push_back("--base-virtaddr=0x200000000000");
+  args.push_back("--no-telemetry");
+  if (!o.pci) args.push_back("--no-pci");
+  args.push_back("--log-level=" + std::to_string(ToRteLevel(GetLogLevel())));
+  switch (o.proc_type) {
+    case EalProcType::kPrimary:
+      args.push_back("--file-prefix=" + o.file_prefix);
+      args.push_back("--proc-type=primary");
+      break;
+    case EalProcType::kSecondary:
+      args.push_back("--file-prefix=" + o.file_prefix);
+      args.push_back("--proc-type=secondary");
+      break;
+    case EalProcType::kInMemory:
+      args.push_back("--file-prefix=" + o.file_prefix);
+      args.push_back("--in-memory");
+      break;
+  }
+  if (o.mem_mb > 0 && o.proc_type != EalProcType::kSecondary) {
+    args.push_back("-m");
+    args.push_back(std::to_string(o.mem_mb));
+  }
+  return args;
+}
+
+HugepageCounts ReadHugepageCounts() {
+  HugepageCounts c;
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  size_t value;
+  while (in >> key >> value) {
+    if (key == "HugePages_Total:") c.total = value;
+    if (key == "HugePages_Free:") c.free = value;
+    in.ignore(256, '\n');
+  }
+  return c;
+}
+
+Status InitEal(const EalOptions& options) {
+  if (g_eal_initialised) return Fail(EBUSY, "DPDK EAL is already initialised in this process (one group per process)");
+  if (options.proc_type == EalProcType::kSecondary && options.mem_mb > 0)
+    return Fail(EINVAL, "a secondary must not preallocate memory (-m " + std::to_string(options.mem_mb) + ")");
+  if (ReadHugepageCounts().total == 0)
+    return Fail(ENOMEM, "no hugepages are reserved (HugePages_Total is 0): run scripts/hugepages.sh reserve");
+  RouteEalLog();
+  CoreSet before = CoreSet::CurrentAffinity();
+  std::vector<std::string> args = BuildEalArgs(options);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int rc = rte_eal_init(static_cast<int>(args.size()), argv.data());
+  if (rc < 0) {
+    int err = rte_errno != 0 ? rte_errno : EIO;
+    return Fail(err, std::string("DPDK EAL initialisation failed: ") + rte_strerror(err));
+  }
+  g_eal_initialised = true;
+  Status pinned = options.cores.value_or(before).ApplyToThisThread();
+  if (!pinned) NVMUX_LOG(kWarning, "%s", pinned.error().ToString().c_str());
+  return Ok();
+}
+
+void CleanupEal() {
+  if (!g_eal_initialised) return;
+  rte_eal_cleanup();
+}
+
+Result<void*> ReserveMemzone(const char* name, size_t size) {
+  const rte_memzone* mz = rte_memzone_reserve_aligned(name, size, SOCKET_ID_ANY, 0, 4096);
+  if (mz == nullptr)
+    return Fail(rte_errno == EEXIST ? EEXIST : ENOMEM,
+                std::string("cannot reserve memzone ") + name + " of " + std::to_string(size) +
+                    " bytes: " + rte_strerror(rte_errno));
+  return mz->addr;
+}
+
+Result<void*> LookupMemzone(const char* name, size_t& size_out) {
+  const rte_memzone* mz = rte_memzone_lookup(name);
+  if (mz == nullptr) return Fail(ENOENT, std::string("memzone ") + name + " not found");
+  size_out = mz->len;
+  return mz->addr;
+}
+
+void FreeMemzone(const char* name) {
+  if (const rte_memzone* mz = rte_memzone_lookup(name)) rte_memzone_free(mz);
+}
+
+void* RteDmaBackend::Allocate(size_t size, size_t align, std::string_view tag) {
+  std::string name(tag);
+  return rte_zmalloc(name.c_str(), size, static_cast<unsigned>(align));
+}
+
+void RteDmaBackend::Free(void* addr) { rte_free(addr); }
+
+uint64_t RteDmaBackend::VirtToIova(const void* addr) const { return rte_malloc_virt2iova(addr); }
+
+void* RteDmaBackend::IovaToVirt(uint64_t iova) const { return rte_mem_iova2virt(iova); }
+
+size_t RteDmaBackend::FreeBytes() const { return ReadHugepageCounts().free * 2 * 1024 * 1024; }
+
+}  // namespace nvmux::shm

@@ -1,0 +1,75 @@
+// EAL: DPDK's environment abstraction layer, brought up once per process.
+//
+// Every process of a group passes --file-prefix=nvmux<N>, --iova-mode=va,
+// --base-virtaddr=0x200000000000 (so shared memory maps at the same address
+// everywhere), --no-telemetry and --no-pci (unless it drives PCIe devices);
+// memory is dynamic. A secondary never passes -m, --no-huge, --in-memory or
+// --legacy-mem (the last two hang or fail). A standalone process uses
+// --in-memory: private memory, no files left behind.
+//
+// EAL's log is routed into nvmux's (shm/base/log.h) and is quiet at the
+// default level. EAL pins the main thread to its main lcore; InitEal() puts
+// the thread back on its previous cores (or the requested ones), because
+// nvmux pins its own threads.
+//
+// Thread safety: InitEal/CleanupEal from the main thread, once per process
+// (DPDK cannot re-initialise after cleanup).
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shm/base/result.h"
+#include "shm/core_set.h"
+#include "shm/dma.h"
+
+namespace nvmux::shm {
+
+enum class EalProcType { kPrimary, kSecondary, kInMemory };
+
+struct EalOptions {
+  std::string program_name = "nvmux";
+  std::string file_prefix;            // "nvmux<N>"
+  EalProcType proc_type = EalProcType::kPrimary;
+  std::optional<CoreSet> cores;       // where the main thread runs afterwards
+  size_t mem_mb = 0;                  // -m preallocation; primary/in-memory only
+  bool pci = false;                   // drive PCIe devices (no --no-pci)
+};
+
+// The argv EAL will see; exposed for tests.
+std::vector<std::string> BuildEalArgs(const EalOptions& options);
+
+// Errors: EBUSY if EAL was already initialised in this process (one group per
+// process), EINVAL for options a secondary must not use, ENOMEM when no
+// hugepages are reserved (names the script that reserves them), and EAL's own
+// failures with its message.
+Status InitEal(const EalOptions& options);
+void CleanupEal();
+
+// 2 MiB hugepages reserved and free, from /proc/meminfo.
+struct HugepageCounts {
+  size_t total = 0;
+  size_t free = 0;
+};
+HugepageCounts ReadHugepageCounts();
+
+// Memzones (named, shared, same address in every process of the group).
+// Errors: ENOMEM/EEXIST from reserve, ENOENT from lookup.
+Result<void*> ReserveMemzone(const char* name, size_t size);
+Result<void*> LookupMemzone(const char* name, size_t& size_out);
+void FreeMemzone(const char* name);
+
+// DMA memory from DPDK's hugepage heap (IOVA = VA in --iova-mode=va).
+class RteDmaBackend final : public DmaBackend {
+ public:
+  void* Allocate(size_t size, size_t align, std::string_view tag) override;
+  void Free(void* addr) override;
+  uint64_t VirtToIova(const void* addr) const override;
+  void* IovaToVirt(uint64_t iova) const override;
+  size_t FreeBytes() const override;
+};
+
+}  // namespace nvmux::shm

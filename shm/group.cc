@@ -1,0 +1,254 @@
+#include "shm/group.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "shm/base/log.h"
+#include "shm/base/scope_guard.h"
+
+namespace nvmux::shm {
+namespace {
+
+constexpr char kSegmentZone[] = "nvmux.segment";
+constexpr char kProcessTable[] = "nvmux.process_table";
+constexpr char kDmaTable[] = "nvmux.dma_table";
+
+std::string G(int id) { return "group " + std::to_string(id); }
+
+}  // namespace
+
+Result<GroupProbe> ProbeGroup(int group_id) {
+  auto paths = GroupPaths::For(group_id);
+  if (!paths) return paths.error();
+  GroupProbe probe;
+  probe.files = ListGroupFiles(*paths);
+  if (probe.files.empty()) return probe;
+  auto lf = GroupLockFile::Open(paths->lock_file, false);
+  if (lf) {
+    probe.primary = lf->PrimaryHolder();
+    probe.member = lf->OtherLiveMember();
+  }
+  probe.state = (probe.primary || probe.member) ? GroupProbe::State::kLive : GroupProbe::State::kStale;
+  return probe;
+}
+
+Result<std::vector<std::string>> CleanStaleGroup(int group_id) {
+  auto paths = GroupPaths::For(group_id);
+  if (!paths) return paths.error();
+  // Hold the primary role while cleaning, so no primary starts meanwhile.
+  auto lf = GroupLockFile::Open(paths->lock_file, true);
+  if (!lf) return lf.error();
+  Status role = lf->LockPrimaryRole();
+  if (!role) return Fail(EBUSY, G(group_id) + " is alive: " + role.error().message);
+  if (auto member = lf->OtherLiveMember())
+    return Fail(EBUSY, G(group_id) + " is alive: process " + std::to_string(*member) + " is attached");
+  return RemoveGroupFiles(*paths, false);
+}
+
+Result<std::unique_ptr<Group>> Group::Open(const GroupOptions& options) {
+  std::unique_ptr<Group> g(new Group());
+  Status st = !options.group_id ? g->OpenStandalone(options)
+              : options.create  ? g->OpenPrimary(options)
+                                : g->OpenSecondary(options);
+  if (!st) return st.error();  // ~Group undoes whatever was done
+  return g;
+}
+
+Status Group::OpenPrimary(const GroupOptions& o) {
+  role_ = ProcessRole::kPrimary;
+  id_ = *o.group_id;
+  auto paths = GroupPaths::For(id_);
+  if (!paths) return paths.error();
+  paths_ = *paths;
+  auto lf = GroupLockFile::Open(paths_->lock_file, true);
+  if (!lf) return Fail(lf.error().code, G(id_) + ": " + lf.error().message);
+  lock_file_ = std::make_unique<GroupLockFile>(std::move(*lf));
+  Status role = lock_file_->LockPrimaryRole();
+  if (!role) {
+    lock_file_.reset();
+    return Fail(role.error().code, G(id_) + ": " + role.error().message + "; stop it first or pick another -i");
+  }
+  if (auto member = lock_file_->OtherLiveMember())
+    return Fail(EBUSY, G(id_) + " has live processes (pid " + std::to_string(*member) +
+                           ") but no primary; a new primary cannot take over a running group yet: stop them first");
+  std::vector<std::string> stale = ListGroupFiles(*paths_);
+  std::erase(stale, paths_->lock_file);
+  if (!stale.empty()) {
+    auto removed = RemoveGroupFiles(*paths_, true);
+    NVMUX_LOG(kWarning, "%s: removed the leftovers of a dead group: %s under %s and the hugetlbfs mount(s)",
+              G(id_).c_str(), SummariseFiles(removed).c_str(), paths_->runtime_dir.c_str());
+  }
+  ProcessIdentity self = SelfIdentity();
+  NVMUX_TRY(lock_file_->WriteHeader(LockFileHeader{{}, o.abi_version, self.pid, self.start_time, 0, 0}));
+  NVMUX_TRY(lock_file_->JoinMembership());
+  EalOptions eal{o.name, paths_->prefix, EalProcType::kPrimary, o.cores, o.mem_mb, false};
+  Status up = InitEal(eal);
+  if (!up) return Fail(up.error().code, G(id_) + ": " + up.error().message);
+  eal_up_ = true;
+  auto base = ReserveMemzone(kSegmentZone, o.segment_bytes);
+  if (!base) return base.error();
+  NVMUX_TRY(BuildSegment(*base, o.segment_bytes, o));
+  NVMUX_TRY(Finish(o));
+  segment_->Publish();
+  return lock_file_->WriteHeader(LockFileHeader{{}, o.abi_version, self.pid, self.start_time, 1, 0});
+}
+
+Status Group::OpenSecondary(const GroupOptions& o) {
+  role_ = ProcessRole::kSecondary;
+  id_ = *o.group_id;
+  auto paths = GroupPaths::For(id_);
+  if (!paths) return paths.error();
+  paths_ = *paths;
+  auto lf = GroupLockFile::Open(paths_->lock_file, false);
+  if (!lf)
+    return Fail(ENODEV, "no primary is running for " + G(id_) + " (" + paths_->runtime_dir +
+                            " does not exist): start `nvmuxd -i " + std::to_string(id_) + "` first");
+  lock_file_ = std::make_unique<GroupLockFile>(std::move(*lf));
+  int64_t deadline = MonotonicNanos() + o.attach_timeout.count();
+  for (;;) {
+    if (!lock_file_->PrimaryHolder())
+      return Fail(ENODEV, "the primary of " + G(id_) + " is not running (a dead group left " +
+                              SummariseFiles(ListGroupFiles(*paths_)) + "): start `nvmuxd -i " + std::to_string(id_) +
+                              "` (it cleans up) or run `nvmux-manage cleanup -i " + std::to_string(id_) + "`");
+    auto header = lock_file_->ReadHeader();
+    if (header && header->abi_version != o.abi_version)
+      return Fail(EPROTONOSUPPORT, G(id_) + " was created by nvmux ABI version " +
+                                       std::to_string(header->abi_version) + "; this process is built with ABI version " +
+                                       std::to_string(o.abi_version) + ": run the same nvmux build in every process");
+    if (header && header->ready == 1) break;
+    if (MonotonicNanos() >= deadline)
+      return Fail(ETIMEDOUT, "the primary of " + G(id_) + " (pid " +
+                                 std::to_string(lock_file_->PrimaryHolder().value_or(0)) + ") did not become ready within " +
+                                 std::to_string(o.attach_timeout.count() / 1'000'000) + " ms");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  NVMUX_TRY(lock_file_->JoinMembership());
+  EalOptions eal{o.name, paths_->prefix, EalProcType::kSecondary, o.cores, 0, false};
+  Status up = InitEal(eal);
+  if (!up) return Fail(up.error().code, G(id_) + ": " + up.error().message);
+  eal_up_ = true;
+  NVMUX_TRY(AttachSegment(o));
+  return Finish(o);
+}
+
+Status Group::OpenStandalone(const GroupOptions& o) {
+  role_ = ProcessRole::kStandalone;
+  // Private liveness file: same code paths, nothing left on disk.
+  UniqueFd fd(::open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+  if (!fd.valid()) return ErrnoError("cannot create a private lock file in /tmp");
+  auto lf = GroupLockFile::Open("/proc/self/fd/" + std::to_string(fd.get()), false);
+  if (!lf) return lf.error();
+  lock_file_ = std::make_unique<GroupLockFile>(std::move(*lf));
+  // EAL still creates an (empty) runtime directory for the prefix: removed on close.
+  standalone_prefix_ = "nvmux-sa" + std::to_string(getpid());
+  EalOptions eal{o.name, standalone_prefix_, EalProcType::kInMemory, o.cores, o.mem_mb, false};
+  NVMUX_TRY(InitEal(eal));
+  eal_up_ = true;
+  auto base = ReserveMemzone(kSegmentZone, o.segment_bytes);
+  if (!base) return base.error();
+  NVMUX_TRY(BuildSegment(*base, o.segment_bytes, o));
+  NVMUX_TRY(Finish(o));
+  segment_->Publish();
+  return Ok();
+}
+
+Status Group::BuildSegment(void* base, size_t size, const GroupOptions& o) {
+  auto seg = Segment::Create(base, size, id_, o.abi_version);
+  if (!seg) return seg.error();
+  segment_ = std::move(*seg);
+  return Ok();
+}
+
+Status Group::AttachSegment(const GroupOptions& o) {
+  size_t size = 0;
+  auto base = LookupMemzone(kSegmentZone, size);
+  if (!base) return Fail(ENODEV, G(id_) + " has no nvmux segment: its primary is not an nvmux primary");
+  auto seg = Segment::Attach(*base, size, o.abi_version, o.attach_timeout, SystemClock::Get());
+  if (!seg) return Fail(seg.error().code, G(id_) + ": " + seg.error().message);
+  segment_ = std::move(*seg);
+  return Ok();
+}
+
+// Common to every role: the lock (with this process's repair), the tables,
+// registration and the DMA allocator.
+Status Group::Finish(const GroupOptions& o) {
+  lock_ = std::make_unique<RobustLock>(segment_->lock_state(), [this]() -> Status {
+    if (dma_) dma_->RepairAfterOwnerDeath();
+    return Ok();
+  });
+  ProcessTableState* pt = nullptr;
+  DmaTableState* dt = nullptr;
+  {
+    auto guard = lock_->Lock();
+    if (!guard) return guard.error();
+    if (role_ == ProcessRole::kSecondary) {
+      auto p = segment_->Find<ProcessTableState>(*guard, kProcessTable);
+      if (!p) return p.error();
+      auto d = segment_->Find<DmaTableState>(*guard, kDmaTable);
+      if (!d) return d.error();
+      pt = *p;
+      dt = *d;
+    } else {
+      auto p = segment_->Construct<ProcessTableState>(*guard, kProcessTable);
+      if (!p) return p.error();
+      auto d = segment_->Construct<DmaTableState>(*guard, kDmaTable);
+      if (!d) return d.error();
+      pt = *p;
+      dt = *d;
+      ProcessTable::InitState(*pt);
+      DmaAllocator::InitState(*dt);
+    }
+  }
+  table_ = std::make_unique<ProcessTable>(*pt, *lock_, *lock_file_);
+  // No mask given: recorded as empty ("anywhere"), never reported as overlapping.
+  auto slot = table_->Register(role_, o.name, o.cores.value_or(CoreSet()));
+  if (!slot) return Fail(slot.error().code, (id_ >= 0 ? G(id_) + ": " : "") + slot.error().message);
+  dma_ = std::make_unique<DmaAllocator>(*dt, *lock_, dma_backend_, *slot);
+  table_->AddCleanupHook([this](uint32_t dead_slot) { return dma_->FreeAllOwnedBy(dead_slot); });
+  return Ok();
+}
+
+std::vector<ReapRecord> Group::ReapDead() {
+  std::vector<ReapRecord> out;
+  for (const ProcessInfo& dead : table_->FindDead()) {
+    auto rec = table_->Reap(dead.slot, dead.generation);
+    if (rec) out.push_back(*rec);
+  }
+  return out;
+}
+
+Group::~Group() {
+  if (table_) {
+    Status st = table_->Unregister();
+    if (!st) NVMUX_LOG(kWarning, "leaving the process table: %s", st.error().ToString().c_str());
+  }
+  bool last = role_ != ProcessRole::kSecondary && lock_file_ && !lock_file_->OtherLiveMember();
+  if (role_ == ProcessRole::kPrimary && lock_file_) {
+    ProcessIdentity self = SelfIdentity();
+    (void)lock_file_->WriteHeader(LockFileHeader{{}, kAbiVersion, self.pid, self.start_time, 0, 0});
+    if (!last)
+      NVMUX_LOG(kWarning, "%s: processes are still attached; leaving the group's shared state for them",
+                G(id_).c_str());
+  }
+  dma_.reset();
+  table_.reset();
+  lock_.reset();
+  if (segment_ && last) FreeMemzone(kSegmentZone);
+  segment_.reset();
+  if (eal_up_) CleanupEal();
+  if (role_ == ProcessRole::kPrimary && last && paths_) {
+    RemoveGroupFiles(*paths_, false);  // while still holding the role lock
+  }
+  lock_file_.reset();
+  if (!standalone_prefix_.empty()) {
+    GroupPaths sa;
+    sa.prefix = standalone_prefix_;
+    sa.runtime_dir = GroupPaths::For(0)->runtime_dir;
+    sa.runtime_dir.replace(sa.runtime_dir.rfind('/') + 1, std::string::npos, standalone_prefix_);
+    RemoveGroupFiles(sa, false);
+  }
+}
+
+}  // namespace nvmux::shm

@@ -1,0 +1,111 @@
+// Group: this process's membership of a shared-memory group, or a private
+// standalone environment. The one entry point of shm/.
+//
+// Roles:
+//  - primary (group id, create): takes the group's primary-role lock, cleans
+//    the leftovers of a dead group, brings up EAL as DPDK primary, creates and
+//    publishes the segment (process table, DMA table).
+//  - secondary (group id, join): fails within `attach_timeout` (1 s) with a
+//    message naming the group and what to start when the primary is missing,
+//    dead or of another ABI version; never hangs.
+//  - standalone (no group id): private memory (EAL --in-memory), same types.
+//
+// Every role registers in the process table and owns a DMA allocator whose
+// allocations are recorded against its slot. Destroying the Group
+// unregisters (freeing this process's DMA memory); a primary that is the last
+// process of its group also removes the group's files.
+//
+// Thread safety: create and destroy on the main thread; accessors may be
+// used from any thread (the objects they return state their own rules).
+// Only one Group per process (DPDK EAL initialises once).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "shm/base/clock.h"
+#include "shm/base/result.h"
+#include "shm/core_set.h"
+#include "shm/death_watcher.h"
+#include "shm/dma.h"
+#include "shm/eal.h"
+#include "shm/group_lock_file.h"
+#include "shm/group_paths.h"
+#include "shm/process_table.h"
+#include "shm/robust_mutex.h"
+#include "shm/segment.h"
+
+namespace nvmux::shm {
+
+struct GroupOptions {
+  std::optional<int> group_id;          // none: standalone
+  bool create = false;                  // with a group id: primary (true) or secondary
+  std::string name = "nvmux";           // shown in the process table and status
+  std::optional<CoreSet> cores;         // recorded; the main thread is pinned to them
+  size_t mem_mb = 0;                    // primary/standalone hugepage preallocation
+  size_t segment_bytes = 8u << 20;      // primary: size of the managed segment
+  Nanos attach_timeout = std::chrono::seconds(1);
+  uint32_t abi_version = kAbiVersion;   // tests set another to check refusal
+};
+
+// What a group looks like from outside (no EAL needed).
+struct GroupProbe {
+  enum class State { kAbsent, kLive, kStale };
+  State state = State::kAbsent;
+  std::optional<pid_t> primary;           // holder of the primary role
+  std::optional<pid_t> member;            // some other live member
+  std::vector<std::string> files;         // what exists on disk
+};
+Result<GroupProbe> ProbeGroup(int group_id);
+// Removes a dead group's files. Errors: EBUSY while any process of it lives
+// (names its pid).
+Result<std::vector<std::string>> CleanStaleGroup(int group_id);
+
+class Group {
+ public:
+  // Errors: see the role notes above; each message names the group and the
+  // bad value or what to do.
+  static Result<std::unique_ptr<Group>> Open(const GroupOptions& options);
+  ~Group();
+  Group(const Group&) = delete;
+  Group& operator=(const Group&) = delete;
+
+  ProcessRole role() const { return role_; }
+  // -1 when standalone.
+  int id() const { return id_; }
+  uint32_t self_slot() const { return *table_->self_slot(); }
+
+  Segment& segment() { return *segment_; }
+  RobustLock& lock() { return *lock_; }
+  ProcessTable& processes() { return *table_; }
+  DmaAllocator& dma() { return *dma_; }
+  GroupLockFile& lock_file() { return *lock_file_; }
+
+  // Reaps every dead process now; returns what was reaped.
+  std::vector<ReapRecord> ReapDead();
+
+ private:
+  Group() = default;
+  Status OpenPrimary(const GroupOptions& o);
+  Status OpenSecondary(const GroupOptions& o);
+  Status OpenStandalone(const GroupOptions& o);
+  Status BuildSegment(void* base, size_t size, const GroupOptions& o);
+  Status AttachSegment(const GroupOptions& o);
+  Status Finish(const GroupOptions& o);
+
+  ProcessRole role_ = ProcessRole::kStandalone;
+  int id_ = -1;
+  std::optional<GroupPaths> paths_;
+  std::string standalone_prefix_;
+  std::unique_ptr<GroupLockFile> lock_file_;
+  bool eal_up_ = false;
+  std::unique_ptr<Segment> segment_;
+  std::unique_ptr<RobustLock> lock_;
+  std::unique_ptr<ProcessTable> table_;
+  RteDmaBackend dma_backend_;
+  std::unique_ptr<DmaAllocator> dma_;
+};
+
+}  // namespace nvmux::shm

@@ -1,0 +1,51 @@
+#include "shm/group_paths.h"
+
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "shm/group_lock_file.h"
+
+namespace nvmux::shm {
+namespace {
+
+TEST(GroupPaths, RejectsOutOfRangeIds) {
+  for (int bad : {-1, kMaxGroupId + 1}) {
+    auto p = GroupPaths::For(bad);
+    ASSERT_FALSE(p);
+    EXPECT_EQ(p.error().code, EINVAL);
+    EXPECT_NE(p.error().message.find(std::to_string(bad)), std::string::npos);
+  }
+  auto p = GroupPaths::For(12);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->prefix, "nvmux12");
+}
+
+TEST(GroupPaths, ListsAndRemovesOnlyItsOwnGroupsFiles) {
+  int id = 500000 + getpid() % 400000;
+  auto p = *GroupPaths::For(id);
+  auto other = *GroupPaths::For(id * 10 % (kMaxGroupId + 1));
+  auto lf = GroupLockFile::Open(p.lock_file, true);  // creates the runtime dir
+  ASSERT_TRUE(lf) << lf.error().message;
+  std::string runtime_file = p.runtime_dir + "/config";
+  ::close(::open(runtime_file.c_str(), O_CREAT | O_WRONLY, 0600));
+  std::vector<std::string> pages;
+  for (const auto& mount : HugetlbfsMounts()) {
+    pages.push_back(mount + "/" + p.prefix + "map_0");
+    pages.push_back(mount + "/" + other.prefix + "map_0");  // a neighbour's: untouched
+    for (const auto& f : {pages[pages.size() - 2], pages.back()}) ::close(::open(f.c_str(), O_CREAT | O_WRONLY, 0600));
+  }
+  auto files = ListGroupFiles(p);
+  EXPECT_EQ(files.size(), 2 + pages.size() / 2);
+  auto removed = RemoveGroupFiles(p, false);
+  EXPECT_TRUE(ListGroupFiles(p).empty());
+  EXPECT_EQ(::access(p.runtime_dir.c_str(), F_OK), -1);
+  for (size_t i = 1; i < pages.size(); i += 2) {
+    EXPECT_EQ(::access(pages[i].c_str(), F_OK), 0) << pages[i];
+    ::unlink(pages[i].c_str());
+  }
+}
+
+}  // namespace
+}  // namespace nvmux::shm

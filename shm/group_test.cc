@@ -1,0 +1,209 @@
+// Multi-process tests of the group substrate: real processes (fork/exec of
+// nvmux_shm_child), each test with its own group id, cleaned up on failure.
+#include "shm/group.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+
+#include "test/util/subprocess.h"
+
+namespace nvmux::shm {
+namespace {
+
+using nvmux::test::Subprocess;
+
+class GroupTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    static int counter = 0;
+    id_ = static_cast<int>((static_cast<long>(getpid()) * 16 + counter++) % 900'000) + 10'000;
+    ASSERT_TRUE(CleanStaleGroup(id_));
+  }
+  void TearDown() override {
+    children_.clear();  // SIGKILLs and reaps whatever is left
+    auto cleaned = CleanStaleGroup(id_);
+    EXPECT_TRUE(cleaned) << cleaned.error().message;
+  }
+
+  Subprocess& Start(const std::string& role, std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {NVMUX_SHM_CHILD, "--role", role, "-i", std::to_string(id_)};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto p = Subprocess::Spawn(argv);
+    EXPECT_TRUE(p);
+    children_.push_back(std::make_unique<Subprocess>(std::move(*p)));
+    return *children_.back();
+  }
+  // Starts a child and expects "ready".
+  Subprocess& Ready(const std::string& role, std::vector<std::string> extra = {}) {
+    Subprocess& p = Start(role, std::move(extra));
+    auto line = p.ReadLine(std::chrono::seconds(20));
+    EXPECT_TRUE(line) << line.error().message;
+    if (line) {
+      EXPECT_EQ(line->rfind("ready", 0), 0u) << *line;
+    }
+    return p;
+  }
+  std::string Ask(Subprocess& p, const std::string& cmd) {
+    EXPECT_TRUE(p.WriteLine(cmd));
+    auto line = p.ReadLine();
+    return line ? *line : "<" + line.error().message + ">";
+  }
+  static void Quit(Subprocess& p) {
+    ASSERT_TRUE(p.WriteLine("quit"));
+    auto st = p.Wait();
+    ASSERT_TRUE(st);
+    EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << nvmux::test::DescribeStatus(*st);
+  }
+  std::string G() const { return "group " + std::to_string(id_); }
+
+  int id_ = 0;
+  std::vector<std::unique_ptr<Subprocess>> children_;
+
+};
+
+TEST_F(GroupTest, SecondaryJoinsSharesDmaRecordsAndEverythingIsRemovedAtTheEnd) {
+  Subprocess& primary = Ready("primary");
+  Subprocess& secondary = Ready("secondary");
+  EXPECT_EQ(Ask(secondary, "alloc 8192").rfind("allocated iova=0x2", 0), 0u);
+  EXPECT_EQ(Ask(primary, "usage"), "usage all=1 bytes=8192 mine=0 procs=2");
+  EXPECT_EQ(Ask(secondary, "usage"), "usage all=1 bytes=8192 mine=1 procs=2");
+  Quit(secondary);
+  EXPECT_EQ(Ask(primary, "usage"), "usage all=0 bytes=0 mine=0 procs=1");
+  Quit(primary);
+  auto probe = ProbeGroup(id_);
+  ASSERT_TRUE(probe);
+  EXPECT_EQ(probe->state, GroupProbe::State::kAbsent);
+  EXPECT_TRUE(probe->files.empty()) << probe->files.front();
+}
+
+TEST_F(GroupTest, SecondaryWithoutPrimaryFailsWithin1sNamingGroupAndWhatToStart) {
+  int64_t t0 = MonotonicNanos();
+  Subprocess& s = Start("secondary");
+  auto line = s.ReadLine();
+  ASSERT_TRUE(line);
+  EXPECT_LT(MonotonicNanos() - t0, 1'000'000'000);
+  EXPECT_NE(line->find("code=" + std::to_string(ENODEV)), std::string::npos) << *line;
+  EXPECT_NE(line->find(G()), std::string::npos) << *line;
+  EXPECT_NE(line->find("nvmuxd -i " + std::to_string(id_)), std::string::npos) << *line;
+  auto st = s.Wait();
+  ASSERT_TRUE(st);
+  EXPECT_EQ(WEXITSTATUS(*st), 2);
+}
+
+TEST_F(GroupTest, KilledGroupIsDetectedRefusedFastAndCleanedByTheNextPrimary) {
+  Subprocess& dead = Ready("primary");
+  dead.Kill(SIGKILL);
+  ASSERT_TRUE(dead.Wait());
+  auto probe = ProbeGroup(id_);
+  ASSERT_TRUE(probe);
+  EXPECT_EQ(probe->state, GroupProbe::State::kStale);
+  EXPECT_FALSE(probe->files.empty());
+
+  int64_t t0 = MonotonicNanos();
+  Subprocess& s = Start("secondary");
+  auto line = s.ReadLine();
+  ASSERT_TRUE(line);
+  EXPECT_LT(MonotonicNanos() - t0, 1'000'000'000);
+  EXPECT_NE(line->find("is not running"), std::string::npos) << *line;
+  EXPECT_NE(line->find("nvmux-manage cleanup -i " + std::to_string(id_)), std::string::npos) << *line;
+
+  Subprocess& fresh = Ready("primary");
+  Subprocess& joined = Ready("secondary");
+  EXPECT_EQ(Ask(joined, "usage"), "usage all=0 bytes=0 mine=0 procs=2");
+  Quit(joined);
+  Quit(fresh);
+  EXPECT_TRUE(ListGroupFiles(*GroupPaths::For(id_)).empty());
+}
+
+TEST_F(GroupTest, SecondPrimaryIsRefusedNamingTheFirst) {
+  Subprocess& first = Ready("primary");
+  Subprocess& second = Start("primary");
+  auto line = second.ReadLine();
+  ASSERT_TRUE(line);
+  EXPECT_NE(line->find("code=" + std::to_string(EBUSY)), std::string::npos) << *line;
+  EXPECT_NE(line->find("pid " + std::to_string(first.pid())), std::string::npos) << *line;
+  Quit(first);
+}
+
+TEST_F(GroupTest, PrimaryCannotStartWhileADeadPrimarysSecondariesLive) {
+  Subprocess& primary = Ready("primary");
+  Subprocess& secondary = Ready("secondary");
+  primary.Kill(SIGKILL);
+  ASSERT_TRUE(primary.Wait());
+  Subprocess& next = Start("primary");
+  auto line = next.ReadLine();
+  ASSERT_TRUE(line);
+  EXPECT_NE(line->find("live processes (pid " + std::to_string(secondary.pid())), std::string::npos) << *line;
+  auto cleanup = CleanStaleGroup(id_);
+  ASSERT_FALSE(cleanup);
+  EXPECT_EQ(cleanup.error().code, EBUSY);
+  Quit(secondary);
+}
+
+TEST_F(GroupTest, OtherAbiVersionIsRefusedNamingBoth) {
+  Subprocess& primary = Ready("primary");
+  Subprocess& s = Start("secondary", {"--abi", "999"});
+  auto line = s.ReadLine();
+  ASSERT_TRUE(line);
+  EXPECT_NE(line->find("ABI version " + std::to_string(kAbiVersion)), std::string::npos) << *line;
+  EXPECT_NE(line->find("ABI version 999"), std::string::npos) << *line;
+  Quit(primary);
+}
+
+TEST_F(GroupTest, KilledSecondaryIsReapedWithin100msAndItsDmaMemoryFreed) {
+  Subprocess& primary = Ready("primary");
+  for (int round = 0; round < 3; ++round) {
+    Subprocess& victim = Ready("secondary");
+    for (int i = 0; i < 3; ++i) ASSERT_EQ(Ask(victim, "alloc 65536").rfind("allocated", 0), 0u);
+    EXPECT_EQ(Ask(primary, "usage"), "usage all=3 bytes=196608 mine=0 procs=2");
+    EXPECT_EQ(Ask(primary, "watch 3000"), "watching");
+    int64_t t0 = MonotonicNanos();
+    victim.Kill(SIGKILL);
+    auto line = primary.ReadLine();
+    ASSERT_TRUE(line);
+    ASSERT_EQ(line->rfind("reaped pid=" + std::to_string(victim.pid()), 0), 0u) << *line;
+    int64_t noticed = std::stoll(line->substr(line->find("noticed_ns=") + 11));
+    EXPECT_LT(noticed - t0, 100'000'000) << "noticed after " << (noticed - t0) / 1000 << " us";
+    EXPECT_NE(line->find("freed=3"), std::string::npos) << *line;
+    EXPECT_EQ(Ask(primary, "usage"), "usage all=0 bytes=0 mine=0 procs=1");
+    ASSERT_TRUE(victim.Wait());
+  }
+  Quit(primary);
+}
+
+TEST_F(GroupTest, GroupLockHeldByAKilledProcessIsRepairedAndTheGroupGoesOn) {
+  Subprocess& primary = Ready("primary");
+  Subprocess& victim = Ready("secondary");
+  EXPECT_EQ(Ask(victim, "lock-and-die"), "dying");
+  auto st = victim.Wait();
+  ASSERT_TRUE(st);
+  EXPECT_TRUE(WIFSIGNALED(*st));
+  EXPECT_EQ(Ask(primary, "lock"), "locked repaired=1");
+  EXPECT_EQ(Ask(primary, "lock"), "locked repaired=0");
+  Subprocess& next = Ready("secondary");
+  EXPECT_EQ(Ask(next, "alloc 4096").rfind("allocated", 0), 0u);
+  Quit(next);
+  Quit(primary);
+}
+
+TEST_F(GroupTest, StandaloneUsesPrivateMemoryAndLeavesNothing) {
+  Subprocess& sa = Ready("standalone");
+  std::string prefix = "nvmux-sa" + std::to_string(sa.pid());
+  std::string runtime = GroupPaths::For(0)->runtime_dir;
+  runtime.replace(runtime.rfind('/') + 1, std::string::npos, prefix);
+  EXPECT_EQ(::access(runtime.c_str(), F_OK), 0) << "EAL should have made " << runtime;
+  EXPECT_EQ(Ask(sa, "alloc 4096").rfind("allocated", 0), 0u);
+  EXPECT_EQ(Ask(sa, "usage"), "usage all=1 bytes=4096 mine=1 procs=1");
+  Quit(sa);
+  EXPECT_EQ(::access(runtime.c_str(), F_OK), -1) << runtime << " left behind";
+  for (const auto& mount : HugetlbfsMounts())
+    EXPECT_EQ(::access((mount + "/" + prefix + "map_0").c_str(), F_OK), -1);
+}
+
+}  // namespace
+}  // namespace nvmux::shm

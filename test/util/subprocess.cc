@@ -1,0 +1,119 @@
+#include "test/util/subprocess.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <thread>
+
+namespace nvmux::test {
+
+Result<Subprocess> Subprocess::Spawn(const std::vector<std::string>& argv) {
+  int in[2], out[2];
+  if (::pipe2(in, O_CLOEXEC) != 0) return ErrnoError("pipe2");
+  if (::pipe2(out, O_CLOEXEC) != 0) {
+    ::close(in[0]);
+    ::close(in[1]);
+    return ErrnoError("pipe2");
+  }
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid < 0) return ErrnoError("fork");
+  if (pid == 0) {
+    ::dup2(in[0], STDIN_FILENO);
+    ::dup2(out[1], STDOUT_FILENO);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(in[0]);
+  ::close(out[1]);
+  return Subprocess(pid, UniqueFd(in[1]), UniqueFd(out[0]));
+}
+
+Subprocess::Subprocess(Subprocess&& o) noexcept
+    : pid_(std::exchange(o.pid_, -1)), stdin_(std::move(o.stdin_)), stdout_(std::move(o.stdout_)),
+      buffer_(std::move(o.buffer_)) {}
+
+Subprocess::~Subprocess() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    int status;
+    ::waitpid(pid_, &status, 0);
+  }
+}
+
+Result<std::string> Subprocess::ReadLine(Nanos timeout) {
+  int64_t deadline = MonotonicNanos() + timeout.count();
+  for (;;) {
+    size_t nl = buffer_.find('\n');
+    if (nl != std::string::npos) {
+      std::string line = buffer_.substr(0, nl);
+      buffer_.erase(0, nl + 1);
+      return line;
+    }
+    int64_t left_ms = (deadline - MonotonicNanos()) / 1'000'000;
+    if (left_ms <= 0) return Fail(ETIMEDOUT, "no line from child " + std::to_string(pid_) + " in time");
+    pollfd p{stdout_.get(), POLLIN, 0};
+    int n = ::poll(&p, 1, static_cast<int>(left_ms));
+    if (n < 0 && errno != EINTR) return ErrnoError("poll");
+    if (n <= 0) continue;
+    char buf[4096];
+    ssize_t r = ::read(stdout_.get(), buf, sizeof(buf));
+    if (r == 0) return Fail(EPIPE, "child " + std::to_string(pid_) + " closed its stdout");
+    if (r < 0 && errno != EINTR) return ErrnoError("read");
+    if (r > 0) buffer_.append(buf, static_cast<size_t>(r));
+  }
+}
+
+Result<std::string> Subprocess::ReadUntil(std::string_view prefix, Nanos timeout) {
+  int64_t deadline = MonotonicNanos() + timeout.count();
+  for (;;) {
+    auto line = ReadLine(Nanos(std::max<int64_t>(deadline - MonotonicNanos(), 0)));
+    if (!line) return line;
+    if (line->rfind(prefix, 0) == 0) return line;
+  }
+}
+
+Status Subprocess::WriteLine(std::string_view line) {
+  std::string l(line);
+  l.push_back('\n');
+  if (::write(stdin_.get(), l.data(), l.size()) != static_cast<ssize_t>(l.size())) return ErrnoError("write to child");
+  return Ok();
+}
+
+void Subprocess::Kill(int sig) {
+  if (pid_ > 0) ::kill(pid_, sig);
+}
+
+Result<int> Subprocess::Wait(Nanos timeout) {
+  if (pid_ <= 0) return Fail(ECHILD, "child already reaped");
+  int64_t deadline = MonotonicNanos() + timeout.count();
+  for (;;) {
+    int status = 0;
+    pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      pid_ = -1;
+      return status;
+    }
+    if (MonotonicNanos() >= deadline) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &status, 0);
+      pid_ = -1;
+      return Fail(ETIMEDOUT, "child did not exit in time; killed it");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+std::string DescribeStatus(int s) {
+  if (WIFEXITED(s)) return "exited " + std::to_string(WEXITSTATUS(s));
+  if (WIFSIGNALED(s)) return "killed by signal " + std::to_string(WTERMSIG(s));
+  return "status " + std::to_string(s);
+}
+
+}  // namespace nvmux::test
