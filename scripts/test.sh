@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is missing, builds nvmux twice
+# (plain, and with ASan+UBSan), and runs the whole CTest suite on each. The
+# suite reserves hugepages itself (fixture nvmux_env), ends with a check that
+# nothing was left behind, and gives the hugepages back. Works from any
+# directory; prints CTest's summary last. Exit status: non-zero on any failure.
+#
+#   scripts/test.sh            both builds
+#   NVMUX_TEST_BUILDS=plain scripts/test.sh    one of: plain, asan, "plain asan"
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+"$root/scripts/deps.sh"
+
+jobs=$(nproc)
+builds=${NVMUX_TEST_BUILDS:-plain asan}
+status=0
+for kind in $builds; do
+  case "$kind" in
+    plain) dir=build; extra=() ;;
+    asan) dir=build-asan; extra=(-DNVMUX_SANITIZE=address,undefined) ;;
+    *) echo "test.sh: unknown build '$kind' (allowed: plain, asan)" >&2; exit 2 ;;
+  esac
+  echo "== nvmux: $kind build ($dir)"
+  cmake -S "$root" -B "$root/$dir" -DNVMUX_WERROR=ON "${extra[@]}" >/dev/null
+  cmake --build "$root/$dir" -j "$jobs" 2>&1 | grep -E "error|warning:" || true
+  # The build must succeed: rerun quietly to get its exit status.
+  cmake --build "$root/$dir" -j "$jobs" >/dev/null
+  echo "== nvmux: $kind tests"
+  ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
+  UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+    ctest --test-dir "$root/$dir" -j "$jobs" --output-on-failure --timeout 600 || status=1
+done
+exit "$status"
