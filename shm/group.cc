@@ -37,6 +37,7 @@ Result<GroupProbe> ProbeGroup(int group_id) {
 Result<std::vector<std::string>> CleanStaleGroup(int group_id) {
   auto paths = GroupPaths::For(group_id);
   if (!paths) return paths.error();
+  if (ListGroupFiles(*paths).empty()) return std::vector<std::string>{};  // nothing to take a lock on
   // Hold the primary role while cleaning, so no primary starts meanwhile.
   auto lf = GroupLockFile::Open(paths->lock_file, true);
   if (!lf) return lf.error();
