@@ -57,15 +57,42 @@ Result<std::unique_ptr<Group>> Group::Open(const GroupOptions& options) {
   return g;
 }
 
-Status Group::OpenPrimary(const GroupOptions& o) {
-  role_ = ProcessRole::kPrimary;
-  id_ = *o.group_id;
+Status Group::OpenLockFile(ProcessRole role, int id) {
+  role_ = role;
+  id_ = id;
   auto paths = GroupPaths::For(id_);
   if (!paths) return paths.error();
   paths_ = *paths;
-  auto lf = GroupLockFile::Open(paths_->lock_file, true);
+  bool primary = role == ProcessRole::kPrimary;
+  auto lf = GroupLockFile::Open(paths_->lock_file, primary);
+  if (!lf && lf.error().code == ENODEV)
+    return Fail(ENODEV, "no primary is running for " + G(id_) + " (" + paths_->runtime_dir +
+                            " does not exist): start `nvmuxd -i " + std::to_string(id_) + "` first");
   if (!lf) return Fail(lf.error().code, G(id_) + ": " + lf.error().message);
   lock_file_ = std::make_unique<GroupLockFile>(std::move(*lf));
+  return Ok();
+}
+
+Status Group::StartEal(const GroupOptions& o, EalProcType type, const std::string& prefix) {
+  Status up = InitEal(EalOptions{o.name, prefix, type, o.cores, type == EalProcType::kSecondary ? 0 : o.mem_mb, false});
+  if (!up) return Fail(up.error().code, (id_ >= 0 ? G(id_) + ": " : "") + up.error().message);
+  eal_up_ = true;
+  return Ok();
+}
+
+Status Group::CreateSegment(const GroupOptions& o) {
+  auto base = ReserveMemzone(kSegmentZone, o.segment_bytes);
+  if (!base) return base.error();
+  auto seg = Segment::Create(*base, o.segment_bytes, id_, o.abi_version);
+  if (!seg) return seg.error();
+  segment_ = std::move(*seg);
+  NVMUX_TRY(Finish(o));
+  segment_->Publish();
+  return Ok();
+}
+
+Status Group::OpenPrimary(const GroupOptions& o) {
+  NVMUX_TRY(OpenLockFile(ProcessRole::kPrimary, *o.group_id));
   Status role = lock_file_->LockPrimaryRole();
   if (!role) {
     lock_file_.reset();
@@ -84,29 +111,13 @@ Status Group::OpenPrimary(const GroupOptions& o) {
   ProcessIdentity self = SelfIdentity();
   NVMUX_TRY(lock_file_->WriteHeader(LockFileHeader{{}, o.abi_version, self.pid, self.start_time, 0, 0}));
   NVMUX_TRY(lock_file_->JoinMembership());
-  EalOptions eal{o.name, paths_->prefix, EalProcType::kPrimary, o.cores, o.mem_mb, false};
-  Status up = InitEal(eal);
-  if (!up) return Fail(up.error().code, G(id_) + ": " + up.error().message);
-  eal_up_ = true;
-  auto base = ReserveMemzone(kSegmentZone, o.segment_bytes);
-  if (!base) return base.error();
-  NVMUX_TRY(BuildSegment(*base, o.segment_bytes, o));
-  NVMUX_TRY(Finish(o));
-  segment_->Publish();
+  NVMUX_TRY(StartEal(o, EalProcType::kPrimary, paths_->prefix));
+  NVMUX_TRY(CreateSegment(o));
   return lock_file_->WriteHeader(LockFileHeader{{}, o.abi_version, self.pid, self.start_time, 1, 0});
 }
 
 Status Group::OpenSecondary(const GroupOptions& o) {
-  role_ = ProcessRole::kSecondary;
-  id_ = *o.group_id;
-  auto paths = GroupPaths::For(id_);
-  if (!paths) return paths.error();
-  paths_ = *paths;
-  auto lf = GroupLockFile::Open(paths_->lock_file, false);
-  if (!lf)
-    return Fail(ENODEV, "no primary is running for " + G(id_) + " (" + paths_->runtime_dir +
-                            " does not exist): start `nvmuxd -i " + std::to_string(id_) + "` first");
-  lock_file_ = std::make_unique<GroupLockFile>(std::move(*lf));
+  NVMUX_TRY(OpenLockFile(ProcessRole::kSecondary, *o.group_id));
   int64_t deadline = MonotonicNanos() + o.attach_timeout.count();
   for (;;) {
     if (!lock_file_->PrimaryHolder())
@@ -126,10 +137,7 @@ Status Group::OpenSecondary(const GroupOptions& o) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   NVMUX_TRY(lock_file_->JoinMembership());
-  EalOptions eal{o.name, paths_->prefix, EalProcType::kSecondary, o.cores, 0, false};
-  Status up = InitEal(eal);
-  if (!up) return Fail(up.error().code, G(id_) + ": " + up.error().message);
-  eal_up_ = true;
+  NVMUX_TRY(StartEal(o, EalProcType::kSecondary, paths_->prefix));
   NVMUX_TRY(AttachSegment(o));
   return Finish(o);
 }
@@ -144,22 +152,8 @@ Status Group::OpenStandalone(const GroupOptions& o) {
   lock_file_ = std::make_unique<GroupLockFile>(std::move(*lf));
   // EAL still creates an (empty) runtime directory for the prefix: removed on close.
   standalone_prefix_ = "nvmux-sa" + std::to_string(getpid());
-  EalOptions eal{o.name, standalone_prefix_, EalProcType::kInMemory, o.cores, o.mem_mb, false};
-  NVMUX_TRY(InitEal(eal));
-  eal_up_ = true;
-  auto base = ReserveMemzone(kSegmentZone, o.segment_bytes);
-  if (!base) return base.error();
-  NVMUX_TRY(BuildSegment(*base, o.segment_bytes, o));
-  NVMUX_TRY(Finish(o));
-  segment_->Publish();
-  return Ok();
-}
-
-Status Group::BuildSegment(void* base, size_t size, const GroupOptions& o) {
-  auto seg = Segment::Create(base, size, id_, o.abi_version);
-  if (!seg) return seg.error();
-  segment_ = std::move(*seg);
-  return Ok();
+  NVMUX_TRY(StartEal(o, EalProcType::kInMemory, standalone_prefix_));
+  return CreateSegment(o);
 }
 
 Status Group::AttachSegment(const GroupOptions& o) {

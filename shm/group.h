@@ -91,7 +91,9 @@ class Group {
   Status OpenPrimary(const GroupOptions& o);
   Status OpenSecondary(const GroupOptions& o);
   Status OpenStandalone(const GroupOptions& o);
-  Status BuildSegment(void* base, size_t size, const GroupOptions& o);
+  Status OpenLockFile(ProcessRole role, int id);
+  Status StartEal(const GroupOptions& o, EalProcType type, const std::string& prefix);
+  Status CreateSegment(const GroupOptions& o);  // primary/standalone: memzone, tables, publish
   Status AttachSegment(const GroupOptions& o);
   Status Finish(const GroupOptions& o);
 
