@@ -6,9 +6,12 @@ set -uo pipefail
 found=0
 report() { echo "leftover: $*"; found=1; }
 
-while read -r pid cmd; do
-  [ -n "$pid" ] && report "process $pid: $cmd"
-done < <(pgrep -a -f '(^|/)(nvmuxd|nvmux-[a-z]+|nvmux_[a-z_]+)( |$)' | grep -v -e check-leftovers -e 'pgrep')
+# Processes whose program (argv[0], not an argument) is one of ours.
+while read -r pid prog args; do
+  case "${prog##*/}" in
+    nvmuxd|nvmux-*|nvmux_*) report "process $pid: $prog $args" ;;
+  esac
+done < <(ps -eo pid=,args=)
 
 for d in /var/run/dpdk/nvmux*; do [ -e "$d" ] && report "runtime directory $d"; done
 while read -r mount; do
