@@ -1,0 +1,175 @@
+// Admin command dispatch; queue creation and deletion, Abort, Asynchronous
+// Event Request, Keep Alive. Runs with the controller mutex held.
+#include "tools/emu/controller.h"
+
+namespace nvmux::emu {
+
+using namespace nvmux::spec;
+
+namespace {
+
+constexpr CompletionStatus kInvalidField = Dnr(sct::kGeneric, sc::kInvalidField);
+
+}  // namespace
+
+bool Controller::AdminOpcodeSupported(uint8_t opc) const {
+  switch (opc) {
+    case admin::kDeleteIoSq:
+    case admin::kCreateIoSq:
+    case admin::kGetLogPage:
+    case admin::kDeleteIoCq:
+    case admin::kCreateIoCq:
+    case admin::kIdentify:
+    case admin::kAbort:
+    case admin::kSetFeatures:
+    case admin::kGetFeatures:
+    case admin::kAsyncEventRequest:
+    case admin::kKeepAlive:
+      return true;
+  }
+  return false;
+}
+
+uint64_t Controller::MaxTransferBytes() const {
+  // MDTS is in units of CAP.MPSMIN (4 KiB); 0 means no limit, for which a
+  // sane bound still applies so a host cannot make the device walk 16 GiB.
+  return options_.mdts != 0 ? (4096ull << options_.mdts) : (64ull << 20);
+}
+
+Controller::Outcome Controller::ExecuteAdmin(const Sqe& sqe) {
+  if (!AdminOpcodeSupported(sqe.opc)) return {Dnr(sct::kGeneric, sc::kInvalidOpcode)};
+  if (sqe.psdt() != kPsdtPrp) return {kInvalidField};
+  if (sqe.fuse() != kFuseNone) return {Retry(sct::kGeneric, sc::kInvalidField)};
+  switch (sqe.opc) {
+    case admin::kDeleteIoSq: return DeleteIoSq(sqe);
+    case admin::kCreateIoSq: return CreateIoSq(sqe);
+    case admin::kGetLogPage: return GetLogPage(sqe);
+    case admin::kDeleteIoCq: return DeleteIoCq(sqe);
+    case admin::kCreateIoCq: return CreateIoCq(sqe);
+    case admin::kIdentify: return Identify(sqe);
+    case admin::kAbort: return Abort(sqe);
+    case admin::kSetFeatures: return SetFeatures(sqe);
+    case admin::kGetFeatures: return GetFeatures(sqe);
+    case admin::kAsyncEventRequest: return AsyncEventRequest(sqe);
+    case admin::kKeepAlive: return {kSuccess};  // KAS is set; the timer is not enforced
+  }
+  return {Dnr(sct::kGeneric, sc::kInvalidOpcode)};
+}
+
+spec::CompletionStatus Controller::TransferToHost(const Sqe& sqe, std::span<const uint8_t> data) {
+  if (data.size() > MaxTransferBytes()) return kInvalidField;
+  CompletionStatus st = MapPrps(dma_, sqe.prp1, sqe.prp2, data.size(), page_size_, true, host_);
+  if (!st.ok()) return st;
+  host_.CopyIn(0, data);
+  return kSuccess;
+}
+
+spec::CompletionStatus Controller::TransferFromHost(const Sqe& sqe, std::span<uint8_t> data) {
+  if (data.size() > MaxTransferBytes()) return kInvalidField;
+  CompletionStatus st = MapPrps(dma_, sqe.prp1, sqe.prp2, data.size(), page_size_, false, host_);
+  if (!st.ok()) return st;
+  host_.CopyOut(0, data);
+  return kSuccess;
+}
+
+Controller::Outcome Controller::CreateIoCq(const Sqe& sqe) {
+  const uint16_t qid = static_cast<uint16_t>(sqe.cdw10 & 0xFFFF);
+  const uint32_t qsize0 = sqe.cdw10 >> 16;  // 0's based
+  const bool pc = (sqe.cdw11 & 1) != 0;
+  const bool ien = (sqe.cdw11 & 2) != 0;
+  const uint16_t iv = static_cast<uint16_t>(sqe.cdw11 >> 16);
+  if (cc_.iosqes() != 6 || cc_.iocqes() != 4) return {Dnr(sct::kCommandSpecific, sc::kInvalidQueueSize)};
+  if (qid == 0 || qid > features_.ncqa || cqs_[qid]) {
+    return {Dnr(sct::kCommandSpecific, sc::kInvalidQueueIdentifier)};
+  }
+  if (qsize0 == 0 || qsize0 > cap_.mqes()) return {Dnr(sct::kCommandSpecific, sc::kInvalidQueueSize)};
+  if ((sqe.prp1 & (page_size_ - 1)) != 0) return {Dnr(sct::kGeneric, sc::kPrpOffsetInvalid)};
+  if (ien && iv >= msix_vectors_) return {Dnr(sct::kCommandSpecific, sc::kInvalidInterruptVector)};
+  if (!pc) return {kInvalidField};
+  CompletionQueue cq;
+  cq.qid = qid;
+  cq.size = static_cast<uint16_t>(qsize0 + 1);
+  cq.base = sqe.prp1;
+  cq.ien = ien;
+  cq.iv = iv;
+  cqs_[qid] = std::move(cq);
+  StoreDoorbell(2u * qid + 1, 0);
+  return {kSuccess};
+}
+
+Controller::Outcome Controller::CreateIoSq(const Sqe& sqe) {
+  const uint16_t qid = static_cast<uint16_t>(sqe.cdw10 & 0xFFFF);
+  const uint32_t qsize0 = sqe.cdw10 >> 16;
+  const bool pc = (sqe.cdw11 & 1) != 0;
+  const uint16_t cqid = static_cast<uint16_t>(sqe.cdw11 >> 16);
+  if (cqid == 0 || cqid > features_.ncqa) return {Dnr(sct::kCommandSpecific, sc::kInvalidQueueIdentifier)};
+  if (!cqs_[cqid]) return {Dnr(sct::kCommandSpecific, sc::kCompletionQueueInvalid)};
+  if (qid == 0 || qid > features_.nsqa || sqs_[qid]) {
+    return {Dnr(sct::kCommandSpecific, sc::kInvalidQueueIdentifier)};
+  }
+  if (qsize0 == 0 || qsize0 > cap_.mqes()) return {Dnr(sct::kCommandSpecific, sc::kInvalidQueueSize)};
+  if ((sqe.prp1 & (page_size_ - 1)) != 0) return {Dnr(sct::kGeneric, sc::kPrpOffsetInvalid)};
+  if (!pc) return {kInvalidField};
+  SubmissionQueue sq;
+  sq.qid = qid;
+  sq.size = static_cast<uint16_t>(qsize0 + 1);
+  sq.base = sqe.prp1;
+  sq.cqid = cqid;
+  sqs_[qid] = sq;
+  cqs_[cqid]->sq_count++;
+  StoreDoorbell(2u * qid, 0);
+  return {kSuccess};
+}
+
+Controller::Outcome Controller::DeleteIoSq(const Sqe& sqe) {
+  const uint16_t qid = static_cast<uint16_t>(sqe.cdw10 & 0xFFFF);
+  if (qid == 0 || qid >= sqs_.size() || !sqs_[qid]) {
+    return {Dnr(sct::kCommandSpecific, sc::kInvalidQueueIdentifier)};
+  }
+  // Commands complete synchronously when fetched, so none is in flight;
+  // entries the host queued but the device never fetched are dropped.
+  cqs_[sqs_[qid]->cqid]->sq_count--;
+  sqs_[qid].reset();
+  StoreDoorbell(2u * qid, 0);
+  return {kSuccess};
+}
+
+Controller::Outcome Controller::DeleteIoCq(const Sqe& sqe) {
+  const uint16_t qid = static_cast<uint16_t>(sqe.cdw10 & 0xFFFF);
+  if (qid == 0 || qid >= cqs_.size() || !cqs_[qid]) {
+    return {Dnr(sct::kCommandSpecific, sc::kInvalidQueueIdentifier)};
+  }
+  if (cqs_[qid]->sq_count != 0) return {Retry(sct::kCommandSpecific, sc::kInvalidQueueDeletion)};
+  cqs_[qid].reset();
+  StoreDoorbell(2u * qid + 1, 0);
+  return {kSuccess};
+}
+
+Controller::Outcome Controller::Abort(const Sqe& sqe) {
+  const uint16_t sqid = static_cast<uint16_t>(sqe.cdw10 & 0xFFFF);
+  const uint16_t cid = static_cast<uint16_t>(sqe.cdw10 >> 16);
+  if (sqid >= sqs_.size() || !sqs_[sqid]) return {kInvalidField};
+  if (sqid == 0) {
+    for (auto it = aer_cids_.begin(); it != aer_cids_.end(); ++it) {
+      if (*it != cid) continue;
+      aer_cids_.erase(it);
+      Complete(0, cid, {Retry(sct::kGeneric, sc::kAbortRequested)});
+      return {kSuccess, 0};  // DW0 bit 0 clear: aborted
+    }
+  }
+  // Everything else completed when it was fetched: nothing left to abort.
+  return {kSuccess, 1};
+}
+
+Controller::Outcome Controller::AsyncEventRequest(const Sqe& sqe) {
+  if (aer_cids_.size() >= static_cast<size_t>(kAerl) + 1) {
+    return {Retry(sct::kCommandSpecific, sc::kAsyncEventRequestLimitExceeded)};
+  }
+  aer_cids_.push_back(sqe.cid);
+  Outcome deferred;
+  deferred.deferred = true;
+  DeliverEvents();
+  return deferred;
+}
+
+}  // namespace nvmux::emu

@@ -1,0 +1,292 @@
+// Controller registers, enable / shutdown / reset, and the poll entry point.
+#include "tools/emu/controller.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+
+#include "shm/base/log.h"
+
+namespace nvmux::emu {
+
+using namespace nvmux::spec;
+
+Controller::Controller(const EmulatorOptions& options, uint32_t* doorbells)
+    : options_(options),
+      doorbells_(doorbells),
+      msix_vectors_(static_cast<uint32_t>(options.io_queues) + 1),
+      sqs_(static_cast<size_t>(options.io_queues) + 1),
+      cqs_(static_cast<size_t>(options.io_queues) + 1),
+      msix_(static_cast<size_t>(options.io_queues) + 1) {
+  cap_.set_mqes(options.mqes)
+      .set_cqr(1)
+      .set_ams(0)
+      .set_to(20)  // 10 s
+      .set_dstrd(0)
+      .set_nssrs(0)
+      .set_css(kCapCssNvm)
+      .set_mpsmin(0)
+      .set_mpsmax(4);  // 4 KiB .. 64 KiB
+  features_.nsqa = options.io_queues;
+  features_.ncqa = options.io_queues;
+}
+
+Controller::~Controller() = default;
+
+Result<std::unique_ptr<Controller>> Controller::Create(const EmulatorOptions& options, uint32_t* doorbells) {
+  NVMUX_TRY(Validate(options));
+  std::unique_ptr<Controller> ctrl(new Controller(options, doorbells));
+  std::vector<NamespaceOptions> nss = options.namespaces;
+  if (nss.empty()) nss.push_back(NamespaceOptions{});
+  ctrl->namespaces_.resize(kMaxNamespaces);
+  for (size_t i = 0; i < nss.size(); ++i) {
+    auto ns = Namespace::Create(static_cast<uint32_t>(i + 1), nss[i], options.backing);
+    if (!ns) return ns.error();
+    ctrl->namespaces_[i] = std::move(*ns);
+  }
+  return ctrl;
+}
+
+uint32_t Controller::LoadDoorbell(uint32_t index) const {
+  return std::atomic_ref<uint32_t>(doorbells_[index]).load(std::memory_order_acquire);
+}
+
+void Controller::StoreDoorbell(uint32_t index, uint32_t value) {
+  std::atomic_ref<uint32_t>(doorbells_[index]).store(value, std::memory_order_release);
+}
+
+Result<uint64_t> Controller::ReadRegister(uint32_t offset, uint32_t size) {
+  if ((size != 4 && size != 8) || offset % size != 0 || offset + size > kDoorbellBase) {
+    return Fail(EINVAL, "register read of " + std::to_string(size) + " bytes at " + std::to_string(offset) +
+                            ": must be 4 or 8 bytes, naturally aligned, below 0x1000");
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  uint64_t value = Read32Locked(offset);
+  if (size == 8) value |= static_cast<uint64_t>(Read32Locked(offset + 4)) << 32;
+  return value;
+}
+
+Status Controller::WriteRegister(uint32_t offset, uint32_t size, uint64_t value) {
+  if ((size != 4 && size != 8) || offset % size != 0 || offset + size > kDoorbellBase) {
+    return Fail(EINVAL, "register write of " + std::to_string(size) + " bytes at " + std::to_string(offset) +
+                            ": must be 4 or 8 bytes, naturally aligned, below 0x1000");
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  Write32Locked(offset, static_cast<uint32_t>(value));
+  if (size == 8) Write32Locked(offset + 4, static_cast<uint32_t>(value >> 32));
+  return Ok();
+}
+
+uint32_t Controller::Read32Locked(uint32_t offset) const {
+  switch (offset) {
+    case kRegCap: return static_cast<uint32_t>(cap_.raw);
+    case kRegCap + 4: return static_cast<uint32_t>(cap_.raw >> 32);
+    case kRegVs: return kVersion1_4;
+    case kRegIntms:
+    case kRegIntmc: return intms_;
+    case kRegCc: return cc_.raw;
+    case kRegCsts: return csts_.raw;
+    case kRegAqa: return aqa_.raw;
+    case kRegAsq: return static_cast<uint32_t>(asq_);
+    case kRegAsq + 4: return static_cast<uint32_t>(asq_ >> 32);
+    case kRegAcq: return static_cast<uint32_t>(acq_);
+    case kRegAcq + 4: return static_cast<uint32_t>(acq_ >> 32);
+  }
+  return 0;
+}
+
+void Controller::Write32Locked(uint32_t offset, uint32_t value) {
+  switch (offset) {
+    case kRegIntms: intms_ |= value; return;
+    case kRegIntmc: intms_ &= ~value; return;
+    case kRegCc: WriteCc(value); return;
+    case kRegAqa: aqa_.raw = value & 0x0FFF0FFFu; return;
+    // ASQ/ACQ bits 11:0 are reserved; an 8-byte write arrives as two halves.
+    case kRegAsq: asq_ = (asq_ & ~0xFFFFFFFFull) | (value & ~0xFFFu); return;
+    case kRegAsq + 4: asq_ = (asq_ & 0xFFFFFFFFull) | (static_cast<uint64_t>(value) << 32); return;
+    case kRegAcq: acq_ = (acq_ & ~0xFFFFFFFFull) | (value & ~0xFFFu); return;
+    case kRegAcq + 4: acq_ = (acq_ & 0xFFFFFFFFull) | (static_cast<uint64_t>(value) << 32); return;
+  }
+  // CAP, VS, CSTS, NSSR (not supported) and reserved space: writes ignored.
+}
+
+void Controller::WriteCc(uint32_t value) {
+  Cc next{value & 0x00FFFFF1u};
+  const Cc prev = cc_;
+  if (prev.en() == 0 && next.en() == 1) {
+    cc_ = next;
+    Enable();
+  } else if (prev.en() == 1 && next.en() == 0) {
+    cc_ = next;
+    ResetLocked();
+  } else if (prev.en() == 1) {
+    // While enabled only SHN and the I/O entry sizes may change.
+    cc_.set_shn(next.shn()).set_iosqes(next.iosqes()).set_iocqes(next.iocqes());
+  } else {
+    cc_ = next;
+  }
+  if (cc_.shn() != kCcShnNone && prev.shn() == kCcShnNone) {
+    // Normal or abrupt shutdown: nothing is in flight (commands complete
+    // synchronously), so flush the backings and report completion at once.
+    for (auto& ns : namespaces_) {
+      if (ns) (void)ns->backing().Flush();
+    }
+    csts_.set_shst(kShstComplete);
+  } else if (cc_.shn() == kCcShnNone) {
+    csts_.set_shst(kShstNormal);
+  }
+}
+
+void Controller::Enable() {
+  const uint64_t mps_bytes = 4096ull << cc_.mps();
+  const char* why = nullptr;
+  if (sqs_[0].has_value() || cqs_[0].has_value()) {
+    why = "admin queues already exist";
+  } else if (cc_.css() != kCcCssNvm) {
+    why = "CC.CSS selects a command set that CAP.CSS does not offer";
+  } else if (cc_.mps() < cap_.mpsmin() || cc_.mps() > cap_.mpsmax()) {
+    why = "CC.MPS outside CAP.MPSMIN..MPSMAX";
+  } else if (cc_.ams() != 0) {
+    why = "CC.AMS selects an arbitration mechanism not offered";
+  } else if ((asq_ & (mps_bytes - 1)) != 0 || (acq_ & (mps_bytes - 1)) != 0) {
+    why = "ASQ/ACQ not aligned to the CC.MPS page size";
+  } else if (aqa_.asqs() == 0 || aqa_.acqs() == 0) {
+    why = "AQA.ASQS/ACQS must give at least 2 entries";
+  }
+  if (why != nullptr) {
+    NVMUX_LOG(kWarning, "nvmux-emu: CC.EN=1 refused: %s; CSTS.CFS set", why);
+    csts_.set_cfs(1).set_rdy(0);
+    return;
+  }
+  page_size_ = mps_bytes;
+  CompletionQueue acq;
+  acq.qid = 0;
+  acq.size = static_cast<uint16_t>(aqa_.acqs() + 1);
+  acq.base = acq_;
+  acq.ien = true;
+  acq.iv = 0;
+  acq.sq_count = 1;
+  cqs_[0] = std::move(acq);
+  SubmissionQueue asq;
+  asq.qid = 0;
+  asq.size = static_cast<uint16_t>(aqa_.asqs() + 1);
+  asq.base = asq_;
+  asq.cqid = 0;
+  sqs_[0] = asq;
+  StoreDoorbell(0, 0);
+  StoreDoorbell(1, 0);
+  csts_.set_rdy(1);
+}
+
+void Controller::ResetLocked() {
+  for (auto& sq : sqs_) sq.reset();
+  for (auto& cq : cqs_) cq.reset();
+  aer_cids_.clear();
+  pending_events_.clear();
+  masked_event_types_ = 0;
+  for (uint32_t i = 0; i < 1024; ++i) StoreDoorbell(i, 0);
+  csts_.set_rdy(0).set_cfs(0);
+  features_ = Features{};
+  features_.nsqa = options_.io_queues;
+  features_.ncqa = options_.io_queues;
+  page_size_ = 4096;
+}
+
+void Controller::Reset() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ResetLocked();
+  cc_.raw = 0;
+  csts_.raw = 0;
+}
+
+void Controller::Fatal(const char* why) {
+  if (csts_.cfs() == 0) NVMUX_LOG(kWarning, "nvmux-emu: controller fatal status: %s", why);
+  csts_.set_cfs(1);
+}
+
+void Controller::WriteDoorbell(uint32_t offset, uint32_t value) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  uint32_t index = (offset - kDoorbellBase) / 4;
+  if (offset < kDoorbellBase || index >= 1024) return;
+  uint16_t qid = static_cast<uint16_t>(index / 2);
+  bool exists = qid < sqs_.size() && ((index & 1) != 0 ? cqs_[qid].has_value() : sqs_[qid].has_value());
+  if (!exists) {
+    if (csts_.rdy() != 0) RaiseEvent(aer::kTypeError, aer::kInfoErrorInvalidDoorbell, lid::kErrorInformation);
+    return;
+  }
+  StoreDoorbell(index, value);
+}
+
+void Controller::ScanStrayDoorbells() {
+  // A doorbell of a queue that does not exist was written through the
+  // mmapped page: report it once and clear it so the next write shows too.
+  for (uint32_t index = 0; index < 1024; ++index) {
+    if (LoadDoorbell(index) == 0) continue;
+    uint16_t qid = static_cast<uint16_t>(index / 2);
+    bool exists = qid < sqs_.size() && ((index & 1) != 0 ? cqs_[qid].has_value() : sqs_[qid].has_value());
+    if (exists) continue;
+    StoreDoorbell(index, 0);
+    RaiseEvent(aer::kTypeError, aer::kInfoErrorInvalidDoorbell, lid::kErrorInformation);
+  }
+}
+
+Status Controller::MapDma(int fd, uint64_t fd_offset, uint64_t iova, uint64_t size, bool readable,
+                          bool writable) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return dma_.Map(fd, fd_offset, iova, size, readable, writable);
+}
+
+Status Controller::UnmapDma(uint64_t iova, uint64_t size) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return dma_.Unmap(iova, size);
+}
+
+void Controller::DropClient() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  dma_.UnmapAll();
+  for (auto& fd : msix_) fd.Reset();
+}
+
+Status Controller::SetMsixEventfds(uint32_t start, std::vector<UniqueFd> fds) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (start > msix_vectors_ || fds.size() > msix_vectors_ - start) {
+    return Fail(EINVAL, "MSI-X vectors " + std::to_string(start) + ".." + std::to_string(start + fds.size()) +
+                            " beyond the " + std::to_string(msix_vectors_) + " offered");
+  }
+  for (size_t i = 0; i < fds.size(); ++i) msix_[start + i] = std::move(fds[i]);
+  return Ok();
+}
+
+void Controller::ClearMsix() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& fd : msix_) fd.Reset();
+}
+
+void Controller::SetBackendFaults(uint32_t nsid, bool fail_reads, bool fail_writes) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (Namespace* ns = FindNamespace(nsid)) ns->backing().SetFaults(fail_reads, fail_writes);
+}
+
+Namespace* Controller::FindNamespace(uint32_t nsid) {
+  if (nsid == 0 || nsid > namespaces_.size()) return nullptr;
+  return namespaces_[nsid - 1].get();
+}
+
+bool Controller::Poll() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (csts_.rdy() == 0 || csts_.cfs() != 0) return false;
+  bool work = false;
+  for (auto& cq : cqs_) {
+    if (cq) UpdateCqHead(*cq);
+  }
+  for (auto& sq : sqs_) {
+    if (!sq) continue;
+    work |= ProcessSq(*sq);
+    if (csts_.cfs() != 0) return true;
+  }
+  if (!work && (++poll_count_ % 16) == 0) ScanStrayDoorbells();
+  return work;
+}
+
+}  // namespace nvmux::emu

@@ -1,0 +1,231 @@
+// Controller: the emulated NVMe controller — registers, queues, admin and
+// NVM command sets — independent of the transport.
+//
+// The vfio-user server calls the register, DMA, interrupt and reset entry
+// points from its socket thread; the poller thread calls Poll(). Doorbells
+// live in a shared page (the memfd the client mmaps) that Poll() reads;
+// writes that arrive by message go through WriteDoorbell().
+//
+// Behaviour follows /work/shared/CONFORMANCE.md; tools/emu/README.md lists
+// what is implemented and the choices made where sources differ.
+//
+// Thread safety: every public method takes the controller mutex; they may be
+// called from any thread. Poll() holds it while it processes a batch, so
+// DMA_UNMAP never races with a command using that memory.
+// Ownership: the doorbell page is borrowed and must outlive the controller.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "nvmux/spec/nvme.h"
+#include "shm/base/result.h"
+#include "shm/base/unique_fd.h"
+#include "tools/emu/dma_space.h"
+#include "tools/emu/emu_namespace.h"
+#include "tools/emu/options.h"
+#include "tools/emu/prp.h"
+
+namespace nvmux::emu {
+
+class Controller {
+ public:
+  static constexpr uint32_t kMaxNamespaces = 32;  // Identify NN
+  static constexpr uint8_t kAerl = 3;             // up to 4 outstanding AERs
+  static constexpr uint32_t kErrorLogEntries = 64;
+  static constexpr uint32_t kBar0Size = 0x4000;
+
+  // doorbells: the 4 KiB doorbell page (BAR0 0x1000), zeroed by the caller.
+  [[nodiscard]] static Result<std::unique_ptr<Controller>> Create(const EmulatorOptions& options,
+                                                                  uint32_t* doorbells);
+  ~Controller();
+  Controller(const Controller&) = delete;
+  Controller& operator=(const Controller&) = delete;
+
+  // BAR0 register access below 0x1000: size 4 or 8, naturally aligned.
+  // EINVAL otherwise. Reads of unimplemented registers return 0.
+  [[nodiscard]] Result<uint64_t> ReadRegister(uint32_t offset, uint32_t size);
+  [[nodiscard]] Status WriteRegister(uint32_t offset, uint32_t size, uint64_t value);
+  // A doorbell write that came by message (offset within BAR0, >= 0x1000).
+  void WriteDoorbell(uint32_t offset, uint32_t value);
+
+  [[nodiscard]] Status MapDma(int fd, uint64_t fd_offset, uint64_t iova, uint64_t size, bool readable,
+                              bool writable);
+  [[nodiscard]] Status UnmapDma(uint64_t iova, uint64_t size);
+  // The client went away: forget its memory and interrupts, keep the rest.
+  void DropClient();
+
+  // MSI-X vector eventfds (taken over); an invalid fd clears the vector.
+  uint32_t msix_vectors() const { return msix_vectors_; }
+  [[nodiscard]] Status SetMsixEventfds(uint32_t start, std::vector<UniqueFd> fds);
+  void ClearMsix();
+
+  // Controller-level reset (DEVICE_RESET, FLR): as CC.EN 1 -> 0, and CC = 0.
+  void Reset();
+
+  // Processes queued work; returns whether anything was done.
+  bool Poll();
+
+  // Test hooks: backend faults for namespace nsid.
+  void SetBackendFaults(uint32_t nsid, bool fail_reads, bool fail_writes);
+
+ private:
+  struct CompletionQueue {
+    uint16_t qid = 0;
+    uint16_t size = 0;  // entries
+    uint64_t base = 0;
+    uint16_t head = 0;
+    uint16_t tail = 0;
+    uint8_t phase = 1;
+    bool ien = false;
+    uint16_t iv = 0;
+    uint32_t sq_count = 0;             // SQs bound to this CQ
+    std::deque<spec::Cqe> overflow;    // completions waiting for room
+    uint32_t last_bad_head = UINT32_MAX;
+  };
+  struct SubmissionQueue {
+    uint16_t qid = 0;
+    uint16_t size = 0;
+    uint64_t base = 0;
+    uint16_t cqid = 0;
+    uint16_t head = 0;
+    uint16_t tail = 0;
+    uint32_t last_bad_tail = UINT32_MAX;
+  };
+  // Outcome of one command: a status and DW0, or deferred (AER).
+  struct Outcome {
+    spec::CompletionStatus status;
+    uint32_t dw0 = 0;
+    bool deferred = false;
+  };
+  struct PendingEvent {
+    uint8_t type;
+    uint8_t info;
+    uint8_t log_page;
+  };
+  struct Features {
+    uint32_t arbitration = 0;
+    uint32_t power_management = 0;
+    uint16_t temp_over = 0x157;  // 343 K
+    uint16_t temp_under = 0;
+    uint32_t error_recovery = 0;
+    uint32_t volatile_write_cache = 1;
+    uint16_t nsqa = 0;  // allocated I/O SQs (1's based)
+    uint16_t ncqa = 0;
+    uint32_t interrupt_coalescing = 0;
+    uint32_t async_event_config = 0;
+    uint64_t timestamp_base_ms = 0;
+    int64_t timestamp_set_at_ns = 0;
+    bool timestamp_set = false;
+    uint32_t keep_alive_timer = 0;
+  };
+
+  Controller(const EmulatorOptions& options, uint32_t* doorbells);
+
+  // Registers and lifecycle (controller.cc).
+  uint32_t Read32Locked(uint32_t offset) const;
+  void Write32Locked(uint32_t offset, uint32_t value);
+  void WriteCc(uint32_t value);
+  void Enable();
+  void ResetLocked();
+  void Fatal(const char* why);
+  uint32_t LoadDoorbell(uint32_t index) const;
+  void StoreDoorbell(uint32_t index, uint32_t value);
+  void ScanStrayDoorbells();
+  uint64_t page_size() const { return page_size_; }
+
+  // Queue processing (queue_engine.cc).
+  bool ProcessSq(SubmissionQueue& sq);
+  void UpdateCqHead(CompletionQueue& cq);
+  bool CqHasRoom(const CompletionQueue& cq) const;
+  void PostCompletion(CompletionQueue& cq, spec::Cqe cqe);
+  bool WriteCqe(CompletionQueue& cq, const spec::Cqe& cqe);
+  void Complete(uint16_t sqid, uint16_t cid, const Outcome& outcome);
+  void RecordError(uint16_t sqid, uint16_t cid, spec::CompletionStatus status, uint32_t nsid);
+  void RaiseEvent(uint8_t type, uint8_t info, uint8_t log_page);
+  void DeliverEvents();
+  void Interrupt(const CompletionQueue& cq);
+
+  // Admin commands (admin_queues.cc, admin_identify.cc, admin_features.cc, admin_log.cc).
+  Outcome ExecuteAdmin(const spec::Sqe& sqe);
+  Outcome CreateIoCq(const spec::Sqe& sqe);
+  Outcome CreateIoSq(const spec::Sqe& sqe);
+  Outcome DeleteIoCq(const spec::Sqe& sqe);
+  Outcome DeleteIoSq(const spec::Sqe& sqe);
+  Outcome Abort(const spec::Sqe& sqe);
+  Outcome AsyncEventRequest(const spec::Sqe& sqe);
+  Outcome Identify(const spec::Sqe& sqe);
+  Outcome GetLogPage(const spec::Sqe& sqe);
+  Outcome GetFeatures(const spec::Sqe& sqe);
+  Outcome SetFeatures(const spec::Sqe& sqe);
+  // Copies bytes to / from the command's PRPs.
+  spec::CompletionStatus TransferToHost(const spec::Sqe& sqe, std::span<const uint8_t> data);
+  spec::CompletionStatus TransferFromHost(const spec::Sqe& sqe, std::span<uint8_t> data);
+  void FillIdentifyController(spec::IdentifyController& id) const;
+  void BuildEffectsLog(spec::CommandsSupportedAndEffectsLog& log) const;
+  bool AdminOpcodeSupported(uint8_t opc) const;
+  bool IoOpcodeSupported(uint8_t opc) const;
+  uint64_t MaxTransferBytes() const;
+
+  // NVM commands (io_commands.cc).
+  Outcome ExecuteIo(const spec::Sqe& sqe);
+  Outcome ReadWrite(Namespace& ns, const spec::Sqe& sqe);
+  Outcome WriteZeroes(Namespace& ns, const spec::Sqe& sqe);
+  Outcome WriteUncorrectable(Namespace& ns, const spec::Sqe& sqe);
+  Outcome Verify(Namespace& ns, const spec::Sqe& sqe);
+  Outcome DatasetManagement(Namespace& ns, const spec::Sqe& sqe);
+  Outcome Flush(const spec::Sqe& sqe);
+  Namespace* FindNamespace(uint32_t nsid);
+
+  mutable std::mutex mutex_;
+  const EmulatorOptions options_;
+  uint32_t* const doorbells_;
+  const uint32_t msix_vectors_;
+  std::vector<std::unique_ptr<Namespace>> namespaces_;  // index nsid - 1; null if inactive
+
+  // Registers.
+  spec::Cap cap_;
+  spec::Cc cc_;
+  spec::Csts csts_;
+  spec::Aqa aqa_;
+  uint64_t asq_ = 0;
+  uint64_t acq_ = 0;
+  uint32_t intms_ = 0;
+  uint64_t page_size_ = 4096;
+
+  DmaSpace dma_;
+  std::vector<std::optional<SubmissionQueue>> sqs_;  // index qid
+  std::vector<std::optional<CompletionQueue>> cqs_;
+  std::vector<UniqueFd> msix_;
+  Features features_;
+
+  // Asynchronous events.
+  std::deque<uint16_t> aer_cids_;
+  std::deque<PendingEvent> pending_events_;
+  uint8_t masked_event_types_ = 0;  // bit per type: reported, log not yet read
+
+  // Logs.
+  std::deque<spec::ErrorInformationEntry> error_log_;  // newest first
+  uint64_t error_count_ = 0;
+  std::vector<uint32_t> changed_namespaces_;
+  uint64_t host_read_commands_ = 0;
+  uint64_t host_write_commands_ = 0;
+  uint64_t data_units_read_ = 0;  // 512-byte units (reported in thousands)
+  uint64_t data_units_written_ = 0;
+  uint64_t media_errors_ = 0;
+
+  // Scratch buffers reused across commands.
+  HostBuffer host_;
+  HostBuffer meta_;
+  std::vector<uint8_t> bounce_;
+  uint32_t poll_count_ = 0;
+};
+
+}  // namespace nvmux::emu

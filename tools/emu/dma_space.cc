@@ -1,0 +1,69 @@
+#include "tools/emu/dma_space.h"
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include <string>
+
+namespace nvmux::emu {
+
+Status DmaSpace::Map(int fd, uint64_t fd_offset, uint64_t iova, uint64_t size, bool readable, bool writable) {
+  auto describe = [&] {
+    return "DMA map iova " + std::to_string(iova) + " size " + std::to_string(size);
+  };
+  if (size == 0 || (iova % kPageSize) != 0 || (size % kPageSize) != 0 || (fd_offset % kPageSize) != 0) {
+    return Fail(EINVAL, describe() + ": iova, size and offset must be non-zero multiples of 4096");
+  }
+  if (iova + size < iova || fd_offset + size < fd_offset) return Fail(EINVAL, describe() + ": overflows");
+  if (maps_.size() >= max_maps_) return Fail(ENOSPC, describe() + ": too many DMA mappings");
+  // Overlap: the first mapping at or after iova, and the one before it.
+  auto next = maps_.lower_bound(iova);
+  if (next != maps_.end() && next->first < iova + size) return Fail(EEXIST, describe() + ": overlaps a mapping");
+  if (next != maps_.begin()) {
+    auto prev = std::prev(next);
+    if (prev->first + prev->second.size > iova) return Fail(EEXIST, describe() + ": overlaps a mapping");
+  }
+  // A mapping past the end of a file would SIGBUS on access: refuse it.
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) return ErrnoError(describe() + ": fstat");
+  if (S_ISREG(st.st_mode) && fd_offset + size > static_cast<uint64_t>(st.st_size)) {
+    return Fail(EINVAL, describe() + ": offset " + std::to_string(fd_offset) + " + size is beyond the file (" +
+                            std::to_string(st.st_size) + " bytes)");
+  }
+  int prot = (readable ? PROT_READ : 0) | (writable ? PROT_WRITE : 0);
+  if (prot == 0) prot = PROT_READ;
+  void* p = ::mmap(nullptr, size, prot, MAP_SHARED, fd, static_cast<off_t>(fd_offset));
+  if (p == MAP_FAILED) return ErrnoError(describe() + ": mmap");
+  maps_.emplace(iova, Mapping{size, static_cast<uint8_t*>(p), readable, writable});
+  return Ok();
+}
+
+Status DmaSpace::Unmap(uint64_t iova, uint64_t size) {
+  auto it = maps_.find(iova);
+  if (it == maps_.end() || it->second.size != size) {
+    return Fail(ENOENT, "DMA unmap iova " + std::to_string(iova) + " size " + std::to_string(size) +
+                            ": no mapping with exactly that range");
+  }
+  ::munmap(it->second.local, it->second.size);
+  maps_.erase(it);
+  return Ok();
+}
+
+void DmaSpace::UnmapAll() {
+  for (auto& [iova, m] : maps_) ::munmap(m.local, m.size);
+  maps_.clear();
+}
+
+uint8_t* DmaSpace::Translate(uint64_t iova, uint64_t len, bool for_write) const {
+  if (len == 0 || iova + len < iova) return nullptr;
+  auto it = maps_.upper_bound(iova);
+  if (it == maps_.begin()) return nullptr;
+  --it;
+  const Mapping& m = it->second;
+  uint64_t off = iova - it->first;
+  if (off >= m.size || m.size - off < len) return nullptr;
+  if (for_write ? !m.writable : !m.readable) return nullptr;
+  return m.local + off;
+}
+
+}  // namespace nvmux::emu

@@ -1,0 +1,52 @@
+// DmaSpace: the client memory the device may access, by IOVA.
+//
+// Each DMA_MAP becomes a local MAP_SHARED mapping of the client's fd;
+// Translate() turns an IOVA range into a local pointer only if the whole
+// range lies in one mapping with the needed access. Mappings never overlap.
+//
+// Errors: Map returns EINVAL (zero size, unaligned, overflow, range beyond
+// the file, unknown flags), EEXIST (overlaps a mapping), ENOSPC (too many
+// mappings) or the mmap errno; Unmap returns ENOENT unless (iova, size)
+// names exactly one mapping.
+// Thread safety: none; the controller serialises map changes with accesses.
+#pragma once
+
+#include <cstdint>
+#include <map>
+
+#include "shm/base/result.h"
+
+namespace nvmux::emu {
+
+class DmaSpace {
+ public:
+  static constexpr uint64_t kPageSize = 4096;
+
+  explicit DmaSpace(uint32_t max_maps = 1024) : max_maps_(max_maps) {}
+  ~DmaSpace() { UnmapAll(); }
+  DmaSpace(const DmaSpace&) = delete;
+  DmaSpace& operator=(const DmaSpace&) = delete;
+
+  // Maps [fd_offset, fd_offset + size) of fd at iova. The fd is not kept.
+  [[nodiscard]] Status Map(int fd, uint64_t fd_offset, uint64_t iova, uint64_t size, bool readable,
+                           bool writable);
+  [[nodiscard]] Status Unmap(uint64_t iova, uint64_t size);
+  void UnmapAll();
+
+  // Local pointer for [iova, iova + len), or nullptr. len 0 is nullptr.
+  uint8_t* Translate(uint64_t iova, uint64_t len, bool for_write) const;
+
+  size_t count() const { return maps_.size(); }
+
+ private:
+  struct Mapping {
+    uint64_t size;
+    uint8_t* local;
+    bool readable;
+    bool writable;
+  };
+  uint32_t max_maps_;
+  std::map<uint64_t, Mapping> maps_;  // iova -> mapping
+};
+
+}  // namespace nvmux::emu

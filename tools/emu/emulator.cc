@@ -1,0 +1,97 @@
+#include "tools/emu/emulator.h"
+
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <chrono>
+
+#include "shm/base/clock.h"
+#include "shm/base/log.h"
+
+namespace nvmux::emu {
+
+Result<std::unique_ptr<Emulator>> Emulator::Create(const EmulatorOptions& options) {
+  NVMUX_TRY(Validate(options));
+  std::unique_ptr<Emulator> emu(new Emulator());
+  // BAR0 backing file: only the doorbell page [0x1000, 0x2000) is shared
+  // with the client; the registers below it are trapped.
+  emu->doorbell_fd_.Reset(::memfd_create("nvmux-emu-bar0", MFD_CLOEXEC));
+  if (!emu->doorbell_fd_.valid()) return ErrnoError("memfd_create for the doorbell page");
+  if (::ftruncate(emu->doorbell_fd_.get(), Controller::kBar0Size) != 0) return ErrnoError("ftruncate doorbell memfd");
+  void* map = ::mmap(nullptr, 0x1000, PROT_READ | PROT_WRITE, MAP_SHARED, emu->doorbell_fd_.get(),
+                     nvmux::spec::kDoorbellBase);
+  if (map == MAP_FAILED) return ErrnoError("mmap doorbell page");
+  emu->doorbell_map_ = map;
+  auto* doorbells = static_cast<uint32_t*>(map);
+  auto controller = Controller::Create(options, doorbells);
+  if (!controller) return controller.error();
+  emu->controller_ = std::move(*controller);
+  Emulator* self = emu.get();
+  auto server = Server::Create(options.socket_dir, *emu->controller_, emu->doorbell_fd_.get(), doorbells,
+                               [self] { self->Wake(); });
+  if (!server) return server.error();
+  emu->server_ = std::move(*server);
+  emu->stop_fd_.Reset(::eventfd(0, EFD_CLOEXEC));
+  if (!emu->stop_fd_.valid()) return ErrnoError("eventfd");
+  return emu;
+}
+
+Emulator::~Emulator() {
+  Stop();
+  server_.reset();      // removes the socket
+  controller_.reset();  // before the doorbell page goes
+  if (doorbell_map_ != nullptr) ::munmap(doorbell_map_, 0x1000);
+}
+
+Status Emulator::Start() {
+  if (socket_thread_.joinable()) return Fail(EINVAL, "emulator already started");
+  socket_thread_ = std::thread([this] { server_->Run(stop_fd_.get()); });
+  poll_thread_ = std::thread([this] { PollLoop(); });
+  return Ok();
+}
+
+void Emulator::Stop() {
+  if (stopping_.exchange(true)) return;
+  if (stop_fd_.valid()) {
+    uint64_t one = 1;
+    (void)!::write(stop_fd_.get(), &one, sizeof(one));
+  }
+  Wake();
+  if (socket_thread_.joinable()) socket_thread_.join();
+  if (poll_thread_.joinable()) poll_thread_.join();
+}
+
+void Emulator::Wake() {
+  {
+    std::lock_guard<std::mutex> lock(wake_mutex_);
+    woken_ = true;
+  }
+  wake_cv_.notify_one();
+}
+
+void Emulator::PollLoop() {
+  int64_t last_work = MonotonicNanos();
+  int64_t sleep_ns = 0;
+  while (!stopping_.load(std::memory_order_relaxed)) {
+    if (controller_->Poll()) {
+      last_work = MonotonicNanos();
+      sleep_ns = 0;
+      continue;
+    }
+    if (MonotonicNanos() - last_work < kSpinNanos) continue;
+    // Idle: sleep, doubling up to kMaxSleepNanos, unless a trapped write
+    // wakes us. Doorbells written through the mmapped page cannot wake us,
+    // so the sleep bounds the latency of the first command after idling.
+    sleep_ns = sleep_ns == 0 ? 10'000 : std::min(sleep_ns * 2, kMaxSleepNanos);
+    std::unique_lock<std::mutex> lock(wake_mutex_);
+    wake_cv_.wait_for(lock, std::chrono::nanoseconds(sleep_ns), [this] { return woken_; });
+    if (woken_) {
+      woken_ = false;
+      sleep_ns = 0;
+      last_work = MonotonicNanos();
+    }
+  }
+}
+
+}  // namespace nvmux::emu

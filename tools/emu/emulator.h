@@ -1,0 +1,68 @@
+// Emulator: a complete nvmux-emu instance — controller, doorbell memory,
+// vfio-user server — and its two threads: the socket thread (Server::Run)
+// and the poller, which runs Controller::Poll() and backs off to sleeping
+// when idle (spinning for kSpinNanos after the last work, then sleeping with
+// exponential backoff up to kMaxSleepNanos; a trapped register or doorbell
+// write wakes it at once).
+//
+// Used by the nvmux-emu executable and, in-process, by the conformance tests.
+//
+// Thread safety: Create/Start/Stop/destructor from one owning thread;
+// controller() may be used from any thread (Controller is thread-safe).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "shm/base/result.h"
+#include "shm/base/unique_fd.h"
+#include "tools/emu/controller.h"
+#include "tools/emu/options.h"
+#include "tools/emu/server.h"
+
+namespace nvmux::emu {
+
+class Emulator {
+ public:
+  static constexpr int64_t kSpinNanos = 200'000;
+  static constexpr int64_t kMaxSleepNanos = 1'000'000;
+
+  // Validates options, builds the namespaces and binds the socket (so a
+  // client may connect as soon as this returns; it is served after Start).
+  // Errors: EINVAL (options), EADDRINUSE (a live server owns the socket),
+  // ENOMEM, or the errno of a failed system call, each naming the culprit.
+  [[nodiscard]] static Result<std::unique_ptr<Emulator>> Create(const EmulatorOptions& options);
+  ~Emulator();  // Stop()
+  Emulator(const Emulator&) = delete;
+  Emulator& operator=(const Emulator&) = delete;
+
+  [[nodiscard]] Status Start();
+  // Stops both threads and removes the socket. Idempotent.
+  void Stop();
+
+  const std::string& socket_path() const { return server_->socket_path(); }
+  Controller& controller() { return *controller_; }
+
+ private:
+  Emulator() = default;
+  void PollLoop();
+  void Wake();
+
+  UniqueFd doorbell_fd_;
+  void* doorbell_map_ = nullptr;
+  std::unique_ptr<Controller> controller_;
+  std::unique_ptr<Server> server_;
+  UniqueFd stop_fd_;
+  std::thread socket_thread_;
+  std::thread poll_thread_;
+  std::atomic<bool> stopping_{false};
+  std::mutex wake_mutex_;
+  std::condition_variable wake_cv_;
+  bool woken_ = false;
+};
+
+}  // namespace nvmux::emu

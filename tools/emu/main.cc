@@ -1,0 +1,87 @@
+// nvmux-emu: the emulated NVMe controller, served over vfio-user.
+//
+//   nvmux-emu --socket DIR [--ns size=1G,lbads=512,ms=0 ...] [--backing ram|null]
+//             [--mdts N] [--mqes N] [--io-queues N]
+//
+// Runs until SIGTERM or SIGINT, then stops cleanly and removes DIR/cntrl.
+// Exit status: 0 after a signal, 1 on bad options or a failed start.
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "shm/base/log.h"
+#include "tools/emu/emulator.h"
+
+int main(int argc, char** argv) {
+  using namespace nvmux::emu;
+  CLI::App app{"nvmux-emu: emulated NVMe controller over vfio-user"};
+  EmulatorOptions options;
+  std::vector<std::string> ns_specs;
+  std::string backing = "ram";
+  unsigned mdts = options.mdts;
+  unsigned mqes = options.mqes;
+  unsigned io_queues = options.io_queues;
+  app.add_option("--socket", options.socket_dir, "directory for the vfio-user socket (DIR/cntrl)")->required();
+  app.add_option("--ns", ns_specs,
+                 "namespace: size=BYTES[K|M|G|T],lbads=512|4096,ms=0|8|16|64,ext=0|1 (repeatable; "
+                 "default one 1G namespace of 512-byte blocks)");
+  app.add_option("--backing", backing, "block storage: ram or null")->capture_default_str();
+  app.add_option("--mdts", mdts, "Identify MDTS: max transfer 2^N x 4 KiB, 0 = unlimited")->capture_default_str();
+  app.add_option("--mqes", mqes, "CAP.MQES: largest queue size minus one")->capture_default_str();
+  app.add_option("--io-queues", io_queues, "I/O submission and completion queues offered")->capture_default_str();
+  app.add_option("--serial", options.serial, "Identify serial number")->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  for (const std::string& spec : ns_specs) {
+    auto ns = ParseNamespaceOptions(spec);
+    if (!ns) {
+      std::fprintf(stderr, "nvmux-emu: %s\n", ns.error().message.c_str());
+      return 1;
+    }
+    options.namespaces.push_back(*ns);
+  }
+  auto kind = ParseBacking(backing);
+  if (!kind) {
+    std::fprintf(stderr, "nvmux-emu: %s\n", kind.error().message.c_str());
+    return 1;
+  }
+  options.backing = *kind;
+  if (mdts > 15 || mqes < 1 || mqes > 0xFFFF || io_queues < 1 || io_queues > 511) {
+    std::fprintf(stderr,
+                 "nvmux-emu: --mdts %u (0..15), --mqes %u (1..65535) or --io-queues %u (1..511) out of range\n",
+                 mdts, mqes, io_queues);
+    return 1;
+  }
+  options.mdts = static_cast<uint8_t>(mdts);
+  options.mqes = static_cast<uint16_t>(mqes);
+  options.io_queues = static_cast<uint16_t>(io_queues);
+
+  // Block the stop signals before any thread starts so only sigwait sees them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  auto emu = Emulator::Create(options);
+  if (!emu) {
+    std::fprintf(stderr, "nvmux-emu: %s\n", emu.error().ToString().c_str());
+    return 1;
+  }
+  if (auto started = (*emu)->Start(); !started) {
+    std::fprintf(stderr, "nvmux-emu: %s\n", started.error().ToString().c_str());
+    return 1;
+  }
+  NVMUX_LOG(kNotice, "nvmux-emu: serving %s", (*emu)->socket_path().c_str());
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  NVMUX_LOG(kNotice, "nvmux-emu: signal %d, stopping", sig);
+  (*emu)->Stop();
+  emu->reset();
+  return 0;
+}

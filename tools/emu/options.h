@@ -1,0 +1,48 @@
+// Options of the emulated controller and the parsers for their text forms.
+//
+// The command line (main.cc) and tests build EmulatorOptions; every parser
+// returns EINVAL with a message naming the bad key or value and what is
+// allowed.
+//
+// Thread safety: values and pure functions.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shm/base/result.h"
+
+namespace nvmux::emu {
+
+enum class BackingKind { kRam, kNull };
+
+struct NamespaceOptions {
+  uint64_t size_bytes = 1ull << 30;  // data bytes; a multiple of the block size
+  uint32_t block_size = 512;         // LBA data size: 512 or 4096
+  uint16_t metadata_size = 0;        // 0, 8, 16 or 64 bytes per block
+  bool extended_lba = false;         // metadata interleaved with data (FLBAS bit 4)
+};
+
+struct EmulatorOptions {
+  std::string socket_dir;  // the socket is <socket_dir>/cntrl
+  std::vector<NamespaceOptions> namespaces;  // empty: one default namespace
+  BackingKind backing = BackingKind::kRam;
+  uint8_t mdts = 5;        // Identify MDTS: 2^mdts * 4 KiB; 0 = no limit
+  uint16_t mqes = 0x7FF;   // CAP.MQES: largest queue size minus one (0's based)
+  uint16_t io_queues = 64; // I/O SQs and CQs offered (Number of Queues maximum)
+  std::string serial = "NVMUXEMU0001";
+};
+
+// Parses "size=1G,lbads=512,ms=0,ext=0" (any subset, any order). Sizes take
+// an optional K/M/G/T binary suffix.
+[[nodiscard]] Result<NamespaceOptions> ParseNamespaceOptions(std::string_view text);
+// Parses "ram" or "null".
+[[nodiscard]] Result<BackingKind> ParseBacking(std::string_view text);
+// Parses a byte count with an optional K/M/G/T suffix (powers of 1024).
+[[nodiscard]] Result<uint64_t> ParseSize(std::string_view text);
+// Checks ranges and cross-field rules (block-size multiples, queue limits).
+[[nodiscard]] Status Validate(const EmulatorOptions& options);
+
+}  // namespace nvmux::emu

@@ -1,0 +1,169 @@
+// Queue processing: SQ fetch, CQ posting, doorbell validation, errors and
+// asynchronous events. Every function runs with the controller mutex held.
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+
+#include "tools/emu/controller.h"
+
+namespace nvmux::emu {
+
+using namespace nvmux::spec;
+
+namespace {
+// Commands taken from one SQ per poll before moving to the next (fairness).
+constexpr int kBatch = 32;
+}  // namespace
+
+bool Controller::CqHasRoom(const CompletionQueue& cq) const {
+  return cq.overflow.empty() && static_cast<uint16_t>((cq.tail + 1) % cq.size) != cq.head;
+}
+
+void Controller::UpdateCqHead(CompletionQueue& cq) {
+  const uint32_t db = LoadDoorbell(2u * cq.qid + 1);
+  if (db != cq.head) {
+    // Valid: below the size and not beyond the entries posted so far.
+    const uint32_t posted = (cq.tail + cq.size - cq.head) % cq.size;
+    const uint32_t advance = (db + cq.size - cq.head) % cq.size;
+    if (db >= cq.size || advance > posted) {
+      if (db != cq.last_bad_head) {
+        cq.last_bad_head = db;
+        RaiseEvent(aer::kTypeError, aer::kInfoErrorInvalidDoorbellValue, lid::kErrorInformation);
+      }
+      return;
+    }
+    cq.head = static_cast<uint16_t>(db);
+  }
+  bool posted_any = false;
+  while (!cq.overflow.empty() && static_cast<uint16_t>((cq.tail + 1) % cq.size) != cq.head) {
+    if (!WriteCqe(cq, cq.overflow.front())) return;
+    cq.overflow.pop_front();
+    posted_any = true;
+  }
+  if (posted_any) Interrupt(cq);
+}
+
+bool Controller::WriteCqe(CompletionQueue& cq, const Cqe& cqe) {
+  uint8_t* slot = dma_.Translate(cq.base + static_cast<uint64_t>(cq.tail) * sizeof(Cqe), sizeof(Cqe), true);
+  if (slot == nullptr) {
+    Fatal("completion queue entry not DMA-mapped");
+    return false;
+  }
+  // Everything but the status word first; the status (with the phase tag)
+  // last with release ordering, so a host that sees the new phase sees the
+  // whole entry.
+  std::memcpy(slot, &cqe, offsetof(Cqe, status));
+  const uint16_t status = static_cast<uint16_t>(cqe.status | cq.phase);
+  std::atomic_ref<uint16_t>(*reinterpret_cast<uint16_t*>(slot + offsetof(Cqe, status)))
+      .store(status, std::memory_order_release);
+  if (++cq.tail == cq.size) {
+    cq.tail = 0;
+    cq.phase ^= 1;
+  }
+  return true;
+}
+
+void Controller::PostCompletion(CompletionQueue& cq, Cqe cqe) {
+  if (!CqHasRoom(cq)) {
+    // A full CQ holds completions until its head doorbell moves.
+    cq.overflow.push_back(cqe);
+    return;
+  }
+  if (WriteCqe(cq, cqe)) Interrupt(cq);
+}
+
+void Controller::Interrupt(const CompletionQueue& cq) {
+  if (!cq.ien || cq.iv >= msix_.size() || !msix_[cq.iv].valid()) return;
+  uint64_t one = 1;
+  ssize_t n = ::write(msix_[cq.iv].get(), &one, sizeof(one));
+  (void)n;  // an eventfd at its limit already signals
+}
+
+void Controller::Complete(uint16_t sqid, uint16_t cid, const Outcome& outcome) {
+  if (sqid >= sqs_.size() || !sqs_[sqid]) return;
+  const SubmissionQueue& sq = *sqs_[sqid];
+  if (!cqs_[sq.cqid]) return;
+  Cqe cqe;
+  cqe.cdw0 = outcome.dw0;
+  cqe.sqhd = sq.head;
+  cqe.sqid = sqid;
+  cqe.cid = cid;
+  cqe.status = static_cast<uint16_t>(ToStatusField(outcome.status) << 1);
+  PostCompletion(*cqs_[sq.cqid], cqe);
+}
+
+void Controller::RecordError(uint16_t sqid, uint16_t cid, CompletionStatus status, uint32_t nsid) {
+  ErrorInformationEntry e;
+  e.error_count = ++error_count_;
+  e.sqid = sqid;
+  e.cid = cid;
+  e.status = static_cast<uint16_t>(ToStatusField(status) << 1);
+  e.parm_error_location = 0xFFFF;
+  e.nsid = nsid;
+  error_log_.push_front(e);
+  if (error_log_.size() > kErrorLogEntries) error_log_.pop_back();
+}
+
+bool Controller::ProcessSq(SubmissionQueue& sq) {
+  const uint32_t db = LoadDoorbell(2u * sq.qid);
+  if (db >= sq.size) {
+    // Ignored; reported once per bad value.
+    if (db != sq.last_bad_tail) {
+      sq.last_bad_tail = db;
+      RaiseEvent(aer::kTypeError, aer::kInfoErrorInvalidDoorbellValue, lid::kErrorInformation);
+    }
+    return false;
+  }
+  sq.tail = static_cast<uint16_t>(db);
+  CompletionQueue& cq = *cqs_[sq.cqid];
+  int done = 0;
+  while (sq.head != sq.tail && done < kBatch && CqHasRoom(cq)) {
+    const uint8_t* entry =
+        dma_.Translate(sq.base + static_cast<uint64_t>(sq.head) * sizeof(Sqe), sizeof(Sqe), false);
+    if (entry == nullptr) {
+      Fatal("submission queue entry not DMA-mapped");
+      return true;
+    }
+    Sqe sqe;
+    std::memcpy(&sqe, entry, sizeof(sqe));
+    sq.head = static_cast<uint16_t>((sq.head + 1) % sq.size);
+    Outcome outcome = sq.qid == 0 ? ExecuteAdmin(sqe) : ExecuteIo(sqe);
+    if (csts_.cfs() != 0) return true;
+    if (!outcome.deferred) {
+      if (!outcome.status.ok()) RecordError(sq.qid, sqe.cid, outcome.status, sqe.nsid);
+      Complete(sq.qid, sqe.cid, outcome);
+    }
+    ++done;
+  }
+  return done > 0;
+}
+
+void Controller::RaiseEvent(uint8_t type, uint8_t info, uint8_t log_page) {
+  for (const PendingEvent& e : pending_events_) {
+    if (e.type == type && e.info == info) return;  // already queued
+  }
+  pending_events_.push_back({type, info, log_page});
+  DeliverEvents();
+}
+
+void Controller::DeliverEvents() {
+  // Each event type stays masked from the moment one is reported until the
+  // host reads its log page with RAE=0.
+  for (auto it = pending_events_.begin(); it != pending_events_.end() && !aer_cids_.empty();) {
+    if ((masked_event_types_ & (1u << it->type)) != 0) {
+      ++it;
+      continue;
+    }
+    const uint16_t cid = aer_cids_.front();
+    aer_cids_.pop_front();
+    masked_event_types_ = static_cast<uint8_t>(masked_event_types_ | (1u << it->type));
+    Outcome outcome;
+    outcome.dw0 = aer::Dw0(it->type, it->info, it->log_page);
+    it = pending_events_.erase(it);
+    Complete(0, cid, outcome);
+  }
+}
+
+}  // namespace nvmux::emu

@@ -1,0 +1,455 @@
+#include "tools/emu/server.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <bit>
+#include <cstring>
+
+#include "shm/base/log.h"
+
+namespace nvmux::emu {
+
+using namespace nvmux::vfiouser;
+
+namespace {
+
+constexpr uint32_t kBar4Size = 0x1000 * 8;  // MSI-X table: up to 2048 vectors of 16 bytes
+constexpr uint32_t kBar5Size = 0x1000;
+
+// The vfio-user error numbers travel as positive errno values.
+Error Invalid(const std::string& what) { return Fail(EINVAL, what); }
+
+}  // namespace
+
+Server::Server(Controller& controller, int doorbell_fd, uint32_t* doorbells, std::function<void()> on_doorbell)
+    : controller_(controller),
+      config_({Controller::kBar0Size, 0, 0, 0, kBar4Size, kBar5Size}, controller.msix_vectors()),
+      doorbell_fd_(doorbell_fd),
+      doorbells_(doorbells),
+      on_doorbell_(std::move(on_doorbell)),
+      msix_table_(kBar4Size, 0),
+      msix_pba_(kBar5Size, 0) {
+  // Every MSI-X vector starts masked (Vector Control bit 0).
+  for (uint32_t v = 0; v < controller.msix_vectors() && v * 16 + 16 <= kBar4Size; ++v) {
+    msix_table_[v * 16 + 12] = 1;
+  }
+}
+
+Server::~Server() {
+  listen_fd_.Reset();
+  if (!socket_path_.empty()) ::unlink(socket_path_.c_str());
+  if (created_dir_) ::rmdir(socket_dir_.c_str());
+}
+
+Result<std::unique_ptr<Server>> Server::Create(const std::string& socket_dir, Controller& controller,
+                                               int doorbell_fd, uint32_t* doorbells,
+                                               std::function<void()> on_doorbell) {
+  std::unique_ptr<Server> server(new Server(controller, doorbell_fd, doorbells, std::move(on_doorbell)));
+  server->socket_dir_ = socket_dir;
+  const std::string path = socket_dir + "/cntrl";
+  sockaddr_un addr{};
+  if (path.size() >= sizeof(addr.sun_path)) {
+    return Fail(ENAMETOOLONG, "--socket '" + socket_dir + "': socket path '" + path + "' is longer than " +
+                                  std::to_string(sizeof(addr.sun_path) - 1) + " bytes");
+  }
+  if (::mkdir(socket_dir.c_str(), 0700) == 0) {
+    server->created_dir_ = true;
+  } else if (errno != EEXIST) {
+    return ErrnoError("--socket '" + socket_dir + "': cannot create the directory");
+  }
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) return Fail(EEXIST, "'" + path + "' exists and is not a socket");
+    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (probe.valid() && ::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+      return Fail(EADDRINUSE, "'" + path + "': another server is listening there");
+    }
+    ::unlink(path.c_str());  // stale socket from a dead server
+  }
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return ErrnoError("socket");
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return ErrnoError("bind '" + path + "'");
+  }
+  server->socket_path_ = path;  // from here on the destructor removes it
+  if (::listen(fd.get(), 4) != 0) return ErrnoError("listen '" + path + "'");
+  server->listen_fd_ = std::move(fd);
+  return server;
+}
+
+void Server::Run(int stop_fd) {
+  for (;;) {
+    pollfd pfds[2] = {{stop_fd, POLLIN, 0}, {listen_fd_.get(), POLLIN, 0}};
+    if (::poll(pfds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      NVMUX_LOG(kError, "nvmux-emu: poll: %s", std::strerror(errno));
+      return;
+    }
+    if (pfds[0].revents != 0) return;
+    if ((pfds[1].revents & POLLIN) == 0) continue;
+    UniqueFd client(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!client.valid()) continue;
+    NVMUX_LOG(kInfo, "nvmux-emu: client connected");
+    ServeClient(std::move(client), stop_fd);
+    if (::poll(pfds, 1, 0) > 0) return;  // stopping
+  }
+}
+
+void Server::ServeClient(UniqueFd client, int stop_fd) {
+  negotiated_ = false;
+  client_caps_ = Capabilities{};
+  for (;;) {
+    pollfd pfds[3] = {{stop_fd, POLLIN, 0}, {client.get(), POLLIN, 0}, {listen_fd_.get(), POLLIN, 0}};
+    if (::poll(pfds, 3, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (pfds[0].revents != 0) break;
+    if ((pfds[2].revents & POLLIN) != 0) {
+      // One client at a time: turn others away rather than leave them hanging.
+      UniqueFd extra(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      NVMUX_LOG(kWarning, "nvmux-emu: refused a second client while one is connected");
+    }
+    if (pfds[1].revents != 0 && !HandleOne(client.get())) break;
+  }
+  controller_.DropClient();
+  NVMUX_LOG(kInfo, "nvmux-emu: client disconnected; DMA mappings dropped");
+}
+
+void Server::SendError(int client, const Header& request, int error_no) {
+  Header h;
+  h.msg_id = request.msg_id;
+  h.cmd = request.cmd;
+  h.flags = kFlagTypeReply | kFlagError;
+  h.error_no = static_cast<uint32_t>(error_no);
+  (void)SendMessage(client, h, {});
+}
+
+bool Server::HandleOne(int client) {
+  auto head = RecvHeader(client, kMessageTimeoutMs, kMaxMsgFdsLimit);
+  if (!head) {
+    if (head.error().code != ENOTCONN) {
+      NVMUX_LOG(kWarning, "nvmux-emu: dropping client: %s", head.error().ToString().c_str());
+    }
+    return false;
+  }
+  const Header h = head->header;
+  if (h.msg_size < sizeof(Header)) {
+    NVMUX_LOG(kWarning, "nvmux-emu: msg_size %u below the header size; dropping client", h.msg_size);
+    SendError(client, h, EINVAL);
+    return false;
+  }
+  const uint64_t body = h.msg_size - sizeof(Header);
+  if (h.msg_size > kMaxMessageSize || head->fds.size() > kDefaultMaxMsgFds) {
+    const size_t nfds = head->fds.size();
+    head->fds.clear();
+    if (!Discard(client, body, kMessageTimeoutMs)) return false;
+    NVMUX_LOG(kInfo, "nvmux-emu: refused message cmd %u: msg_size %u or %zu fds over the limit", h.cmd,
+              h.msg_size, nfds);
+    SendError(client, h, h.msg_size > kMaxMessageSize ? E2BIG : EINVAL);
+    return true;
+  }
+  std::vector<uint8_t> payload(static_cast<size_t>(body));
+  if (!RecvExact(client, payload, kMessageTimeoutMs)) return false;
+  if ((h.flags & kFlagTypeMask) != kFlagTypeCommand) {
+    SendError(client, h, EINVAL);
+    return true;
+  }
+  auto reply = Dispatch(h, payload, head->fds);
+  if (!reply) {
+    NVMUX_LOG(kInfo, "nvmux-emu: cmd %u failed: %s", h.cmd, reply.error().ToString().c_str());
+    SendError(client, h, reply.error().code);
+    return true;
+  }
+  if ((h.flags & kFlagNoReply) != 0) return true;
+  Header rh;
+  rh.msg_id = h.msg_id;
+  rh.cmd = h.cmd;
+  rh.flags = kFlagTypeReply;
+  int fds[1] = {reply->fd};
+  return static_cast<bool>(
+      SendMessage(client, rh, reply->payload, std::span<const int>(fds, reply->fd >= 0 ? 1 : 0)));
+}
+
+Result<Server::Reply> Server::Dispatch(const Header& h, std::span<const uint8_t> payload,
+                                       std::vector<UniqueFd>& fds) {
+  const auto cmd = static_cast<Command>(h.cmd);
+  if (!negotiated_ && cmd != Command::kVersion) return Invalid("VERSION must be the first message");
+  // Only DMA_MAP and SET_IRQS take fds; others arriving with some are closed.
+  switch (cmd) {
+    case Command::kVersion: return Version(payload);
+    case Command::kDmaMap: return DmaMap(payload, fds);
+    case Command::kDmaUnmap: return DmaUnmap(payload);
+    case Command::kDeviceGetInfo: return GetInfo(payload);
+    case Command::kDeviceGetRegionInfo: return GetRegionInfo(payload);
+    case Command::kDeviceGetIrqInfo: return GetIrqInfo(payload);
+    case Command::kDeviceSetIrqs: return SetIrqs(payload, fds);
+    case Command::kRegionRead: return RegionAccess(payload, false);
+    case Command::kRegionWrite: return RegionAccess(payload, true);
+    case Command::kDeviceReset:
+      controller_.Reset();
+      return Reply{};
+    case Command::kDeviceGetRegionIoFds:
+    case Command::kDmaRead:
+    case Command::kDmaWrite:
+    case Command::kDirtyPages:
+      return Fail(ENOTSUP, std::string(ToString(cmd)) + " is not supported");
+  }
+  return Fail(ENOSYS, "unknown command " + std::to_string(h.cmd));
+}
+
+Result<Server::Reply> Server::Version(std::span<const uint8_t> payload) {
+  auto v = ReadStruct<VersionPayload>(payload);
+  if (!v) return Invalid("VERSION payload shorter than 4 bytes");
+  if (v->major != kVersionMajor) return Fail(ENOTSUP, "VERSION major " + std::to_string(v->major) + " unsupported");
+  std::string_view json(reinterpret_cast<const char*>(payload.data()) + sizeof(VersionPayload),
+                        payload.size() - sizeof(VersionPayload));
+  if (!json.empty()) {
+    if (json.back() != '\0') return Invalid("VERSION capabilities are not NUL-terminated");
+    json.remove_suffix(1);
+    if (json.find('\0') != std::string_view::npos) return Invalid("VERSION capabilities contain a NUL");
+  }
+  auto caps = ParseCapabilities(json);
+  if (!caps) return caps.error();
+  client_caps_ = *caps;
+  negotiated_ = true;
+  Capabilities ours;
+  ours.max_msg_fds = kDefaultMaxMsgFds;
+  ours.max_data_xfer_size = kDefaultMaxDataXferSize;
+  ours.max_dma_maps = kMaxDmaMaps;
+  ours.pgsizes = 4096;
+  Reply r;
+  AppendStruct(r.payload, VersionPayload{kVersionMajor, std::min(v->minor, kVersionMinor)});
+  std::string text = FormatCapabilities(ours);
+  r.payload.insert(r.payload.end(), text.begin(), text.end());
+  r.payload.push_back(0);
+  return r;
+}
+
+Result<Server::Reply> Server::DmaMap(std::span<const uint8_t> payload, std::vector<UniqueFd>& fds) {
+  auto m = ReadStruct<DmaMapPayload>(payload);
+  if (!m || m->argsz < sizeof(DmaMapPayload)) return Invalid("DMA_MAP payload shorter than 32 bytes");
+  if ((m->flags & ~(kDmaFlagRead | kDmaFlagWrite)) != 0) return Invalid("DMA_MAP flags unknown");
+  if (fds.size() != 1) return Invalid("DMA_MAP needs exactly one fd (fd-less DMA is not supported)");
+  NVMUX_TRY(controller_.MapDma(fds[0].get(), m->offset, m->address, m->size, (m->flags & kDmaFlagRead) != 0,
+                               (m->flags & kDmaFlagWrite) != 0));
+  return Reply{};
+}
+
+Result<Server::Reply> Server::DmaUnmap(std::span<const uint8_t> payload) {
+  auto m = ReadStruct<DmaUnmapPayload>(payload);
+  if (!m || m->argsz < sizeof(DmaUnmapPayload)) return Invalid("DMA_UNMAP payload shorter than 24 bytes");
+  constexpr uint32_t kUnmapAll = 1u << 1;
+  if (m->flags == kUnmapAll) {
+    if (m->address != 0 || m->size != 0) return Invalid("DMA_UNMAP all: address and size must be 0");
+    controller_.DropClient();
+  } else if (m->flags != 0) {
+    return Invalid("DMA_UNMAP flags unsupported (dirty bitmaps are not offered)");
+  } else {
+    NVMUX_TRY(controller_.UnmapDma(m->address, m->size));
+  }
+  Reply r;
+  AppendStruct(r.payload, *m);
+  return r;
+}
+
+Result<Server::Reply> Server::GetInfo(std::span<const uint8_t> payload) {
+  auto in = ReadStruct<DeviceInfo>(payload);
+  if (!in || in->argsz < sizeof(DeviceInfo)) return Invalid("DEVICE_GET_INFO argsz below 16");
+  DeviceInfo info;
+  info.flags = kDeviceFlagReset | kDeviceFlagPci;
+  info.num_regions = kPciNumRegions;
+  info.num_irqs = kPciNumIrqs;
+  Reply r;
+  AppendStruct(r.payload, info);
+  return r;
+}
+
+uint32_t Server::RegionSize(uint32_t index) const {
+  switch (index) {
+    case kPciBar0Region: return Controller::kBar0Size;
+    case kPciBar4Region: return static_cast<uint32_t>(msix_table_.size());
+    case kPciBar5Region: return static_cast<uint32_t>(msix_pba_.size());
+    case kPciConfigRegion: return PciConfig::kSize;
+  }
+  return 0;
+}
+
+Result<Server::Reply> Server::GetRegionInfo(std::span<const uint8_t> payload) {
+  auto in = ReadStruct<RegionInfo>(payload);
+  if (!in || in->argsz < sizeof(RegionInfo)) return Invalid("DEVICE_GET_REGION_INFO argsz below 32");
+  if (in->index >= kPciNumRegions) return Invalid("region index " + std::to_string(in->index) + " >= 9");
+  RegionInfo info;
+  info.index = in->index;
+  info.size = RegionSize(in->index);
+  if (info.size != 0) info.flags = kRegionFlagRead | kRegionFlagWrite;
+  Reply r;
+  if (in->index != kPciBar0Region) {
+    AppendStruct(r.payload, info);
+    return r;
+  }
+  // BAR0: the doorbell page is mmap-able from the doorbell memfd, whose file
+  // offset 0 is BAR0 offset 0.
+  const uint32_t needed = sizeof(RegionInfo) + sizeof(SparseMmapCap) + sizeof(SparseMmapArea);
+  info.flags |= kRegionFlagMmap | kRegionFlagCaps;
+  info.offset = 0;
+  info.argsz = needed;
+  r.fd = doorbell_fd_;
+  if (in->argsz < needed) {
+    info.cap_offset = 0;  // the client asks again with argsz = needed
+    AppendStruct(r.payload, info);
+    return r;
+  }
+  info.cap_offset = sizeof(RegionInfo);
+  AppendStruct(r.payload, info);
+  SparseMmapCap cap;
+  cap.nr_areas = 1;
+  AppendStruct(r.payload, cap);
+  AppendStruct(r.payload, SparseMmapArea{nvmux::spec::kDoorbellBase, 0x1000});
+  return r;
+}
+
+uint32_t Server::IrqCount(uint32_t index) const {
+  switch (index) {
+    case kPciIntxIrq: return 1;
+    case kPciMsixIrq: return controller_.msix_vectors();
+  }
+  return 0;
+}
+
+Result<Server::Reply> Server::GetIrqInfo(std::span<const uint8_t> payload) {
+  auto in = ReadStruct<IrqInfo>(payload);
+  if (!in || in->argsz < sizeof(IrqInfo)) return Invalid("DEVICE_GET_IRQ_INFO argsz below 16");
+  if (in->index >= kPciNumIrqs) return Invalid("IRQ index " + std::to_string(in->index) + " >= 5");
+  IrqInfo info;
+  info.index = in->index;
+  info.count = IrqCount(in->index);
+  info.flags = kIrqInfoEventfd | (in->index == kPciIntxIrq ? kIrqInfoMaskable | kIrqInfoAutomasked
+                                                           : kIrqInfoNoresize);
+  Reply r;
+  AppendStruct(r.payload, info);
+  return r;
+}
+
+Result<Server::Reply> Server::SetIrqs(std::span<const uint8_t> payload, std::vector<UniqueFd>& fds) {
+  auto s = ReadStruct<IrqSet>(payload);
+  if (!s || s->argsz < sizeof(IrqSet)) return Invalid("DEVICE_SET_IRQS argsz below 20");
+  if (s->index >= kPciNumIrqs) return Invalid("IRQ index " + std::to_string(s->index) + " >= 5");
+  const uint32_t data = s->flags & (kIrqSetDataNone | kIrqSetDataBool | kIrqSetDataEventfd);
+  const uint32_t action = s->flags & (kIrqSetActionMask | kIrqSetActionUnmask | kIrqSetActionTrigger);
+  if (std::popcount(data) != 1 || std::popcount(action) != 1 || (s->flags & ~(data | action)) != 0) {
+    return Invalid("DEVICE_SET_IRQS needs exactly one DATA_ and one ACTION_ flag");
+  }
+  if ((data == kIrqSetDataEventfd) != !fds.empty() ||
+      (data == kIrqSetDataEventfd && fds.size() != s->count)) {
+    return Invalid("DEVICE_SET_IRQS: " + std::to_string(fds.size()) + " fds for count " + std::to_string(s->count));
+  }
+  const uint32_t count = IrqCount(s->index);
+  if (s->count == 0 && data == kIrqSetDataNone && action == kIrqSetActionTrigger) {
+    if (s->index == kPciMsixIrq) controller_.ClearMsix();
+    return Reply{};
+  }
+  if (s->start >= count || s->count > count - s->start) {
+    return Invalid("DEVICE_SET_IRQS: vectors " + std::to_string(s->start) + "+" + std::to_string(s->count) +
+                   " beyond the " + std::to_string(count) + " of index " + std::to_string(s->index));
+  }
+  if (s->index == kPciMsixIrq && action == kIrqSetActionTrigger && data == kIrqSetDataEventfd) {
+    NVMUX_TRY(controller_.SetMsixEventfds(s->start, std::move(fds)));
+  }
+  // INTx is never raised and masking is not modelled: accepted as no-ops.
+  return Reply{};
+}
+
+Result<Server::Reply> Server::RegionAccess(std::span<const uint8_t> payload, bool write) {
+  auto a = ReadStruct<vfiouser::RegionAccess>(payload);
+  if (!a) return Invalid("REGION_READ/WRITE payload shorter than 16 bytes");
+  const size_t expected = sizeof(vfiouser::RegionAccess) + (write ? a->count : 0);
+  if (payload.size() != expected) {
+    return Invalid("REGION access of " + std::to_string(a->count) + " bytes in a " +
+                   std::to_string(payload.size()) + "-byte payload");
+  }
+  if (a->count == 0 || a->count > kDefaultMaxDataXferSize) {
+    return Invalid("REGION access count " + std::to_string(a->count) + " outside 1..max_data_xfer_size");
+  }
+  const uint64_t size = a->region < kPciNumRegions ? RegionSize(a->region) : 0;
+  if (a->offset >= size || a->count > size - a->offset) {
+    return Invalid("REGION " + std::to_string(a->region) + " access [" + std::to_string(a->offset) + ", +" +
+                   std::to_string(a->count) + ") outside its " + std::to_string(size) + " bytes");
+  }
+  Reply r;
+  AppendStruct(r.payload, *a);
+  std::vector<uint8_t> data(a->count, 0);
+  if (write) std::memcpy(data.data(), payload.data() + sizeof(vfiouser::RegionAccess), a->count);
+  const uint32_t off = static_cast<uint32_t>(a->offset);
+  switch (a->region) {
+    case kPciConfigRegion:
+      if (write) {
+        config_.Write(off, data);
+      } else {
+        config_.Read(off, data);
+      }
+      break;
+    case kPciBar0Region: {
+      auto done = Bar0Access(a->offset, data, write);
+      if (!done) return done.error();
+      break;
+    }
+    case kPciBar4Region:
+      if (write) {
+        std::memcpy(msix_table_.data() + off, data.data(), data.size());
+      } else {
+        std::memcpy(data.data(), msix_table_.data() + off, data.size());
+      }
+      break;
+    case kPciBar5Region:
+      if (!write) std::memcpy(data.data(), msix_pba_.data() + off, data.size());
+      break;
+  }
+  if (!write) r.payload.insert(r.payload.end(), data.begin(), data.end());
+  return r;
+}
+
+Result<Server::Reply> Server::Bar0Access(uint64_t offset, std::span<uint8_t> data, bool write) {
+  const uint32_t off = static_cast<uint32_t>(offset);
+  const uint32_t count = static_cast<uint32_t>(data.size());
+  if (off < nvmux::spec::kDoorbellBase) {
+    if (write) {
+      uint64_t value = 0;
+      std::memcpy(&value, data.data(), std::min<size_t>(data.size(), 8));
+      NVMUX_TRY(controller_.WriteRegister(off, count, value));
+      if (on_doorbell_) on_doorbell_();
+    } else {
+      auto value = controller_.ReadRegister(off, count);
+      if (!value) return value.error();
+      std::memcpy(data.data(), &*value, count);
+    }
+    return Reply{};
+  }
+  if (off < nvmux::spec::kDoorbellBase + 0x1000) {
+    if (count != 4 || off % 4 != 0) return Invalid("doorbell access must be 4 bytes, aligned");
+    if (write) {
+      uint32_t value;
+      std::memcpy(&value, data.data(), 4);
+      controller_.WriteDoorbell(off, value);
+      if (on_doorbell_) on_doorbell_();
+    } else {
+      uint32_t value =
+          std::atomic_ref<uint32_t>(doorbells_[(off - nvmux::spec::kDoorbellBase) / 4]).load(std::memory_order_acquire);
+      std::memcpy(data.data(), &value, 4);
+    }
+    return Reply{};
+  }
+  // [0x2000, 0x4000): reserved; reads zero, writes ignored.
+  if (!write) std::memset(data.data(), 0, data.size());
+  return Reply{};
+}
+
+}  // namespace nvmux::emu

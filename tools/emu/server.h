@@ -1,0 +1,97 @@
+// Server: the vfio-user server side of nvmux-emu.
+//
+// Listens on <dir>/cntrl (AF_UNIX, SOCK_STREAM) and serves one client at a
+// time: further connections are accepted and closed at once while one is
+// served. Every request gets a reply (unless it sets no_reply and succeeds);
+// a malformed, oversized or unsupported request gets an error reply with an
+// errno and the server carries on. Only a stream it cannot resynchronise
+// (msg_size < 16, a peer silent mid-message for kMessageTimeoutMs, too many
+// fds) ends that connection. When a client goes, its DMA mappings and
+// interrupt fds are dropped; the controller keeps its state for the next one.
+//
+// Regions: BAR0 (16 KiB: registers trapped, doorbell page [0x1000,0x2000)
+// offered as a sparse mmap of the doorbell memfd, the rest reads zero), BAR4
+// MSI-X table, BAR5 MSI-X PBA, config space (PciConfig). IRQs: INTx (accepted,
+// never raised), MSI-X (eventfds, one per vector).
+//
+// Thread safety: Run() is the only entry point after Create and runs on one
+// thread; Create/destructor on the owning thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "libclient/vfiouser/capabilities.h"
+#include "libclient/vfiouser/framing.h"
+#include "shm/base/result.h"
+#include "shm/base/unique_fd.h"
+#include "tools/emu/controller.h"
+#include "tools/emu/pci_config.h"
+
+namespace nvmux::emu {
+
+class Server {
+ public:
+  static constexpr int kMessageTimeoutMs = 5000;
+  static constexpr uint32_t kMaxDmaMaps = 1024;
+
+  // Binds <socket_dir>/cntrl, creating socket_dir (one level) if missing.
+  // A stale socket file is replaced; a live one is EADDRINUSE.
+  // doorbell_fd / doorbells: the BAR0-sized memfd and its doorbell page,
+  // borrowed. on_doorbell: called after a trapped BAR0 write (wakes the poller).
+  [[nodiscard]] static Result<std::unique_ptr<Server>> Create(const std::string& socket_dir, Controller& controller,
+                                                            int doorbell_fd, uint32_t* doorbells,
+                                                            std::function<void()> on_doorbell);
+  ~Server();  // closes the socket and removes it (and the directory if created)
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Serves until stop_fd is readable.
+  void Run(int stop_fd);
+  const std::string& socket_path() const { return socket_path_; }
+
+ private:
+  struct Reply {
+    std::vector<uint8_t> payload;
+    int fd = -1;
+  };
+
+  Server(Controller& controller, int doorbell_fd, uint32_t* doorbells, std::function<void()> on_doorbell);
+  void ServeClient(UniqueFd client, int stop_fd);
+  // Handles one message; false ends the connection.
+  bool HandleOne(int client);
+  void SendError(int client, const vfiouser::Header& request, int error_no);
+  Result<Reply> Dispatch(const vfiouser::Header& h, std::span<const uint8_t> payload,
+                         std::vector<UniqueFd>& fds);
+  Result<Reply> Version(std::span<const uint8_t> payload);
+  Result<Reply> DmaMap(std::span<const uint8_t> payload, std::vector<UniqueFd>& fds);
+  Result<Reply> DmaUnmap(std::span<const uint8_t> payload);
+  Result<Reply> GetInfo(std::span<const uint8_t> payload);
+  Result<Reply> GetRegionInfo(std::span<const uint8_t> payload);
+  Result<Reply> GetIrqInfo(std::span<const uint8_t> payload);
+  Result<Reply> SetIrqs(std::span<const uint8_t> payload, std::vector<UniqueFd>& fds);
+  Result<Reply> RegionAccess(std::span<const uint8_t> payload, bool write);
+  Result<Reply> Bar0Access(uint64_t offset, std::span<uint8_t> data, bool write);
+  uint32_t RegionSize(uint32_t index) const;
+  uint32_t IrqCount(uint32_t index) const;
+
+  Controller& controller_;
+  PciConfig config_;
+  int doorbell_fd_;
+  uint32_t* doorbells_;
+  std::function<void()> on_doorbell_;
+  std::vector<uint8_t> msix_table_;
+  std::vector<uint8_t> msix_pba_;
+  UniqueFd listen_fd_;
+  std::string socket_dir_;
+  std::string socket_path_;
+  bool created_dir_ = false;
+  // Per connection.
+  bool negotiated_ = false;
+  vfiouser::Capabilities client_caps_;
+};
+
+}  // namespace nvmux::emu
