@@ -1,0 +1,40 @@
+#include "admin_queue.h"
+
+namespace nvmux {
+
+AdminQueue::AdminQueue(QueueRing& ring) : ring_(ring), trackers_(ring.entries()) {
+  for (uint32_t cid = ring.entries(); cid-- > 0;) free_cids_.push_back(static_cast<uint16_t>(cid));
+}
+
+Status AdminQueue::Submit(const spec::Sqe& cmd, Done done) {
+  if (free_cids_.empty() || ring_.Full())
+    return Fail(EAGAIN, "admin queue full (" + std::to_string(outstanding_) + " commands outstanding)");
+  uint16_t cid = free_cids_.back();
+  spec::Sqe c = cmd;
+  c.cid = cid;
+  NVMUX_TRY(ring_.Push(c));
+  free_cids_.pop_back();
+  trackers_[cid] = std::move(done);
+  outstanding_++;
+  ring_.RingSq();
+  return Ok();
+}
+
+Status AdminQueue::Poll() {
+  Status result = Ok();
+  while (auto c = ring_.Pop()) {
+    if (c->cid >= trackers_.size() || !trackers_[c->cid]) {
+      result = Fail(EPROTO, "admin completion for command id " + std::to_string(c->cid) + ", which is not outstanding");
+      continue;
+    }
+    Done done = std::move(trackers_[c->cid]);
+    trackers_[c->cid] = nullptr;
+    free_cids_.push_back(c->cid);
+    outstanding_--;
+    done(*c);
+  }
+  ring_.RingCq();
+  return result;
+}
+
+}  // namespace nvmux
