@@ -1,0 +1,143 @@
+// The driver core bringing up the real nvmux-emu process: vfio-user
+// transport (registers by message, doorbells mapped), admin queue rings in
+// memory shared by fd, and the controller init state machine to ready.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "libclient/core/admin_queue.h"
+#include "libclient/core/controller_init.h"
+#include "libclient/core/queue_ring.h"
+#include "libclient/vfiouser/vfio_user_registers.h"
+#include "test/util/subprocess.h"
+
+namespace nvmux {
+namespace {
+
+constexpr uint64_t kIova = 0x10000000;
+constexpr size_t kDmaBytes = 1 << 20;
+
+class ControllerBringupTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/nvmux-bringup-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    auto emu = test::Subprocess::Spawn({NVMUX_EMU, "--socket", dir_});
+    ASSERT_TRUE(emu);
+    emu_ = std::make_unique<test::Subprocess>(std::move(*emu));
+    for (int i = 0; i < 200 && !std::filesystem::exists(dir_ + "/cntrl"); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_TRUE(std::filesystem::exists(dir_ + "/cntrl")) << "nvmux-emu did not create its socket";
+    memfd_ = ::memfd_create("nvmux-dma", MFD_CLOEXEC);
+    ASSERT_GE(memfd_, 0);
+    ASSERT_EQ(::ftruncate(memfd_, kDmaBytes), 0);
+    mem_ = static_cast<uint8_t*>(::mmap(nullptr, kDmaBytes, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_, 0));
+    ASSERT_NE(mem_, MAP_FAILED);
+  }
+  void TearDown() override {
+    doorbells_ = vfiouser::MappedArea();
+    client_.reset();
+    if (mem_ != MAP_FAILED && mem_ != nullptr) ::munmap(mem_, kDmaBytes);
+    if (memfd_ >= 0) ::close(memfd_);
+    if (emu_) {
+      emu_->Kill(SIGTERM);
+      auto st = emu_->Wait();
+      EXPECT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
+    }
+    std::filesystem::remove_all(dir_);
+  }
+  void Connect() {
+    auto client = vfiouser::Client::Connect(dir_);
+    ASSERT_TRUE(client) << client.error().ToString();
+    client_ = std::move(*client);
+    ASSERT_TRUE(client_->Negotiate());
+    auto bar0 = client_->GetRegionInfo(vfiouser::kPciBar0Region);
+    ASSERT_TRUE(bar0) << bar0.error().ToString();
+    ASSERT_FALSE(bar0->sparse_areas.empty());
+    bar0_doorbell_offset_ = bar0->sparse_areas[0].offset;
+    auto db = client_->MapSparseArea(*bar0, 0);
+    ASSERT_TRUE(db) << db.error().ToString();
+    doorbells_ = std::move(*db);
+    ASSERT_TRUE(client_->DmaMap(memfd_, 0, kIova, kDmaBytes));
+  }
+  volatile uint32_t* Doorbell(uint16_t qid, bool cq) {
+    uint32_t off = spec::DoorbellOffset(qid, cq) - static_cast<uint32_t>(bar0_doorbell_offset_);
+    return reinterpret_cast<volatile uint32_t*>(doorbells_.data() + off);
+  }
+
+  std::string dir_;
+  std::unique_ptr<test::Subprocess> emu_;
+  int memfd_ = -1;
+  uint8_t* mem_ = nullptr;
+  std::unique_ptr<vfiouser::Client> client_;
+  vfiouser::MappedArea doorbells_;
+  uint64_t bar0_doorbell_offset_ = 0;
+};
+
+TEST_F(ControllerBringupTest, InitStateMachineBringsNvmuxEmuToReady) {
+  Connect();
+  vfiouser::VfioUserRegisters regs(*client_);
+  ASSERT_TRUE(regs.EnableBusMaster());
+  // Layout in the shared memory: admin SQ page, admin CQ page, identify page.
+  auto* sq = reinterpret_cast<spec::Sqe*>(mem_);
+  auto* cq = reinterpret_cast<spec::Cqe*>(mem_ + 4096);
+  QueueRing ring(sq, cq, 32, Doorbells{Doorbell(0, false), Doorbell(0, true)});
+  AdminQueue admin(ring);
+  InitOptions options;
+  options.asq_iova = kIova;
+  options.acq_iova = kIova + 4096;
+  options.admin_entries = 32;
+  options.io_queues = 8;
+  ControllerInit init(regs, admin, SystemClock::Get(), options, IdentifyBuffer{mem_ + 8192, kIova + 8192});
+  int64_t deadline = MonotonicNanos() + 5'000'000'000;
+  while (init.state() != InitState::kReady && init.state() != InitState::kFailed && MonotonicNanos() < deadline)
+    init.Step();
+  ASSERT_EQ(init.state(), InitState::kReady) << ToString(init.state()) << ": " << init.error().message;
+  const ControllerData& d = init.data();
+  EXPECT_EQ(d.vs.raw, spec::kVersion1_4);
+  EXPECT_EQ(d.ctrlr.sqes, 0x66);
+  EXPECT_EQ(d.ctrlr.cqes, 0x44);
+  EXPECT_GE(d.io_sq_granted, 1);
+  EXPECT_LE(d.io_sq_granted, 8);
+  ASSERT_EQ(d.active_nsids, std::vector<uint32_t>{1});
+  // The default namespace: 1 GiB of 512-byte blocks.
+  EXPECT_EQ(d.namespaces[0].nsze, (1ull << 30) / 512);
+  EXPECT_GE(ring.doorbell_writes(), 8u);  // 4 commands: SQ tail + CQ head each
+  EXPECT_EQ(admin.outstanding(), 0u);
+}
+
+TEST_F(ControllerBringupTest, ReinitialisingAnEnabledControllerDisablesItFirst) {
+  Connect();
+  vfiouser::VfioUserRegisters regs(*client_);
+  ASSERT_TRUE(regs.EnableBusMaster());
+  for (int pass = 0; pass < 2; ++pass) {
+    std::memset(mem_, 0, 3 * 4096);  // fresh rings, as a restarted driver would have
+    auto* sq = reinterpret_cast<spec::Sqe*>(mem_);
+    auto* cq = reinterpret_cast<spec::Cqe*>(mem_ + 4096);
+    QueueRing ring(sq, cq, 16, Doorbells{Doorbell(0, false), Doorbell(0, true)});
+    AdminQueue admin(ring);
+    InitOptions options;
+    options.asq_iova = kIova;
+    options.acq_iova = kIova + 4096;
+    options.admin_entries = 16;
+    ControllerInit init(regs, admin, SystemClock::Get(), options, IdentifyBuffer{mem_ + 8192, kIova + 8192});
+    std::vector<InitState> seen{init.state()};
+    int64_t deadline = MonotonicNanos() + 5'000'000'000;
+    while (init.state() != InitState::kReady && init.state() != InitState::kFailed && MonotonicNanos() < deadline)
+      if (init.Step() != seen.back()) seen.push_back(init.state());
+    ASSERT_EQ(init.state(), InitState::kReady) << "pass " << pass << ": " << init.error().message;
+    EXPECT_EQ(seen[1], pass == 0 ? InitState::kWaitDisabled : InitState::kDisable) << "pass " << pass;
+  }
+}
+
+}  // namespace
+}  // namespace nvmux
