@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "admin_queue.h"
+#include "io_queue.h"
 
 namespace nvmux {
 namespace {
@@ -147,6 +148,59 @@ TEST(AdminQueue, CompletionForAnUnknownCommandIdIsEPROTO) {
   ASSERT_FALSE(st);
   EXPECT_EQ(st.error().code, EPROTO);
   EXPECT_NE(st.error().message.find("command id 3"), std::string::npos);
+}
+
+TEST(IoQueue, BuildsPrpsInTheTrackersPageAndQueuesNothingWhenFull) {
+  FakeDevice dev(4);
+  QueueRing ring(dev.sq.data(), dev.cq.data(), 4, dev.doorbells());
+  std::vector<uint64_t> prp_pages(3 * 512, 0);
+  IoQueue io(1, ring, TrackerMemory{prp_pages.data(), 0x700000, 3});
+  IovaSegment big{0x100000, 4 * 4096};  // needs a PRP list
+  int done = 0;
+  ASSERT_TRUE(io.Write(1, 8, 32, {&big, 1}, [&](const spec::Cqe&) { ++done; }));
+  const spec::Sqe& sent = dev.sq[0];
+  EXPECT_EQ(sent.opc, spec::nvm::kWrite);
+  EXPECT_EQ(sent.cdw10, 8u);
+  EXPECT_EQ(sent.cdw12, 31u);  // 0's based
+  EXPECT_EQ(sent.prp1, 0x100000u);
+  uint64_t list_page = 0x700000 + sent.cid * 4096ull;
+  EXPECT_EQ(sent.prp2, list_page);
+  EXPECT_EQ(prp_pages[sent.cid * 512 + 0], 0x101000u);
+  EXPECT_EQ(prp_pages[sent.cid * 512 + 2], 0x103000u);
+  IovaSegment small{0x200000, 512};
+  ASSERT_TRUE(io.Read(1, 0, 1, {&small, 1}, [&](const spec::Cqe&) { ++done; }));
+  ASSERT_TRUE(io.Read(1, 0, 1, {&small, 1}, [&](const spec::Cqe&) { ++done; }));
+  auto full = io.Read(1, 0, 1, {&small, 1}, [&](const spec::Cqe&) { ++done; });
+  ASSERT_FALSE(full);
+  EXPECT_EQ(full.error().code, EAGAIN);
+  EXPECT_NE(full.error().message.find("3 commands outstanding"), std::string::npos);
+  dev.Process();
+  auto n = io.Poll(2);  // at most two callbacks this time
+  ASSERT_TRUE(n);
+  EXPECT_EQ(*n, 2u);
+  EXPECT_EQ(*io.Poll(), 1u);
+  EXPECT_EQ(done, 3);
+  EXPECT_EQ(io.outstanding(), 0u);
+}
+
+TEST(IoQueue, RefusesBadBlockCountsAndUndescribableBuffers) {
+  FakeDevice dev(8);
+  QueueRing ring(dev.sq.data(), dev.cq.data(), 8, dev.doorbells());
+  std::vector<uint64_t> prp_pages(7 * 512, 0);
+  IoQueue io(1, ring, TrackerMemory{prp_pages.data(), 0x700000, 7});
+  IovaSegment s{0x100000, 512};
+  auto none = io.Read(1, 0, 0, {&s, 1}, [](const spec::Cqe&) {});
+  ASSERT_FALSE(none);
+  EXPECT_NE(none.error().message.find("block count 0"), std::string::npos);
+  auto many = io.Read(1, 0, 70000, {&s, 1}, [](const spec::Cqe&) {});
+  ASSERT_FALSE(many);
+  EXPECT_NE(many.error().message.find("70000"), std::string::npos);
+  IovaSegment odd{0x100002, 512};
+  auto misaligned = io.Write(1, 0, 1, {&odd, 1}, [](const spec::Cqe&) {});
+  ASSERT_FALSE(misaligned);
+  EXPECT_EQ(misaligned.error().code, EINVAL);
+  EXPECT_EQ(io.outstanding(), 0u);
+  EXPECT_EQ(dev.sq_tail_db, 0u);  // nothing reached the device
 }
 
 }  // namespace
