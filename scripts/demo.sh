@@ -56,9 +56,10 @@ fi
 echo "== nvmux demo: starting nvmuxd -i $group"
 "$build/primary/nvmuxd" -i "$group" > "$work/nvmuxd.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do grep -q "ready" "$work/nvmuxd.log" 2>/dev/null && break; sleep 0.05; done
+ready="nvmuxd: group $group ready"
+for _ in $(seq 100); do grep -q "$ready" "$work/nvmuxd.log" 2>/dev/null && break; sleep 0.05; done
 cat "$work/nvmuxd.log"
-grep -q "ready" "$work/nvmuxd.log" || { echo "nvmuxd did not come up"; exit 1; }
+grep -q "$ready" "$work/nvmuxd.log" || { echo "nvmuxd did not come up"; exit 1; }
 echo "(controllers: nvmuxd cannot attach '$trid' yet: the vfiouser transport is not yet available)"
 
 for tool in nvmux-identify nvmux-perf; do

@@ -11,13 +11,14 @@
 set -euo pipefail
 
 state=/var/run/nvmux-hugepages.state
-nr=/proc/sys/vm/nr_hugepages
+# The 2 MiB pool by name: /proc/sys/vm/nr_hugepages is the default size's, which may be 1 GiB.
+nr=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
 mountpoint=/dev/hugepages
 
 hugetlbfs_mounted() { awk '$3 == "hugetlbfs" { found = 1 } END { exit !found }' /proc/mounts; }
 
 status() {
-  grep -E '^HugePages_(Total|Free):' /proc/meminfo | tr -s ' ' | paste -sd' ' -
+  echo "2 MiB hugepages: $(cat "$nr") reserved, $(cat /sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages) free"
   awk '$3 == "hugetlbfs" { print "hugetlbfs mounted at " $2 }' /proc/mounts
 }
 

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "shm/base/log.h"
+#include "shm/base/test_point.h"
 
 namespace nvmux::shm {
 namespace {
@@ -63,6 +64,7 @@ Result<DmaBuffer> DmaAllocator::Allocate(size_t size, size_t align, std::string_
   std::memcpy(r.tag, tag.data(), n);
   r.tag[n] = '\0';
   SetState(r, DmaRecordState::kAllocating);  // intent
+  NVMUX_TEST_POINT("dma.allocate.intent");
   void* addr = backend_.Allocate(size, align, tag);
   if (addr == nullptr) {
     SetState(r, DmaRecordState::kFree);
@@ -81,13 +83,18 @@ Result<DmaBuffer> DmaAllocator::Allocate(size_t size, size_t align, std::string_
   return buf;
 }
 
-void DmaAllocator::FreeRecordLocked(DmaRecord& r) {
+namespace {
+
+void FreeRecord(DmaBackend& backend, DmaRecord& r) {
   SetState(r, DmaRecordState::kFreeing);  // intent: a death from here on leaks, never double-frees
-  void* addr = backend_.IovaToVirt(r.iova);
-  if (addr != nullptr) backend_.Free(addr);
+  NVMUX_TEST_POINT("dma.free.intent");
+  void* addr = backend.IovaToVirt(r.iova);
+  if (addr != nullptr) backend.Free(addr);
   r.iova = 0;
   SetState(r, DmaRecordState::kFree);
 }
+
+}  // namespace
 
 void DmaAllocator::Release(DmaBuffer& buffer) {
   auto guard = lock_.Lock();
@@ -95,27 +102,32 @@ void DmaAllocator::Release(DmaBuffer& buffer) {
     NVMUX_LOG(kError, "leaking %zu bytes of DMA memory: %s", buffer.size_, guard.error().ToString().c_str());
   } else {
     DmaRecord& r = state_.records[buffer.record_];
-    if (GetState(r) == DmaRecordState::kLive && r.iova == buffer.iova_) FreeRecordLocked(r);
+    // Only our own, still-live record: never one that a reaper freed and
+    // another process has since reused.
+    if (GetState(r) == DmaRecordState::kLive && r.owner_slot == self_slot_ && r.iova == buffer.iova_)
+      FreeRecord(backend_, r);
   }
   buffer.owner_ = nullptr;
   buffer.addr_ = nullptr;
 }
 
-uint64_t DmaAllocator::FreeAllOwnedBy(uint32_t slot) {
+uint64_t FreeDmaOwnedBy(DmaTableState& table, DmaBackend& backend, uint32_t slot) {
   uint64_t freed = 0;
-  for (uint32_t i = 0; i < state_.capacity; ++i) {
-    DmaRecord& r = state_.records[i];
+  for (uint32_t i = 0; i < table.capacity; ++i) {
+    DmaRecord& r = table.records[i];
     if (r.owner_slot == slot && GetState(r) == DmaRecordState::kLive) {
-      FreeRecordLocked(r);
+      FreeRecord(backend, r);
       ++freed;
     }
   }
   return freed;
 }
 
-void DmaAllocator::RepairAfterOwnerDeath() {
-  for (uint32_t i = 0; i < state_.capacity; ++i) {
-    DmaRecord& r = state_.records[i];
+uint64_t DmaAllocator::FreeAllOwnedBy(uint32_t slot) { return FreeDmaOwnedBy(state_, backend_, slot); }
+
+void RepairDmaTable(DmaTableState& table) {
+  for (uint32_t i = 0; i < table.capacity; ++i) {
+    DmaRecord& r = table.records[i];
     switch (GetState(r)) {
       case DmaRecordState::kFree:
       case DmaRecordState::kLive:
@@ -124,20 +136,22 @@ void DmaAllocator::RepairAfterOwnerDeath() {
         // The backend may have returned memory the dead holder never recorded.
         NVMUX_LOG(kWarning, "DMA record %u (%s): holder died mid-allocation; up to %llu bytes may leak", i, r.tag,
                   static_cast<unsigned long long>(r.size));
-        state_.leaked_bytes += r.size;
+        table.leaked_bytes += r.size;
         SetState(r, DmaRecordState::kFree);
         break;
       case DmaRecordState::kFreeing:
         if (r.iova != 0) {
           NVMUX_LOG(kWarning, "DMA record %u (%s): holder died mid-free; leaking %llu bytes rather than risk a "
                     "double free", i, r.tag, static_cast<unsigned long long>(r.size));
-          state_.leaked_bytes += r.size;
+          table.leaked_bytes += r.size;
         }
         SetState(r, DmaRecordState::kFree);
         break;
     }
   }
 }
+
+void DmaAllocator::RepairAfterOwnerDeath() { RepairDmaTable(state_); }
 
 DmaAllocator::Usage DmaAllocator::UsageOf(uint32_t slot) const {
   Usage u{0, 0};

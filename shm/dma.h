@@ -59,6 +59,14 @@ class DmaBackend {
   virtual size_t FreeBytes() const = 0;
 };
 
+// Frees every live allocation owned by `slot` (a dead process); returns how
+// many. Idempotent. REQUIRES: the group lock is held (a reap hook).
+uint64_t FreeDmaOwnedBy(DmaTableState& table, DmaBackend& backend, uint32_t slot);
+// Resolves records left mid-change by a lock holder that died: memory whose
+// fate is unknown is counted as leaked, never freed twice. REQUIRES: the
+// group lock is held (the lock's repair callback, before any Guard exists).
+void RepairDmaTable(DmaTableState& table);
+
 class DmaAllocator;
 
 // One allocation. Move-only; frees itself on destruction.
@@ -118,7 +126,6 @@ class DmaAllocator {
  private:
   friend class DmaBuffer;
   void Release(DmaBuffer& buffer);
-  void FreeRecordLocked(DmaRecord& record);
 
   DmaTableState& state_;
   RobustLock& lock_;

@@ -92,15 +92,10 @@ std::vector<std::string> BuildEalArgs(const EalOptions& o) {
 }
 
 HugepageCounts ReadHugepageCounts() {
+  // The 2 MiB pool by name (/proc/meminfo's HugePages_* is the default size's).
   HugepageCounts c;
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  size_t value;
-  while (in >> key >> value) {
-    if (key == "HugePages_Total:") c.total = value;
-    if (key == "HugePages_Free:") c.free = value;
-    in.ignore(256, '\n');
-  }
+  std::ifstream("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages") >> c.total;
+  std::ifstream("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages") >> c.free;
   return c;
 }
 
@@ -109,7 +104,7 @@ Status InitEal(const EalOptions& options) {
   if (options.proc_type == EalProcType::kSecondary && options.mem_mb > 0)
     return Fail(EINVAL, "a secondary must not preallocate memory (-m " + std::to_string(options.mem_mb) + ")");
   if (ReadHugepageCounts().total == 0)
-    return Fail(ENOMEM, "no hugepages are reserved (HugePages_Total is 0): run scripts/hugepages.sh reserve");
+    return Fail(ENOMEM, "no 2 MiB hugepages are reserved: run scripts/hugepages.sh reserve");
   RouteEalLog();
   CoreSet before = CoreSet::CurrentAffinity();
   std::vector<std::string> args = BuildEalArgs(options);

@@ -17,11 +17,24 @@ constexpr char kDmaTable[] = "nvmux.dma_table";
 
 std::string G(int id) { return "group " + std::to_string(id); }
 
+// The group this process is a member of (-1: none). Opening and closing the
+// group's lock file from a member would drop its POSIX locks, so the
+// outside-view helpers refuse to run on it.
+int g_member_group = -1;
+
+Status NotFromAMember(int group_id) {
+  if (g_member_group == group_id)
+    return Fail(EBUSY, "this process is a member of " + G(group_id) +
+                           ": inspect or clean a group only from outside it");
+  return Ok();
+}
+
 }  // namespace
 
 Result<GroupProbe> ProbeGroup(int group_id) {
   auto paths = GroupPaths::For(group_id);
   if (!paths) return paths.error();
+  NVMUX_TRY(NotFromAMember(group_id));
   GroupProbe probe;
   probe.files = ListGroupFiles(*paths);
   if (probe.files.empty()) return probe;
@@ -37,6 +50,7 @@ Result<GroupProbe> ProbeGroup(int group_id) {
 Result<std::vector<std::string>> CleanStaleGroup(int group_id) {
   auto paths = GroupPaths::For(group_id);
   if (!paths) return paths.error();
+  NVMUX_TRY(NotFromAMember(group_id));
   if (ListGroupFiles(*paths).empty()) return std::vector<std::string>{};  // nothing to take a lock on
   // Hold the primary role while cleaning, so no primary starts meanwhile.
   auto lf = GroupLockFile::Open(paths->lock_file, true);
@@ -66,8 +80,8 @@ Status Group::OpenLockFile(ProcessRole role, int id) {
   bool primary = role == ProcessRole::kPrimary;
   auto lf = GroupLockFile::Open(paths_->lock_file, primary);
   if (!lf && lf.error().code == ENODEV)
-    return Fail(ENODEV, "no primary is running for " + G(id_) + " (" + paths_->runtime_dir +
-                            " does not exist): start `nvmuxd -i " + std::to_string(id_) + "` first");
+    return Fail(ENODEV, "no primary is running for " + G(id_) + " (no " + paths_->lock_file +
+                            "): start `nvmuxd -i " + std::to_string(id_) + "` first");
   if (!lf) return Fail(lf.error().code, G(id_) + ": " + lf.error().message);
   lock_file_ = std::make_unique<GroupLockFile>(std::move(*lf));
   return Ok();
@@ -92,12 +106,23 @@ Status Group::CreateSegment(const GroupOptions& o) {
 }
 
 Status Group::OpenPrimary(const GroupOptions& o) {
-  NVMUX_TRY(OpenLockFile(ProcessRole::kPrimary, *o.group_id));
-  Status role = lock_file_->LockPrimaryRole();
-  if (!role) {
+  // The lock file may be unlinked by a cleaner between open and lock; a lock
+  // on an unlinked file protects nothing, so retry on the one at the path.
+  for (int attempt = 0;; ++attempt) {
+    NVMUX_TRY(OpenLockFile(ProcessRole::kPrimary, *o.group_id));
+    Status role = lock_file_->LockPrimaryRole();
+    if (!role) {
+      lock_file_.reset();
+      return Fail(role.error().code, G(id_) + ": " + role.error().message + "; stop it first or pick another -i");
+    }
+    if (lock_file_->StillAtPath(paths_->lock_file)) break;
     lock_file_.reset();
-    return Fail(role.error().code, G(id_) + ": " + role.error().message + "; stop it first or pick another -i");
+    if (attempt == 3) return Fail(EAGAIN, G(id_) + ": its lock file keeps being replaced; is a cleanup running?");
   }
+  // Withdraw a dead primary's ready flag before looking for members: a
+  // secondary joins first and reads the flag second, so one of us sees the other.
+  ProcessIdentity self = SelfIdentity();
+  NVMUX_TRY(lock_file_->WriteHeader(LockFileHeader{{}, o.abi_version, self.pid, self.start_time, 0, 0}));
   if (auto member = lock_file_->OtherLiveMember())
     return Fail(EBUSY, G(id_) + " has live processes (pid " + std::to_string(*member) +
                            ") but no primary; a new primary cannot take over a running group yet: stop them first");
@@ -108,48 +133,62 @@ Status Group::OpenPrimary(const GroupOptions& o) {
     NVMUX_LOG(kWarning, "%s: removed the leftovers of a dead group: %s under %s and the hugetlbfs mount(s)",
               G(id_).c_str(), SummariseFiles(removed).c_str(), paths_->runtime_dir.c_str());
   }
-  ProcessIdentity self = SelfIdentity();
-  NVMUX_TRY(lock_file_->WriteHeader(LockFileHeader{{}, o.abi_version, self.pid, self.start_time, 0, 0}));
   NVMUX_TRY(lock_file_->JoinMembership());
+  became_primary_ = true;
   NVMUX_TRY(StartEal(o, EalProcType::kPrimary, paths_->prefix));
   NVMUX_TRY(CreateSegment(o));
-  return lock_file_->WriteHeader(LockFileHeader{{}, o.abi_version, self.pid, self.start_time, 1, 0});
+  NVMUX_TRY(lock_file_->WriteHeader(LockFileHeader{{}, o.abi_version, self.pid, self.start_time, 1, 0}));
+  g_member_group = id_;
+  return Ok();
 }
 
 Status Group::OpenSecondary(const GroupOptions& o) {
   NVMUX_TRY(OpenLockFile(ProcessRole::kSecondary, *o.group_id));
+  // Join first, read the primary's ready flag second (see OpenPrimary).
+  NVMUX_TRY(lock_file_->JoinMembership());
+  if (!lock_file_->StillAtPath(paths_->lock_file))
+    return Fail(ENODEV, G(id_) + " was removed while this process was joining it: start `nvmuxd -i " +
+                            std::to_string(id_) + "` first");
   int64_t deadline = MonotonicNanos() + o.attach_timeout.count();
   for (;;) {
-    if (!lock_file_->PrimaryHolder())
+    auto holder = lock_file_->PrimaryHolder();
+    if (!holder) {
+      if (auto other = lock_file_->OtherLiveMember())
+        return Fail(ENODEV, "the primary of " + G(id_) + " is not running, but process " + std::to_string(*other) +
+                                " is still attached; restart `nvmuxd -i " + std::to_string(id_) +
+                                "` once the group's processes have exited");
       return Fail(ENODEV, "the primary of " + G(id_) + " is not running (a dead group left " +
                               SummariseFiles(ListGroupFiles(*paths_)) + "): start `nvmuxd -i " + std::to_string(id_) +
                               "` (it cleans up) or run `nvmux-manage cleanup -i " + std::to_string(id_) + "`");
+    }
     auto header = lock_file_->ReadHeader();
     if (header && header->abi_version != o.abi_version)
       return Fail(EPROTONOSUPPORT, G(id_) + " was created by nvmux ABI version " +
                                        std::to_string(header->abi_version) + "; this process is built with ABI version " +
                                        std::to_string(o.abi_version) + ": run the same nvmux build in every process");
-    if (header && header->ready == 1) break;
+    // Ready, and written by the primary holding the role now (not a dead one's
+    // flag); a holder in another pid namespace reads as pid 0.
+    if (header && header->ready == 1 && (*holder == 0 || header->primary_pid == *holder)) break;
     if (MonotonicNanos() >= deadline)
-      return Fail(ETIMEDOUT, "the primary of " + G(id_) + " (pid " +
-                                 std::to_string(lock_file_->PrimaryHolder().value_or(0)) + ") did not become ready within " +
+      return Fail(ETIMEDOUT, "the primary of " + G(id_) + " (pid " + std::to_string(*holder) +
+                                 ") did not become ready within " +
                                  std::to_string(o.attach_timeout.count() / 1'000'000) + " ms");
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  NVMUX_TRY(lock_file_->JoinMembership());
   NVMUX_TRY(StartEal(o, EalProcType::kSecondary, paths_->prefix));
   NVMUX_TRY(AttachSegment(o));
-  return Finish(o);
+  NVMUX_TRY(Finish(o));
+  g_member_group = id_;
+  return Ok();
 }
 
 Status Group::OpenStandalone(const GroupOptions& o) {
   role_ = ProcessRole::kStandalone;
   // Private liveness file: same code paths, nothing left on disk.
+  // Adopted, not reopened: a second fd's close would drop this process's locks.
   UniqueFd fd(::open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
   if (!fd.valid()) return ErrnoError("cannot create a private lock file in /tmp");
-  auto lf = GroupLockFile::Open("/proc/self/fd/" + std::to_string(fd.get()), false);
-  if (!lf) return lf.error();
-  lock_file_ = std::make_unique<GroupLockFile>(std::move(*lf));
+  lock_file_ = std::make_unique<GroupLockFile>(GroupLockFile::FromFd(std::move(fd)));
   // EAL still creates an (empty) runtime directory for the prefix: removed on close.
   standalone_prefix_ = "nvmux-sa" + std::to_string(getpid());
   NVMUX_TRY(StartEal(o, EalProcType::kInMemory, standalone_prefix_));
@@ -169,8 +208,10 @@ Status Group::AttachSegment(const GroupOptions& o) {
 // Common to every role: the lock (with this process's repair), the tables,
 // registration and the DMA allocator.
 Status Group::Finish(const GroupOptions& o) {
+  // The repair may run on this process's very first lock (a secondary
+  // attaching after a holder died), before it knows the tables: find them.
   lock_ = std::make_unique<RobustLock>(segment_->lock_state(), [this]() -> Status {
-    if (dma_) dma_->RepairAfterOwnerDeath();
+    if (auto* dma_table = segment_->FindForRepair<DmaTableState>(kDmaTable)) RepairDmaTable(*dma_table);
     return Ok();
   });
   ProcessTableState* pt = nullptr;
@@ -197,11 +238,12 @@ Status Group::Finish(const GroupOptions& o) {
     }
   }
   table_ = std::make_unique<ProcessTable>(*pt, *lock_, *lock_file_);
+  // Hooks before registering: Register may reap a dead process to make room.
+  table_->AddCleanupHook([this, dt](uint32_t dead_slot) { return FreeDmaOwnedBy(*dt, dma_backend_, dead_slot); });
   // No mask given: recorded as empty ("anywhere"), never reported as overlapping.
   auto slot = table_->Register(role_, o.name, o.cores.value_or(CoreSet()));
   if (!slot) return Fail(slot.error().code, (id_ >= 0 ? G(id_) + ": " : "") + slot.error().message);
   dma_ = std::make_unique<DmaAllocator>(*dt, *lock_, dma_backend_, *slot);
-  table_->AddCleanupHook([this](uint32_t dead_slot) { return dma_->FreeAllOwnedBy(dead_slot); });
   return Ok();
 }
 
@@ -215,25 +257,27 @@ std::vector<ReapRecord> Group::ReapDead() {
 }
 
 Group::~Group() {
+  if (g_member_group == id_) g_member_group = -1;
+  // A primary withdraws its ready flag first, then decides whether it is the
+  // last process: a secondary joins first and reads the flag second.
+  if (became_primary_) {
+    ProcessIdentity self = SelfIdentity();
+    (void)lock_file_->WriteHeader(LockFileHeader{{}, kAbiVersion, self.pid, self.start_time, 0, 0});
+  }
   if (table_) {
     Status st = table_->Unregister();
     if (!st) NVMUX_LOG(kWarning, "leaving the process table: %s", st.error().ToString().c_str());
   }
-  bool last = role_ != ProcessRole::kSecondary && lock_file_ && !lock_file_->OtherLiveMember();
-  if (role_ == ProcessRole::kPrimary && lock_file_) {
-    ProcessIdentity self = SelfIdentity();
-    (void)lock_file_->WriteHeader(LockFileHeader{{}, kAbiVersion, self.pid, self.start_time, 0, 0});
-    if (!last)
-      NVMUX_LOG(kWarning, "%s: processes are still attached; leaving the group's shared state for them",
-                G(id_).c_str());
-  }
+  bool last = (became_primary_ || role_ == ProcessRole::kStandalone) && lock_file_ && !lock_file_->OtherLiveMember();
+  if (became_primary_ && !last)
+    NVMUX_LOG(kWarning, "%s: processes are still attached; leaving the group's shared state for them", G(id_).c_str());
   dma_.reset();
   table_.reset();
   lock_.reset();
   if (segment_ && last) FreeMemzone(kSegmentZone);
   segment_.reset();
   if (eal_up_) CleanupEal();
-  if (role_ == ProcessRole::kPrimary && last && paths_) {
+  if (became_primary_ && last && paths_) {
     RemoveGroupFiles(*paths_, false);  // while still holding the role lock
   }
   lock_file_.reset();

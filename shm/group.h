@@ -80,6 +80,7 @@ class Group {
   Segment& segment() { return *segment_; }
   RobustLock& lock() { return *lock_; }
   ProcessTable& processes() { return *table_; }
+  // REQUIRES: every DmaBuffer from it is destroyed before the Group.
   DmaAllocator& dma() { return *dma_; }
   GroupLockFile& lock_file() { return *lock_file_; }
 
@@ -103,6 +104,7 @@ class Group {
   std::string standalone_prefix_;
   std::unique_ptr<GroupLockFile> lock_file_;
   bool eal_up_ = false;
+  bool became_primary_ = false;  // holds the role and withdrew any dead primary's flag
   std::unique_ptr<Segment> segment_;
   std::unique_ptr<RobustLock> lock_;
   std::unique_ptr<ProcessTable> table_;

@@ -8,7 +8,9 @@
 // Commands: "alloc <bytes>" -> "allocated iova=<x>";  "usage" -> "usage all=<n> bytes=<b> mine=<n>";
 // "watch <ms>" (waits for a death, reaps it) -> "reaped pid=<p> noticed_ns=<t> freed=<n>" or "watch timeout";
 // "lock-and-die" (takes the group lock, half-updates, SIGKILLs itself);
-// "lock" -> "locked repaired=<0|1>";  "quit" (or EOF) -> clean exit.
+// "lock" -> "locked repaired=<0|1>";  "free-all" (drops this process's buffers) -> "freed";
+// "leaked" -> "leaked bytes=<n>";  "quit" (or EOF) -> clean exit.
+// With NVMUX_DIE_AT=<test point> in the environment the child dies there (shm/base/test_point.h).
 #include <signal.h>
 #include <unistd.h>
 
@@ -96,9 +98,14 @@ int main(int argc, char** argv) {
     } else if (cmd == "lock-and-die") {
       auto guard = g.lock().Lock();
       if (!guard) { Say("error " + guard.error().message); continue; }
-      // Die in the middle of an allocation: record intent as Allocate does, then vanish.
+      // Die holding the lock (intent-recording deaths: NVMUX_DIE_AT test points).
       Say("dying");
       ::kill(getpid(), SIGKILL);
+    } else if (cmd == "free-all") {
+      buffers.clear();
+      Say("freed");
+    } else if (cmd == "leaked") {
+      Say("leaked bytes=" + std::to_string(g.dma().LeakedBytes()));
     } else if (cmd == "lock") {
       auto guard = g.lock().Lock(std::chrono::seconds(2));
       if (!guard) { Say("error code=" + std::to_string(guard.error().code) + " " + guard.error().message); continue; }

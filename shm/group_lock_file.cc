@@ -46,9 +46,16 @@ Result<GroupLockFile> GroupLockFile::Open(const std::string& path, bool create) 
 
 std::optional<pid_t> GroupLockFile::Probe(short type, off_t start, off_t len) const {
   struct flock fl = MakeLock(type, start, len);
-  if (::fcntl(fd_.get(), F_GETLK, &fl) != 0) return std::nullopt;
+  // A failed query reads as "held": callers reap or remove on "not held".
+  if (::fcntl(fd_.get(), F_GETLK, &fl) != 0) return pid_t{0};
   if (fl.l_type == F_UNLCK) return std::nullopt;
   return fl.l_pid;
+}
+
+bool GroupLockFile::StillAtPath(const std::string& path) const {
+  struct stat open_file {}, at_path {};
+  if (::fstat(fd_.get(), &open_file) != 0 || ::stat(path.c_str(), &at_path) != 0) return false;
+  return open_file.st_dev == at_path.st_dev && open_file.st_ino == at_path.st_ino;
 }
 
 Status GroupLockFile::LockPrimaryRole() {

@@ -48,10 +48,18 @@ class GroupLockFile {
   // Opens (creating the runtime directory and file when `create`).
   // Errors: ENODEV if !create and the file does not exist; others from open(2).
   static Result<GroupLockFile> Open(const std::string& path, bool create);
+  // Adopts an already open file (a standalone process's private O_TMPFILE).
+  static GroupLockFile FromFd(UniqueFd fd) { return GroupLockFile(std::move(fd)); }
+
+  // True while this open file is still the one at `path`: a file unlinked and
+  // recreated by a cleaner is another file, and locks on the old one protect
+  // nothing. Check after taking a lock.
+  bool StillAtPath(const std::string& path) const;
 
   // Takes the primary role. Errors: EBUSY naming the holder's pid.
   Status LockPrimaryRole();
-  // Pid holding the primary role, if any (0 when the holder is in another pid namespace).
+  // Pid holding the primary role, if any (0 when the holder is in another pid
+  // namespace or the query failed: an error never reads as "nobody").
   std::optional<pid_t> PrimaryHolder() const;
 
   // Takes (shared) group membership for the life of this object.

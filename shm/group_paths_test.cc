@@ -23,9 +23,11 @@ TEST(GroupPaths, RejectsOutOfRangeIds) {
 }
 
 TEST(GroupPaths, ListsAndRemovesOnlyItsOwnGroupsFiles) {
-  int id = 500000 + getpid() % 400000;
+  // Ids of our own: the group tests use 10000..909999 from pids; this one and
+  // its neighbour sit above that range (and never on group 0, the demo's).
+  int id = 910'000 + getpid() % 40'000 * 2;
   auto p = *GroupPaths::For(id);
-  auto other = *GroupPaths::For(id * 10 % (kMaxGroupId + 1));
+  auto other = *GroupPaths::For(id + 1);
   auto lf = GroupLockFile::Open(p.lock_file, true);  // creates the runtime dir
   ASSERT_TRUE(lf) << lf.error().message;
   std::string runtime_file = p.runtime_dir + "/config";
@@ -34,7 +36,11 @@ TEST(GroupPaths, ListsAndRemovesOnlyItsOwnGroupsFiles) {
   for (const auto& mount : HugetlbfsMounts()) {
     pages.push_back(mount + "/" + p.prefix + "map_0");
     pages.push_back(mount + "/" + other.prefix + "map_0");  // a neighbour's: untouched
-    for (const auto& f : {pages[pages.size() - 2], pages.back()}) ::close(::open(f.c_str(), O_CREAT | O_WRONLY, 0600));
+    for (const auto& f : {pages[pages.size() - 2], pages.back()}) {
+      int fd = ::open(f.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);  // never adopt someone else's file
+      ASSERT_GE(fd, 0) << f << " already exists";
+      ::close(fd);
+    }
   }
   auto files = ListGroupFiles(p);
   EXPECT_EQ(files.size(), 2 + pages.size() / 2);

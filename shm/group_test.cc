@@ -30,17 +30,17 @@ class GroupTest : public ::testing::Test {
     EXPECT_TRUE(cleaned) << cleaned.error().message;
   }
 
-  Subprocess& Start(const std::string& role, std::vector<std::string> extra = {}) {
+  Subprocess& Start(const std::string& role, std::vector<std::string> extra = {}, std::vector<std::string> env = {}) {
     std::vector<std::string> argv = {NVMUX_SHM_CHILD, "--role", role, "-i", std::to_string(id_)};
     argv.insert(argv.end(), extra.begin(), extra.end());
-    auto p = Subprocess::Spawn(argv);
+    auto p = Subprocess::Spawn(argv, env);
     EXPECT_TRUE(p);
     children_.push_back(std::make_unique<Subprocess>(std::move(*p)));
     return *children_.back();
   }
   // Starts a child and expects "ready".
-  Subprocess& Ready(const std::string& role, std::vector<std::string> extra = {}) {
-    Subprocess& p = Start(role, std::move(extra));
+  Subprocess& Ready(const std::string& role, std::vector<std::string> extra = {}, std::vector<std::string> env = {}) {
+    Subprocess& p = Start(role, std::move(extra), std::move(env));
     auto line = p.ReadLine(std::chrono::seconds(20));
     EXPECT_TRUE(line) << line.error().message;
     if (line) {
@@ -203,6 +203,46 @@ TEST_F(GroupTest, StandaloneUsesPrivateMemoryAndLeavesNothing) {
   EXPECT_EQ(::access(runtime.c_str(), F_OK), -1) << runtime << " left behind";
   for (const auto& mount : HugetlbfsMounts())
     EXPECT_EQ(::access((mount + "/" + prefix + "map_0").c_str(), F_OK), -1);
+}
+
+// A secondary killed between recording an allocation's intent and finishing
+// it, while holding the group lock: the next process to take the lock is a
+// secondary that is still attaching; it must repair the record (counted as
+// leaked, the slot given back), not just mark the mutex consistent.
+TEST_F(GroupTest, DeathMidAllocationIsRepairedByTheNextProcessToAttach) {
+  Subprocess& primary = Ready("primary");
+  Subprocess& victim = Ready("secondary", {}, {"NVMUX_DIE_AT=dma.allocate.intent"});
+  ASSERT_TRUE(victim.WriteLine("alloc 8192"));
+  auto st = victim.Wait();
+  ASSERT_TRUE(st);
+  ASSERT_TRUE(WIFSIGNALED(*st) && WTERMSIG(*st) == SIGKILL) << nvmux::test::DescribeStatus(*st);
+  Subprocess& next = Ready("secondary");
+  EXPECT_EQ(Ask(next, "leaked"), "leaked bytes=8192");
+  EXPECT_EQ(Ask(primary, "lock"), "locked repaired=0");  // already repaired by `next`
+  EXPECT_EQ(Ask(next, "alloc 4096").rfind("allocated", 0), 0u);
+  EXPECT_EQ(Ask(primary, "usage"), "usage all=1 bytes=4096 mine=0 procs=3");  // the victim is not yet reaped
+  Quit(next);
+  Quit(primary);
+}
+
+// Killed between marking a record "freeing" and finishing: the memory's fate
+// is unknown, so the repair leaks it (counted) rather than free it twice; the
+// reaper still frees the victim's other allocations.
+TEST_F(GroupTest, DeathMidFreeLeaksRatherThanFreeingTwice) {
+  Subprocess& primary = Ready("primary");
+  Subprocess& victim = Ready("secondary", {}, {"NVMUX_DIE_AT=dma.free.intent"});
+  ASSERT_EQ(Ask(victim, "alloc 4096").rfind("allocated", 0), 0u);
+  ASSERT_EQ(Ask(victim, "alloc 65536").rfind("allocated", 0), 0u);
+  EXPECT_EQ(Ask(primary, "watch 3000"), "watching");
+  ASSERT_TRUE(victim.WriteLine("free-all"));  // dies inside the first free
+  auto line = primary.ReadLine();
+  ASSERT_TRUE(line);
+  EXPECT_EQ(line->rfind("reaped pid=", 0), 0u) << *line;
+  EXPECT_NE(line->find("freed=1"), std::string::npos) << *line;  // the record not being freed
+  EXPECT_EQ(Ask(primary, "usage"), "usage all=0 bytes=0 mine=0 procs=1");
+  auto leaked = Ask(primary, "leaked");
+  EXPECT_TRUE(leaked == "leaked bytes=4096" || leaked == "leaked bytes=65536") << leaked;
+  Quit(primary);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "shm/base/log.h"
+#include "shm/base/test_point.h"
 
 namespace nvmux::shm {
 namespace {
@@ -110,9 +111,11 @@ Result<uint32_t> ProcessTable::Register(ProcessRole role, std::string_view name,
   cores.ToWords(s.core_words);
   CopyName(s.name, name);
   Bump(s.generation);
+  NVMUX_TEST_POINT("process.register.claimed");
   Store(s.state, static_cast<uint32_t>(SlotState::kActive));
   Bump(state_.changes);
   self_slot_ = chosen;
+  self_generation_ = Load(s.generation);
   for (uint32_t i = 0; i < state_.capacity; ++i) {
     if (i == *chosen || Load(state_.slots[i].state) != static_cast<uint32_t>(SlotState::kActive)) continue;
     ProcessInfo other = InfoOf(i);
@@ -130,9 +133,17 @@ Status ProcessTable::Unregister() {
   auto guard = lock_.Lock();
   if (!guard) return guard.error();
   uint32_t slot = *self_slot_;
-  for (auto& hook : hooks_) hook(slot);
-  Store(state_.slots[slot].state, static_cast<uint32_t>(SlotState::kFree));
-  Bump(state_.changes);
+  ProcessSlot& s = state_.slots[slot];
+  ProcessIdentity self = SelfIdentity();
+  bool still_ours = Load(s.generation) == self_generation_ && s.pid == self.pid && s.start_time == self.start_time &&
+                    Load(s.state) == static_cast<uint32_t>(SlotState::kActive);
+  if (still_ours) {
+    for (auto& hook : hooks_) hook(slot);
+    Store(s.state, static_cast<uint32_t>(SlotState::kFree));
+    Bump(state_.changes);
+  } else {
+    NVMUX_LOG(kWarning, "slot %u no longer belongs to this process (reaped while alive?); leaving it alone", slot);
+  }
   locks_.UnlockSlot(slot);
   self_slot_.reset();
   return Ok();
@@ -155,6 +166,7 @@ std::vector<ProcessInfo> ProcessTable::FindDead() const {
 ReapRecord ProcessTable::ReapLocked(uint32_t slot) {
   ProcessSlot& s = state_.slots[slot];
   Store(s.state, static_cast<uint32_t>(SlotState::kReaping));  // intent, for a reaper that dies
+  NVMUX_TEST_POINT("process.reap.intent");
   uint64_t released = 0;
   for (auto& hook : hooks_) released += hook(slot);
   ReapRecord rec{};

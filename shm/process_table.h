@@ -100,7 +100,8 @@ class ProcessTable {
   // Registers this process. Errors: EALREADY (already registered, names the
   // slot), EAGAIN (table full: names the capacity), lock errors.
   Result<uint32_t> Register(ProcessRole role, std::string_view name, const CoreSet& cores);
-  // Frees this process's slot after running the cleanup hooks for it.
+  // Frees this process's slot after running the cleanup hooks for it. If the
+  // slot is no longer ours (reaped by mistake and reused), touches nothing.
   Status Unregister();
   std::optional<uint32_t> self_slot() const { return self_slot_; }
 
@@ -129,6 +130,7 @@ class ProcessTable {
   GroupLockFile& locks_;
   std::vector<CleanupHook> hooks_;
   std::optional<uint32_t> self_slot_;
+  uint32_t self_generation_ = 0;
 };
 
 }  // namespace nvmux::shm

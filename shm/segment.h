@@ -92,6 +92,13 @@ class Segment {
     return obj;
   }
 
+  // Find for the group lock's repair callback, which runs with the lock held
+  // but before any Guard exists. nullptr if absent.
+  template <typename T>
+  T* FindForRepair(const char* name) {
+    return managed_.find<T>(name).first;
+  }
+
   size_t FreeBytes(const Guard&) const { return managed_.get_free_memory(); }
 
  private:

@@ -11,7 +11,7 @@
 
 namespace nvmux::test {
 
-Result<Subprocess> Subprocess::Spawn(const std::vector<std::string>& argv) {
+Result<Subprocess> Subprocess::Spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
   int in[2], out[2];
   if (::pipe2(in, O_CLOEXEC) != 0) return ErrnoError("pipe2");
   if (::pipe2(out, O_CLOEXEC) != 0) {
@@ -27,6 +27,7 @@ Result<Subprocess> Subprocess::Spawn(const std::vector<std::string>& argv) {
   if (pid == 0) {
     ::dup2(in[0], STDIN_FILENO);
     ::dup2(out[1], STDOUT_FILENO);
+    for (const auto& e : env) ::putenv(const_cast<char*>(e.c_str()));
     ::execv(args[0], args.data());
     ::_exit(127);
   }

@@ -22,7 +22,8 @@ class Subprocess {
  public:
   // argv[0] is the program path. Errors: from pipe2/fork; an exec failure
   // shows as exit status 127.
-  static Result<Subprocess> Spawn(const std::vector<std::string>& argv);
+  // `env` entries ("NAME=value") are added to the child's environment.
+  static Result<Subprocess> Spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
 
   Subprocess(Subprocess&&) noexcept;
   Subprocess& operator=(Subprocess&&) = delete;

@@ -108,7 +108,7 @@ int RunChild(const std::string& role, int group) {
 
 int main(int argc, char** argv) {
   CLI::App app{"nvmux-bench-attach: primary init and secondary attach times (medians)", "nvmux-bench-attach"};
-  int runs = 10, base = 900'000;
+  int runs = 10, base = 990'000;
   bool json = false;
   std::string child_role;
   int child_group = 0;

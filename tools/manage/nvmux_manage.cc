@@ -38,7 +38,17 @@ int ShowStatus(int id, bool json) {
     std::cerr << "nvmux-manage: " << probe.error().message << "\n";
     return 2;
   }
-  if (probe->state != shm::GroupProbe::State::kLive || !probe->primary) {
+  if (probe->state == shm::GroupProbe::State::kLive && !probe->primary) {
+    // Orphaned: the primary died; its secondaries keep running.
+    int pid = probe->member.value_or(0);
+    if (json)
+      std::printf("{\"group\": %d, \"state\": \"orphaned\", \"attached_pid\": %d}\n", id, pid);
+    else
+      std::printf("group %d: primary not running; process %d (and maybe others) still attached and working; "
+                  "restart `nvmuxd -i %d` once they have exited\n", id, pid, id);
+    return 1;
+  }
+  if (probe->state != shm::GroupProbe::State::kLive) {
     if (json) {
       std::printf("{\"group\": %d, \"state\": \"%s\", \"files\": %zu}\n", id,
                   probe->state == shm::GroupProbe::State::kAbsent ? "absent" : "stale", probe->files.size());
