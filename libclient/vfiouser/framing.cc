@@ -9,11 +9,15 @@
 namespace nvmux::vfiouser {
 namespace {
 
-// Waits until sock is readable. ETIMEDOUT on timeout.
-Status WaitReadable(int sock, int timeout_ms) {
-  pollfd pfd{sock, POLLIN, 0};
+// Waits until sock is readable. ETIMEDOUT on timeout, ECANCELED if
+// cancel_fd (when >= 0) becomes readable first.
+Status WaitReadable(int sock, int timeout_ms, int cancel_fd) {
+  pollfd pfds[2] = {{sock, POLLIN, 0}, {cancel_fd, POLLIN, 0}};
   for (;;) {
-    int rc = ::poll(&pfd, 1, timeout_ms);
+    int rc = ::poll(pfds, cancel_fd >= 0 ? 2 : 1, timeout_ms);
+    if (rc > 0 && cancel_fd >= 0 && pfds[1].revents != 0) {
+      return Fail(ECANCELED, "vfio-user: receive cancelled");
+    }
     if (rc > 0) return Ok();
     if (rc == 0) return Fail(ETIMEDOUT, "vfio-user: no message within " + std::to_string(timeout_ms) + " ms");
     if (errno != EINTR) return ErrnoError("vfio-user: poll");
@@ -87,14 +91,14 @@ Status SendMessage(int sock, Header header, std::span<const uint8_t> payload,
   return Ok();
 }
 
-Result<ReceivedHeader> RecvHeader(int sock, int timeout_ms, uint32_t max_fds) {
+Result<ReceivedHeader> RecvHeader(int sock, int timeout_ms, uint32_t max_fds, int cancel_fd) {
   ReceivedHeader out;
   auto* dst = reinterpret_cast<uint8_t*>(&out.header);
   size_t got = 0;
   alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int) * kMaxMsgFdsLimit)> control{};
   bool protocol_error = false;
   while (got < sizeof(Header)) {
-    NVMUX_TRY(WaitReadable(sock, timeout_ms));
+    NVMUX_TRY(WaitReadable(sock, timeout_ms, cancel_fd));
     iovec iov{dst + got, sizeof(Header) - got};
     msghdr msg{};
     msg.msg_iov = &iov;
@@ -132,10 +136,10 @@ Result<ReceivedHeader> RecvHeader(int sock, int timeout_ms, uint32_t max_fds) {
   return out;
 }
 
-Status RecvExact(int sock, std::span<uint8_t> out, int timeout_ms) {
+Status RecvExact(int sock, std::span<uint8_t> out, int timeout_ms, int cancel_fd) {
   size_t got = 0;
   while (got < out.size()) {
-    NVMUX_TRY(WaitReadable(sock, timeout_ms));
+    NVMUX_TRY(WaitReadable(sock, timeout_ms, cancel_fd));
     ssize_t n = ::recv(sock, out.data() + got, out.size() - got, 0);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -147,18 +151,18 @@ Status RecvExact(int sock, std::span<uint8_t> out, int timeout_ms) {
   return Ok();
 }
 
-Status Discard(int sock, uint64_t n, int timeout_ms) {
+Status Discard(int sock, uint64_t n, int timeout_ms, int cancel_fd) {
   std::array<uint8_t, 16384> scratch;
   while (n > 0) {
     size_t chunk = static_cast<size_t>(std::min<uint64_t>(n, scratch.size()));
-    NVMUX_TRY(RecvExact(sock, std::span<uint8_t>(scratch.data(), chunk), timeout_ms));
+    NVMUX_TRY(RecvExact(sock, std::span<uint8_t>(scratch.data(), chunk), timeout_ms, cancel_fd));
     n -= chunk;
   }
   return Ok();
 }
 
-Result<Message> RecvMessage(int sock, int timeout_ms, uint32_t max_size, uint32_t max_fds) {
-  auto head = RecvHeader(sock, timeout_ms, max_fds);
+Result<Message> RecvMessage(int sock, int timeout_ms, uint32_t max_size, uint32_t max_fds, int cancel_fd) {
+  auto head = RecvHeader(sock, timeout_ms, max_fds, cancel_fd);
   if (!head) return head.error();
   Message msg;
   msg.header = head->header;
@@ -170,12 +174,12 @@ Result<Message> RecvMessage(int sock, int timeout_ms, uint32_t max_size, uint32_
   const uint64_t body = msg.header.msg_size - sizeof(Header);
   if (msg.header.msg_size > max_size) {
     msg.fds.clear();
-    NVMUX_TRY(Discard(sock, body, timeout_ms));
+    NVMUX_TRY(Discard(sock, body, timeout_ms, cancel_fd));
     return Fail(E2BIG, "vfio-user: msg_size " + std::to_string(msg.header.msg_size) +
                            " exceeds the limit " + std::to_string(max_size));
   }
   msg.payload.resize(static_cast<size_t>(body));
-  NVMUX_TRY(RecvExact(sock, msg.payload, timeout_ms));
+  NVMUX_TRY(RecvExact(sock, msg.payload, timeout_ms, cancel_fd));
   return msg;
 }
 

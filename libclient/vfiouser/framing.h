@@ -8,7 +8,8 @@
 // received fd closed.
 //
 // Errors (all calls): ETIMEDOUT when nothing arrives within timeout_ms
-// (negative waits forever); ENOTCONN when the peer closed cleanly before the
+// (negative waits forever); ECANCELED when cancel_fd (if >= 0) becomes
+// readable first; ENOTCONN when the peer closed cleanly before the
 // first byte of a message; EPROTO when it closed mid-message or sent an
 // ill-formed one; E2BIG for a message above max_size (its body is read and
 // discarded so the stream stays usable); other errno values from the socket.
@@ -47,18 +48,18 @@ struct ReceivedHeader {
                                  std::span<const int> fds = {});
 
 // Receives one header and the fds that came with it (at most max_fds).
-[[nodiscard]] Result<ReceivedHeader> RecvHeader(int sock, int timeout_ms, uint32_t max_fds);
+[[nodiscard]] Result<ReceivedHeader> RecvHeader(int sock, int timeout_ms, uint32_t max_fds, int cancel_fd = -1);
 
 // Receives exactly out.size() bytes; EOF before that is EPROTO.
-[[nodiscard]] Status RecvExact(int sock, std::span<uint8_t> out, int timeout_ms);
+[[nodiscard]] Status RecvExact(int sock, std::span<uint8_t> out, int timeout_ms, int cancel_fd = -1);
 
 // Reads and drops n bytes.
-[[nodiscard]] Status Discard(int sock, uint64_t n, int timeout_ms);
+[[nodiscard]] Status Discard(int sock, uint64_t n, int timeout_ms, int cancel_fd = -1);
 
 // Header + body. msg_size < 16 is EPROTO (the stream cannot be resynchronised);
 // msg_size > max_size is E2BIG after the body was discarded.
 [[nodiscard]] Result<Message> RecvMessage(int sock, int timeout_ms, uint32_t max_size,
-                                          uint32_t max_fds);
+                                          uint32_t max_fds, int cancel_fd = -1);
 
 // Copies a T from bytes at offset, or nullopt if too short.
 template <typename T>

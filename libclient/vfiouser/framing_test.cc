@@ -117,6 +117,19 @@ TEST_F(FramingTest, TimesOut) {
   EXPECT_EQ(msg.error().code, ETIMEDOUT);
 }
 
+TEST_F(FramingTest, CancelFdInterruptsAWait) {
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
+  UniqueFd r(pipe_fds[0]), w(pipe_fds[1]);
+  Header h;
+  h.msg_size = 64;  // a header promising a body that never comes
+  SendRaw(&h, sizeof(h));
+  ASSERT_EQ(::write(w.get(), "x", 1), 1);
+  auto msg = RecvMessage(b_.get(), 10'000, kMaxMessageSize, 8, r.get());
+  ASSERT_FALSE(msg);
+  EXPECT_EQ(msg.error().code, ECANCELED);
+}
+
 TEST_F(FramingTest, SendToClosedPeerIsEpipeNotSignal) {
   b_.Reset();
   Status s = SendMessage(a_.get(), Header{}, {});

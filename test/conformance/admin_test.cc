@@ -39,7 +39,8 @@ constexpr uint8_t kGen = sct::kGeneric;
 
 TEST_F(AdminTest, UnsupportedOpcode) {
   EXPECT_TRUE(HasStatus(Admin(AdminCmd(0x7F)), kGen, sc::kInvalidOpcode, true));
-  EXPECT_TRUE(HasStatus(Admin(AdminCmd(admin::kNamespaceManagement)), kGen, sc::kInvalidOpcode, true));
+  EXPECT_TRUE(HasStatus(Admin(AdminCmd(admin::kFirmwareCommit)), kGen, sc::kInvalidOpcode, true));
+  EXPECT_TRUE(HasStatus(Admin(AdminCmd(admin::kSecuritySend)), kGen, sc::kInvalidOpcode, true));
 }
 
 TEST_F(AdminTest, PsdtNotPrpIsInvalidField) {
@@ -181,7 +182,9 @@ TEST_F(AdminTest, IdentifyController) {
   EXPECT_EQ(id.lpa & (kLpaSmartPerNamespace | kLpaCommandEffects), kLpaSmartPerNamespace | kLpaCommandEffects);
   EXPECT_EQ(id.oncs & (kOncsCompare | kOncsDsm | kOncsWriteZeroes | kOncsVerify | kOncsWriteUncorrectable),
             kOncsCompare | kOncsDsm | kOncsWriteZeroes | kOncsVerify | kOncsWriteUncorrectable);
-  EXPECT_EQ(id.oacs & kOacsNsMgmt, 0) << "namespace management must not be advertised while unimplemented";
+  EXPECT_EQ(id.oacs & (kOacsNsMgmt | kOacsFormat | kOacsDbcs), kOacsNsMgmt | kOacsFormat | kOacsDbcs);
+  EXPECT_EQ(id.cntlid, 1);
+  EXPECT_NE(id.tnvmcap[0] | id.tnvmcap[4] | id.tnvmcap[5], 0);
   EXPECT_EQ(id.vwc & 1, 1);
   EXPECT_NE(id.kas, 0);
   EXPECT_EQ(std::string(id.subnqn).rfind("nqn.", 0), 0u);
@@ -300,7 +303,7 @@ TEST_F(AdminTest, IdentifyNamespaceIdDescriptors) {
 
 TEST_F(AdminTest, IdentifyOtherCnsIsInvalidField) {
   DmaMemory::Buffer buf;
-  for (uint32_t c : {0x04u, 0x10u, 0x11u, 0x12u, 0x13u, 0xFFu}) {
+  for (uint32_t c : {0x04u, 0x05u, 0x14u, 0x1Fu, 0xFFu}) {
     Sqe sqe = AdminCmd(admin::kIdentify, 1);
     sqe.cdw10 = c;
     EXPECT_TRUE(HasStatus(AdminRead(sqe, buf), kGen, sc::kInvalidField, true)) << c;
@@ -608,10 +611,12 @@ TEST_F(AdminTest, CommandsSupportedAndEffectsLog) {
   std::memcpy(&log, buf.ptr, sizeof(log));
   EXPECT_NE(log.acs[admin::kIdentify] & kEffectCsupp, 0u);
   EXPECT_NE(log.acs[admin::kCreateIoSq] & kEffectCsupp, 0u);
-  EXPECT_EQ(log.acs[admin::kNamespaceManagement], 0u);
+  EXPECT_EQ(log.acs[admin::kSecuritySend], 0u);
+  EXPECT_NE(log.acs[admin::kNamespaceAttachment] & kEffectNic, 0u);
   EXPECT_NE(log.iocs[nvm::kRead] & kEffectCsupp, 0u);
   EXPECT_NE(log.iocs[nvm::kWrite] & kEffectLbcc, 0u);
-  EXPECT_EQ(log.iocs[nvm::kCopy], 0u);
+  EXPECT_NE(log.iocs[nvm::kCopy] & kEffectCsupp, 0u);
+  EXPECT_EQ(log.iocs[0x7F], 0u);
 }
 
 TEST_F(AdminTest, LogPageWithPrpList) {
@@ -623,6 +628,64 @@ TEST_F(AdminTest, LogPageWithPrpList) {
   sqe.prp2 = buf.iova + 4096;
   ASSERT_TRUE(IsSuccess(Admin(sqe)));
   for (size_t i = 4096; i < 8192; ++i) ASSERT_EQ(buf.ptr[i], 0) << "zero fill past the log at " << i;
+}
+
+}  // namespace
+}  // namespace nvmux::conformance
+
+namespace nvmux::conformance {
+namespace {
+
+using namespace nvmux::spec;
+
+TEST(AdminDeleteSqTest, UnfetchedCommandsCompleteAbortedBySqDeletion) {
+  TestDevice dev;
+  dev.Start();
+  ASSERT_TRUE(dev.Enable());
+  // A CQ holding one entry: the device stops fetching once it is full.
+  QueueState cq;
+  cq.qid = 1;
+  cq.size = 2;
+  cq.mem = dev.mem().Alloc(2 * 16);
+  ASSERT_TRUE(IsSuccess(dev.Admin(CreateCq(1, 2, cq.mem.iova))));
+  QueueState sq;
+  sq.qid = 1;
+  sq.size = 8;
+  sq.mem = dev.mem().Alloc(8 * 64);
+  ASSERT_TRUE(IsSuccess(dev.Admin(CreateSq(1, 8, sq.mem.iova, 1))));
+  for (uint16_t i = 0; i < 4; ++i) {
+    Sqe flush = IoCmd(nvm::kFlush, 1, 0, 1);
+    flush.cid = static_cast<uint16_t>(40 + i);
+    dev.Submit(sq, flush);
+  }
+  auto first = dev.WaitCqe(cq, std::chrono::seconds(2), /*ring=*/false);
+  ASSERT_TRUE(IsSuccess(first));
+  EXPECT_EQ(first->cid, 40);
+  Sqe del = AdminCmd(admin::kDeleteIoSq);
+  del.cdw10 = 1;
+  ASSERT_TRUE(IsSuccess(dev.Admin(del)));
+  dev.RingCq(cq);
+  for (uint16_t i = 1; i < 4; ++i) {
+    auto cqe = dev.WaitCqe(cq);
+    ASSERT_TRUE(cqe) << i;
+    EXPECT_EQ(cqe->cid, 40 + i);
+    EXPECT_TRUE(HasStatus(cqe, sct::kGeneric, sc::kAbortedSqDeletion));
+  }
+}
+
+TEST(AdminFlrTest, FunctionLevelResetThroughConfigSpace) {
+  TestDevice dev;
+  dev.Start();
+  ASSERT_TRUE(dev.Enable());
+  // PCIe capability: find it, then set Device Control bit 15.
+  auto cfg = dev.client().ReadRegion(vfiouser::kPciConfigRegion, 0, 256);
+  ASSERT_TRUE(cfg);
+  uint8_t cap = (*cfg)[0x34];
+  while (cap != 0 && (*cfg)[cap] != 0x10) cap = (*cfg)[cap + 1u];
+  ASSERT_NE(cap, 0);
+  ASSERT_TRUE(dev.client().WriteRegion(vfiouser::kPciConfigRegion, cap + 9u, std::vector<uint8_t>{0x80}));
+  EXPECT_EQ(dev.Csts().rdy(), 0);
+  EXPECT_EQ(Cc{dev.Reg32(kRegCc)}.en(), 0);
 }
 
 }  // namespace

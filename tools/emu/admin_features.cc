@@ -36,9 +36,9 @@ bool FeatureChangeable(uint8_t fid) { return fid != fid::kWriteAtomicityNormal; 
 constexpr uint8_t kTmpselComposite = 0;
 constexpr uint8_t kThselOver = 0;
 constexpr uint8_t kThselUnder = 1;
-// Async Event Configuration bits this controller can report: the SMART
-// critical warnings (7:0). Notices are not generated.
-constexpr uint32_t kAecSupported = 0xFF;
+// Async Event Configuration bits this controller honours: the SMART
+// critical warnings (7:0) and Namespace Attribute Notices (8).
+constexpr uint32_t kAecSupported = 0x1FF;
 
 }  // namespace
 

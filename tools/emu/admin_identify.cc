@@ -40,11 +40,11 @@ void Controller::FillIdentifyController(IdentifyController& id) const {
   id.ieee[2] = 0x4E;
   id.cmic = 0;
   id.mdts = options_.mdts;
-  id.cntlid = 1;
+  id.cntlid = kCntlid;
   id.ver = kVersion1_4;
-  id.oaes = 0;
+  id.oaes = kOaesNsAttributeNotices;
   id.cntrltype = kCntrltypeIo;
-  id.oacs = 0;
+  id.oacs = kOacsFormat | kOacsNsMgmt | kOacsDbcs;
   id.acl = 3;
   id.aerl = kAerl;
   id.frmw = 0x3;  // slot 1 read-only, one slot
@@ -59,13 +59,20 @@ void Controller::FillIdentifyController(IdentifyController& id) const {
   id.maxcmd = 0;
   id.nn = kMaxNamespaces;
   id.oncs = kOncsCompare | kOncsWriteUncorrectable | kOncsDsm | kOncsWriteZeroes | kOncsSaveSelect |
-            kOncsTimestamp | kOncsVerify;
-  id.fuses = 0;
+            kOncsTimestamp | kOncsVerify | kOncsCopy | kOncsReservations;
+  id.fuses = kFusesCompareAndWrite;
+  id.fna = 0;  // format per namespace; crypto erase not offered
   id.vwc = 1;
-  id.sgls = 0;
+  id.sgls = 0x1;  // SGLs for I/O data, no alignment requirement; no bit bucket
   std::string nqn = "nqn.2024-01.io.nvmux:emu:" + options_.serial;
   std::memcpy(id.subnqn, nqn.c_str(), std::min(nqn.size(), sizeof(id.subnqn) - 1));
   id.psd[0].mp = 100;  // 1 W
+  id.mnan = kMaxNamespaces;
+  // Total and unallocated capacity, 128-bit little endian.
+  const uint64_t total = kTotalCapacity;
+  const uint64_t unallocated = total - std::min(total, AllocatedBytes());
+  std::memcpy(id.tnvmcap, &total, sizeof(total));
+  std::memcpy(id.unvmcap, &unallocated, sizeof(unallocated));
 }
 
 Controller::Outcome Controller::Identify(const Sqe& sqe) {
@@ -97,6 +104,14 @@ Controller::Outcome Controller::Identify(const Sqe& sqe) {
       }
       break;
     }
+    case cns::kAllocatedNamespaceList:
+    case cns::kAllocatedNamespace:
+    case cns::kAttachedControllerList:
+    case cns::kControllerList: {
+      CompletionStatus st = IdentifyAllocated(cns, sqe.nsid, static_cast<uint16_t>(sqe.cdw10 >> 16));
+      if (!st.ok()) return {st};
+      break;
+    }
     default:
       return {kInvalidField};
   }
@@ -112,7 +127,11 @@ void Controller::BuildEffectsLog(CommandsSupportedAndEffectsLog& log) const {
   log.acs[admin::kDeleteIoSq] |= kEffectCcc;
   log.acs[admin::kCreateIoCq] |= kEffectCcc;
   log.acs[admin::kDeleteIoCq] |= kEffectCcc;
-  for (uint8_t opc : {nvm::kWrite, nvm::kWriteZeroes, nvm::kWriteUncorrectable, nvm::kDatasetManagement}) {
+  log.acs[admin::kFormatNvm] |= kEffectLbcc | kEffectNcc;
+  log.acs[admin::kNamespaceManagement] |= kEffectNic;
+  log.acs[admin::kNamespaceAttachment] |= kEffectNic;
+  for (uint8_t opc : {nvm::kWrite, nvm::kWriteZeroes, nvm::kWriteUncorrectable, nvm::kDatasetManagement,
+                      nvm::kCopy}) {
     log.iocs[opc] |= kEffectLbcc;
   }
 }
@@ -169,8 +188,9 @@ Controller::Outcome Controller::GetLogPage(const Sqe& sqe) {
         const uint32_t overflow = 0xFFFFFFFF;
         std::memcpy(bounce_.data(), &overflow, 4);
       } else {
-        if (!changed_namespaces_.empty())  // data() may be null when empty
+        if (!changed_namespaces_.empty()) {  // data() may be null when empty
           std::memcpy(bounce_.data(), changed_namespaces_.data(), changed_namespaces_.size() * 4);
+        }
       }
       unmask_type = aer::kTypeNotice;
       break;

@@ -1,5 +1,8 @@
 // Admin command dispatch; queue creation and deletion, Abort, Asynchronous
 // Event Request, Keep Alive. Runs with the controller mutex held.
+#include <cstddef>
+#include <cstring>
+
 #include "tools/emu/controller.h"
 
 namespace nvmux::emu {
@@ -25,6 +28,10 @@ bool Controller::AdminOpcodeSupported(uint8_t opc) const {
     case admin::kGetFeatures:
     case admin::kAsyncEventRequest:
     case admin::kKeepAlive:
+    case admin::kFormatNvm:
+    case admin::kDoorbellBufferConfig:
+    case admin::kNamespaceManagement:
+    case admin::kNamespaceAttachment:
       return true;
   }
   return false;
@@ -52,13 +59,27 @@ Controller::Outcome Controller::ExecuteAdmin(const Sqe& sqe) {
     case admin::kGetFeatures: return GetFeatures(sqe);
     case admin::kAsyncEventRequest: return AsyncEventRequest(sqe);
     case admin::kKeepAlive: return {kSuccess};  // KAS is set; the timer is not enforced
+    case admin::kFormatNvm: return FormatNvm(sqe);
+    case admin::kDoorbellBufferConfig: return DoorbellBufferConfig(sqe);
+    case admin::kNamespaceManagement: return NamespaceManagement(sqe);
+    case admin::kNamespaceAttachment: return NamespaceAttachment(sqe);
   }
   return {Dnr(sct::kGeneric, sc::kInvalidOpcode)};
 }
 
+spec::CompletionStatus Controller::MapData(const Sqe& sqe, uint64_t len, bool device_writes) {
+  if (sqe.psdt() == kPsdtSglMptrContiguous) {
+    SglDescriptor sgl1;
+    std::memcpy(static_cast<void*>(&sgl1), reinterpret_cast<const uint8_t*>(&sqe) + offsetof(Sqe, prp1),
+                sizeof(sgl1));  // DPTR, bytes 24..39
+    return MapSgl(dma_, sgl1, len, device_writes, host_);
+  }
+  return MapPrps(dma_, sqe.prp1, sqe.prp2, len, page_size_, device_writes, host_);
+}
+
 spec::CompletionStatus Controller::TransferToHost(const Sqe& sqe, std::span<const uint8_t> data) {
   if (data.size() > MaxTransferBytes()) return kInvalidField;
-  CompletionStatus st = MapPrps(dma_, sqe.prp1, sqe.prp2, data.size(), page_size_, true, host_);
+  CompletionStatus st = MapData(sqe, data.size(), true);
   if (!st.ok()) return st;
   host_.CopyIn(0, data);
   return kSuccess;
@@ -66,7 +87,7 @@ spec::CompletionStatus Controller::TransferToHost(const Sqe& sqe, std::span<cons
 
 spec::CompletionStatus Controller::TransferFromHost(const Sqe& sqe, std::span<uint8_t> data) {
   if (data.size() > MaxTransferBytes()) return kInvalidField;
-  CompletionStatus st = MapPrps(dma_, sqe.prp1, sqe.prp2, data.size(), page_size_, false, host_);
+  CompletionStatus st = MapData(sqe, data.size(), false);
   if (!st.ok()) return st;
   host_.CopyOut(0, data);
   return kSuccess;
@@ -93,7 +114,7 @@ Controller::Outcome Controller::CreateIoCq(const Sqe& sqe) {
   cq.ien = ien;
   cq.iv = iv;
   cqs_[qid] = std::move(cq);
-  StoreDoorbell(2u * qid + 1, 0);
+  ResetQueueDoorbell(2u * qid + 1);
   return {kSuccess};
 }
 
@@ -117,7 +138,7 @@ Controller::Outcome Controller::CreateIoSq(const Sqe& sqe) {
   sq.cqid = cqid;
   sqs_[qid] = sq;
   cqs_[cqid]->sq_count++;
-  StoreDoorbell(2u * qid, 0);
+  ResetQueueDoorbell(2u * qid);
   return {kSuccess};
 }
 
@@ -126,11 +147,23 @@ Controller::Outcome Controller::DeleteIoSq(const Sqe& sqe) {
   if (qid == 0 || qid >= sqs_.size() || !sqs_[qid]) {
     return {Dnr(sct::kCommandSpecific, sc::kInvalidQueueIdentifier)};
   }
-  // Commands complete synchronously when fetched, so none is in flight;
-  // entries the host queued but the device never fetched are dropped.
-  cqs_[sqs_[qid]->cqid]->sq_count--;
+  // Commands complete when fetched, so the ones in flight are those the
+  // host submitted (tail moved) that were not fetched yet, e.g. because the
+  // CQ was full: each completes Aborted - SQ Deletion.
+  SubmissionQueue& sq = *sqs_[qid];
+  const std::optional<uint32_t> tail = ReadHostDoorbell(2u * qid);
+  if (tail && *tail < sq.size) sq.tail = static_cast<uint16_t>(*tail);
+  while (sq.head != sq.tail) {
+    const uint8_t* entry = dma_.Translate(sq.base + uint64_t{sq.head} * sizeof(Sqe), sizeof(Sqe), false);
+    if (entry == nullptr) break;  // nothing readable to abort
+    Sqe pending;
+    std::memcpy(&pending, entry, sizeof(pending));
+    sq.head = static_cast<uint16_t>((sq.head + 1) % sq.size);
+    Complete(qid, pending.cid, {Retry(sct::kGeneric, sc::kAbortedSqDeletion)});
+  }
+  cqs_[sq.cqid]->sq_count--;
   sqs_[qid].reset();
-  StoreDoorbell(2u * qid, 0);
+  ResetQueueDoorbell(2u * qid);
   return {kSuccess};
 }
 
@@ -141,7 +174,7 @@ Controller::Outcome Controller::DeleteIoCq(const Sqe& sqe) {
   }
   if (cqs_[qid]->sq_count != 0) return {Retry(sct::kCommandSpecific, sc::kInvalidQueueDeletion)};
   cqs_[qid].reset();
-  StoreDoorbell(2u * qid + 1, 0);
+  ResetQueueDoorbell(2u * qid + 1);
   return {kSuccess};
 }
 

@@ -185,6 +185,8 @@ void Controller::ResetLocked() {
   aer_cids_.clear();
   pending_events_.clear();
   masked_event_types_ = 0;
+  shadow_doorbells_ = 0;
+  event_idx_ = 0;
   for (uint32_t i = 0; i < 1024; ++i) StoreDoorbell(i, 0);
   csts_.set_rdy(0).set_cfs(0);
   features_ = Features{};
@@ -269,12 +271,18 @@ void Controller::SetBackendFaults(uint32_t nsid, bool fail_reads, bool fail_writ
 }
 
 Namespace* Controller::FindNamespace(uint32_t nsid) {
+  Namespace* ns = FindAllocated(nsid);
+  return ns != nullptr && ns->attached() ? ns : nullptr;
+}
+
+Namespace* Controller::FindAllocated(uint32_t nsid) {
   if (nsid == 0 || nsid > namespaces_.size()) return nullptr;
   return namespaces_[nsid - 1].get();
 }
 
 bool Controller::Poll() {
   std::lock_guard<std::mutex> lock(mutex_);
+  running_.store(csts_.rdy() != 0 && csts_.cfs() == 0, std::memory_order_relaxed);
   if (csts_.rdy() == 0 || csts_.cfs() != 0) return false;
   bool work = false;
   for (auto& cq : cqs_) {

@@ -23,6 +23,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "nvmux/spec/nvme.h"
@@ -32,6 +33,7 @@
 #include "tools/emu/emu_namespace.h"
 #include "tools/emu/options.h"
 #include "tools/emu/prp.h"
+#include "tools/emu/sgl.h"
 
 namespace nvmux::emu {
 
@@ -41,6 +43,10 @@ class Controller {
   static constexpr uint8_t kAerl = 3;             // up to 4 outstanding AERs
   static constexpr uint32_t kErrorLogEntries = 64;
   static constexpr uint32_t kBar0Size = 0x4000;
+  static constexpr uint16_t kCntlid = 1;
+  // NVM capacity that Namespace Management may allocate (TNVMCAP); RAM
+  // backings reserve no memory until written.
+  static constexpr uint64_t kTotalCapacity = 1ull << 40;
 
   // doorbells: the 4 KiB doorbell page (BAR0 0x1000), zeroed by the caller.
   [[nodiscard]] static Result<std::unique_ptr<Controller>> Create(const EmulatorOptions& options,
@@ -72,6 +78,9 @@ class Controller {
 
   // Processes queued work; returns whether anything was done.
   bool Poll();
+  // Whether CSTS.RDY=1 and CFS=0, i.e. Poll() may find work in the mmapped
+  // doorbells (otherwise only a trapped register write can create work).
+  bool Running() const { return running_.load(std::memory_order_relaxed); }
 
   // Test hooks: backend faults for namespace nsid.
   void SetBackendFaults(uint32_t nsid, bool fail_reads, bool fail_writes);
@@ -138,6 +147,15 @@ class Controller {
   void Fatal(const char* why);
   uint32_t LoadDoorbell(uint32_t index) const;
   void StoreDoorbell(uint32_t index, uint32_t value);
+  // SQ tail / CQ head as the host last wrote it: the shadow doorbell buffer
+  // for I/O queues once Doorbell Buffer Config ran, else the doorbell page.
+  // nullopt (and CFS set) if the shadow buffer is no longer DMA-mapped.
+  std::optional<uint32_t> ReadHostDoorbell(uint32_t index);
+  // Publishes the device's position in the EventIdx buffer (shadow doorbells).
+  void WriteEventIdx(uint32_t index, uint32_t value);
+  // A queue was created or deleted: its real doorbell, and its shadow
+  // doorbell and EventIdx if configured, restart at 0.
+  void ResetQueueDoorbell(uint32_t index);
   void ScanStrayDoorbells();
   uint64_t page_size() const { return page_size_; }
 
@@ -153,7 +171,7 @@ class Controller {
   void DeliverEvents();
   void Interrupt(const CompletionQueue& cq);
 
-  // Admin commands (admin_queues.cc, admin_identify.cc, admin_features.cc, admin_log.cc).
+  // Admin commands (admin_queues.cc, admin_identify.cc, admin_features.cc).
   Outcome ExecuteAdmin(const spec::Sqe& sqe);
   Outcome CreateIoCq(const spec::Sqe& sqe);
   Outcome CreateIoSq(const spec::Sqe& sqe);
@@ -165,7 +183,18 @@ class Controller {
   Outcome GetLogPage(const spec::Sqe& sqe);
   Outcome GetFeatures(const spec::Sqe& sqe);
   Outcome SetFeatures(const spec::Sqe& sqe);
-  // Copies bytes to / from the command's PRPs.
+  Outcome FormatNvm(const spec::Sqe& sqe);             // admin_format.cc
+  Outcome NamespaceManagement(const spec::Sqe& sqe);   // admin_ns_mgmt.cc
+  Outcome NamespaceAttachment(const spec::Sqe& sqe);
+  // Identify CNS 10h-13h into bounce_.
+  spec::CompletionStatus IdentifyAllocated(uint8_t cns, uint32_t nsid, uint16_t cntid);
+  void NamespaceChanged(uint32_t nsid);
+  uint64_t AllocatedBytes() const;
+  Outcome DoorbellBufferConfig(const spec::Sqe& sqe);  // shadow_doorbell.cc
+  // Maps the command's data pointer (PRPs, or an SGL for I/O commands with
+  // PSDT 01b) for len bytes into host_.
+  spec::CompletionStatus MapData(const spec::Sqe& sqe, uint64_t len, bool device_writes);
+  // Copies bytes to / from the command's data pointer.
   spec::CompletionStatus TransferToHost(const spec::Sqe& sqe, std::span<const uint8_t> data);
   spec::CompletionStatus TransferFromHost(const spec::Sqe& sqe, std::span<uint8_t> data);
   void FillIdentifyController(spec::IdentifyController& id) const;
@@ -181,8 +210,19 @@ class Controller {
   Outcome WriteUncorrectable(Namespace& ns, const spec::Sqe& sqe);
   Outcome Verify(Namespace& ns, const spec::Sqe& sqe);
   Outcome DatasetManagement(Namespace& ns, const spec::Sqe& sqe);
+  Outcome Copy(Namespace& ns, const spec::Sqe& sqe);
+  // reservations.cc
+  Outcome ReservationRegister(Namespace& ns, const spec::Sqe& sqe);
+  Outcome ReservationAcquire(Namespace& ns, const spec::Sqe& sqe);
+  Outcome ReservationRelease(Namespace& ns, const spec::Sqe& sqe);
+  Outcome ReservationReport(Namespace& ns, const spec::Sqe& sqe);
   Outcome Flush(const spec::Sqe& sqe);
+  // Fused Compare + Write: both outcomes, in submission order.
+  std::pair<Outcome, Outcome> ExecuteFused(const spec::Sqe& first, const spec::Sqe& second);
+  // Active (allocated and attached) namespace, or null.
   Namespace* FindNamespace(uint32_t nsid);
+  // Allocated namespace, attached or not, or null.
+  Namespace* FindAllocated(uint32_t nsid);
 
   mutable std::mutex mutex_;
   const EmulatorOptions options_;
@@ -211,6 +251,10 @@ class Controller {
   std::deque<PendingEvent> pending_events_;
   uint8_t masked_event_types_ = 0;  // bit per type: reported, log not yet read
 
+  // Shadow doorbells (Doorbell Buffer Config); 0 when disabled.
+  uint64_t shadow_doorbells_ = 0;
+  uint64_t event_idx_ = 0;
+
   // Logs.
   std::deque<spec::ErrorInformationEntry> error_log_;  // newest first
   uint64_t error_count_ = 0;
@@ -226,6 +270,7 @@ class Controller {
   HostBuffer meta_;
   std::vector<uint8_t> bounce_;
   uint32_t poll_count_ = 0;
+  std::atomic<bool> running_{false};
 };
 
 }  // namespace nvmux::emu

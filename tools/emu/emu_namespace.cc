@@ -78,7 +78,9 @@ void Namespace::FillIdentify(spec::IdentifyNamespace& id) const {
   id.dpc = 0;  // no protection information
   id.dps = 0;
   id.nmic = 0;
+  // Reservation types 1-6; no persist-through-power-loss.
   id.rescap = 0;
+  for (uint8_t rtype = 1; rtype <= 6; ++rtype) id.rescap |= spec::RescapType(rtype);
   // Optimal I/O boundary of 128 KiB so the driver's boundary split is testable.
   id.noiob = static_cast<uint16_t>((128u * 1024) / options_.block_size);
   id.npwg = 0;
@@ -86,6 +88,9 @@ void Namespace::FillIdentify(spec::IdentifyNamespace& id) const {
   id.npdg = 0;
   id.npda = 0;
   id.nows = 0;
+  id.msrc = kCopyMaxSourceRanges - 1;  // 0's based
+  id.mssrl = kCopyMaxSingleRange;
+  id.mcl = kCopyMaxLength;
   for (int i = 0; i < kNumLbaFormats; ++i) id.lbaf[i] = kLbaFormats[i];
   // NGUID / EUI64: stable per namespace id.
   const uint8_t oui[3] = {0x4E, 0x56, 0x4D};

@@ -37,6 +37,22 @@ class Namespace {
   uint64_t DataOffset(uint64_t lba) const { return lba * options_.block_size; }
   uint64_t MetadataOffset(uint64_t lba) const { return nsze_ * options_.block_size + lba * options_.metadata_size; }
   Backing& backing() { return *backing_; }
+  uint64_t capacity_bytes() const { return backing_->size(); }
+
+  // Reservation state (one controller, so one host). rkey 0 and not
+  // registered are distinct: registered says whether the host registered.
+  struct Reservation {
+    bool registered = false;
+    uint64_t rkey = 0;
+    uint8_t rtype = 0;  // 0: no reservation held
+    uint32_t generation = 0;
+  };
+  Reservation& reservation() { return reservation_; }
+
+  // Attached to the (only) controller: active. Namespaces made by Namespace
+  // Management start detached.
+  bool attached() const { return attached_; }
+  void set_attached(bool attached) { attached_ = attached; }
 
   // Uncorrectable ranges (Write Uncorrectable). REQUIRES: nlb >= 1.
   bool AnyUncorrectable(uint64_t slba, uint64_t nlb) const;
@@ -56,7 +72,14 @@ class Namespace {
   uint64_t nsze_;
   std::unique_ptr<Backing> backing_;
   std::map<uint64_t, uint64_t> uncorrectable_;  // start -> end (exclusive), disjoint
+  bool attached_ = true;
+  Reservation reservation_;
 };
+
+// Copy limits reported in Identify Namespace (MSRC + 1, MSSRL, MCL), in blocks.
+inline constexpr uint32_t kCopyMaxSourceRanges = 16;
+inline constexpr uint32_t kCopyMaxSingleRange = 256;
+inline constexpr uint32_t kCopyMaxLength = 1024;
 
 // The LBA formats every namespace offers, in FLBAS index order.
 inline constexpr spec::LbaFormat kLbaFormats[] = {

@@ -2,6 +2,7 @@
 
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -14,12 +15,18 @@ namespace nvmux::emu {
 Result<std::unique_ptr<Emulator>> Emulator::Create(const EmulatorOptions& options) {
   NVMUX_TRY(Validate(options));
   std::unique_ptr<Emulator> emu(new Emulator());
+  emu->socket_dir_ = options.socket_dir;
+  if (::mkdir(options.socket_dir.c_str(), 0700) == 0) {
+    emu->created_dir_ = true;
+  } else if (errno != EEXIST) {
+    return ErrnoError("--socket '" + options.socket_dir + "': cannot create the directory");
+  }
   // BAR0 backing file: only the doorbell page [0x1000, 0x2000) is shared
   // with the client; the registers below it are trapped.
-  emu->doorbell_fd_.Reset(::memfd_create("nvmux-emu-bar0", MFD_CLOEXEC));
-  if (!emu->doorbell_fd_.valid()) return ErrnoError("memfd_create for the doorbell page");
-  if (::ftruncate(emu->doorbell_fd_.get(), Controller::kBar0Size) != 0) return ErrnoError("ftruncate doorbell memfd");
-  void* map = ::mmap(nullptr, 0x1000, PROT_READ | PROT_WRITE, MAP_SHARED, emu->doorbell_fd_.get(),
+  auto bar0 = Bar0File::Create(options.socket_dir, Controller::kBar0Size);
+  if (!bar0) return bar0.error();
+  emu->bar0_ = std::move(*bar0);
+  void* map = ::mmap(nullptr, 0x1000, PROT_READ | PROT_WRITE, MAP_SHARED, emu->bar0_->fd(),
                      nvmux::spec::kDoorbellBase);
   if (map == MAP_FAILED) return ErrnoError("mmap doorbell page");
   emu->doorbell_map_ = map;
@@ -28,10 +35,15 @@ Result<std::unique_ptr<Emulator>> Emulator::Create(const EmulatorOptions& option
   if (!controller) return controller.error();
   emu->controller_ = std::move(*controller);
   Emulator* self = emu.get();
-  auto server = Server::Create(options.socket_dir, *emu->controller_, emu->doorbell_fd_.get(), doorbells,
+  auto server = Server::Create(options.socket_dir, *emu->controller_, emu->bar0_->fd(), doorbells,
                                [self] { self->Wake(); });
   if (!server) return server.error();
   emu->server_ = std::move(*server);
+  // The socket is ours: now the name bar0 may be (re)placed.
+  if (Status published = emu->bar0_->Publish(); !published) {
+    NVMUX_LOG(kWarning, "nvmux-emu: %s; clients must map the doorbells through the region fd",
+              published.error().ToString().c_str());
+  }
   emu->stop_fd_.Reset(::eventfd(0, EFD_CLOEXEC));
   if (!emu->stop_fd_.valid()) return ErrnoError("eventfd");
   return emu;
@@ -42,6 +54,8 @@ Emulator::~Emulator() {
   server_.reset();      // removes the socket
   controller_.reset();  // before the doorbell page goes
   if (doorbell_map_ != nullptr) ::munmap(doorbell_map_, 0x1000);
+  bar0_.reset();        // removes bar0
+  if (created_dir_) ::rmdir(socket_dir_.c_str());
 }
 
 Status Emulator::Start() {
@@ -79,11 +93,15 @@ void Emulator::PollLoop() {
       sleep_ns = 0;
       continue;
     }
-    if (MonotonicNanos() - last_work < kSpinNanos) continue;
-    // Idle: sleep, doubling up to kMaxSleepNanos, unless a trapped write
-    // wakes us. Doorbells written through the mmapped page cannot wake us,
-    // so the sleep bounds the latency of the first command after idling.
-    sleep_ns = sleep_ns == 0 ? 10'000 : std::min(sleep_ns * 2, kMaxSleepNanos);
+    const int64_t idle = MonotonicNanos() - last_work;
+    if (idle < kSpinNanos) continue;
+    // Idle: sleep with backoff unless a trapped write wakes us. Doorbells
+    // written through the mmapped page cannot wake us, so the cap bounds the
+    // latency of the first command after idling.
+    const int64_t cap = !controller_->Running() ? kStoppedSleepNanos
+                        : idle > kLongIdleNanos  ? kLongSleepNanos
+                                                 : kMaxSleepNanos;
+    sleep_ns = sleep_ns == 0 ? 10'000 : std::min(sleep_ns * 2, cap);
     std::unique_lock<std::mutex> lock(wake_mutex_);
     wake_cv_.wait_for(lock, std::chrono::nanoseconds(sleep_ns), [this] { return woken_; });
     if (woken_) {

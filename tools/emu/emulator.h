@@ -1,9 +1,11 @@
 // Emulator: a complete nvmux-emu instance — controller, doorbell memory,
 // vfio-user server — and its two threads: the socket thread (Server::Run)
 // and the poller, which runs Controller::Poll() and backs off to sleeping
-// when idle (spinning for kSpinNanos after the last work, then sleeping with
-// exponential backoff up to kMaxSleepNanos; a trapped register or doorbell
-// write wakes it at once).
+// when idle: it spins for kSpinNanos after the last work, then sleeps with
+// exponential backoff up to kMaxSleepNanos, or kLongSleepNanos once idle for
+// kLongIdleNanos, or kStoppedSleepNanos while the controller is not running.
+// A trapped register or doorbell write wakes it at once; a doorbell written
+// through the mmapped page is seen within the current sleep.
 //
 // Used by the nvmux-emu executable and, in-process, by the conformance tests.
 //
@@ -20,6 +22,7 @@
 
 #include "shm/base/result.h"
 #include "shm/base/unique_fd.h"
+#include "tools/emu/bar0_file.h"
 #include "tools/emu/controller.h"
 #include "tools/emu/options.h"
 #include "tools/emu/server.h"
@@ -30,13 +33,18 @@ class Emulator {
  public:
   static constexpr int64_t kSpinNanos = 200'000;
   static constexpr int64_t kMaxSleepNanos = 1'000'000;
+  static constexpr int64_t kLongIdleNanos = 1'000'000'000;
+  static constexpr int64_t kLongSleepNanos = 5'000'000;
+  static constexpr int64_t kStoppedSleepNanos = 50'000'000;
 
-  // Validates options, builds the namespaces and binds the socket (so a
-  // client may connect as soon as this returns; it is served after Start).
+  // Validates options, builds the namespaces, binds the socket (so a client
+  // may connect as soon as this returns; it is served after Start) and
+  // publishes the BAR0 file as <socket_dir>/bar0 (for SPDK hosts that map the
+  // doorbells by name; a failure to publish is logged, not fatal).
   // Errors: EINVAL (options), EADDRINUSE (a live server owns the socket),
   // ENOMEM, or the errno of a failed system call, each naming the culprit.
   [[nodiscard]] static Result<std::unique_ptr<Emulator>> Create(const EmulatorOptions& options);
-  ~Emulator();  // Stop()
+  ~Emulator();  // Stop(), then removes bar0, the socket and the directory if it made it
   Emulator(const Emulator&) = delete;
   Emulator& operator=(const Emulator&) = delete;
 
@@ -52,7 +60,9 @@ class Emulator {
   void PollLoop();
   void Wake();
 
-  UniqueFd doorbell_fd_;
+  std::string socket_dir_;
+  bool created_dir_ = false;
+  std::unique_ptr<Bar0File> bar0_;
   void* doorbell_map_ = nullptr;
   std::unique_ptr<Controller> controller_;
   std::unique_ptr<Server> server_;

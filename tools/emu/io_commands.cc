@@ -60,6 +60,11 @@ bool Controller::IoOpcodeSupported(uint8_t opc) const {
     case nvm::kWriteZeroes:
     case nvm::kDatasetManagement:
     case nvm::kVerify:
+    case nvm::kCopy:
+    case nvm::kReservationRegister:
+    case nvm::kReservationReport:
+    case nvm::kReservationAcquire:
+    case nvm::kReservationRelease:
       return true;
   }
   return false;
@@ -67,8 +72,9 @@ bool Controller::IoOpcodeSupported(uint8_t opc) const {
 
 Controller::Outcome Controller::ExecuteIo(const Sqe& sqe) {
   if (!IoOpcodeSupported(sqe.opc)) return {Dnr(sct::kGeneric, sc::kInvalidOpcode)};
-  if (sqe.fuse() != kFuseNone) return {kInvalidField};  // FUSES = 0
-  if (sqe.psdt() != kPsdtPrp) return {kInvalidField};   // SGLS = 0
+  if (sqe.fuse() != kFuseNone) return {kInvalidField};  // pairs go through ExecuteFused
+  // SGLs for data with a contiguous metadata buffer; not for metadata.
+  if (sqe.psdt() != kPsdtPrp && sqe.psdt() != kPsdtSglMptrContiguous) return {kInvalidField};
   if (sqe.opc == nvm::kFlush && sqe.nsid == 0xFFFFFFFF) return Flush(sqe);
   if (sqe.nsid == 0 || sqe.nsid == 0xFFFFFFFF || sqe.nsid > kMaxNamespaces) {
     return {Dnr(sct::kGeneric, sc::kInvalidNamespaceOrFormat)};
@@ -84,8 +90,31 @@ Controller::Outcome Controller::ExecuteIo(const Sqe& sqe) {
     case nvm::kWriteZeroes: return WriteZeroes(*ns, sqe);
     case nvm::kDatasetManagement: return DatasetManagement(*ns, sqe);
     case nvm::kVerify: return Verify(*ns, sqe);
+    case nvm::kCopy: return Copy(*ns, sqe);
+    case nvm::kReservationRegister: return ReservationRegister(*ns, sqe);
+    case nvm::kReservationReport: return ReservationReport(*ns, sqe);
+    case nvm::kReservationAcquire: return ReservationAcquire(*ns, sqe);
+    case nvm::kReservationRelease: return ReservationRelease(*ns, sqe);
   }
   return {Dnr(sct::kGeneric, sc::kInvalidOpcode)};
+}
+
+std::pair<Controller::Outcome, Controller::Outcome> Controller::ExecuteFused(const Sqe& first,
+                                                                            const Sqe& second) {
+  const Outcome missing{Retry(sct::kGeneric, sc::kAbortedMissingFused)};
+  // Compare and Write of the same namespace and LBA range, or neither runs.
+  if (first.opc != nvm::kCompare || second.opc != nvm::kWrite || first.nsid != second.nsid ||
+      first.cdw10 != second.cdw10 || first.cdw11 != second.cdw11 ||
+      (first.cdw12 & 0xFFFF) != (second.cdw12 & 0xFFFF)) {
+    return {missing, missing};
+  }
+  Sqe compare = first;
+  compare.set_fuse(kFuseNone);
+  Sqe write = second;
+  write.set_fuse(kFuseNone);
+  Outcome compared = ExecuteIo(compare);
+  if (!compared.status.ok()) return {compared, {Retry(sct::kGeneric, sc::kAbortedFailedFused)}};
+  return {compared, ExecuteIo(write)};
 }
 
 Controller::Outcome Controller::Flush(const Sqe& sqe) {
@@ -103,7 +132,7 @@ Controller::Outcome Controller::ReadWrite(Namespace& ns, const Sqe& sqe) {
   if (len > MaxTransferBytes()) return {kInvalidField};
   if (!RangeOk(ns, slba, nlb)) return {kLbaOutOfRange};
   const bool is_read = sqe.opc == nvm::kRead;
-  CompletionStatus st = MapPrps(dma_, sqe.prp1, sqe.prp2, len, page_size_, is_read, host_);
+  CompletionStatus st = MapData(sqe, len, is_read);
   if (!st.ok()) return {st};
   const bool separate_md = ns.metadata_size() != 0 && !ns.extended_lba();
   const uint64_t md_len = separate_md ? nlb * ns.metadata_size() : 0;
@@ -238,6 +267,66 @@ Controller::Outcome Controller::DatasetManagement(Namespace& ns, const Sqe& sqe)
     if (ns.metadata_size() != 0) (void)ns.backing().Zero(ns.MetadataOffset(r.slba), r.nlb * ns.metadata_size());
     ns.ClearUncorrectable(r.slba, r.nlb);
   }
+  return {kSuccess};
+}
+
+}  // namespace nvmux::emu
+
+namespace nvmux::emu {
+
+// Copy, source range descriptor format 0 only. Limits (Identify Namespace
+// MSRC/MSSRL/MCL) are checked before any range, then every range is checked,
+// then data moves: a failed command leaves the destination untouched unless
+// the backing fails midway.
+Controller::Outcome Controller::Copy(Namespace& ns, const Sqe& sqe) {
+  const uint64_t sdlba = sqe.cdw10 | (static_cast<uint64_t>(sqe.cdw11) << 32);
+  const uint32_t nr = (sqe.cdw12 & 0xFF) + 1;
+  const uint8_t desfmt = static_cast<uint8_t>((sqe.cdw12 >> 8) & 0xF);
+  if (desfmt != 0) return {kInvalidField};
+  if (nr > kCopyMaxSourceRanges) return {Dnr(sct::kCommandSpecific, sc::kCommandSizeLimitExceeded)};
+  std::vector<CopySourceRange> ranges(nr);
+  CompletionStatus st = TransferFromHost(
+      sqe, std::span<uint8_t>(reinterpret_cast<uint8_t*>(ranges.data()), ranges.size() * sizeof(CopySourceRange)));
+  if (!st.ok()) return {st};
+  uint64_t total = 0;
+  for (const CopySourceRange& r : ranges) {
+    const uint64_t nlb = r.nlb + 1ull;
+    if (nlb > kCopyMaxSingleRange) return {Dnr(sct::kCommandSpecific, sc::kCommandSizeLimitExceeded)};
+    total += nlb;
+  }
+  if (total > kCopyMaxLength) return {Dnr(sct::kCommandSpecific, sc::kCommandSizeLimitExceeded)};
+  for (const CopySourceRange& r : ranges) {
+    if (!RangeOk(ns, r.slba, r.nlb + 1ull)) return {kLbaOutOfRange};
+  }
+  if (!RangeOk(ns, sdlba, total)) return {kLbaOutOfRange};
+  for (const CopySourceRange& r : ranges) {
+    if (ns.AnyUncorrectable(r.slba, r.nlb + 1ull)) {
+      ++media_errors_;
+      return {kReadError};
+    }
+  }
+  // Gather every source first so overlapping source and destination copy
+  // the old data.
+  const uint64_t bs = ns.block_size();
+  const uint64_t ms = ns.metadata_size();
+  std::vector<uint8_t> data(static_cast<size_t>(total * bs));
+  std::vector<uint8_t> meta(static_cast<size_t>(total * ms));
+  uint64_t at = 0;
+  for (const CopySourceRange& r : ranges) {
+    const uint64_t nlb = r.nlb + 1ull;
+    if (!ns.backing().Read(ns.DataOffset(r.slba), std::span<uint8_t>(data.data() + at * bs, nlb * bs))) {
+      ++media_errors_;
+      return {kReadError};
+    }
+    if (ms != 0 &&
+        !ns.backing().Read(ns.MetadataOffset(r.slba), std::span<uint8_t>(meta.data() + at * ms, nlb * ms))) {
+      return {kReadError};
+    }
+    at += nlb;
+  }
+  if (!ns.backing().Write(ns.DataOffset(sdlba), data)) return {kWriteFault};
+  if (ms != 0 && !ns.backing().Write(ns.MetadataOffset(sdlba), meta)) return {kWriteFault};
+  ns.ClearUncorrectable(sdlba, total);
   return {kSuccess};
 }
 

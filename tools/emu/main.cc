@@ -51,10 +51,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   options.backing = *kind;
-  if (mdts > 15 || mqes < 1 || mqes > 0xFFFF || io_queues < 1 || io_queues > 511) {
-    std::fprintf(stderr,
-                 "nvmux-emu: --mdts %u (0..15), --mqes %u (1..65535) or --io-queues %u (1..511) out of range\n",
-                 mdts, mqes, io_queues);
+  if (mdts > 15) {
+    std::fprintf(stderr, "nvmux-emu: --mdts %u: must be 0..15\n", mdts);
+    return 1;
+  }
+  if (mqes < 1 || mqes > 0xFFFF) {
+    std::fprintf(stderr, "nvmux-emu: --mqes %u: must be 1..65535 (CAP.MQES, 0's based)\n", mqes);
+    return 1;
+  }
+  if (io_queues < 1 || io_queues > 511) {
+    std::fprintf(stderr, "nvmux-emu: --io-queues %u: must be 1..511\n", io_queues);
     return 1;
   }
   options.mdts = static_cast<uint8_t>(mdts);

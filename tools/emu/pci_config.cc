@@ -47,7 +47,7 @@ PciConfig::PciConfig(std::array<uint32_t, 6> bar_sizes, uint32_t msix_vectors) :
   Put8(kPcieCapOffset, 0x10);
   Put8(kPcieCapOffset + 1, 0);
   Put16(kPcieCapOffset + 2, 0x0002);          // version 2, device/port type 0 (endpoint)
-  Put32(kPcieCapOffset + 4, 0x10008000 | 1);  // DevCap: FLR, role-based errors, 256 B payload
+  Put32(kPcieCapOffset + 4, 0x10008000 | 1);  // DevCap: FLR capable, role-based errors, 256 B payload
   Put32(kPcieCapOffset + 0x0C, 0x00400041);   // LinkCap: x4 link, 2.5 GT/s
   Put16(kPcieCapOffset + 0x12, 0x0041);       // LinkStatus: x4, 2.5 GT/s
 }
@@ -56,8 +56,9 @@ void PciConfig::Read(uint32_t offset, std::span<uint8_t> out) const {
   std::memcpy(out.data(), &space_[offset], out.size());
 }
 
-void PciConfig::Write(uint32_t offset, std::span<const uint8_t> data) {
+bool PciConfig::Write(uint32_t offset, std::span<const uint8_t> data) {
   // Apply per dword with a byte-enable mask so any width and alignment works.
+  bool flr = false;
   uint32_t pos = 0;
   while (pos < data.size()) {
     uint32_t at = offset + pos;
@@ -68,11 +69,12 @@ void PciConfig::Write(uint32_t offset, std::span<const uint8_t> data) {
       value |= static_cast<uint32_t>(data[pos]) << (8 * b);
       mask |= 0xFFu << (8 * b);
     }
-    WriteDword(dword, value, mask);
+    flr |= WriteDword(dword, value, mask);
   }
+  return flr;
 }
 
-void PciConfig::WriteDword(uint32_t offset, uint32_t value, uint32_t byte_mask) {
+bool PciConfig::WriteDword(uint32_t offset, uint32_t value, uint32_t byte_mask) {
   uint32_t old = Get32(offset);
   auto merge = [&](uint32_t writable) {
     uint32_t w = writable & byte_mask;
@@ -94,7 +96,14 @@ void PciConfig::WriteDword(uint32_t offset, uint32_t value, uint32_t byte_mask) 
     merge(0x000000FFu);
   } else if (offset == kMsixCapOffset) {
     merge(0xC0000000u);  // Message Control: MSI-X enable, function mask
+  } else if (offset == kPcieCapOffset + 8u) {
+    // Device Control (low half; Device Status RW1C ignored). Bit 15 starts an
+    // FLR and reads back as 0.
+    const bool flr = (byte_mask & 0xFF00u) != 0 && (value & (1u << 15)) != 0;
+    merge(0x00007FFFu);
+    return flr;
   }
+  return false;
 }
 
 uint16_t PciConfig::command() const {

@@ -5,8 +5,8 @@
 // Writable: Command (bits accepted by kCommandWritable: memory space, bus
 // master, INTx disable — the 0x404 hosts write), Status RW1C bits ignored,
 // BAR sizing (write all-ones, read the size mask), Interrupt Line, MSI-X
-// Message Control (enable, function mask). Everything else reads as built
-// and ignores writes.
+// Message Control (enable, function mask), PCIe Device Control (with
+// Initiate FLR). Everything else reads as built and ignores writes.
 //
 // Thread safety: none; the vfio-user server thread owns it.
 #pragma once
@@ -30,7 +30,9 @@ class PciConfig {
 
   // REQUIRES: offset + out.size() <= kSize.
   void Read(uint32_t offset, std::span<uint8_t> out) const;
-  void Write(uint32_t offset, std::span<const uint8_t> data);
+  // Returns true if the write initiated a Function Level Reset (PCIe Device
+  // Control bit 15); the caller resets the function. The bit reads as 0.
+  [[nodiscard]] bool Write(uint32_t offset, std::span<const uint8_t> data);
 
   uint16_t command() const;
   bool msix_enabled() const;
@@ -40,7 +42,8 @@ class PciConfig {
   void Put8(uint32_t offset, uint8_t v) { space_[offset] = v; }
   void Put16(uint32_t offset, uint16_t v);
   void Put32(uint32_t offset, uint32_t v);
-  void WriteDword(uint32_t offset, uint32_t value, uint32_t byte_mask);
+  // Returns true on an FLR request.
+  bool WriteDword(uint32_t offset, uint32_t value, uint32_t byte_mask);
 
   std::array<uint8_t, kSize> space_{};
   std::array<uint32_t, 6> bar_sizes_;

@@ -22,7 +22,9 @@ bool Controller::CqHasRoom(const CompletionQueue& cq) const {
 }
 
 void Controller::UpdateCqHead(CompletionQueue& cq) {
-  const uint32_t db = LoadDoorbell(2u * cq.qid + 1);
+  const std::optional<uint32_t> host_head = ReadHostDoorbell(2u * cq.qid + 1);
+  if (!host_head) return;
+  const uint32_t db = *host_head;
   if (db != cq.head) {
     // Valid: below the size and not beyond the entries posted so far.
     const uint32_t posted = (cq.tail + cq.size - cq.head) % cq.size;
@@ -35,6 +37,7 @@ void Controller::UpdateCqHead(CompletionQueue& cq) {
       return;
     }
     cq.head = static_cast<uint16_t>(db);
+    WriteEventIdx(2u * cq.qid + 1, cq.head);
   }
   bool posted_any = false;
   while (!cq.overflow.empty() && static_cast<uint16_t>((cq.tail + 1) % cq.size) != cq.head) {
@@ -107,7 +110,9 @@ void Controller::RecordError(uint16_t sqid, uint16_t cid, CompletionStatus statu
 }
 
 bool Controller::ProcessSq(SubmissionQueue& sq) {
-  const uint32_t db = LoadDoorbell(2u * sq.qid);
+  const std::optional<uint32_t> host_tail = ReadHostDoorbell(2u * sq.qid);
+  if (!host_tail) return true;
+  const uint32_t db = *host_tail;
   if (db >= sq.size) {
     // Ignored; reported once per bad value.
     if (db != sq.last_bad_tail) {
@@ -116,26 +121,54 @@ bool Controller::ProcessSq(SubmissionQueue& sq) {
     }
     return false;
   }
-  sq.tail = static_cast<uint16_t>(db);
+  if (db != sq.tail) {
+    sq.tail = static_cast<uint16_t>(db);
+    WriteEventIdx(2u * sq.qid, sq.tail);
+  }
   CompletionQueue& cq = *cqs_[sq.cqid];
-  int done = 0;
-  while (sq.head != sq.tail && done < kBatch && CqHasRoom(cq)) {
+  auto fetch = [&](Sqe& sqe) {
     const uint8_t* entry =
         dma_.Translate(sq.base + static_cast<uint64_t>(sq.head) * sizeof(Sqe), sizeof(Sqe), false);
     if (entry == nullptr) {
       Fatal("submission queue entry not DMA-mapped");
-      return true;
+      return false;
     }
-    Sqe sqe;
     std::memcpy(&sqe, entry, sizeof(sqe));
     sq.head = static_cast<uint16_t>((sq.head + 1) % sq.size);
+    return true;
+  };
+  auto finish = [&](const Sqe& sqe, const Outcome& outcome) {
+    if (outcome.deferred) return;
+    if (!outcome.status.ok()) RecordError(sq.qid, sqe.cid, outcome.status, sqe.nsid);
+    Complete(sq.qid, sqe.cid, outcome);
+  };
+  int done = 0;
+  while (sq.head != sq.tail && done < kBatch && CqHasRoom(cq)) {
+    Sqe sqe;
+    if (!fetch(sqe)) return true;
+    ++done;
+    if (sq.qid != 0 && sqe.fuse() != kFuseNone) {
+      // Fused pair: the second half must be the very next entry, already
+      // submitted. Executed back to back under the lock, so atomic.
+      if (sqe.fuse() == kFuseFirst && sq.head != sq.tail) {
+        Sqe peek;
+        const uint16_t saved_head = sq.head;
+        if (!fetch(peek)) return true;
+        if (peek.fuse() == kFuseSecond) {
+          auto [first, second] = ExecuteFused(sqe, peek);
+          if (csts_.cfs() != 0) return true;
+          finish(sqe, first);
+          finish(peek, second);
+          continue;
+        }
+        sq.head = saved_head;  // not our partner: it is processed on its own
+      }
+      finish(sqe, {Retry(sct::kGeneric, sc::kAbortedMissingFused)});
+      continue;
+    }
     Outcome outcome = sq.qid == 0 ? ExecuteAdmin(sqe) : ExecuteIo(sqe);
     if (csts_.cfs() != 0) return true;
-    if (!outcome.deferred) {
-      if (!outcome.status.ok()) RecordError(sq.qid, sqe.cid, outcome.status, sqe.nsid);
-      Complete(sq.qid, sqe.cid, outcome);
-    }
-    ++done;
+    finish(sqe, outcome);
   }
   return done > 0;
 }

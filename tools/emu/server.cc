@@ -113,12 +113,18 @@ void Server::ServeClient(UniqueFd client, int stop_fd) {
       break;
     }
     if (pfds[0].revents != 0) break;
+    // The current client first: a client that closed and reconnected shows
+    // its hangup and the new connection in the same poll, and must not be
+    // refused as a second client.
+    if (pfds[1].revents != 0) {
+      if (!HandleOne(client.get(), stop_fd)) break;
+      continue;
+    }
     if ((pfds[2].revents & POLLIN) != 0) {
       // One client at a time: turn others away rather than leave them hanging.
       UniqueFd extra(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
       NVMUX_LOG(kWarning, "nvmux-emu: refused a second client while one is connected");
     }
-    if (pfds[1].revents != 0 && !HandleOne(client.get())) break;
   }
   controller_.DropClient();
   NVMUX_LOG(kInfo, "nvmux-emu: client disconnected; DMA mappings dropped");
@@ -133,8 +139,8 @@ void Server::SendError(int client, const Header& request, int error_no) {
   (void)SendMessage(client, h, {});
 }
 
-bool Server::HandleOne(int client) {
-  auto head = RecvHeader(client, kMessageTimeoutMs, kMaxMsgFdsLimit);
+bool Server::HandleOne(int client, int stop_fd) {
+  auto head = RecvHeader(client, kMessageTimeoutMs, kMaxMsgFdsLimit, stop_fd);
   if (!head) {
     if (head.error().code != ENOTCONN) {
       NVMUX_LOG(kWarning, "nvmux-emu: dropping client: %s", head.error().ToString().c_str());
@@ -151,14 +157,14 @@ bool Server::HandleOne(int client) {
   if (h.msg_size > kMaxMessageSize || head->fds.size() > kDefaultMaxMsgFds) {
     const size_t nfds = head->fds.size();
     head->fds.clear();
-    if (!Discard(client, body, kMessageTimeoutMs)) return false;
+    if (!Discard(client, body, kMessageTimeoutMs, stop_fd)) return false;
     NVMUX_LOG(kInfo, "nvmux-emu: refused message cmd %u: msg_size %u or %zu fds over the limit", h.cmd,
               h.msg_size, nfds);
     SendError(client, h, h.msg_size > kMaxMessageSize ? E2BIG : EINVAL);
     return true;
   }
   std::vector<uint8_t> payload(static_cast<size_t>(body));
-  if (!RecvExact(client, payload, kMessageTimeoutMs)) return false;
+  if (!RecvExact(client, payload, kMessageTimeoutMs, stop_fd)) return false;
   if ((h.flags & kFlagTypeMask) != kFlagTypeCommand) {
     SendError(client, h, EINVAL);
     return true;
@@ -392,7 +398,10 @@ Result<Server::Reply> Server::RegionAccess(std::span<const uint8_t> payload, boo
   switch (a->region) {
     case kPciConfigRegion:
       if (write) {
-        config_.Write(off, data);
+        if (config_.Write(off, data)) {
+          NVMUX_LOG(kInfo, "nvmux-emu: function level reset");
+          controller_.Reset();
+        }
       } else {
         config_.Read(off, data);
       }

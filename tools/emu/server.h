@@ -61,8 +61,9 @@ class Server {
 
   Server(Controller& controller, int doorbell_fd, uint32_t* doorbells, std::function<void()> on_doorbell);
   void ServeClient(UniqueFd client, int stop_fd);
-  // Handles one message; false ends the connection.
-  bool HandleOne(int client);
+  // Handles one message; false ends the connection. A wait for the rest of
+  // a message gives up when stop_fd becomes readable.
+  bool HandleOne(int client, int stop_fd);
   void SendError(int client, const vfiouser::Header& request, int error_no);
   Result<Reply> Dispatch(const vfiouser::Header& h, std::span<const uint8_t> payload,
                          std::vector<UniqueFd>& fds);

@@ -116,6 +116,102 @@ inline constexpr uint8_t kAttachedControllerList = 0x12;
 inline constexpr uint8_t kControllerList = 0x13;
 }  // namespace cns
 
+inline constexpr uint8_t kPsdtSglMptrContiguous = 1;  // SGL for data, MPTR a contiguous buffer
+inline constexpr uint8_t kPsdtSglMptrSgl = 2;         // SGL for data and metadata
+
+// SGL descriptor (NVMe base specification 1.4 section 4.4), 16 bytes.
+// Byte 15: descriptor type in bits 7:4, subtype in bits 3:0.
+struct SglDescriptor {
+  uint64_t address = 0;
+  uint32_t length = 0;
+  uint8_t rsvd12[3] = {};
+  uint8_t type_subtype = 0;
+
+  constexpr uint8_t type() const { return static_cast<uint8_t>(type_subtype >> 4); }
+  constexpr uint8_t subtype() const { return static_cast<uint8_t>(type_subtype & 0xF); }
+};
+static_assert(sizeof(SglDescriptor) == 16);
+
+namespace sgl {
+inline constexpr uint8_t kDataBlock = 0x0;
+inline constexpr uint8_t kBitBucket = 0x1;
+inline constexpr uint8_t kSegment = 0x2;
+inline constexpr uint8_t kLastSegment = 0x3;
+inline constexpr uint8_t kKeyedDataBlock = 0x4;
+inline constexpr uint8_t kTransportDataBlock = 0x5;
+inline constexpr uint8_t kSubtypeAddress = 0x0;
+constexpr uint8_t TypeByte(uint8_t type, uint8_t subtype = kSubtypeAddress) {
+  return static_cast<uint8_t>((type << 4) | (subtype & 0xF));
+}
+}  // namespace sgl
+
+// Copy source range, descriptor format 0 (32 bytes).
+struct CopySourceRange {
+  uint8_t rsvd0[8] = {};
+  uint64_t slba = 0;
+  uint16_t nlb = 0;  // 0's based
+  uint8_t rsvd18[6] = {};
+  uint32_t eilbrt = 0;
+  uint16_t elbat = 0;
+  uint16_t elbatm = 0;
+};
+static_assert(sizeof(CopySourceRange) == 32);
+
+// Reservations (NVMe base specification 1.4 sections 6.11-6.14, 8.8).
+namespace resv {
+// Reservation types (RTYPE).
+inline constexpr uint8_t kWriteExclusive = 1;
+inline constexpr uint8_t kExclusiveAccess = 2;
+inline constexpr uint8_t kWriteExclusiveRegistrantsOnly = 3;
+inline constexpr uint8_t kExclusiveAccessRegistrantsOnly = 4;
+inline constexpr uint8_t kWriteExclusiveAllRegistrants = 5;
+inline constexpr uint8_t kExclusiveAccessAllRegistrants = 6;
+// Register action (RREGA), Acquire action (RACQA), Release action (RRELA).
+inline constexpr uint8_t kRegister = 0;
+inline constexpr uint8_t kUnregister = 1;
+inline constexpr uint8_t kReplace = 2;
+inline constexpr uint8_t kAcquire = 0;
+inline constexpr uint8_t kPreempt = 1;
+inline constexpr uint8_t kPreemptAndAbort = 2;
+inline constexpr uint8_t kRelease = 0;
+inline constexpr uint8_t kClear = 1;
+}  // namespace resv
+
+// Reservation Register data.
+struct ReservationRegisterData {
+  uint64_t crkey = 0;
+  uint64_t nrkey = 0;
+};
+static_assert(sizeof(ReservationRegisterData) == 16);
+
+// Reservation Acquire data (Release uses only crkey).
+struct ReservationAcquireData {
+  uint64_t crkey = 0;
+  uint64_t prkey = 0;
+};
+static_assert(sizeof(ReservationAcquireData) == 16);
+
+// Reservation Status data structure header (EDS = 0) and one registered
+// controller entry.
+struct ReservationStatusHeader {
+  uint32_t gen = 0;
+  uint8_t rtype = 0;
+  uint8_t regctl[2] = {};  // number of registered controllers (unaligned u16)
+  uint8_t rsvd7[2] = {};
+  uint8_t ptpls = 0;
+  uint8_t rsvd10[14] = {};
+};
+static_assert(sizeof(ReservationStatusHeader) == 24);
+
+struct RegisteredController {
+  uint16_t cntlid = 0;
+  uint8_t rcsts = 0;  // bit 0: holds the reservation
+  uint8_t rsvd3[5] = {};
+  uint64_t hostid = 0;
+  uint64_t rkey = 0;
+};
+static_assert(sizeof(RegisteredController) == 24);
+
 // Dataset Management range (16 bytes) and its CDW11 attribute bits.
 struct DsmRange {
   uint32_t cattr = 0;

@@ -219,6 +219,27 @@ inline constexpr uint8_t kMcSeparate = 1u << 1;
 inline constexpr uint8_t kDlfeatReadZeroes = 0x1;
 inline constexpr uint8_t kDlfeatWriteZeroesDeallocates = 1u << 3;
 
+// OAES bit 8: Namespace Attribute Notices. Async Event Configuration uses
+// the same bit to enable them.
+inline constexpr uint32_t kOaesNsAttributeNotices = 1u << 8;
+
+// Namespace Management (CDW10 SEL) and Namespace Attachment selections.
+inline constexpr uint8_t kNsMgmtCreate = 0;
+inline constexpr uint8_t kNsMgmtDelete = 1;
+inline constexpr uint8_t kNsAttach = 0;
+inline constexpr uint8_t kNsDetach = 1;
+
+// Controller List (Namespace Attachment data, Identify CNS 12h/13h).
+struct ControllerList {
+  uint16_t count = 0;
+  uint16_t ids[2047] = {};
+};
+static_assert(sizeof(ControllerList) == 4096);
+
+// RESCAP bits: bit 0 persist through power loss, bits 1-6 the reservation
+// types 1-6 (e.g. bit 1 Write Exclusive).
+constexpr uint8_t RescapType(uint8_t rtype) { return static_cast<uint8_t>(1u << rtype); }
+
 // Namespace Identification Descriptor header (CNS 03h list entries).
 struct NsIdDescriptorHeader {
   uint8_t nidt = 0;

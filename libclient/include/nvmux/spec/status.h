@@ -64,6 +64,13 @@ inline constexpr uint8_t kInvalidQueueDeletion = 0x0C;
 inline constexpr uint8_t kFeatureIdNotSaveable = 0x0D;
 inline constexpr uint8_t kFeatureNotChangeable = 0x0E;
 inline constexpr uint8_t kFeatureNotNamespaceSpecific = 0x0F;
+inline constexpr uint8_t kNamespaceInsufficientCapacity = 0x15;
+inline constexpr uint8_t kNamespaceIdentifierUnavailable = 0x16;
+inline constexpr uint8_t kNamespaceAlreadyAttached = 0x18;
+inline constexpr uint8_t kNamespaceIsPrivate = 0x19;
+inline constexpr uint8_t kNamespaceNotAttached = 0x1A;
+inline constexpr uint8_t kThinProvisioningNotSupported = 0x1B;
+inline constexpr uint8_t kControllerListInvalid = 0x1C;
 // Command Specific, NVM command set range.
 inline constexpr uint8_t kConflictingAttributes = 0x80;
 inline constexpr uint8_t kInvalidProtectionInformation = 0x81;

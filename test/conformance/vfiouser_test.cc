@@ -1,0 +1,477 @@
+// CONFORMANCE.md "vfio-user": the server side of the protocol, including
+// malformed and hostile messages.
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "test/conformance/harness.h"
+
+namespace nvmux::conformance {
+namespace {
+
+using namespace nvmux::vfiouser;
+
+class VfioUserTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dev_ = std::make_unique<TestDevice>();
+    dev_->Start();
+  }
+  Client& client() { return dev_->client(); }
+  // Sends bytes on the current connection and expects an error reply with errno.
+  void ExpectError(Command cmd, std::span<const uint8_t> payload, int error_no, std::span<const int> fds = {}) {
+    auto reply = client().Call(cmd, payload, fds);
+    ASSERT_FALSE(reply) << ToString(cmd);
+    EXPECT_EQ(reply.error().code, error_no) << ToString(cmd) << ": " << reply.error().ToString();
+    EXPECT_FALSE(client().broken());
+  }
+  std::unique_ptr<TestDevice> dev_;
+};
+
+TEST_F(VfioUserTest, VersionCapabilities) {
+  // VERSION again on the negotiated connection renegotiates.
+  std::vector<uint8_t> payload;
+  AppendStruct(payload, VersionPayload{0, 1});
+  std::string json = R"({"capabilities":{"max_msg_fds":4}})";
+  payload.insert(payload.end(), json.begin(), json.end());
+  payload.push_back(0);
+  auto reply = client().Call(Command::kVersion, payload);
+  ASSERT_TRUE(reply) << reply.error().ToString();
+  auto v = ReadStruct<VersionPayload>(reply->payload);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->major, 0);
+  EXPECT_EQ(v->minor, 1);
+  std::string text(reinterpret_cast<const char*>(reply->payload.data()) + 4, reply->payload.size() - 4);
+  ASSERT_FALSE(text.empty());
+  EXPECT_EQ(text.back(), '\0');
+  auto caps = ParseCapabilities(std::string_view(text.data(), text.size() - 1));
+  ASSERT_TRUE(caps) << text;
+  EXPECT_GE(caps->max_msg_fds, 1u);
+  EXPECT_GE(caps->max_data_xfer_size, 4096u);
+  EXPECT_EQ(caps->pgsizes & 4096, 4096u);
+  EXPECT_GE(caps->max_dma_maps, 1u);
+}
+
+TEST_F(VfioUserTest, VersionErrors) {
+  std::vector<uint8_t> payload;
+  AppendStruct(payload, VersionPayload{1, 0});
+  ExpectError(Command::kVersion, payload, ENOTSUP);
+  payload.clear();
+  AppendStruct(payload, VersionPayload{0, 1});
+  std::string unterminated = "{}";
+  std::vector<uint8_t> p2 = payload;
+  p2.insert(p2.end(), unterminated.begin(), unterminated.end());
+  ExpectError(Command::kVersion, p2, EINVAL);
+  std::vector<uint8_t> p3 = payload;
+  std::string bad = "{\"capabilities\":{\"max_msg_fds\":\"x\"}}";
+  p3.insert(p3.end(), bad.begin(), bad.end());
+  p3.push_back(0);
+  ExpectError(Command::kVersion, p3, EINVAL);
+  ExpectError(Command::kVersion, std::span<const uint8_t>(payload.data(), 2), EINVAL);
+}
+
+TEST_F(VfioUserTest, CommandBeforeVersionIsRejected) {
+  // A raw connection that skips VERSION.
+  dev_->Reconnect();
+  auto raw = Client::Connect(dev_->dir() + "/sock");
+  ASSERT_TRUE(raw);
+  // The server serves one client: the second is closed, so its call fails
+  // with ENXIO rather than hanging.
+  auto info = (*raw)->GetDeviceInfo();
+  ASSERT_FALSE(info);
+  EXPECT_EQ(info.error().code, ENXIO);
+  EXPECT_TRUE((*raw)->broken());
+  // Take over: drop the harness client, then the raw one skips VERSION.
+  raw->reset();
+  auto harness_fd = client().socket_fd();
+  ::shutdown(harness_fd, SHUT_RDWR);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto second = Client::Connect(dev_->dir() + "/sock");
+  ASSERT_TRUE(second);
+  auto early = (*second)->GetDeviceInfo();
+  ASSERT_FALSE(early);
+  EXPECT_EQ(early.error().code, EINVAL);
+  EXPECT_FALSE((*second)->broken());
+  ASSERT_TRUE((*second)->Negotiate());
+  EXPECT_TRUE((*second)->GetDeviceInfo());
+  second->reset();
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  dev_->Reconnect();
+}
+
+TEST_F(VfioUserTest, DeviceInfo) {
+  auto info = client().GetDeviceInfo();
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->num_regions, kPciNumRegions);
+  EXPECT_EQ(info->num_irqs, kPciNumIrqs);
+  EXPECT_EQ(info->flags & (kDeviceFlagPci | kDeviceFlagReset), kDeviceFlagPci | kDeviceFlagReset);
+  std::vector<uint8_t> short_payload(8, 0);
+  ExpectError(Command::kDeviceGetInfo, short_payload, EINVAL);
+}
+
+TEST_F(VfioUserTest, RegionInfo) {
+  auto bar0 = client().GetRegionInfo(kPciBar0Region);
+  ASSERT_TRUE(bar0);
+  EXPECT_GE(bar0->size, 16384u);
+  EXPECT_NE(bar0->flags & kRegionFlagMmap, 0u);
+  ASSERT_EQ(bar0->sparse_areas.size(), 1u);
+  EXPECT_EQ(bar0->sparse_areas[0].offset, 0x1000u);
+  EXPECT_EQ(bar0->sparse_areas[0].size, 0x1000u);
+  EXPECT_TRUE(bar0->fd.valid());
+  auto config = client().GetRegionInfo(kPciConfigRegion);
+  ASSERT_TRUE(config);
+  EXPECT_GE(config->size, 256u);
+  EXPECT_EQ(config->flags & kRegionFlagMmap, 0u);
+  for (uint32_t idx : {kPciBar4Region, kPciBar5Region}) {
+    auto bar = client().GetRegionInfo(idx);
+    ASSERT_TRUE(bar);
+    EXPECT_GT(bar->size, 0u) << "MSI-X BAR " << idx;
+    EXPECT_EQ(bar->flags & kRegionFlagMmap, 0u);
+  }
+  for (uint32_t idx : {1u, 2u, 3u, kPciRomRegion, kPciVgaRegion}) {
+    auto r = client().GetRegionInfo(idx);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->size, 0u) << idx;
+  }
+  std::vector<uint8_t> payload;
+  RegionInfo bad;
+  bad.index = 9;
+  AppendStruct(payload, bad);
+  ExpectError(Command::kDeviceGetRegionInfo, payload, EINVAL);
+}
+
+TEST_F(VfioUserTest, RegionInfoSmallArgszReportsNeededSize) {
+  std::vector<uint8_t> payload;
+  RegionInfo req;
+  req.index = kPciBar0Region;
+  AppendStruct(payload, req);
+  auto reply = client().Call(Command::kDeviceGetRegionInfo, payload);
+  ASSERT_TRUE(reply);
+  auto info = ReadStruct<RegionInfo>(reply->payload);
+  ASSERT_TRUE(info);
+  EXPECT_GT(info->argsz, sizeof(RegionInfo));
+  EXPECT_EQ(reply->payload.size(), sizeof(RegionInfo));
+}
+
+TEST_F(VfioUserTest, DoorbellPageIsSharedMemory) {
+  auto bar0 = client().GetRegionInfo(kPciBar0Region);
+  ASSERT_TRUE(bar0);
+  auto area = client().MapSparseArea(*bar0, 0);
+  ASSERT_TRUE(area);
+  reinterpret_cast<volatile uint32_t*>(area->data())[0] = 0;
+  ASSERT_TRUE(client().Write32(kPciBar0Region, 0x1000, 0));  // SQ 0 absent: not stored
+  auto v = client().Read32(kPciBar0Region, 0x1000);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(*v, 0u);
+}
+
+TEST_F(VfioUserTest, Bar0FileSharesTheDoorbellPage) {
+  // SPDK hosts map <dir>/bar0 at 0x1000 instead of using the sparse area.
+  UniqueFd named(::open((dev_->dir() + "/sock/bar0").c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(named.valid()) << std::strerror(errno);
+  void* by_name = ::mmap(nullptr, 0x1000, PROT_READ | PROT_WRITE, MAP_SHARED, named.get(), 0x1000);
+  ASSERT_NE(by_name, MAP_FAILED);
+  auto bar0 = client().GetRegionInfo(kPciBar0Region);
+  ASSERT_TRUE(bar0);
+  auto area = client().MapSparseArea(*bar0, 0);
+  ASSERT_TRUE(area);
+  static_cast<volatile uint32_t*>(by_name)[2 * 3] = 0x1234;  // SQ 3 tail slot
+  EXPECT_EQ(reinterpret_cast<volatile uint32_t*>(area->data())[2 * 3], 0x1234u);
+  static_cast<volatile uint32_t*>(by_name)[2 * 3] = 0;
+  ::munmap(by_name, 0x1000);
+}
+
+// The message shapes SPDK's vfio-user host sends (lib/vfio_user/host).
+TEST_F(VfioUserTest, SpdkHostMessageShapes) {
+  dev_->Reconnect();
+  // VERSION with no capabilities string at all.
+  std::vector<uint8_t> version;
+  AppendStruct(version, VersionPayload{0, 1});
+  ASSERT_TRUE(client().Call(Command::kVersion, version));
+  // REGION_INFO whose argsz and payload are a whole 4 KiB buffer minus the struct.
+  std::vector<uint8_t> info(4096 - sizeof(RegionInfo), 0);
+  RegionInfo req;
+  req.argsz = static_cast<uint32_t>(info.size());
+  req.index = kPciBar0Region;
+  std::memcpy(info.data(), &req, sizeof(req));
+  auto reply = client().Call(Command::kDeviceGetRegionInfo, info);
+  ASSERT_TRUE(reply) << reply.error().ToString();
+  auto got = ReadStruct<RegionInfo>(reply->payload);
+  ASSERT_TRUE(got);
+  EXPECT_NE(got->cap_offset, 0u);
+  EXPECT_EQ(reply->fds.size(), 1u);
+  // DMA_MAP and DMA_UNMAP, both carrying the memory's fd.
+  UniqueFd fd(::memfd_create("spdk-like", MFD_CLOEXEC));
+  ASSERT_EQ(::ftruncate(fd.get(), 2 << 20), 0);
+  ASSERT_TRUE(client().DmaMap(fd.get(), 0, 0x7f00'0000'0000ull, 2 << 20));
+  std::vector<uint8_t> unmap;
+  DmaUnmapPayload u;
+  u.address = 0x7f00'0000'0000ull;
+  u.size = 2 << 20;
+  AppendStruct(unmap, u);
+  int fds[1] = {fd.get()};
+  EXPECT_TRUE(client().Call(Command::kDmaUnmap, unmap, fds));
+}
+
+TEST_F(VfioUserTest, ConfigSpace) {
+  auto bytes = client().ReadRegion(kPciConfigRegion, 0, 64);
+  ASSERT_TRUE(bytes);
+  const auto& c = *bytes;
+  EXPECT_NE(c[0] | (c[1] << 8), 0xFFFF);
+  EXPECT_EQ(c[0x09], 0x02);  // prog-if NVMe
+  EXPECT_EQ(c[0x0A], 0x08);  // subclass NVM
+  EXPECT_EQ(c[0x0B], 0x01);  // mass storage
+  EXPECT_EQ(c[0x10] & 0x7, 0x4);  // BAR0: 64-bit memory
+  // The host writes 0x404 to the command register (memory off, bus master, INTx disable).
+  ASSERT_TRUE(client().WriteRegion(kPciConfigRegion, 4, std::vector<uint8_t>{0x04, 0x04}));
+  auto cmd = client().ReadRegion(kPciConfigRegion, 4, 2);
+  ASSERT_TRUE(cmd);
+  EXPECT_EQ((*cmd)[0] | ((*cmd)[1] << 8), 0x404);
+  // BAR0 sizing.
+  ASSERT_TRUE(client().Write32(kPciConfigRegion, 0x10, 0xFFFFFFFF));
+  auto size_mask = client().Read32(kPciConfigRegion, 0x10);
+  ASSERT_TRUE(size_mask);
+  EXPECT_EQ(*size_mask & ~0xFu, ~(16384u - 1) & ~0xFu);
+  // Capabilities: MSI-X pointing at BAR4/BAR5.
+  uint8_t cap = c[0x34];
+  bool msix = false;
+  for (int hops = 0; cap != 0 && hops < 16; ++hops) {
+    auto hdr = client().ReadRegion(kPciConfigRegion, cap, 12);
+    ASSERT_TRUE(hdr);
+    if ((*hdr)[0] == 0x11) {
+      msix = true;
+      EXPECT_EQ((*hdr)[4] & 0x7, 4);
+      EXPECT_EQ((*hdr)[8] & 0x7, 5);
+    }
+    cap = (*hdr)[1];
+  }
+  EXPECT_TRUE(msix);
+  auto beyond = client().ReadRegion(kPciConfigRegion, 4095, 2);
+  ASSERT_FALSE(beyond);
+  EXPECT_EQ(beyond.error().code, EINVAL);
+}
+
+TEST_F(VfioUserTest, IrqInfoAndSetIrqsErrors) {
+  auto msix = client().GetIrqInfo(kPciMsixIrq);
+  ASSERT_TRUE(msix);
+  EXPECT_GE(msix->count, 2u);
+  EXPECT_NE(msix->flags & kIrqInfoEventfd, 0u);
+  auto intx = client().GetIrqInfo(kPciIntxIrq);
+  ASSERT_TRUE(intx);
+  EXPECT_EQ(intx->count, 1u);
+  auto bad = client().GetIrqInfo(7);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, EINVAL);
+  UniqueFd efd(::eventfd(0, EFD_CLOEXEC));
+  int fds[1] = {efd.get()};
+  // fd count must match count; vectors must exist; one data and one action flag.
+  Status s = client().SetIrqs(kPciMsixIrq, kIrqSetDataEventfd | kIrqSetActionTrigger, 0, 2, fds);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, EINVAL);
+  s = client().SetIrqs(kPciMsixIrq, kIrqSetDataEventfd | kIrqSetActionTrigger, msix->count, 1, fds);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, EINVAL);
+  s = client().SetIrqs(kPciMsixIrq, kIrqSetDataEventfd | kIrqSetDataBool | kIrqSetActionTrigger, 0, 1, fds);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, EINVAL);
+  EXPECT_TRUE(client().SetIrqs(kPciMsixIrq, kIrqSetDataEventfd | kIrqSetActionTrigger, 0, 1, fds));
+  EXPECT_TRUE(client().SetIrqs(kPciMsixIrq, kIrqSetDataNone | kIrqSetActionTrigger, 0, 0));
+  EXPECT_TRUE(client().SetIrqs(kPciIntxIrq, kIrqSetDataEventfd | kIrqSetActionTrigger, 0, 1, fds));
+}
+
+TEST_F(VfioUserTest, DmaMapErrors) {
+  UniqueFd fd(::memfd_create("dma", MFD_CLOEXEC));
+  ASSERT_EQ(::ftruncate(fd.get(), 1 << 20), 0);
+  const uint64_t base = 0x40'0000'0000ull;
+  ASSERT_TRUE(client().DmaMap(fd.get(), 0, base, 1 << 20));
+  // Overlap (the harness maps DmaMemory at kIova as well).
+  Status s = client().DmaMap(fd.get(), 0, base + 4096, 4096);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, EEXIST);
+  s = client().DmaMap(fd.get(), 0, base - 4096, 8192);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, EEXIST);
+  // Beyond the end of the file; unaligned; zero size; no fd.
+  for (auto [off, iova, size, expect] :
+       {std::tuple<uint64_t, uint64_t, uint64_t, int>{1 << 20, base + (2 << 20), 4096, EINVAL},
+        {0, base + (2 << 20) + 12, 4096, EINVAL},
+        {0, base + (2 << 20), 0, EINVAL}}) {
+    s = client().DmaMap(fd.get(), off, iova, size);
+    ASSERT_FALSE(s) << iova;
+    EXPECT_EQ(s.error().code, expect);
+  }
+  s = client().DmaMap(-1, 0, base + (4 << 20), 4096);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, EINVAL);
+  // Unmap must name an existing mapping exactly.
+  s = client().DmaUnmap(base, 4096);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, ENOENT);
+  EXPECT_TRUE(client().DmaUnmap(base, 1 << 20));
+  s = client().DmaUnmap(base, 1 << 20);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, ENOENT);
+  // After the unmap the range is free again.
+  EXPECT_TRUE(client().DmaMap(fd.get(), 0, base + 4096, 4096));
+}
+
+TEST_F(VfioUserTest, MalformedRequestsGetErrorReplies) {
+  const std::vector<uint8_t> tiny(3, 0);
+  for (Command cmd : {Command::kDmaMap, Command::kDmaUnmap, Command::kDeviceGetInfo, Command::kDeviceGetRegionInfo,
+                      Command::kDeviceGetIrqInfo, Command::kDeviceSetIrqs, Command::kRegionRead,
+                      Command::kRegionWrite}) {
+    ExpectError(cmd, tiny, EINVAL);
+  }
+  // REGION_WRITE whose count disagrees with the payload.
+  std::vector<uint8_t> w;
+  AppendStruct(w, RegionAccess{0x14, kPciBar0Region, 8});
+  w.resize(w.size() + 4);
+  ExpectError(Command::kRegionWrite, w, EINVAL);
+  // Reads past a region's end, into absent regions, oversize counts.
+  std::vector<uint8_t> r;
+  AppendStruct(r, RegionAccess{16380, kPciBar0Region, 8});
+  ExpectError(Command::kRegionRead, r, EINVAL);
+  r.clear();
+  AppendStruct(r, RegionAccess{0, 2, 4});
+  ExpectError(Command::kRegionRead, r, EINVAL);
+  r.clear();
+  AppendStruct(r, RegionAccess{0, 200, 4});
+  ExpectError(Command::kRegionRead, r, EINVAL);
+  r.clear();
+  AppendStruct(r, RegionAccess{0, kPciConfigRegion, 0});
+  ExpectError(Command::kRegionRead, r, EINVAL);
+  r.clear();
+  AppendStruct(r, RegionAccess{~0ull - 2, kPciConfigRegion, 4});
+  ExpectError(Command::kRegionRead, r, EINVAL);
+  // Unsupported and unknown commands.
+  ExpectError(Command::kDmaRead, tiny, ENOTSUP);
+  ExpectError(Command::kDirtyPages, tiny, ENOTSUP);
+  ExpectError(static_cast<Command>(99), tiny, ENOSYS);
+  // A "reply" sent as a request.
+  auto reply = client().Call(Command::kDeviceGetInfo, std::vector<uint8_t>(16, 0), {}, kFlagTypeReply);
+  ASSERT_FALSE(reply);
+  EXPECT_EQ(reply.error().code, EINVAL);
+  // Still serving.
+  EXPECT_TRUE(client().GetDeviceInfo());
+}
+
+TEST_F(VfioUserTest, OversizedMessageIsRefusedAndStreamContinues) {
+  std::vector<uint8_t> huge(kMaxMessageSize + 1024, 0);
+  auto reply = client().Call(Command::kRegionWrite, huge);
+  ASSERT_FALSE(reply);
+  EXPECT_EQ(reply.error().code, E2BIG);
+  EXPECT_FALSE(client().broken());
+  EXPECT_TRUE(client().GetDeviceInfo());
+}
+
+TEST_F(VfioUserTest, TooManyFdsAreRefusedAndClosed) {
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
+  UniqueFd rd(pipe_fds[0]), wr(pipe_fds[1]);
+  std::vector<int> fds(12, wr.get());
+  std::vector<uint8_t> payload;
+  AppendStruct(payload, DmaMapPayload{});
+  ExpectError(Command::kDmaMap, payload, EINVAL, fds);
+  // Fds passed to a command that takes none are closed too.
+  std::vector<uint8_t> info(16, 0);
+  reinterpret_cast<uint32_t*>(info.data())[0] = 16;
+  int one[1] = {wr.get()};
+  ASSERT_TRUE(client().Call(Command::kDeviceGetInfo, info, one));
+  wr.Reset();
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  char c;
+  EXPECT_EQ(::read(rd.get(), &c, 1), 0) << "the server kept a copy of the fd";
+}
+
+TEST_F(VfioUserTest, NoReplyFlag) {
+  std::vector<uint8_t> payload;
+  AppendStruct(payload, RegionAccess{spec::kRegAqa, kPciBar0Region, 4});
+  uint32_t v = 0x00070007;
+  payload.insert(payload.end(), reinterpret_cast<uint8_t*>(&v), reinterpret_cast<uint8_t*>(&v) + 4);
+  Header h;
+  h.cmd = static_cast<uint16_t>(Command::kRegionWrite);
+  h.flags = kFlagNoReply;
+  ASSERT_TRUE(SendMessage(client().socket_fd(), h, payload));
+  auto aqa = client().Read32(kPciBar0Region, spec::kRegAqa);
+  ASSERT_TRUE(aqa) << aqa.error().ToString();
+  EXPECT_EQ(*aqa, 0x00070007u);
+}
+
+TEST_F(VfioUserTest, SizeBelowHeaderDropsOnlyThatClient) {
+  Header h;
+  h.cmd = static_cast<uint16_t>(Command::kDeviceGetInfo);
+  h.msg_size = 4;
+  auto reply = client().CallRaw(h, {});
+  ASSERT_FALSE(reply);
+  dev_->Reconnect();
+  EXPECT_TRUE(client().GetDeviceInfo());
+}
+
+TEST_F(VfioUserTest, RandomGarbageNeverKillsTheServer) {
+  std::mt19937 rng(1234);
+  for (int round = 0; round < 40; ++round) {
+    dev_->Reconnect();
+    std::vector<uint8_t> junk(16 + rng() % 200);
+    for (auto& b : junk) b = static_cast<uint8_t>(rng());
+    Header h;
+    std::memcpy(&h, junk.data(), sizeof(h));
+    h.msg_size = static_cast<uint32_t>(junk.size());  // framing intact, contents random
+    h.cmd = static_cast<uint16_t>(1 + rng() % 14);
+    h.flags = 0;
+    if (h.cmd == static_cast<uint16_t>(Command::kDeviceReset) || h.cmd == static_cast<uint16_t>(Command::kVersion)) {
+      continue;
+    }
+    (void)client().CallRaw(h, std::span<const uint8_t>(junk.data() + 16, junk.size() - 16));
+  }
+  // Raw unframed garbage: the server may drop that connection, nothing more.
+  for (int round = 0; round < 10; ++round) {
+    dev_->Reconnect();
+    std::vector<uint8_t> junk(1 + rng() % 64);
+    for (auto& b : junk) b = static_cast<uint8_t>(rng());
+    (void)::send(client().socket_fd(), junk.data(), junk.size(), MSG_NOSIGNAL);
+  }
+  dev_->Reconnect();
+  EXPECT_TRUE(client().GetDeviceInfo());
+  EXPECT_EQ(dev_->Reg32(spec::kRegVs), 0x00010400u);
+}
+
+TEST_F(VfioUserTest, DisconnectDropsDmaButKeepsControllerState) {
+  ASSERT_TRUE(dev_->Enable());
+  dev_->CreateIoQueuePair(1, 16);
+  dev_->Reconnect();  // drops the maps, then maps DmaMemory again (would be EEXIST otherwise)
+  EXPECT_EQ(dev_->Csts().rdy(), 1);
+  // Queues survived: the admin queue still answers.
+  EXPECT_TRUE(IsSuccess(dev_->Admin(AdminCmd(spec::admin::kKeepAlive))));
+  spec::Sqe del = AdminCmd(spec::admin::kDeleteIoSq);
+  del.cdw10 = 1;
+  EXPECT_TRUE(IsSuccess(dev_->Admin(del)));
+}
+
+TEST_F(VfioUserTest, VanishedServerGivesEnxioNotAHang) {
+  dev_->emulator().Stop();
+  auto start = std::chrono::steady_clock::now();
+  auto info = client().GetDeviceInfo();
+  ASSERT_FALSE(info);
+  EXPECT_EQ(info.error().code, ENXIO);
+  EXPECT_TRUE(client().broken());
+  auto again = client().Read32(kPciBar0Region, 0);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, ENXIO);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+}
+
+TEST_F(VfioUserTest, ConnectWithoutServer) {
+  TempDir empty;
+  auto c = Client::Connect(empty.path());
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, ENOENT);
+}
+
+}  // namespace
+}  // namespace nvmux::conformance

@@ -1,0 +1,73 @@
+#include "tools/emu/dma_space.h"
+
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "shm/base/unique_fd.h"
+
+namespace nvmux::emu {
+namespace {
+
+class DmaSpaceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fd_.Reset(::memfd_create("dma-test", MFD_CLOEXEC));
+    ASSERT_EQ(::ftruncate(fd_.get(), 64 * 1024), 0);
+    local_ = static_cast<uint8_t*>(::mmap(nullptr, 64 * 1024, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0));
+    ASSERT_NE(local_, MAP_FAILED);
+  }
+  void TearDown() override { ::munmap(local_, 64 * 1024); }
+  UniqueFd fd_;
+  uint8_t* local_ = nullptr;
+};
+
+TEST_F(DmaSpaceTest, TranslatesWithinOneMappingOnly) {
+  DmaSpace dma;
+  ASSERT_TRUE(dma.Map(fd_.get(), 4096, 0x10000, 8192, true, true));
+  ASSERT_TRUE(dma.Map(fd_.get(), 0, 0x12000, 4096, true, true));  // adjacent
+  uint8_t* p = dma.Translate(0x10010, 16, true);
+  ASSERT_NE(p, nullptr);
+  p[0] = 0x5A;
+  EXPECT_EQ(local_[4096 + 0x10], 0x5A);
+  EXPECT_NE(dma.Translate(0x11FF0, 16, false), nullptr);
+  EXPECT_EQ(dma.Translate(0x11FF0, 32, false), nullptr) << "crosses into another mapping";
+  EXPECT_EQ(dma.Translate(0xFFFF, 2, false), nullptr);
+  EXPECT_EQ(dma.Translate(0x13000, 1, false), nullptr);
+  EXPECT_EQ(dma.Translate(0x10000, 0, false), nullptr);
+  EXPECT_EQ(dma.Translate(~0ull - 4, 16, false), nullptr);
+}
+
+TEST_F(DmaSpaceTest, Permissions) {
+  DmaSpace dma;
+  ASSERT_TRUE(dma.Map(fd_.get(), 0, 0x10000, 4096, true, false));
+  EXPECT_NE(dma.Translate(0x10000, 8, false), nullptr);
+  EXPECT_EQ(dma.Translate(0x10000, 8, true), nullptr);
+}
+
+TEST_F(DmaSpaceTest, MapErrors) {
+  DmaSpace dma(2);
+  ASSERT_TRUE(dma.Map(fd_.get(), 0, 0x10000, 8192, true, true));
+  EXPECT_EQ(dma.Map(fd_.get(), 0, 0x11000, 4096, true, true).error().code, EEXIST);
+  EXPECT_EQ(dma.Map(fd_.get(), 0, 0xF000, 8192, true, true).error().code, EEXIST);
+  EXPECT_EQ(dma.Map(fd_.get(), 0, 0x20001, 4096, true, true).error().code, EINVAL);
+  EXPECT_EQ(dma.Map(fd_.get(), 0, 0x20000, 0, true, true).error().code, EINVAL);
+  EXPECT_EQ(dma.Map(fd_.get(), 64 * 1024, 0x20000, 4096, true, true).error().code, EINVAL);
+  EXPECT_EQ(dma.Map(fd_.get(), 0, ~0ull & ~0xFFFull, 8192, true, true).error().code, EINVAL);
+  EXPECT_EQ(dma.Map(-1, 0, 0x20000, 4096, true, true).error().code, EBADF);
+  ASSERT_TRUE(dma.Map(fd_.get(), 0, 0x20000, 4096, true, true));
+  EXPECT_EQ(dma.Map(fd_.get(), 0, 0x30000, 4096, true, true).error().code, ENOSPC);
+}
+
+TEST_F(DmaSpaceTest, UnmapExactOnly) {
+  DmaSpace dma;
+  ASSERT_TRUE(dma.Map(fd_.get(), 0, 0x10000, 8192, true, true));
+  EXPECT_EQ(dma.Unmap(0x10000, 4096).error().code, ENOENT);
+  EXPECT_EQ(dma.Unmap(0x11000, 4096).error().code, ENOENT);
+  EXPECT_TRUE(dma.Unmap(0x10000, 8192));
+  EXPECT_EQ(dma.Translate(0x10000, 8, false), nullptr);
+  EXPECT_EQ(dma.count(), 0u);
+}
+
+}  // namespace
+}  // namespace nvmux::emu
