@@ -70,6 +70,34 @@ class ControllerBringupTest : public ::testing::Test {
     doorbells_ = std::move(*db);
     ASSERT_TRUE(client_->DmaMap(memfd_, 0, kIova, kDmaBytes));
   }
+  // Admin rings in the shared memory (SQ page, CQ page, then the identify
+  // page) and the init machine over them, as a freshly started driver has.
+  struct Admin {
+    QueueRing ring;
+    AdminQueue queue;
+    explicit Admin(QueueRing r) : ring(r), queue(ring) {}
+  };
+  std::unique_ptr<Admin> MakeAdmin(uint16_t entries) {
+    std::memset(mem_, 0, 3 * 4096);
+    return std::make_unique<Admin>(QueueRing(reinterpret_cast<spec::Sqe*>(mem_), reinterpret_cast<spec::Cqe*>(mem_ + 4096),
+                                             entries, Doorbells{Doorbell(0, false), Doorbell(0, true)}));
+  }
+  ControllerInit MakeInit(RegisterIo& regs, Admin& admin, uint16_t entries, uint16_t io_queues) {
+    InitOptions options;
+    options.asq_iova = kIova;
+    options.acq_iova = kIova + 4096;
+    options.admin_entries = entries;
+    options.io_queues = io_queues;
+    return ControllerInit(regs, admin.queue, SystemClock::Get(), options, IdentifyBuffer{mem_ + 8192, kIova + 8192});
+  }
+  // Steps to a terminal state (5 s at most); returns the states entered.
+  static std::vector<InitState> RunInit(ControllerInit& init) {
+    std::vector<InitState> seen{init.state()};
+    int64_t deadline = MonotonicNanos() + 5'000'000'000;
+    while (init.state() != InitState::kReady && init.state() != InitState::kFailed && MonotonicNanos() < deadline)
+      if (init.Step() != seen.back()) seen.push_back(init.state());
+    return seen;
+  }
   volatile uint32_t* Doorbell(uint16_t qid, bool cq) {
     uint32_t off = spec::DoorbellOffset(qid, cq) - static_cast<uint32_t>(bar0_doorbell_offset_);
     return reinterpret_cast<volatile uint32_t*>(doorbells_.data() + off);
@@ -88,20 +116,9 @@ TEST_F(ControllerBringupTest, InitStateMachineBringsNvmuxEmuToReady) {
   Connect();
   vfiouser::VfioUserRegisters regs(*client_);
   ASSERT_TRUE(regs.EnableBusMaster());
-  // Layout in the shared memory: admin SQ page, admin CQ page, identify page.
-  auto* sq = reinterpret_cast<spec::Sqe*>(mem_);
-  auto* cq = reinterpret_cast<spec::Cqe*>(mem_ + 4096);
-  QueueRing ring(sq, cq, 32, Doorbells{Doorbell(0, false), Doorbell(0, true)});
-  AdminQueue admin(ring);
-  InitOptions options;
-  options.asq_iova = kIova;
-  options.acq_iova = kIova + 4096;
-  options.admin_entries = 32;
-  options.io_queues = 8;
-  ControllerInit init(regs, admin, SystemClock::Get(), options, IdentifyBuffer{mem_ + 8192, kIova + 8192});
-  int64_t deadline = MonotonicNanos() + 5'000'000'000;
-  while (init.state() != InitState::kReady && init.state() != InitState::kFailed && MonotonicNanos() < deadline)
-    init.Step();
+  auto admin = MakeAdmin(32);
+  ControllerInit init = MakeInit(regs, *admin, 32, 8);
+  RunInit(init);
   ASSERT_EQ(init.state(), InitState::kReady) << ToString(init.state()) << ": " << init.error().message;
   const ControllerData& d = init.data();
   EXPECT_EQ(d.vs.raw, spec::kVersion1_4);
@@ -112,8 +129,8 @@ TEST_F(ControllerBringupTest, InitStateMachineBringsNvmuxEmuToReady) {
   ASSERT_EQ(d.active_nsids, std::vector<uint32_t>{1});
   // The default namespace: 1 GiB of 512-byte blocks.
   EXPECT_EQ(d.namespaces[0].nsze, (1ull << 30) / 512);
-  EXPECT_GE(ring.doorbell_writes(), 8u);  // 4 commands: SQ tail + CQ head each
-  EXPECT_EQ(admin.outstanding(), 0u);
+  EXPECT_GE(admin->ring.doorbell_writes(), 8u);  // 4 commands: SQ tail + CQ head each
+  EXPECT_EQ(admin->queue.outstanding(), 0u);
 }
 
 TEST_F(ControllerBringupTest, ReinitialisingAnEnabledControllerDisablesItFirst) {
@@ -121,20 +138,9 @@ TEST_F(ControllerBringupTest, ReinitialisingAnEnabledControllerDisablesItFirst) 
   vfiouser::VfioUserRegisters regs(*client_);
   ASSERT_TRUE(regs.EnableBusMaster());
   for (int pass = 0; pass < 2; ++pass) {
-    std::memset(mem_, 0, 3 * 4096);  // fresh rings, as a restarted driver would have
-    auto* sq = reinterpret_cast<spec::Sqe*>(mem_);
-    auto* cq = reinterpret_cast<spec::Cqe*>(mem_ + 4096);
-    QueueRing ring(sq, cq, 16, Doorbells{Doorbell(0, false), Doorbell(0, true)});
-    AdminQueue admin(ring);
-    InitOptions options;
-    options.asq_iova = kIova;
-    options.acq_iova = kIova + 4096;
-    options.admin_entries = 16;
-    ControllerInit init(regs, admin, SystemClock::Get(), options, IdentifyBuffer{mem_ + 8192, kIova + 8192});
-    std::vector<InitState> seen{init.state()};
-    int64_t deadline = MonotonicNanos() + 5'000'000'000;
-    while (init.state() != InitState::kReady && init.state() != InitState::kFailed && MonotonicNanos() < deadline)
-      if (init.Step() != seen.back()) seen.push_back(init.state());
+    auto admin = MakeAdmin(16);  // fresh rings, as a restarted driver would have
+    ControllerInit init = MakeInit(regs, *admin, 16, 64);
+    std::vector<InitState> seen = RunInit(init);
     ASSERT_EQ(init.state(), InitState::kReady) << "pass " << pass << ": " << init.error().message;
     EXPECT_EQ(seen[1], pass == 0 ? InitState::kWaitDisabled : InitState::kDisable) << "pass " << pass;
   }
@@ -154,15 +160,10 @@ TEST_F(ControllerBringupTest, IoQueueWritesAndReadsBackThroughPrps) {
   Connect();
   vfiouser::VfioUserRegisters regs(*client_);
   ASSERT_TRUE(regs.EnableBusMaster());
-  QueueRing admin_ring(reinterpret_cast<spec::Sqe*>(mem_), reinterpret_cast<spec::Cqe*>(mem_ + 4096), 32,
-                       Doorbells{Doorbell(0, false), Doorbell(0, true)});
-  AdminQueue admin(admin_ring);
-  InitOptions options;
-  options.asq_iova = kIova;
-  options.acq_iova = kIova + 4096;
-  options.io_queues = 4;
-  ControllerInit init(regs, admin, SystemClock::Get(), options, IdentifyBuffer{mem_ + 8192, kIova + 8192});
-  while (init.state() != InitState::kReady && init.state() != InitState::kFailed) init.Step();
+  auto admin_side = MakeAdmin(32);
+  AdminQueue& admin = admin_side->queue;
+  ControllerInit init = MakeInit(regs, *admin_side, 32, 4);
+  RunInit(init);
   ASSERT_EQ(init.state(), InitState::kReady) << init.error().message;
 
   // Memory: I/O SQ at 12 KiB, CQ at 16 KiB, 63 PRP pages from 20 KiB, data from 512 KiB.
