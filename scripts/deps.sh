@@ -9,6 +9,7 @@ packages=(
   libboost-dev libhwloc-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   procps util-linux
+  clang libclang-rt-14-dev
 )
 
 missing=()

@@ -2,11 +2,13 @@
 # The README's test command: installs what is missing, builds nvmux twice
 # (plain, and with ASan+UBSan), and runs the whole CTest suite on each. The
 # suite reserves hugepages itself (fixture nvmux_env), ends with a check that
-# nothing was left behind, and gives the hugepages back. Works from any
-# directory; prints CTest's summary last. Exit status: non-zero on any failure.
+# nothing was left behind, and gives the hugepages back. In CI (or with
+# NVMUX_FUZZ_SECONDS) it first fuzzes nvmux-emu. Works from any directory;
+# prints CTest's summary last. Exit status: non-zero on any failure.
 #
 #   scripts/test.sh            both builds
 #   NVMUX_TEST_BUILDS=plain scripts/test.sh    one of: plain, asan, "plain asan"
+#   NVMUX_FUZZ_SECONDS=60 scripts/test.sh      also fuzz nvmux-emu (always when CI=true)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,6 +18,15 @@ cd "$root"
 jobs=$(nproc)
 builds=${NVMUX_TEST_BUILDS:-plain asan}
 status=0
+# Fuzzing (clang, libFuzzer) first, in CI or when asked: NVMUX_FUZZ_SECONDS=N
+# (default 60 in CI). It runs before the CTest runs so that CTest's summary
+# stays the last thing printed.
+if [ "${CI:-}" = true ] || [ -n "${NVMUX_FUZZ_SECONDS:-}" ]; then
+  fuzz_seconds=${NVMUX_FUZZ_SECONDS:-60}
+  echo "== nvmux: fuzz ($fuzz_seconds s)"
+  "$root/scripts/fuzz.sh" "$fuzz_seconds" || status=1
+fi
+
 for kind in $builds; do
   case "$kind" in
     plain) dir=build; extra=() ;;

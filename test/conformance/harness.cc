@@ -78,6 +78,11 @@ void TestDevice::Start() {
   Reconnect();
 }
 
+void TestDevice::Attach(const std::string& socket_dir) {
+  options_.socket_dir = socket_dir;
+  Reconnect();
+}
+
 void TestDevice::Reconnect() {
   doorbells_ = vfiouser::MappedArea();
   client_.reset();

@@ -85,6 +85,9 @@ class TestDevice {
   // Creates and starts the emulator, connects, negotiates, maps the doorbell
   // page and the DMA memory. Fails the test on error.
   void Start();
+  // Instead of Start: connects to a server already listening in socket_dir
+  // (e.g. the real executable); emulator() must not be used then.
+  void Attach(const std::string& socket_dir);
   // Drops the client and connects a new one (negotiate + maps).
   void Reconnect();
 
@@ -92,6 +95,8 @@ class TestDevice {
   emu::Emulator& emulator() { return *emu_; }
   DmaMemory& mem() { return mem_; }
   const std::string& dir() const { return dir_.path(); }
+  // The emulator's socket directory (cntrl, bar0, control).
+  const std::string& socket_dir() const { return options_.socket_dir; }
 
   uint32_t Reg32(uint32_t offset);
   uint64_t Reg64(uint32_t offset);

@@ -76,6 +76,8 @@ Controller::Outcome Controller::NamespaceManagement(const Sqe& sqe) {
     if (nsid == 0) return {CommandSpecific(sc::kNamespaceIdentifierUnavailable)};
     auto ns = Namespace::Create(nsid, format, options_.backing);
     if (!ns) return {CommandSpecific(sc::kNamespaceInsufficientCapacity)};
+    // A new namespace reads zeroes, even from a file left by an earlier run.
+    if (!(*ns)->backing().Zero(0, (*ns)->capacity_bytes())) return {Retry(sct::kGeneric, sc::kInternalError)};
     (*ns)->set_attached(false);
     namespaces_[nsid - 1] = std::move(*ns);
     return {kSuccess, nsid};

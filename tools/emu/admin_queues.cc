@@ -161,6 +161,16 @@ Controller::Outcome Controller::DeleteIoSq(const Sqe& sqe) {
     sq.head = static_cast<uint16_t>((sq.head + 1) % sq.size);
     Complete(qid, pending.cid, {Retry(sct::kGeneric, sc::kAbortedSqDeletion)});
   }
+  // Completions held by a delay fault are posted now, before the SQ goes
+  // (those commands already ran). Dropped commands stay lost.
+  for (auto it = delayed_.begin(); it != delayed_.end();) {
+    if (it->sqid != qid) {
+      ++it;
+      continue;
+    }
+    Complete(qid, it->cid, it->outcome);
+    it = delayed_.erase(it);
+  }
   cqs_[sq.cqid]->sq_count--;
   sqs_[qid].reset();
   ResetQueueDoorbell(2u * qid);

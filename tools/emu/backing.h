@@ -2,12 +2,16 @@
 //
 // RamBacking keeps everything in an anonymous MAP_NORESERVE mapping (pages
 // are committed when first written; Deallocate gives them back and they read
-// as zeroes again). NullBacking stores nothing and reads zeroes.
+// as zeroes again). NullBacking stores nothing and reads zeroes. FileBacking
+// keeps the blocks in a regular file (pread/pwrite; created, or extended with
+// a sparse tail, to the namespace size; never truncated; Zero punches holes;
+// Flush is fdatasync), so data outlives the emulator.
 // Offsets and lengths are bytes; callers check ranges (REQUIRES: offset +
 // len <= size()).
 //
-// Errors: Read/Write return EIO when a fault was injected (SetFaults), which
-// the I/O path turns into a media error status.
+// Errors: Read/Write return EIO when a fault was injected (SetFaults), and a
+// file backing the errno of a failed pread/pwrite/fdatasync; the I/O path
+// turns any of them into a media error status.
 // Thread safety: none; the controller serialises all access.
 #pragma once
 
@@ -30,6 +34,8 @@ class Backing {
   // Makes [offset, offset + len) read as zeroes.
   [[nodiscard]] virtual Status Zero(uint64_t offset, uint64_t len) = 0;
   [[nodiscard]] virtual Status Flush() { return Ok(); }
+  // False for the null backing, which forgets what is written.
+  virtual bool stores_data() const { return true; }
 
   // Fault injection for tests: makes later reads / writes fail with EIO.
   void SetFaults(bool fail_reads, bool fail_writes) {
@@ -46,7 +52,10 @@ class Backing {
   uint64_t size_;
 };
 
-// Creates a backing of `size` bytes. ENOMEM if the address space is short.
-[[nodiscard]] Result<std::unique_ptr<Backing>> MakeBacking(BackingKind kind, uint64_t size);
+// Creates a backing of `size` bytes for namespace nsid (which names the file
+// of a kFile backing, see BackingPath). Errors: ENOMEM if the address space is
+// short; for files, the errno of open/fstat/ftruncate, or EINVAL if the path
+// is not a regular file, each with a message naming the path.
+[[nodiscard]] Result<std::unique_ptr<Backing>> MakeBacking(const BackingSpec& spec, uint32_t nsid, uint64_t size);
 
 }  // namespace nvmux::emu

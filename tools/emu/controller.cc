@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstring>
 
+#include "shm/base/clock.h"
 #include "shm/base/log.h"
 
 namespace nvmux::emu {
@@ -45,6 +46,8 @@ Result<std::unique_ptr<Controller>> Controller::Create(const EmulatorOptions& op
     if (!ns) return ns.error();
     ctrl->namespaces_[i] = std::move(*ns);
   }
+  const int64_t now = MonotonicNanos();
+  for (const FaultRule& rule : options.faults) ctrl->faults_.Add(rule, now);
   return ctrl;
 }
 
@@ -61,6 +64,8 @@ Result<uint64_t> Controller::ReadRegister(uint32_t offset, uint32_t size) {
     return Fail(EINVAL, "register read of " + std::to_string(size) + " bytes at " + std::to_string(offset) +
                             ": must be 4 or 8 bytes, naturally aligned, below 0x1000");
   }
+  // A removed device answers every read with all-ones, as PCIe does.
+  if (removed()) return size == 8 ? ~0ull : 0xFFFFFFFFull;
   std::lock_guard<std::mutex> lock(mutex_);
   uint64_t value = Read32Locked(offset);
   if (size == 8) value |= static_cast<uint64_t>(Read32Locked(offset + 4)) << 32;
@@ -73,6 +78,7 @@ Status Controller::WriteRegister(uint32_t offset, uint32_t size, uint64_t value)
                             ": must be 4 or 8 bytes, naturally aligned, below 0x1000");
   }
   std::lock_guard<std::mutex> lock(mutex_);
+  if (removed()) return Ok();
   Write32Locked(offset, static_cast<uint32_t>(value));
   if (size == 8) Write32Locked(offset + 4, static_cast<uint32_t>(value >> 32));
   return Ok();
@@ -184,10 +190,13 @@ void Controller::ResetLocked() {
   for (auto& cq : cqs_) cq.reset();
   aer_cids_.clear();
   pending_events_.clear();
+  delayed_.clear();
   masked_event_types_ = 0;
   shadow_doorbells_ = 0;
   event_idx_ = 0;
-  for (uint32_t i = 0; i < 1024; ++i) StoreDoorbell(i, 0);
+  if (!removed()) {
+    for (uint32_t i = 0; i < 1024; ++i) StoreDoorbell(i, 0);
+  }
   csts_.set_rdy(0).set_cfs(0);
   features_ = Features{};
   features_.nsqa = options_.io_queues;
@@ -210,7 +219,7 @@ void Controller::Fatal(const char* why) {
 void Controller::WriteDoorbell(uint32_t offset, uint32_t value) {
   std::lock_guard<std::mutex> lock(mutex_);
   uint32_t index = (offset - kDoorbellBase) / 4;
-  if (offset < kDoorbellBase || index >= 1024) return;
+  if (offset < kDoorbellBase || index >= 1024 || removed()) return;
   uint16_t qid = static_cast<uint16_t>(index / 2);
   bool exists = qid < sqs_.size() && ((index & 1) != 0 ? cqs_[qid].has_value() : sqs_[qid].has_value());
   if (!exists) {
@@ -280,14 +289,46 @@ Namespace* Controller::FindAllocated(uint32_t nsid) {
   return namespaces_[nsid - 1].get();
 }
 
+void Controller::InjectFatal() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Fatal("injected by the control socket");
+}
+
+void Controller::SurpriseRemove() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  removed_.store(true, std::memory_order_release);
+  running_.store(false, std::memory_order_relaxed);
+  // The host's view of the doorbell page: all-ones, like an unplugged BAR.
+  for (uint32_t i = 0; i < 1024; ++i) StoreDoorbell(i, 0xFFFFFFFFu);
+  NVMUX_LOG(kWarning, "nvmux-emu: surprise removal injected");
+}
+
+Status Controller::CorruptBlock(uint32_t nsid, uint64_t lba) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Namespace* ns = FindAllocated(nsid);
+  if (ns == nullptr) return Fail(ENOENT, "corrupt: namespace " + std::to_string(nsid) + " does not exist");
+  if (lba >= ns->nsze()) {
+    return Fail(EINVAL, "corrupt: lba=" + std::to_string(lba) + " beyond the " + std::to_string(ns->nsze()) +
+                            " blocks of namespace " + std::to_string(nsid));
+  }
+  if (!ns->backing().stores_data()) return Fail(EINVAL, "corrupt: namespace " + std::to_string(nsid) + " has a null backing");
+  std::vector<uint8_t> block(ns->block_size());
+  NVMUX_TRY(ns->backing().Read(ns->DataOffset(lba), block));
+  for (uint8_t& b : block) b = static_cast<uint8_t>(~b);
+  return ns->backing().Write(ns->DataOffset(lba), block);
+}
+
 bool Controller::Poll() {
   std::lock_guard<std::mutex> lock(mutex_);
+  if (removed()) return false;
+  if (faults_.CfsDue(MonotonicNanos())) Fatal("injected by --fault cfs");
   running_.store(csts_.rdy() != 0 && csts_.cfs() == 0, std::memory_order_relaxed);
   if (csts_.rdy() == 0 || csts_.cfs() != 0) return false;
   bool work = false;
   for (auto& cq : cqs_) {
     if (cq) UpdateCqHead(*cq);
   }
+  if (!delayed_.empty()) work |= PostDelayed(MonotonicNanos());
   for (auto& sq : sqs_) {
     if (!sq) continue;
     work |= ProcessSq(*sq);

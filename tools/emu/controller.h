@@ -9,8 +9,9 @@
 // Behaviour follows /work/shared/CONFORMANCE.md; tools/emu/README.md lists
 // what is implemented and the choices made where sources differ.
 //
-// Thread safety: every public method takes the controller mutex; they may be
-// called from any thread. Poll() holds it while it processes a batch, so
+// Thread safety: every public method takes the controller mutex (removed()
+// and Running() read atomics; faults() is a thread-safe FaultInjector); they
+// may be called from any thread. Poll() holds it while it processes a batch, so
 // DMA_UNMAP never races with a command using that memory.
 // Ownership: the doorbell page is borrowed and must outlive the controller.
 #pragma once
@@ -31,6 +32,7 @@
 #include "shm/base/unique_fd.h"
 #include "tools/emu/dma_space.h"
 #include "tools/emu/emu_namespace.h"
+#include "tools/emu/faults.h"
 #include "tools/emu/options.h"
 #include "tools/emu/prp.h"
 #include "tools/emu/sgl.h"
@@ -85,6 +87,22 @@ class Controller {
   // Test hooks: backend faults for namespace nsid.
   void SetBackendFaults(uint32_t nsid, bool fail_reads, bool fail_writes);
 
+  // Fault injection (faults.h). The injector is consulted for every fetched
+  // command; rules may be added or cleared from any thread. Rules in
+  // EmulatorOptions::faults are armed by Create.
+  FaultInjector& faults() { return faults_; }
+  // Sets CSTS.CFS now (as a failed queue access would); a reset clears it.
+  void InjectFatal();
+  // Surprise removal: from now on registers read all-ones and ignore writes,
+  // the doorbell page is filled with 0xFF, nothing is fetched or completed.
+  // Irreversible. The transport closes its side (Server::Remove).
+  void SurpriseRemove();
+  bool removed() const { return removed_.load(std::memory_order_acquire); }
+  // Inverts every data byte of block lba of namespace nsid (so a read or a
+  // data-verify sees corruption). ENOENT: no such namespace; EINVAL: lba out
+  // of range or a null backing; the backing's error otherwise.
+  [[nodiscard]] Status CorruptBlock(uint32_t nsid, uint64_t lba);
+
  private:
   struct CompletionQueue {
     uint16_t qid = 0;
@@ -113,6 +131,13 @@ class Controller {
     spec::CompletionStatus status;
     uint32_t dw0 = 0;
     bool deferred = false;
+  };
+  // A completion held back by a delay fault until due_ns.
+  struct DelayedCompletion {
+    int64_t due_ns;
+    uint16_t sqid;
+    uint16_t cid;
+    Outcome outcome;
   };
   struct PendingEvent {
     uint8_t type;
@@ -169,6 +194,8 @@ class Controller {
   void RecordError(uint16_t sqid, uint16_t cid, spec::CompletionStatus status, uint32_t nsid);
   void RaiseEvent(uint8_t type, uint8_t info, uint8_t log_page);
   void DeliverEvents();
+  // Posts delayed completions that are due; whether any was posted.
+  bool PostDelayed(int64_t now_ns);
   void Interrupt(const CompletionQueue& cq);
 
   // Admin commands (admin_queues.cc, admin_identify.cc, admin_features.cc).
@@ -271,6 +298,11 @@ class Controller {
   std::vector<uint8_t> bounce_;
   uint32_t poll_count_ = 0;
   std::atomic<bool> running_{false};
+
+  // Fault injection.
+  FaultInjector faults_;
+  std::vector<DelayedCompletion> delayed_;  // dropped by a controller reset
+  std::atomic<bool> removed_{false};
 };
 
 }  // namespace nvmux::emu

@@ -15,7 +15,7 @@ Namespace::Namespace(uint32_t nsid, const NamespaceOptions& options, std::unique
     : nsid_(nsid), options_(options), nsze_(options.size_bytes / options.block_size), backing_(std::move(backing)) {}
 
 Result<std::unique_ptr<Namespace>> Namespace::Create(uint32_t nsid, const NamespaceOptions& options,
-                                                     BackingKind kind) {
+                                                     const BackingSpec& kind) {
   if (FindLbaFormat(options.block_size, options.metadata_size) < 0) {
     return Fail(EINVAL, "namespace " + std::to_string(nsid) + ": no LBA format with " +
                             std::to_string(options.block_size) + "-byte blocks and " +
@@ -25,7 +25,7 @@ Result<std::unique_ptr<Namespace>> Namespace::Create(uint32_t nsid, const Namesp
     return Fail(EINVAL, "namespace " + std::to_string(nsid) + ": size must be a multiple of the block size");
   }
   uint64_t blocks = options.size_bytes / options.block_size;
-  auto backing = MakeBacking(kind, blocks * (options.block_size + options.metadata_size));
+  auto backing = MakeBacking(kind, nsid, blocks * (options.block_size + options.metadata_size));
   if (!backing) return backing.error();
   return std::unique_ptr<Namespace>(new Namespace(nsid, options, std::move(*backing)));
 }

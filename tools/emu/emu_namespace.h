@@ -21,9 +21,10 @@ namespace nvmux::emu {
 
 class Namespace {
  public:
-  // EINVAL for unsupported formats, ENOMEM if the backing cannot be made.
+  // EINVAL for unsupported formats, ENOMEM or a file error (MakeBacking) if
+  // the backing cannot be made. A file backing keeps what the file holds.
   [[nodiscard]] static Result<std::unique_ptr<Namespace>> Create(uint32_t nsid, const NamespaceOptions& options,
-                                                                 BackingKind backing);
+                                                                 const BackingSpec& backing);
 
   uint32_t nsid() const { return nsid_; }
   uint64_t nsze() const { return nsze_; }

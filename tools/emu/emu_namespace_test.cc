@@ -52,7 +52,7 @@ TEST(Namespace, IdentifyAndDescriptors) {
 }
 
 TEST(Backing, RamZeroReleasesAndReadsZero) {
-  auto b = MakeBacking(BackingKind::kRam, 64 * 1024);
+  auto b = MakeBacking(BackingKind::kRam, 1, 64 * 1024);
   ASSERT_TRUE(b);
   std::vector<uint8_t> data(64 * 1024, 0xAB);
   ASSERT_TRUE((*b)->Write(0, data));

@@ -44,6 +44,13 @@ Result<std::unique_ptr<Emulator>> Emulator::Create(const EmulatorOptions& option
     NVMUX_LOG(kWarning, "nvmux-emu: %s; clients must map the doorbells through the region fd",
               published.error().ToString().c_str());
   }
+  auto control = ControlSocket::Create(options.socket_dir + "/control",
+                                      [self](std::string_view line) { return self->ExecuteControl(line); });
+  if (control) {
+    emu->control_ = std::move(*control);
+  } else {
+    NVMUX_LOG(kWarning, "nvmux-emu: %s; no run-time control", control.error().ToString().c_str());
+  }
   emu->stop_fd_.Reset(::eventfd(0, EFD_CLOEXEC));
   if (!emu->stop_fd_.valid()) return ErrnoError("eventfd");
   return emu;
@@ -51,6 +58,7 @@ Result<std::unique_ptr<Emulator>> Emulator::Create(const EmulatorOptions& option
 
 Emulator::~Emulator() {
   Stop();
+  control_.reset();     // removes the control socket
   server_.reset();      // removes the socket
   controller_.reset();  // before the doorbell page goes
   if (doorbell_map_ != nullptr) ::munmap(doorbell_map_, 0x1000);
@@ -62,7 +70,14 @@ Status Emulator::Start() {
   if (socket_thread_.joinable()) return Fail(EINVAL, "emulator already started");
   socket_thread_ = std::thread([this] { server_->Run(stop_fd_.get()); });
   poll_thread_ = std::thread([this] { PollLoop(); });
+  if (control_) NVMUX_TRY(control_->Start());
   return Ok();
+}
+
+void Emulator::Remove() {
+  controller_->SurpriseRemove();
+  server_->Remove();
+  Wake();
 }
 
 void Emulator::Stop() {
@@ -72,6 +87,7 @@ void Emulator::Stop() {
     (void)!::write(stop_fd_.get(), &one, sizeof(one));
   }
   Wake();
+  if (control_) control_->Stop();
   if (socket_thread_.joinable()) socket_thread_.join();
   if (poll_thread_.joinable()) poll_thread_.join();
 }

@@ -7,10 +7,14 @@
 // A trapped register or doorbell write wakes it at once; a doorbell written
 // through the mmapped page is seen within the current sleep.
 //
+// A third thread serves the control socket <socket_dir>/control (see
+// control_socket.h; the commands are those of ExecuteControl).
+//
 // Used by the nvmux-emu executable and, in-process, by the conformance tests.
 //
 // Thread safety: Create/Start/Stop/destructor from one owning thread;
-// controller() may be used from any thread (Controller is thread-safe).
+// controller(), Remove() and ExecuteControl() may be used from any thread
+// (Controller, FaultInjector and Server::Remove are thread-safe).
 #pragma once
 
 #include <atomic>
@@ -18,11 +22,13 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "shm/base/result.h"
 #include "shm/base/unique_fd.h"
 #include "tools/emu/bar0_file.h"
+#include "tools/emu/control_socket.h"
 #include "tools/emu/controller.h"
 #include "tools/emu/options.h"
 #include "tools/emu/server.h"
@@ -38,13 +44,14 @@ class Emulator {
   static constexpr int64_t kStoppedSleepNanos = 50'000'000;
 
   // Validates options, builds the namespaces, binds the socket (so a client
-  // may connect as soon as this returns; it is served after Start) and
+  // may connect as soon as this returns; it is served after Start),
   // publishes the BAR0 file as <socket_dir>/bar0 (for SPDK hosts that map the
-  // doorbells by name; a failure to publish is logged, not fatal).
+  // doorbells by name) and binds <socket_dir>/control (failures of these two
+  // are logged, not fatal). Fault rules in options are armed.
   // Errors: EINVAL (options), EADDRINUSE (a live server owns the socket),
   // ENOMEM, or the errno of a failed system call, each naming the culprit.
   [[nodiscard]] static Result<std::unique_ptr<Emulator>> Create(const EmulatorOptions& options);
-  ~Emulator();  // Stop(), then removes bar0, the socket and the directory if it made it
+  ~Emulator();  // Stop(), then removes control, bar0, the socket and the directory if it made it
   Emulator(const Emulator&) = delete;
   Emulator& operator=(const Emulator&) = delete;
 
@@ -54,6 +61,15 @@ class Emulator {
 
   const std::string& socket_path() const { return server_->socket_path(); }
   Controller& controller() { return *controller_; }
+
+  // Surprise removal: the controller reads all-ones and stops (see
+  // Controller::SurpriseRemove), the vfio-user connection is closed and new
+  // ones refused. The control socket stays up; Stop/destructor work as usual.
+  void Remove();
+  // Runs one control-socket command line and returns its reply line
+  // ("ok ..." or "error ..."): fail|delay|drop KEY=V..., cfs [after_ms=N],
+  // remove, clear, status, corrupt lba=N [ns=1]. (control_commands.cc)
+  std::string ExecuteControl(std::string_view line);
 
  private:
   Emulator() = default;
@@ -66,6 +82,7 @@ class Emulator {
   void* doorbell_map_ = nullptr;
   std::unique_ptr<Controller> controller_;
   std::unique_ptr<Server> server_;
+  std::unique_ptr<ControlSocket> control_;  // null if it could not be bound
   UniqueFd stop_fd_;
   std::thread socket_thread_;
   std::thread poll_thread_;

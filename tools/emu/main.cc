@@ -1,9 +1,11 @@
 // nvmux-emu: the emulated NVMe controller, served over vfio-user.
 //
-//   nvmux-emu --socket DIR [--ns size=1G,lbads=512,ms=0 ...] [--backing ram|null]
-//             [--mdts N] [--mqes N] [--io-queues N]
+//   nvmux-emu --socket DIR [--ns size=1G,lbads=512,ms=0 ...] [--backing ram|null|file:PATH]
+//             [--mdts N] [--mqes N] [--io-queues N] [--fault KIND:KEY=V,... ...]
 //
-// Runs until SIGTERM or SIGINT, then stops cleanly and removes DIR/cntrl.
+// Runs until SIGTERM or SIGINT, then stops cleanly and removes DIR/cntrl,
+// DIR/bar0 and DIR/control. SIGUSR1 injects a surprise removal (the process
+// keeps running until SIGTERM/SIGINT).
 // Exit status: 0 after a signal, 1 on bad options or a failed start.
 #include <signal.h>
 
@@ -18,6 +20,7 @@ int main(int argc, char** argv) {
   CLI::App app{"nvmux-emu: emulated NVMe controller over vfio-user"};
   EmulatorOptions options;
   std::vector<std::string> ns_specs;
+  std::vector<std::string> fault_specs;
   std::string backing = "ram";
   unsigned mdts = options.mdts;
   unsigned mqes = options.mqes;
@@ -26,7 +29,23 @@ int main(int argc, char** argv) {
   app.add_option("--ns", ns_specs,
                  "namespace: size=BYTES[K|M|G|T],lbads=512|4096,ms=0|8|16|64,ext=0|1 (repeatable; "
                  "default one 1G namespace of 512-byte blocks)");
-  app.add_option("--backing", backing, "block storage: ram or null")->capture_default_str();
+  app.add_option("--backing", backing,
+                 "block storage: ram, null, or file:PATH (namespace 1 in PATH, namespace N in PATH.N; created "
+                 "or extended to the namespace size, kept on exit)")
+      ->capture_default_str();
+  app.add_option("--fault", fault_specs,
+                 "inject a fault (repeatable). Kinds:\n"
+                 "  fail:opc=N,count=N,sct=N,sc=N[,dnr=0|1][,queue=io|admin|any]  complete the next count "
+                 "commands of opcode opc with that status, without executing them\n"
+                 "  delay:us=N[,opc=N][,count=N][,queue=..]  hold completions N microseconds "
+                 "(every matching command unless count is given)\n"
+                 "  drop:opc=N[,count=N][,queue=..]  fetch but never complete (timeout tests)\n"
+                 "  cfs[:after_ms=N]  set CSTS.CFS after N ms\n"
+                 "Defaults: queue=io, count=1 (fail, drop), sct=0 sc=0x06. Numbers are decimal or 0x hex.\n"
+                 "Examples: --fault fail:opc=0x02,count=3,sct=2,sc=0x81  --fault delay:us=500  "
+                 "--fault drop:opc=0x01,count=1  --fault cfs:after_ms=2000\n"
+                 "At run time the same faults, plus cfs, remove, clear, status and corrupt lba=N ns=N, are "
+                 "accepted one per line on the socket DIR/control (SIGUSR1 = surprise removal)");
   app.add_option("--mdts", mdts, "Identify MDTS: max transfer 2^N x 4 KiB, 0 = unlimited")->capture_default_str();
   app.add_option("--mqes", mqes, "CAP.MQES: largest queue size minus one")->capture_default_str();
   app.add_option("--io-queues", io_queues, "I/O submission and completion queues offered")->capture_default_str();
@@ -51,6 +70,14 @@ int main(int argc, char** argv) {
     return 1;
   }
   options.backing = *kind;
+  for (const std::string& spec : fault_specs) {
+    auto rule = ParseFaultRule(spec);
+    if (!rule) {
+      std::fprintf(stderr, "nvmux-emu: %s\n", rule.error().message.c_str());
+      return 1;
+    }
+    options.faults.push_back(*rule);
+  }
   if (mdts > 15) {
     std::fprintf(stderr, "nvmux-emu: --mdts %u: must be 0..15\n", mdts);
     return 1;
@@ -72,6 +99,7 @@ int main(int argc, char** argv) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGUSR1);  // surprise removal, not a stop
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   auto emu = Emulator::Create(options);
@@ -85,7 +113,10 @@ int main(int argc, char** argv) {
   }
   NVMUX_LOG(kNotice, "nvmux-emu: serving %s", (*emu)->socket_path().c_str());
   int sig = 0;
-  sigwait(&stop_signals, &sig);
+  while (sigwait(&stop_signals, &sig) == 0 && sig == SIGUSR1) {
+    NVMUX_LOG(kNotice, "nvmux-emu: SIGUSR1, surprise removal");
+    (*emu)->Remove();
+  }
   NVMUX_LOG(kNotice, "nvmux-emu: signal %d, stopping", sig);
   (*emu)->Stop();
   emu->reset();

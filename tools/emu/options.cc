@@ -37,10 +37,19 @@ Result<uint64_t> ParseSize(std::string_view text) {
   return *v * multiplier;
 }
 
-Result<BackingKind> ParseBacking(std::string_view text) {
-  if (text == "ram") return BackingKind::kRam;
-  if (text == "null") return BackingKind::kNull;
-  return Fail(EINVAL, "--backing '" + std::string(text) + "' is not one of: ram, null");
+Result<BackingSpec> ParseBacking(std::string_view text) {
+  if (text == "ram") return BackingSpec(BackingKind::kRam);
+  if (text == "null") return BackingSpec(BackingKind::kNull);
+  if (text.starts_with("file:")) {
+    std::string_view path = text.substr(5);
+    if (path.empty()) return Fail(EINVAL, "--backing file: needs a path (file:PATH)");
+    return BackingSpec(BackingKind::kFile, std::string(path));
+  }
+  return Fail(EINVAL, "--backing '" + std::string(text) + "' is not one of: ram, null, file:PATH");
+}
+
+std::string BackingPath(const BackingSpec& backing, uint32_t nsid) {
+  return nsid <= 1 ? backing.path : backing.path + "." + std::to_string(nsid);
 }
 
 Result<NamespaceOptions> ParseNamespaceOptions(std::string_view text) {
@@ -93,6 +102,9 @@ Status Validate(const EmulatorOptions& o) {
   if (o.mqes < 1) return Fail(EINVAL, "--mqes " + std::to_string(o.mqes) + ": must be 1..65535 (CAP.MQES, 0's based)");
   if (o.io_queues < 1 || o.io_queues > 511) {
     return Fail(EINVAL, "--io-queues " + std::to_string(o.io_queues) + ": must be 1..511 (one doorbell page)");
+  }
+  if (o.backing.kind == BackingKind::kFile && o.backing.path.empty()) {
+    return Fail(EINVAL, "--backing file: needs a path (file:PATH)");
   }
   if (o.namespaces.size() > 32) {
     return Fail(EINVAL, std::to_string(o.namespaces.size()) + " --ns given, at most 32 namespaces");

@@ -13,10 +13,20 @@
 #include <vector>
 
 #include "shm/base/result.h"
+#include "tools/emu/faults.h"
 
 namespace nvmux::emu {
 
-enum class BackingKind { kRam, kNull };
+enum class BackingKind { kRam, kNull, kFile };
+
+// Where namespaces keep their blocks. kFile: namespace 1 in `path`, namespace
+// N > 1 in "<path>.N" (BackingPath).
+struct BackingSpec {
+  BackingSpec(BackingKind k = BackingKind::kRam, std::string p = {})  // NOLINT: implicit from a kind
+      : kind(k), path(std::move(p)) {}
+  BackingKind kind;
+  std::string path;  // kFile only
+};
 
 struct NamespaceOptions {
   uint64_t size_bytes = 1ull << 30;  // data bytes; a multiple of the block size
@@ -28,18 +38,21 @@ struct NamespaceOptions {
 struct EmulatorOptions {
   std::string socket_dir;  // the socket is <socket_dir>/cntrl
   std::vector<NamespaceOptions> namespaces;  // empty: one default namespace
-  BackingKind backing = BackingKind::kRam;
+  BackingSpec backing;
   uint8_t mdts = 5;        // Identify MDTS: 2^mdts * 4 KiB; 0 = no limit
   uint16_t mqes = 0x7FF;   // CAP.MQES: largest queue size minus one (0's based)
   uint16_t io_queues = 64; // I/O SQs and CQs offered (Number of Queues maximum)
   std::string serial = "NVMUXEMU0001";
+  std::vector<FaultRule> faults;  // armed when the emulator is created
 };
 
 // Parses "size=1G,lbads=512,ms=0,ext=0" (any subset, any order). Sizes take
 // an optional K/M/G/T binary suffix.
 [[nodiscard]] Result<NamespaceOptions> ParseNamespaceOptions(std::string_view text);
-// Parses "ram" or "null".
-[[nodiscard]] Result<BackingKind> ParseBacking(std::string_view text);
+// Parses "ram", "null" or "file:PATH".
+[[nodiscard]] Result<BackingSpec> ParseBacking(std::string_view text);
+// The file of namespace nsid for a kFile backing: path, or "<path>.<nsid>" for nsid > 1.
+std::string BackingPath(const BackingSpec& backing, uint32_t nsid);
 // Parses a byte count with an optional K/M/G/T suffix (powers of 1024).
 [[nodiscard]] Result<uint64_t> ParseSize(std::string_view text);
 // Checks ranges and cross-field rules (block-size multiples, queue limits).

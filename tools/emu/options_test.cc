@@ -45,9 +45,15 @@ TEST(Options, ParseNamespaceErrorsNameTheItem) {
 }
 
 TEST(Options, Backing) {
-  EXPECT_EQ(*ParseBacking("ram"), BackingKind::kRam);
-  EXPECT_EQ(*ParseBacking("null"), BackingKind::kNull);
+  EXPECT_EQ(ParseBacking("ram")->kind, BackingKind::kRam);
+  EXPECT_EQ(ParseBacking("null")->kind, BackingKind::kNull);
   EXPECT_FALSE(ParseBacking("file"));
+  EXPECT_FALSE(ParseBacking("file:"));
+  auto file = ParseBacking("file:/tmp/x.img");
+  ASSERT_TRUE(file);
+  EXPECT_EQ(file->kind, BackingKind::kFile);
+  EXPECT_EQ(BackingPath(*file, 1), "/tmp/x.img");
+  EXPECT_EQ(BackingPath(*file, 3), "/tmp/x.img.3");
 }
 
 TEST(Options, Validate) {

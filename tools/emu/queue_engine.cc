@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstring>
 
+#include "shm/base/clock.h"
 #include "tools/emu/controller.h"
 
 namespace nvmux::emu {
@@ -137,9 +138,14 @@ bool Controller::ProcessSq(SubmissionQueue& sq) {
     sq.head = static_cast<uint16_t>((sq.head + 1) % sq.size);
     return true;
   };
-  auto finish = [&](const Sqe& sqe, const Outcome& outcome) {
+  auto finish = [&](const Sqe& sqe, const Outcome& outcome, uint64_t delay_us) {
     if (outcome.deferred) return;
     if (!outcome.status.ok()) RecordError(sq.qid, sqe.cid, outcome.status, sqe.nsid);
+    if (delay_us > 0) {
+      // Injected delay: the command has run; its completion waits.
+      delayed_.push_back({MonotonicNanos() + static_cast<int64_t>(delay_us) * 1000, sq.qid, sqe.cid, outcome});
+      return;
+    }
     Complete(sq.qid, sqe.cid, outcome);
   };
   int done = 0;
@@ -147,6 +153,15 @@ bool Controller::ProcessSq(SubmissionQueue& sq) {
     Sqe sqe;
     if (!fetch(sqe)) return true;
     ++done;
+    // Fault injection: fail (without executing), drop (never complete) or
+    // delay the completion. Checked once per fetched entry, before the
+    // fused-pair logic: a failed or dropped first half leaves its partner lone.
+    const FaultDecision fault = faults_.OnCommand(sq.qid == 0 ? FaultQueue::kAdmin : FaultQueue::kIo, sqe.opc);
+    if (fault.action == FaultDecision::Action::kDrop) continue;
+    if (fault.action == FaultDecision::Action::kFail) {
+      finish(sqe, {fault.status}, fault.delay_us);
+      continue;
+    }
     if (sq.qid != 0 && sqe.fuse() != kFuseNone) {
       // Fused pair: the second half must be the very next entry, already
       // submitted. Executed back to back under the lock, so atomic.
@@ -157,20 +172,37 @@ bool Controller::ProcessSq(SubmissionQueue& sq) {
         if (peek.fuse() == kFuseSecond) {
           auto [first, second] = ExecuteFused(sqe, peek);
           if (csts_.cfs() != 0) return true;
-          finish(sqe, first);
-          finish(peek, second);
+          finish(sqe, first, fault.delay_us);
+          finish(peek, second, fault.delay_us);
           continue;
         }
         sq.head = saved_head;  // not our partner: it is processed on its own
       }
-      finish(sqe, {Retry(sct::kGeneric, sc::kAbortedMissingFused)});
+      finish(sqe, {Retry(sct::kGeneric, sc::kAbortedMissingFused)}, fault.delay_us);
       continue;
     }
     Outcome outcome = sq.qid == 0 ? ExecuteAdmin(sqe) : ExecuteIo(sqe);
     if (csts_.cfs() != 0) return true;
-    finish(sqe, outcome);
+    finish(sqe, outcome, fault.delay_us);
   }
   return done > 0;
+}
+
+bool Controller::PostDelayed(int64_t now_ns) {
+  bool posted = false;
+  // In the order they were delayed; a later one may be due first.
+  for (auto it = delayed_.begin(); it != delayed_.end();) {
+    if (it->due_ns > now_ns) {
+      ++it;
+      continue;
+    }
+    // Delete I/O SQ posts its own at once and a reset clears the list, so
+    // the SQ still exists (Complete checks anyway).
+    Complete(it->sqid, it->cid, it->outcome);
+    it = delayed_.erase(it);
+    posted = true;
+  }
+  return posted;
 }
 
 void Controller::RaiseEvent(uint8_t type, uint8_t info, uint8_t log_page) {

@@ -1,6 +1,7 @@
 #include "tools/emu/server.h"
 
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -82,19 +83,42 @@ Result<std::unique_ptr<Server>> Server::Create(const std::string& socket_dir, Co
   server->socket_path_ = path;  // from here on the destructor removes it
   if (::listen(fd.get(), 4) != 0) return ErrnoError("listen '" + path + "'");
   server->listen_fd_ = std::move(fd);
+  server->remove_fd_.Reset(::eventfd(0, EFD_CLOEXEC));
+  if (!server->remove_fd_.valid()) return ErrnoError("eventfd");
   return server;
+}
+
+void Server::Remove() {
+  {
+    std::lock_guard<std::mutex> lock(client_mutex_);
+    if (removed_.exchange(true)) return;
+    // Refuses connects at once (a shut-down AF_UNIX listener answers
+    // ECONNREFUSED); the socket thread closes it when it wakes.
+    if (listen_fd_.valid()) ::shutdown(listen_fd_.get(), SHUT_RDWR);
+    // Ends the connection now, even mid-message: the serving thread sees EOF.
+    if (client_fd_ >= 0) ::shutdown(client_fd_, SHUT_RDWR);
+  }
+  uint64_t one = 1;
+  (void)!::write(remove_fd_.get(), &one, sizeof(one));
 }
 
 void Server::Run(int stop_fd) {
   for (;;) {
-    pollfd pfds[2] = {{stop_fd, POLLIN, 0}, {listen_fd_.get(), POLLIN, 0}};
-    if (::poll(pfds, 2, -1) < 0) {
+    if (removed_.load() && listen_fd_.valid()) {
+      std::lock_guard<std::mutex> lock(client_mutex_);  // Remove() may be using it
+      listen_fd_.Reset();
+      NVMUX_LOG(kWarning, "nvmux-emu: surprise removal: vfio-user socket closed");
+    }
+    pollfd pfds[3] = {{stop_fd, POLLIN, 0}, {remove_fd_.get(), POLLIN, 0}, {listen_fd_.get(), POLLIN, 0}};
+    // Once removed, only stop_fd matters (remove_fd stays readable).
+    const nfds_t n = listen_fd_.valid() ? 3 : 1;
+    if (::poll(pfds, n, -1) < 0) {
       if (errno == EINTR) continue;
       NVMUX_LOG(kError, "nvmux-emu: poll: %s", std::strerror(errno));
       return;
     }
     if (pfds[0].revents != 0) return;
-    if ((pfds[1].revents & POLLIN) == 0) continue;
+    if (n == 1 || pfds[1].revents != 0 || (pfds[2].revents & POLLIN) == 0) continue;
     UniqueFd client(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!client.valid()) continue;
     NVMUX_LOG(kInfo, "nvmux-emu: client connected");
@@ -104,15 +128,23 @@ void Server::Run(int stop_fd) {
 }
 
 void Server::ServeClient(UniqueFd client, int stop_fd) {
+  {
+    std::lock_guard<std::mutex> lock(client_mutex_);
+    if (removed_.load()) return;  // accepted just as the device went away
+    client_fd_ = client.get();
+  }
   negotiated_ = false;
   client_caps_ = Capabilities{};
   for (;;) {
-    pollfd pfds[3] = {{stop_fd, POLLIN, 0}, {client.get(), POLLIN, 0}, {listen_fd_.get(), POLLIN, 0}};
-    if (::poll(pfds, 3, -1) < 0) {
+    pollfd pfds[4] = {{stop_fd, POLLIN, 0},
+                      {client.get(), POLLIN, 0},
+                      {listen_fd_.get(), POLLIN, 0},
+                      {remove_fd_.get(), POLLIN, 0}};
+    if (::poll(pfds, 4, -1) < 0) {
       if (errno == EINTR) continue;
       break;
     }
-    if (pfds[0].revents != 0) break;
+    if (pfds[0].revents != 0 || pfds[3].revents != 0) break;
     // The current client first: a client that closed and reconnected shows
     // its hangup and the new connection in the same poll, and must not be
     // refused as a second client.
@@ -125,6 +157,10 @@ void Server::ServeClient(UniqueFd client, int stop_fd) {
       UniqueFd extra(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
       NVMUX_LOG(kWarning, "nvmux-emu: refused a second client while one is connected");
     }
+  }
+  {
+    std::lock_guard<std::mutex> lock(client_mutex_);
+    client_fd_ = -1;
   }
   controller_.DropClient();
   NVMUX_LOG(kInfo, "nvmux-emu: client disconnected; DMA mappings dropped");
@@ -392,6 +428,11 @@ Result<Server::Reply> Server::RegionAccess(std::span<const uint8_t> payload, boo
   }
   Reply r;
   AppendStruct(r.payload, *a);
+  if (controller_.removed()) {
+    // A removed device: reads return all-ones, writes go nowhere.
+    if (!write) r.payload.insert(r.payload.end(), a->count, 0xFF);
+    return r;
+  }
   std::vector<uint8_t> data(a->count, 0);
   if (write) std::memcpy(data.data(), payload.data() + sizeof(vfiouser::RegionAccess), a->count);
   const uint32_t off = static_cast<uint32_t>(a->offset);

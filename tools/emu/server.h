@@ -14,13 +14,19 @@
 // MSI-X table, BAR5 MSI-X PBA, config space (PciConfig). IRQs: INTx (accepted,
 // never raised), MSI-X (eventfds, one per vector).
 //
-// Thread safety: Run() is the only entry point after Create and runs on one
-// thread; Create/destructor on the owning thread.
+// Surprise removal (Remove): the current connection is shut down, the
+// listening socket closed (further connects are refused; the socket file
+// stays until the destructor), and Run() then only waits for stop_fd.
+//
+// Thread safety: Run() runs on one thread; Remove() may be called from any
+// thread, at any time after Create; Create/destructor on the owning thread.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -51,6 +57,8 @@ class Server {
 
   // Serves until stop_fd is readable.
   void Run(int stop_fd);
+  // Surprise removal, see above. Idempotent.
+  void Remove();
   const std::string& socket_path() const { return socket_path_; }
 
  private:
@@ -90,6 +98,12 @@ class Server {
   std::string socket_dir_;
   std::string socket_path_;
   bool created_dir_ = false;
+  UniqueFd remove_fd_;  // eventfd, readable once Remove() ran
+  std::atomic<bool> removed_{false};
+  // Held by Remove() and by the socket thread when it registers a client or
+  // closes listen_fd_ after a removal.
+  std::mutex client_mutex_;
+  int client_fd_ = -1;  // GUARDED_BY(client_mutex_): the connection being served
   // Per connection.
   bool negotiated_ = false;
   vfiouser::Capabilities client_caps_;
