@@ -22,10 +22,7 @@ TEST(ExecTest, ServesThenStopsOnSigtermAndRemovesSocket) {
   const std::string sock_dir = dir.path() + "/emu";
   Child child({"--socket", sock_dir, "--ns", "size=64M,lbads=4096", "--mqes", "127"}, dir.path() + "/stderr");
   ASSERT_GT(child.pid(), 0);
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!Exists(sock_dir + "/cntrl") && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  ASSERT_TRUE(WaitForPath(sock_dir + "/cntrl")) << "nvmux-emu did not create its socket";
   ASSERT_TRUE(Exists(sock_dir + "/cntrl")) << ReadFile(dir.path() + "/stderr");
   EXPECT_TRUE(Exists(sock_dir + "/bar0")) << "SPDK hosts map the doorbells from <dir>/bar0";
   {
@@ -49,10 +46,7 @@ TEST(ExecTest, ServesThenStopsOnSigtermAndRemovesSocket) {
 TEST(ExecTest, SigintWhileAClientIsConnected) {
   TempDir dir;
   Child child({"--socket", dir.path()}, dir.path() + "/stderr.txt");
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!Exists(dir.path() + "/cntrl") && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  ASSERT_TRUE(WaitForPath(dir.path() + "/cntrl")) << "nvmux-emu did not create its socket";
   auto client = vfiouser::Client::Connect(dir.path());
   ASSERT_TRUE(client) << client.error().ToString();
   ASSERT_TRUE((*client)->Negotiate());
@@ -97,10 +91,7 @@ TEST(ExecTest, BadOptionsNameTheValue) {
 TEST(ExecTest, LiveSocketIsNotStolen) {
   TempDir dir;
   Child first({"--socket", dir.path()}, dir.path() + "/e1");
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!Exists(dir.path() + "/cntrl") && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  ASSERT_TRUE(WaitForPath(dir.path() + "/cntrl")) << "nvmux-emu did not create its socket";
   Child second({"--socket", dir.path()}, dir.path() + "/e2");
   int status = second.Wait(std::chrono::seconds(10));
   ASSERT_NE(status, -1);
@@ -121,10 +112,7 @@ namespace {
 TEST(ExecTest, StalledClientDoesNotDelayStop) {
   TempDir dir;
   Child child({"--socket", dir.path()}, dir.path() + "/err");
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!Exists(dir.path() + "/cntrl") && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  ASSERT_TRUE(WaitForPath(dir.path() + "/cntrl")) << "nvmux-emu did not create its socket";
   auto client = vfiouser::Client::Connect(dir.path());
   ASSERT_TRUE(client) << client.error().ToString();
   ASSERT_TRUE((*client)->Negotiate());
