@@ -45,8 +45,8 @@ int main(int argc, char** argv) {
   }
   if (!trids.empty()) {
     std::cerr << "nvmuxd: -r '" << trids.front()
-              << "': attaching controllers is not available yet (the vfiouser transport lands with libclient); "
-                 "run without -r\n";
+              << "': attaching controllers is not available yet (nvmuxd gains it with libclient's controller "
+                 "API); run without -r\n";
     return 2;
   }
   shm::GroupOptions options;

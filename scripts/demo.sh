@@ -60,7 +60,7 @@ ready="nvmuxd: group $group ready"
 for _ in $(seq 100); do grep -q "$ready" "$work/nvmuxd.log" 2>/dev/null && break; sleep 0.05; done
 cat "$work/nvmuxd.log"
 grep -q "$ready" "$work/nvmuxd.log" || { echo "nvmuxd did not come up"; exit 1; }
-echo "(controllers: nvmuxd cannot attach '$trid' yet: the vfiouser transport is not yet available)"
+echo "(controllers: nvmuxd does not attach '$trid' yet: libclient's controller API is not yet available to it)"
 
 for tool in nvmux-identify nvmux-perf; do
   bin=$(find "$build/tools" -maxdepth 2 -type f -name "$tool" -perm -u+x | head -n 1)
