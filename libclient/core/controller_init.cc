@@ -5,6 +5,7 @@
 
 #include "nvmux/spec/features.h"
 #include "nvmux/spec/status.h"
+#include "shm/base/format.h"
 #include "shm/base/log.h"
 
 namespace nvmux {
@@ -13,12 +14,6 @@ namespace {
 constexpr uint32_t kPageSize = 4096;  // host memory page size: CC.MPS = 0
 constexpr uint8_t kIoSqes = 6;        // 64-byte SQ entries
 constexpr uint8_t kIoCqes = 4;        // 16-byte CQ entries
-
-std::string Hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 std::string StatusText(const spec::Cqe& c) {
   return "status " + std::to_string(c.sct()) + "/" + Hex(c.sc()) + (c.status & (1u << 15) ? " (do not retry)" : "");

@@ -2,16 +2,9 @@
 
 #include <string>
 
+#include "shm/base/format.h"
+
 namespace nvmux {
-namespace {
-
-std::string Hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
-}  // namespace
 
 uint32_t PrpListEntriesFor(uint32_t pages, uint32_t page_size) {
   if (pages <= 2) return 0;

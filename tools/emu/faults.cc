@@ -3,6 +3,8 @@
 #include <charconv>
 #include <cstdio>
 
+#include "shm/base/format.h"
+
 namespace nvmux::emu {
 namespace {
 
@@ -27,12 +29,6 @@ Result<uint64_t> ParseNumber(std::string_view kind, std::string_view key, std::s
                             " is out of range (at most " + std::to_string(max) + ")");
   }
   return v;
-}
-
-std::string Hex(uint32_t v) {
-  char buf[16];
-  std::snprintf(buf, sizeof(buf), "0x%02x", v);
-  return buf;
 }
 
 }  // namespace
@@ -154,11 +150,11 @@ std::string Describe(const FaultRule& rule) {
   std::string s = ToString(rule.kind);
   if (rule.kind == FaultKind::kCfs) return s + " after_ms=" + std::to_string(rule.after_ms);
   if (rule.kind == FaultKind::kDelay) s += " us=" + std::to_string(rule.delay_us);
-  s += " opc=" + (rule.opcode ? Hex(*rule.opcode) : std::string("any"));
+  s += " opc=" + (rule.opcode ? Hex(*rule.opcode, 2) : std::string("any"));
   s += " queue=" + std::string(ToString(rule.queue));
   s += " count=" + (rule.count ? std::to_string(*rule.count) : std::string("unlimited"));
   if (rule.kind == FaultKind::kFail) {
-    s += " sct=" + std::to_string(rule.status.sct) + " sc=" + Hex(rule.status.sc) +
+    s += " sct=" + std::to_string(rule.status.sct) + " sc=" + Hex(rule.status.sc, 2) +
          " dnr=" + (rule.status.dnr ? "1" : "0");
   }
   return s;
