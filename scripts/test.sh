@@ -35,9 +35,12 @@ for kind in $builds; do
   esac
   echo "== nvmux: $kind build ($dir)"
   cmake -S "$root" -B "$root/$dir" -DNVMUX_WERROR=ON "${extra[@]}" >/dev/null
-  cmake --build "$root/$dir" -j "$jobs" 2>&1 | grep -E "error|warning:" || true
-  # The build must succeed: rerun quietly to get its exit status.
-  cmake --build "$root/$dir" -j "$jobs" >/dev/null
+  # One build; on failure show its errors (warnings are errors) and stop.
+  if ! cmake --build "$root/$dir" -j "$jobs" > "$root/$dir/build.log" 2>&1; then
+    grep -E -A3 "error|warning:" "$root/$dir/build.log" | head -200
+    echo "test.sh: the $kind build failed (full log: $dir/build.log)" >&2
+    exit 1
+  fi
   echo "== nvmux: $kind tests"
   ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
   UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
