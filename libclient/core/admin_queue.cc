@@ -1,8 +1,10 @@
 #include "admin_queue.h"
 
+#include "shm/base/clock.h"
+
 namespace nvmux {
 
-AdminQueue::AdminQueue(QueueRing& ring) : ring_(ring), trackers_(ring.entries()) {
+AdminQueue::AdminQueue(QueueRing& ring) : ring_(ring), trackers_(ring.entries()), submitted_ns_(ring.entries(), 0) {
   for (uint32_t cid = ring.entries(); cid-- > 0;) free_cids_.push_back(static_cast<uint16_t>(cid));
 }
 
@@ -15,6 +17,7 @@ Status AdminQueue::Submit(const spec::Sqe& cmd, Done done) {
   NVMUX_TRY(ring_.Push(c));
   free_cids_.pop_back();
   trackers_[cid] = std::move(done);
+  submitted_ns_[cid] = MonotonicNanos();
   outstanding_++;
   ring_.RingSq();
   return Ok();
@@ -35,6 +38,27 @@ Status AdminQueue::Poll() {
   }
   ring_.RingCq();
   return result;
+}
+
+std::vector<uint16_t> AdminQueue::SubmittedBefore(int64_t deadline_ns) const {
+  std::vector<uint16_t> out;
+  for (size_t cid = 0; cid < trackers_.size(); ++cid)
+    if (trackers_[cid] && submitted_ns_[cid] < deadline_ns) out.push_back(static_cast<uint16_t>(cid));
+  return out;
+}
+
+void AdminQueue::AbortAll(uint16_t status) {
+  for (size_t cid = 0; cid < trackers_.size(); ++cid) {
+    if (!trackers_[cid]) continue;
+    Done done = std::move(trackers_[cid]);
+    trackers_[cid] = nullptr;
+    free_cids_.push_back(static_cast<uint16_t>(cid));
+    outstanding_--;
+    spec::Cqe c{};
+    c.cid = static_cast<uint16_t>(cid);
+    c.status = status;
+    done(c);
+  }
 }
 
 }  // namespace nvmux

@@ -24,10 +24,16 @@ class AdminQueue final : public AdminChannel {
   // (the device is misbehaving; the completion is dropped).
   Status Poll() override;
   uint32_t outstanding() const { return outstanding_; }
+  // Command ids outstanding since before `deadline_ns` (MonotonicNanos).
+  std::vector<uint16_t> SubmittedBefore(int64_t deadline_ns) const;
+  // Completes every outstanding command with `status` (SCT/SC as in a CQE's
+  // status field) without the device: after a failure or before a reset.
+  void AbortAll(uint16_t status);
 
  private:
   QueueRing& ring_;
   std::vector<Done> trackers_;  // indexed by command id
+  std::vector<int64_t> submitted_ns_;
   std::vector<uint16_t> free_cids_;
   uint32_t outstanding_ = 0;
 };

@@ -8,7 +8,7 @@ Status QueueRing::Push(const spec::Sqe& cmd) {
   if (Full())
     return Fail(EAGAIN, "submission queue full (" + std::to_string(entries_ - 1) + " commands outstanding)");
   sq_[sq_tail_] = cmd;
-  sq_tail_ = (sq_tail_ + 1) % entries_;
+  if (++sq_tail_ == entries_) sq_tail_ = 0;
   return Ok();
 }
 
@@ -18,7 +18,7 @@ void QueueRing::RingSq() {
   std::atomic_thread_fence(std::memory_order_release);
   *doorbells_.sq_tail = sq_tail_;
   sq_rung_ = sq_tail_;
-  doorbell_writes_++;
+  sq_doorbell_writes_++;
 }
 
 std::optional<spec::Cqe> QueueRing::Pop() {
@@ -33,7 +33,7 @@ std::optional<spec::Cqe> QueueRing::Pop() {
   c.sqid = slot->sqid;
   c.cid = slot->cid;
   c.status = slot->status;
-  sq_head_ = c.sqhd % entries_;
+  sq_head_ = c.sqhd < entries_ ? c.sqhd : c.sqhd % entries_;
   if (++cq_head_ == entries_) {
     cq_head_ = 0;
     phase_ ^= 1;
@@ -45,7 +45,7 @@ void QueueRing::RingCq() {
   if (cq_head_ == cq_rung_) return;
   *doorbells_.cq_head = cq_head_;
   cq_rung_ = cq_head_;
-  doorbell_writes_++;
+  cq_doorbell_writes_++;
 }
 
 }  // namespace nvmux

@@ -31,7 +31,7 @@ class QueueRing {
       : sq_(sq), cq_(cq), entries_(entries), doorbells_(doorbells) {}
 
   uint32_t entries() const { return entries_; }
-  bool Full() const { return (sq_tail_ + 1) % entries_ == sq_head_; }
+  bool Full() const { return (sq_tail_ + 1 == entries_ ? 0 : sq_tail_ + 1) == sq_head_; }
   // Commands pushed but not yet consumed by the device (as last reported).
   uint32_t InFlight() const { return (sq_tail_ + entries_ - sq_head_) % entries_; }
 
@@ -44,7 +44,17 @@ class QueueRing {
   // Publishes consumed completions: one doorbell write if any.
   void RingCq();
 
-  uint32_t doorbell_writes() const { return doorbell_writes_; }
+  uint32_t doorbell_writes() const { return sq_doorbell_writes_ + cq_doorbell_writes_; }
+  uint64_t sq_doorbell_writes() const { return sq_doorbell_writes_; }
+  uint64_t cq_doorbell_writes() const { return cq_doorbell_writes_; }
+  uint32_t sq_tail() const { return sq_tail_; }
+  // Back to the state of a freshly created queue (the caller zeroes the CQ
+  // memory): after the controller was reset or the queue re-created.
+  void Reset() {
+    sq_tail_ = sq_head_ = sq_rung_ = cq_head_ = cq_rung_ = 0;
+    phase_ = 1;
+  }
+  spec::Cqe* cq_memory() const { return cq_; }
 
  private:
   spec::Sqe* sq_;
@@ -54,7 +64,8 @@ class QueueRing {
   uint32_t sq_tail_ = 0, sq_head_ = 0, sq_rung_ = 0;
   uint32_t cq_head_ = 0, cq_rung_ = 0;
   uint8_t phase_ = 1;  // the controller posts phase 1 on its first pass
-  uint32_t doorbell_writes_ = 0;
+  uint32_t sq_doorbell_writes_ = 0;
+  uint32_t cq_doorbell_writes_ = 0;
 };
 
 }  // namespace nvmux

@@ -1,0 +1,227 @@
+// Controller: attach (the init state machine driven to ready), accessors,
+// shutdown. Admin submission and polling: controller_admin.cc.
+#include "nvmux/controller.h"
+
+#include <cstring>
+#include <thread>
+
+#include "libclient/core/controller_state.h"
+#include "libclient/core/dma_page_map.h"
+#include "libclient/core/qpair_state.h"
+#include "nvmux/spec/features.h"
+#include "nvmux/spec/log_page.h"
+#include "shm/base/clock.h"
+#include "shm/base/format.h"
+#include "shm/base/log.h"
+
+namespace nvmux {
+namespace {
+
+constexpr uint32_t kPage = 4096;
+// Trackers hold one PRP list page (512 entries): transfers up to 1 MiB
+// always fit, whatever the buffer's offset in its first page.
+constexpr uint32_t kMaxTransferCap = 1u << 20;
+
+size_t RoundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+}  // namespace
+
+void ControllerState::Fail(const std::string& why) {
+  if (failed.exchange(true)) return;
+  NVMUX_LOG(kError, "controller %s failed: %s", trid.ToString().c_str(), why.c_str());
+}
+
+bool ControllerState::CheckHealth(int64_t now_ns) {
+  if (failed.load(std::memory_order_relaxed)) return false;
+  int64_t due = next_health_check_ns.load(std::memory_order_relaxed);
+  if (now_ns < due || !next_health_check_ns.compare_exchange_strong(due, now_ns + 10'000'000)) return true;
+  if (transport->Lost()) {
+    removed = true;
+    Fail("the connection to the device is gone (surprise removal or server exit)");
+    return false;
+  }
+  auto csts = transport->registers().Read32(spec::kRegCsts);
+  if (!csts) {
+    if (csts.error().code == ENXIO) removed = true;
+    Fail("reading CSTS: " + csts.error().message);
+  } else if (*csts == 0xFFFFFFFFu) {
+    removed = true;
+    Fail("CSTS reads all ones: the device is gone");
+  } else if (spec::Csts{*csts}.cfs()) {
+    Fail("controller fatal status (CSTS.CFS = 1)");
+  }
+  return !failed;
+}
+
+Controller::Controller(std::unique_ptr<ControllerState> state) : s_(std::move(state)) { s_->handle = this; }
+
+Result<std::unique_ptr<Controller>> AttachController(Env& env, const TransportId& trid,
+                                                     std::unique_ptr<Transport> transport,
+                                                     const ControllerOptions& options);
+
+Result<std::unique_ptr<Controller>> AttachController(Env& env, const TransportId& trid,
+                                                     std::unique_ptr<Transport> transport,
+                                                     const ControllerOptions& options) {
+  const ControllerOptions& o = options;
+  if (o.admin_queue_size < 2 || o.admin_queue_size > 4096)
+    return Fail(EINVAL, "admin queue size " + std::to_string(o.admin_queue_size) + " is out of range (2..4096)");
+  if (o.num_io_queues == 0)
+    return Fail(EINVAL, "number of I/O queues 0 is out of range (1..65535)");
+  if (o.io_queue_size < 2 || o.io_queue_size > 65536)
+    return Fail(EINVAL, "I/O queue size " + std::to_string(o.io_queue_size) + " is out of range (2..65536)");
+  auto s = std::make_unique<ControllerState>(env, trid, o, std::move(transport));
+  NVMUX_TRY(s->transport->PrepareDevice());
+  // CAP first: its MQES bounds the admin queue, its DSTRD places the doorbells.
+  auto cap = s->transport->registers().Read64(spec::kRegCap);
+  if (!cap) return cap.error();
+  s->data.cap = spec::Cap{*cap};
+  if (s->options.admin_queue_size > s->data.cap.mqes() + 1u)
+    s->options.admin_queue_size = static_cast<uint16_t>(s->data.cap.mqes() + 1u);
+  uint16_t entries = s->options.admin_queue_size;
+  size_t sq_bytes = RoundUp(size_t{entries} * sizeof(spec::Sqe), kPage);
+  size_t cq_bytes = RoundUp(size_t{entries} * sizeof(spec::Cqe), kPage);
+  auto mem = env.AllocDma(sq_bytes + cq_bytes + kPage, kPage, "admin-queue");
+  if (!mem) return mem.error();
+  s->admin_memory = std::move(*mem);
+  auto* base = static_cast<uint8_t*>(s->admin_memory.data());
+  s->admin_ring = std::make_unique<QueueRing>(reinterpret_cast<spec::Sqe*>(base),
+                                              reinterpret_cast<spec::Cqe*>(base + sq_bytes), entries, s->doorbells(0));
+  s->admin = std::make_unique<AdminQueue>(*s->admin_ring);
+  std::unique_ptr<Controller> ctrlr(new Controller(std::move(s)));
+  NVMUX_TRY(ctrlr->RunInit());
+  NVMUX_TRY(ctrlr->ArmAdminBackground());
+  NVMUX_LOG(kInfo, "attached %s: %zu namespace(s)", trid.ToString().c_str(), ctrlr->active_namespaces().size());
+  return ctrlr;
+}
+
+Status Controller::RunInit() {
+  uint16_t entries = s_->options.admin_queue_size;
+  size_t sq_bytes = RoundUp(size_t{entries} * sizeof(spec::Sqe), kPage);
+  size_t cq_bytes = RoundUp(size_t{entries} * sizeof(spec::Cqe), kPage);
+  auto* base = static_cast<uint8_t*>(s_->admin_memory.data());
+  std::memset(base, 0, sq_bytes + cq_bytes + kPage);
+  s_->admin_ring->Reset();
+  InitOptions io;
+  io.asq_iova = DmaPageMap::Iova(base);
+  io.acq_iova = DmaPageMap::Iova(base + sq_bytes);
+  io.admin_entries = entries;
+  io.io_queues = s_->options.num_io_queues;
+  io.admin_timeout = std::chrono::milliseconds(s_->options.admin_timeout_ms);
+  ControllerInit init(s_->transport->registers(), *s_->admin, SystemClock::Get(), io,
+                      IdentifyBuffer{base + sq_bytes + cq_bytes, DmaPageMap::Iova(base + sq_bytes + cq_bytes)});
+  while (init.state() != InitState::kReady && init.state() != InitState::kFailed) {
+    InitState before = init.state();
+    if (init.Step() == before) std::this_thread::yield();
+  }
+  if (init.state() == InitState::kFailed) {
+    s_->failed = true;
+    return Fail(init.error().code,
+                "controller " + s_->trid.ToString() + ": initialisation failed: " + init.error().message);
+  }
+  s_->data = init.data();
+  uint64_t page = uint64_t{1} << (12 + s_->data.cap.mpsmin());
+  s_->max_transfer = s_->data.ctrlr.mdts == 0
+                         ? kMaxTransferCap
+                         : static_cast<uint32_t>(std::min<uint64_t>(kMaxTransferCap, (uint64_t{1} << s_->data.ctrlr.mdts) * page));
+  size_t queues = size_t{std::min(s_->data.io_sq_granted, s_->data.io_cq_granted)} + 1;
+  if (s_->qid_used.size() != queues) {
+    std::vector<bool> used(queues, false);
+    for (size_t q = 0; q < std::min(queues, s_->qid_used.size()); ++q) used[q] = s_->qid_used[q];
+    s_->qid_used = std::move(used);
+  }
+  s_->qid_used[0] = true;
+  s_->namespaces.clear();
+  for (size_t i = 0; i < s_->data.active_nsids.size(); ++i)
+    s_->namespaces.push_back(
+        std::make_unique<Namespace>(s_->data.active_nsids[i], s_->data.namespaces[i], s_->data.ctrlr));
+  return Ok();
+}
+
+Controller::~Controller() {
+  std::lock_guard<std::recursive_mutex> guard(s_->admin_mutex);
+  if (!s_->qpairs.empty())
+    NVMUX_LOG(kError, "controller %s destroyed with %zu queue pair(s) still allocated (free them first)",
+              s_->trid.ToString().c_str(), s_->qpairs.size());
+  for (QpairState* q : s_->qpairs) q->ctrlr_gone = true;
+  if (s_->failed) return;
+  // Normal shutdown notification (CC.SHN = 01b), then wait for SHST = 10b.
+  RegisterIo& regs = s_->transport->registers();
+  auto cc = regs.Read32(spec::kRegCc);
+  if (!cc) return;
+  spec::Cc c{*cc};
+  c.set_shn(1);
+  if (!regs.Write32(spec::kRegCc, c.raw)) return;
+  int64_t deadline = MonotonicNanos() + std::max<int64_t>(int64_t{s_->data.cap.to()} * 500'000'000, 1'000'000'000);
+  while (MonotonicNanos() < deadline) {
+    auto csts = regs.Read32(spec::kRegCsts);
+    if (!csts || spec::Csts{*csts}.shst() == 2) return;
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  NVMUX_LOG(kWarning, "controller %s did not report shutdown complete in time", s_->trid.ToString().c_str());
+}
+
+const TransportId& Controller::trid() const { return s_->trid; }
+const ControllerOptions& Controller::options() const { return s_->options; }
+const spec::IdentifyController& Controller::data() const { return s_->data.ctrlr; }
+spec::Cap Controller::cap() const { return s_->data.cap; }
+spec::Vs Controller::vs() const { return s_->data.vs; }
+uint32_t Controller::max_transfer_size() const { return s_->max_transfer; }
+uint16_t Controller::max_sges() const { return static_cast<uint16_t>(s_->max_transfer / kPage + 1); }
+bool Controller::sgl_supported() const { return (s_->data.ctrlr.sgls & 0x3) != 0; }
+uint16_t Controller::io_queues_granted() const { return static_cast<uint16_t>(s_->qid_used.size() - 1); }
+bool Controller::failed() const { return s_->failed; }
+bool Controller::removed() const { return s_->removed; }
+Env& Controller::env() const { return s_->env; }
+const AdminStatistics& Controller::admin_statistics() const { return s_->stats; }
+spec::Cqe Controller::LastAdminCompletion() const { return s_->last_admin; }
+
+Result<uint32_t> Controller::ReadRegister32(uint32_t offset) {
+  if (offset >= spec::kDoorbellBase)
+    return Fail(EINVAL, "register offset " + Hex(offset) + " is not below the doorbells (0x1000)");
+  return s_->transport->registers().Read32(offset);
+}
+
+bool Controller::supports_log_page(uint8_t lid) const {
+  switch (lid) {
+    case spec::lid::kErrorInformation:
+    case spec::lid::kSmartHealth:
+    case spec::lid::kFirmwareSlot:
+      return true;  // mandatory
+    case spec::lid::kChangedNamespaceList:
+      return (s_->data.ctrlr.oaes & spec::kOaesNsAttributeNotices) != 0;
+    case spec::lid::kCommandsSupportedAndEffects:
+      return (s_->data.ctrlr.lpa & 0x2) != 0;
+    default:
+      return false;
+  }
+}
+
+bool Controller::supports_feature(uint8_t fid) const {
+  switch (fid) {
+    case spec::fid::kArbitration:
+    case spec::fid::kPowerManagement:
+    case spec::fid::kTemperatureThreshold:
+    case spec::fid::kNumberOfQueues:
+    case spec::fid::kInterruptCoalescing:
+    case spec::fid::kInterruptVectorConfig:
+    case spec::fid::kAsyncEventConfig:
+      return true;  // mandatory for I/O controllers
+    case spec::fid::kVolatileWriteCache:
+      return (s_->data.ctrlr.vwc & 1) != 0;
+    case spec::fid::kKeepAliveTimer:
+      return s_->data.ctrlr.kas != 0;
+    default:
+      return false;
+  }
+}
+
+std::span<const uint32_t> Controller::active_namespaces() const { return s_->data.active_nsids; }
+
+Namespace* Controller::GetNamespace(uint32_t nsid) {
+  std::lock_guard<std::recursive_mutex> guard(s_->admin_mutex);
+  for (auto& ns : s_->namespaces)
+    if (ns->id() == nsid) return ns.get();
+  return nullptr;
+}
+
+}  // namespace nvmux

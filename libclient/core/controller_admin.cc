@@ -1,0 +1,364 @@
+// Controller: the admin queue — submission with data, polling (AENs,
+// keep-alive, timeouts), synchronous commands and their conveniences,
+// namespace refresh and controller reset.
+#include <cstring>
+#include <thread>
+
+#include "libclient/core/controller_state.h"
+#include "libclient/core/dma_page_map.h"
+#include "libclient/core/prp.h"
+#include "libclient/core/qpair_state.h"
+#include "nvmux/controller.h"
+#include "nvmux/spec/features.h"
+#include "nvmux/spec/log_page.h"
+#include "shm/base/clock.h"
+#include "shm/base/format.h"
+#include "shm/base/log.h"
+
+namespace nvmux {
+namespace {
+
+constexpr uint16_t kAbortedStatus = static_cast<uint16_t>(kAbortedSqDeletion << 1);
+constexpr uint32_t kMaxAers = 4;
+
+std::string StatusText(const spec::Cqe& c) {
+  return "status " + std::to_string(c.sct()) + "/" + Hex(c.sc(), 2) + (c.dnr() ? " (do not retry)" : "");
+}
+
+}  // namespace
+
+Status Controller::SubmitAdmin(const spec::Sqe& cmd, void* buffer, uint32_t length, CompletionFn fn, void* cb_arg) {
+  spec::Sqe c = cmd;
+  if (length > 0) {
+    if (buffer == nullptr || !s_->env.IsDmaMemory(buffer, length))
+      return Fail(EINVAL, "admin command " + Hex(cmd.opc, 2) + ": data buffer is not DMA memory (allocate it with "
+                          "Env::AllocDma)");
+    IovaSegment seg{DmaPageMap::Iova(buffer), length};
+    auto prps = BuildPrps(std::span<const IovaSegment>(&seg, 1), PrpList{{}, 0});
+    if (!prps)
+      return Fail(EINVAL, "admin command " + Hex(cmd.opc, 2) + ": " + std::to_string(length) +
+                              " bytes of data need a PRP list; admin data is limited to two pages (8 KiB, or less "
+                              "when the buffer does not start on a page): " + prps.error().message);
+    c.prp1 = prps->prp1;
+    c.prp2 = prps->prp2;
+  }
+  std::lock_guard<std::recursive_mutex> guard(s_->admin_mutex);
+  if (s_->failed) return Fail(ENXIO, "controller " + s_->trid.ToString() + " has failed");
+  NVMUX_TRY(s_->admin->Submit(c, [this, fn, cb_arg](const spec::Cqe& cpl) {
+    s_->stats.completed++;
+    if (fn != nullptr) fn(cb_arg, cpl);
+  }));
+  s_->stats.submitted++;
+  return Ok();
+}
+
+Result<uint32_t> Controller::ProcessAdminCompletions() {
+  std::lock_guard<std::recursive_mutex> guard(s_->admin_mutex);
+  int64_t now = MonotonicNanos();
+  if (!s_->CheckHealth(now)) {
+    AbortAllAdmin();
+    return Fail(ENXIO, "controller " + s_->trid.ToString() + " has failed");
+  }
+  uint64_t before = s_->stats.completed;
+  Status polled = s_->admin->Poll();
+  if (!polled) NVMUX_LOG(kWarning, "%s", polled.error().message.c_str());
+  if (s_->keep_alive_interval_ns > 0 && now >= s_->next_keep_alive_ns) {
+    s_->next_keep_alive_ns = now + s_->keep_alive_interval_ns;
+    spec::Sqe ka;
+    ka.opc = spec::admin::kKeepAlive;
+    (void)SubmitAdmin(ka, nullptr, 0, nullptr, nullptr);
+  }
+  if (s_->admin_timeout_us > 0) {
+    for (uint16_t cid : s_->admin->SubmittedBefore(now - static_cast<int64_t>(s_->admin_timeout_us) * 1000)) {
+      if (s_->timed_out.count(cid)) continue;
+      s_->timed_out.insert(cid);
+      s_->stats.timeouts++;
+      NVMUX_LOG(kWarning, "controller %s: admin command %u timed out", s_->trid.ToString().c_str(), cid);
+      if (s_->timeout_fn) s_->timeout_fn(cid);
+      if (s_->timeout_action == TimeoutAction::kAbort) {
+        (void)AbortCommand(0, cid);
+      } else if (s_->timeout_action == TimeoutAction::kReset) {
+        (void)Reset();
+        break;
+      }
+    }
+  }
+  if (s_->namespaces_changed) {
+    s_->namespaces_changed = false;
+    if (Status st = RefreshNamespaces(); !st) NVMUX_LOG(kWarning, "namespace refresh: %s", st.error().message.c_str());
+    if (s_->aer_fn != nullptr) s_->aer_fn(s_->aer_arg, s_->pending_aen);
+  }
+  return static_cast<uint32_t>(s_->stats.completed - before);
+}
+
+void Controller::AbortAllAdmin() { s_->admin->AbortAll(kAbortedStatus); }
+
+Result<spec::Cqe> Controller::SyncAdmin(const spec::Sqe& cmd, void* buffer, uint32_t length) {
+  struct Waiter {
+    bool done = false;
+    spec::Cqe cpl{};
+  };
+  // Shared so that a completion after a timeout writes nowhere harmful.
+  auto waiter = std::make_shared<Waiter>();
+  auto* holder = new std::shared_ptr<Waiter>(waiter);
+  CompletionFn fn = [](void* arg, const spec::Cqe& cpl) {
+    auto* h = static_cast<std::shared_ptr<Waiter>*>(arg);
+    (*h)->done = true;
+    (*h)->cpl = cpl;
+    delete h;
+  };
+  if (Status st = SubmitAdmin(cmd, buffer, length, fn, holder); !st) {
+    delete holder;
+    return st.error();
+  }
+  int64_t deadline = MonotonicNanos() + int64_t{s_->options.admin_timeout_ms} * 1'000'000;
+  while (!waiter->done) {
+    auto n = ProcessAdminCompletions();
+    if (!n && !waiter->done) return n.error();
+    if (waiter->done) break;
+    if (MonotonicNanos() > deadline)
+      return Fail(ETIMEDOUT, "admin command " + Hex(cmd.opc, 2) + " did not complete within " +
+                                 std::to_string(s_->options.admin_timeout_ms) + " ms");
+  }
+  s_->last_admin = waiter->cpl;
+  if (IsError(waiter->cpl))
+    return Fail(EIO, "admin command " + Hex(cmd.opc, 2) + " failed: " + StatusText(waiter->cpl));
+  return waiter->cpl;
+}
+
+Result<uint32_t> Controller::GetFeature(uint8_t fid, uint32_t cdw11, void* buffer, uint32_t length, uint32_t nsid) {
+  spec::Sqe c;
+  c.opc = spec::admin::kGetFeatures;
+  c.nsid = nsid;
+  c.cdw10 = fid;
+  c.cdw11 = cdw11;
+  auto cpl = SyncAdmin(c, buffer, length);
+  if (!cpl) return cpl.error();
+  return cpl->cdw0;
+}
+
+Result<uint32_t> Controller::SetFeature(uint8_t fid, uint32_t cdw11, uint32_t cdw12, void* buffer, uint32_t length,
+                                        uint32_t nsid) {
+  spec::Sqe c;
+  c.opc = spec::admin::kSetFeatures;
+  c.nsid = nsid;
+  c.cdw10 = fid;
+  c.cdw11 = cdw11;
+  c.cdw12 = cdw12;
+  auto cpl = SyncAdmin(c, buffer, length);
+  if (!cpl) return cpl.error();
+  return cpl->cdw0;
+}
+
+Status Controller::GetLogPage(uint8_t lid, uint32_t nsid, void* buffer, uint32_t length, uint64_t offset) {
+  if (length == 0 || length % 4 != 0)
+    return Fail(EINVAL, "log page length " + std::to_string(length) + " must be a non-zero multiple of 4");
+  // In pieces of at most one page, each with its offset (LPOL/LPOU).
+  for (uint32_t done = 0; done < length;) {
+    uint32_t n = std::min<uint32_t>(length - done, 4096);
+    uint32_t numd = n / 4 - 1;
+    uint64_t off = offset + done;
+    spec::Sqe c;
+    c.opc = spec::admin::kGetLogPage;
+    c.nsid = nsid;
+    c.cdw10 = lid | ((numd & 0xFFFFu) << 16);
+    c.cdw11 = numd >> 16;
+    c.cdw12 = static_cast<uint32_t>(off);
+    c.cdw13 = static_cast<uint32_t>(off >> 32);
+    auto cpl = SyncAdmin(c, static_cast<uint8_t*>(buffer) + done, n);
+    if (!cpl) return cpl.error();
+    done += n;
+  }
+  return Ok();
+}
+
+Status Controller::Identify(uint8_t cns, uint32_t nsid, void* buffer, uint16_t cntid) {
+  spec::Sqe c;
+  c.opc = spec::admin::kIdentify;
+  c.nsid = nsid;
+  c.cdw10 = cns | (static_cast<uint32_t>(cntid) << 16);
+  auto cpl = SyncAdmin(c, buffer, 4096);
+  if (!cpl) return cpl.error();
+  return Ok();
+}
+
+Result<uint32_t> Controller::CreateNamespace(const spec::IdentifyNamespace& data) {
+  auto buf = s_->env.AllocDma(sizeof data, 4096, "ns-mgmt");
+  if (!buf) return buf.error();
+  std::memcpy(buf->data(), &data, sizeof data);
+  spec::Sqe c;
+  c.opc = spec::admin::kNamespaceManagement;
+  c.cdw10 = spec::kNsMgmtCreate;
+  auto cpl = SyncAdmin(c, buf->data(), sizeof data);
+  if (!cpl) return cpl.error();
+  return cpl->cdw0;
+}
+
+Status Controller::DeleteNamespace(uint32_t nsid) {
+  spec::Sqe c;
+  c.opc = spec::admin::kNamespaceManagement;
+  c.nsid = nsid;
+  c.cdw10 = spec::kNsMgmtDelete;
+  auto cpl = SyncAdmin(c);
+  if (!cpl) return cpl.error();
+  return Ok();
+}
+
+namespace {
+
+Status Attachment(Controller& ctrlr, Env& env, uint32_t nsid, std::span<const uint16_t> controllers, uint8_t sel) {
+  if (controllers.empty() || controllers.size() > 2047)
+    return Fail(EINVAL, "controller list of " + std::to_string(controllers.size()) + " entries (allowed 1..2047)");
+  auto buf = env.AllocDma(4096, 4096, "ns-attach");
+  if (!buf) return buf.error();
+  auto* ids = static_cast<uint16_t*>(buf->data());
+  ids[0] = static_cast<uint16_t>(controllers.size());
+  for (size_t i = 0; i < controllers.size(); ++i) ids[i + 1] = controllers[i];
+  spec::Sqe c;
+  c.opc = spec::admin::kNamespaceAttachment;
+  c.nsid = nsid;
+  c.cdw10 = sel;
+  auto cpl = ctrlr.SyncAdmin(c, buf->data(), 4096);
+  if (!cpl) return cpl.error();
+  return Ok();
+}
+
+}  // namespace
+
+Status Controller::AttachNamespace(uint32_t nsid, std::span<const uint16_t> controllers) {
+  NVMUX_TRY(Attachment(*this, s_->env, nsid, controllers, spec::kNsAttach));
+  return RefreshNamespaces();
+}
+
+Status Controller::DetachNamespace(uint32_t nsid, std::span<const uint16_t> controllers) {
+  NVMUX_TRY(Attachment(*this, s_->env, nsid, controllers, spec::kNsDetach));
+  return RefreshNamespaces();
+}
+
+Status Controller::Format(uint32_t nsid, uint8_t lbaf, bool md_extended, uint8_t pi, uint8_t ses) {
+  if (lbaf > 15) return Fail(EINVAL, "LBA format " + std::to_string(lbaf) + " is out of range (0..15)");
+  if (pi > 3) return Fail(EINVAL, "protection information type " + std::to_string(pi) + " is out of range (0..3)");
+  if (ses > 2) return Fail(EINVAL, "secure erase setting " + std::to_string(ses) + " is out of range (0..2)");
+  spec::Sqe c;
+  c.opc = spec::admin::kFormatNvm;
+  c.nsid = nsid;
+  c.cdw10 = (lbaf & 0xFu) | (md_extended ? 1u << 4 : 0u) | (static_cast<uint32_t>(pi) << 5) |
+            (static_cast<uint32_t>(ses) << 9);
+  auto cpl = SyncAdmin(c);
+  if (!cpl) return cpl.error();
+  return RefreshNamespaces();
+}
+
+Status Controller::AbortCommand(uint16_t sqid, uint16_t cid) {
+  spec::Sqe c;
+  c.opc = spec::admin::kAbort;
+  c.cdw10 = sqid | (static_cast<uint32_t>(cid) << 16);
+  return SubmitAdmin(c, nullptr, 0, nullptr, nullptr);
+}
+
+void Controller::SetAerCallback(CompletionFn fn, void* cb_arg) {
+  std::lock_guard<std::recursive_mutex> guard(s_->admin_mutex);
+  s_->aer_fn = fn;
+  s_->aer_arg = cb_arg;
+}
+
+void Controller::SetAdminTimeout(uint64_t timeout_us, TimeoutAction action, TimeoutFn fn) {
+  std::lock_guard<std::recursive_mutex> guard(s_->admin_mutex);
+  s_->admin_timeout_us = timeout_us;
+  s_->timeout_action = action;
+  s_->timeout_fn = std::move(fn);
+}
+
+void Controller::SubmitAer() {
+  spec::Sqe c;
+  c.opc = spec::admin::kAsyncEventRequest;
+  Status st = s_->admin->Submit(c, [this](const spec::Cqe& cpl) {
+    s_->aers_outstanding--;
+    if (cpl.sct() == 0 && cpl.sc() == kAbortedSqDeletion) return;  // reset or failure: not re-armed here
+    if (IsError(cpl)) {
+      // Asynchronous Event Request Limit Exceeded or similar: stop arming.
+      NVMUX_LOG(kNotice, "AER completed with %s; not re-armed", StatusText(cpl).c_str());
+      return;
+    }
+    s_->stats.aens++;
+    uint8_t type = static_cast<uint8_t>(cpl.cdw0 & 0x7);
+    uint8_t info = static_cast<uint8_t>((cpl.cdw0 >> 8) & 0xFF);
+    if (type == spec::aer::kTypeNotice && info == spec::aer::kInfoNoticeNsAttrChanged) {
+      s_->namespaces_changed = true;  // refreshed (and reported) after this poll
+      s_->pending_aen = cpl;
+    } else if (s_->aer_fn != nullptr) {
+      s_->aer_fn(s_->aer_arg, cpl);
+    }
+    s_->aers_outstanding++;
+    SubmitAer();
+  });
+  if (!st) {
+    NVMUX_LOG(kWarning, "cannot arm an AER: %s", st.error().message.c_str());
+    s_->aers_outstanding--;
+  }
+  s_->aers_outstanding++;
+}
+
+Status Controller::ArmAdminBackground() {
+  std::lock_guard<std::recursive_mutex> guard(s_->admin_mutex);
+  // Namespace attribute notices must be enabled to be reported.
+  if (s_->data.ctrlr.oaes & spec::kOaesNsAttributeNotices) {
+    auto st = SetFeature(spec::fid::kAsyncEventConfig, 0xFFu | spec::kOaesNsAttributeNotices);
+    if (!st) NVMUX_LOG(kNotice, "enabling namespace notices: %s", st.error().message.c_str());
+  }
+  uint32_t aers = std::min<uint32_t>(kMaxAers, s_->data.ctrlr.aerl + 1u);
+  aers = std::min<uint32_t>(aers, s_->options.admin_queue_size / 2u);
+  for (uint32_t i = 0; i < aers; ++i) SubmitAer();
+  if (s_->data.ctrlr.kas != 0 && s_->options.keep_alive_timeout_ms > 0) {
+    // KATO in ms; keep-alive sent at half of it (KAS is the granularity, 100 ms units).
+    auto st = SetFeature(spec::fid::kKeepAliveTimer, s_->options.keep_alive_timeout_ms);
+    if (!st) NVMUX_LOG(kNotice, "setting the keep-alive timeout: %s", st.error().message.c_str());
+    s_->keep_alive_interval_ns = int64_t{s_->options.keep_alive_timeout_ms} * 500'000;
+    s_->next_keep_alive_ns = MonotonicNanos() + s_->keep_alive_interval_ns;
+  }
+  return Ok();
+}
+
+Status Controller::RefreshNamespaces() {
+  std::lock_guard<std::recursive_mutex> guard(s_->admin_mutex);
+  auto page = s_->env.AllocDma(4096, 4096, "identify");
+  if (!page) return page.error();
+  NVMUX_TRY(Identify(spec::cns::kActiveNamespaceList, 0, page->data()));
+  std::vector<uint32_t> nsids;
+  const auto* list = static_cast<const uint32_t*>(page->data());
+  for (size_t i = 0; i < 1024 && list[i] != 0; ++i) nsids.push_back(list[i]);
+  std::vector<std::unique_ptr<Namespace>> namespaces;
+  std::vector<spec::IdentifyNamespace> datas;
+  for (uint32_t nsid : nsids) {
+    std::memset(page->data(), 0, 4096);
+    NVMUX_TRY(Identify(spec::cns::kNamespace, nsid, page->data()));
+    datas.push_back(*static_cast<const spec::IdentifyNamespace*>(page->data()));
+    namespaces.push_back(std::make_unique<Namespace>(nsid, datas.back(), s_->data.ctrlr));
+  }
+  s_->data.active_nsids = std::move(nsids);
+  s_->data.namespaces = std::move(datas);
+  s_->namespaces = std::move(namespaces);
+  return Ok();
+}
+
+Status Controller::Reset() {
+  std::lock_guard<std::recursive_mutex> guard(s_->admin_mutex);
+  NVMUX_LOG(kNotice, "resetting controller %s", s_->trid.ToString().c_str());
+  for (QpairState* q : s_->qpairs) q->AbortOutstanding();
+  AbortAllAdmin();
+  s_->timed_out.clear();
+  s_->failed = false;
+  s_->next_health_check_ns = 0;
+  NVMUX_TRY(RunInit());
+  NVMUX_TRY(ArmAdminBackground());
+  for (QpairState* q : s_->qpairs) {
+    if (!q->connected_before_reset) continue;
+    if (Status st = q->CreateOnDevice(); !st) {
+      NVMUX_LOG(kError, "reset: re-creating queue pair %u: %s", q->qid, st.error().message.c_str());
+      q->state = QpairLifecycle::kFailed;
+    }
+  }
+  return Ok();
+}
+
+}  // namespace nvmux

@@ -1,0 +1,74 @@
+// ControllerState: everything behind a Controller handle — transport, admin
+// queue, identify data, namespaces, the queue-id allocator and the list of
+// queue pairs (for reset and failure). Internal to libclient.
+//
+// Thread safety: admin_mutex guards the admin queue, the allocator, the
+// namespace list and the queue-pair list; `failed` is atomic so queue pairs
+// read it without the lock.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <vector>
+
+#include "libclient/core/admin_queue.h"
+#include "libclient/core/controller_init.h"
+#include "libclient/core/transport.h"
+#include "nvmux/controller.h"
+
+namespace nvmux {
+
+struct QpairState;
+
+struct ControllerState {
+  ControllerState(Env& e, TransportId t, ControllerOptions o, std::unique_ptr<Transport> tr)
+      : env(e), trid(std::move(t)), options(o), transport(std::move(tr)) {}
+
+  Env& env;
+  TransportId trid;
+  ControllerOptions options;
+  std::unique_ptr<Transport> transport;
+
+  // Admin queue memory: SQ, CQ, one identify page, one scratch page for
+  // the driver's own admin data (AER/keep-alive need none).
+  DmaBuffer admin_memory;
+  std::unique_ptr<QueueRing> admin_ring;
+  std::unique_ptr<AdminQueue> admin;
+  std::recursive_mutex admin_mutex;  // recursive: admin callbacks may submit admin commands
+
+  ControllerData data;
+  uint32_t max_transfer = 0;
+  std::vector<std::unique_ptr<Namespace>> namespaces;  // same order as data.active_nsids
+  std::vector<bool> qid_used;                           // index = qid; [0] is the admin queue
+  std::vector<QpairState*> qpairs;
+
+  std::atomic<bool> failed{false};
+  std::atomic<bool> removed{false};
+  std::atomic<int64_t> next_health_check_ns{0};
+
+  CompletionFn aer_fn = nullptr;
+  void* aer_arg = nullptr;
+  uint32_t aers_outstanding = 0;
+  int64_t keep_alive_interval_ns = 0;
+  int64_t next_keep_alive_ns = 0;
+  uint64_t admin_timeout_us = 0;
+  TimeoutAction timeout_action = TimeoutAction::kNone;
+  Controller::TimeoutFn timeout_fn;
+  std::set<uint16_t> timed_out;   // admin command ids already reported
+  bool namespaces_changed = false;
+  spec::Cqe pending_aen{};
+  spec::Cqe last_admin{};
+  AdminStatistics stats;
+  Controller* handle = nullptr;
+
+  // Marks the controller failed (logged once, with why).
+  void Fail(const std::string& why);
+  // Reads CSTS at most every 10 ms; marks failure on all-ones, CFS or a
+  // lost transport. Returns !failed.
+  bool CheckHealth(int64_t now_ns);
+  Doorbells doorbells(uint16_t qid) { return transport->QueueDoorbells(qid, data.cap.dstrd()); }
+};
+
+}  // namespace nvmux

@@ -1,0 +1,79 @@
+#include "nvmux/env.h"
+
+#include "libclient/core/dma_page_map.h"
+#include "shm/group.h"
+#include "shm/mem_events.h"
+
+namespace nvmux {
+
+const char* ToString(Role role) {
+  switch (role) {
+    case Role::kStandalone: return "standalone";
+    case Role::kPrimary: return "primary";
+    case Role::kSecondary: return "secondary";
+  }
+  return "?";
+}
+
+Result<std::unique_ptr<Env>> Env::Init(const EnvOptions& options) {
+  shm::GroupOptions g;
+  g.group_id = options.group_id;
+  g.create = options.primary;
+  g.name = options.name;
+  g.mem_mb = options.mem_mb;
+  if (options.primary && !options.group_id)
+    return Fail(EINVAL, "a primary needs a group id (-i N); without one the process runs standalone");
+  if (!options.core_mask.empty()) {
+    auto cores = shm::CoreSet::Parse(options.core_mask);
+    if (!cores) return cores.error();
+    g.cores = *cores;
+  }
+  std::unique_ptr<Env> env(new Env());
+  env->name_ = options.name;
+  auto group = shm::Group::Open(g);
+  if (!group) return group.error();
+  env->group_ = std::move(*group);
+  env->pages_ = std::make_unique<DmaPageMap>();
+  DmaPageMap* pages = env->pages_.get();
+  auto sub = shm::SubscribeMemEvents([pages](bool added, std::span<const shm::MemSegment> segments) {
+    for (const shm::MemSegment& s : segments) {
+      if (added)
+        pages->Add(s.va, s.length);
+      else
+        pages->Remove(s.va, s.length);
+    }
+  });
+  if (!sub) return sub.error();
+  env->page_events_ = std::move(*sub);
+  return env;
+}
+
+Env::~Env() {
+  page_events_.reset();
+  group_.reset();
+}
+
+Role Env::role() const {
+  switch (group_->role()) {
+    case shm::ProcessRole::kPrimary: return Role::kPrimary;
+    case shm::ProcessRole::kSecondary: return Role::kSecondary;
+    case shm::ProcessRole::kStandalone: return Role::kStandalone;
+  }
+  return Role::kStandalone;
+}
+
+std::optional<int> Env::group_id() const {
+  if (group_->id() < 0) return std::nullopt;
+  return group_->id();
+}
+
+Result<DmaBuffer> Env::AllocDma(size_t size, size_t align, std::string_view tag) {
+  if (size == 0) return Fail(EINVAL, "DMA allocation of 0 bytes");
+  if (align < 4 || (align & (align - 1)) != 0)
+    return Fail(EINVAL, "DMA alignment " + std::to_string(align) + " must be a power of two >= 4");
+  return group_->dma().Allocate(size, align, tag);
+}
+
+bool Env::IsDmaMemory(const void* data, size_t length) const { return pages_->Contains(data, length); }
+
+}  // namespace nvmux

@@ -1,0 +1,439 @@
+// IoQpair: lifecycle (allocate, create/delete on the device, failure),
+// the submission engine (trackers, queueing, PRPs, injected errors) and
+// completion processing. The I/O commands themselves: qpair_commands.cc.
+#include <cstring>
+
+#include "libclient/core/controller_state.h"
+#include "libclient/core/dma_page_map.h"
+#include "libclient/core/io_queue.h"
+#include "libclient/core/prp.h"
+#include "libclient/core/qpair_state.h"
+#include "shm/base/clock.h"
+#include "shm/base/log.h"
+
+namespace nvmux {
+namespace {
+
+constexpr uint32_t kPage = 4096;
+constexpr uint32_t kPrpEntriesPerPage = kPage / 8;
+constexpr uint16_t kAbortedStatus = static_cast<uint16_t>(kAbortedSqDeletion << 1);
+constexpr uint16_t kAbortRequestedStatus = static_cast<uint16_t>(spec::sc::kAbortRequested << 1);
+constexpr uint16_t kInvalidFieldStatus = static_cast<uint16_t>(spec::sc::kInvalidField << 1);
+constexpr size_t kMaxSegments = 512;
+constexpr size_t kMaxInjections = 16;
+
+size_t RoundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+spec::Cqe StatusCqe(uint16_t status) {
+  spec::Cqe c{};
+  c.status = status;
+  return c;
+}
+
+}  // namespace
+
+// ---- allocation and lifecycle ----
+
+Result<std::unique_ptr<IoQpair>> Controller::AllocIoQpair(const IoQpairOptions& options) {
+  ControllerState& cs = *s_;
+  IoQpairOptions o = options;
+  if (o.io_queue_size == 0) o.io_queue_size = cs.options.io_queue_size;
+  uint32_t max_entries = cs.data.cap.mqes() + 1u;
+  if (o.io_queue_size < 2 || o.io_queue_size > max_entries)
+    return Fail(EINVAL, "I/O queue size " + std::to_string(o.io_queue_size) + " is out of range (2.." +
+                            std::to_string(max_entries) + ", CAP.MQES + 1)");
+  if (o.io_queue_requests == 0) o.io_queue_requests = std::max(cs.options.io_queue_requests, o.io_queue_size);
+  if (o.io_queue_requests < o.io_queue_size - 1)
+    return Fail(EINVAL, "I/O queue requests " + std::to_string(o.io_queue_requests) +
+                            " must be at least the queue size - 1 (" + std::to_string(o.io_queue_size - 1) + ")");
+  if (o.qprio > 3) return Fail(EINVAL, "queue priority " + std::to_string(o.qprio) + " is out of range (0..3)");
+  if (cs.failed) return Fail(ENXIO, "controller " + cs.trid.ToString() + " has failed");
+
+  auto q = std::make_unique<QpairState>();
+  q->cs = &cs;
+  q->ctrlr = this;
+  q->options = o;
+  q->entries = o.io_queue_size;
+  size_t sq_bytes = RoundUp(size_t{q->entries} * sizeof(spec::Sqe), kPage);
+  size_t cq_bytes = RoundUp(size_t{q->entries} * sizeof(spec::Cqe), kPage);
+  auto rings = cs.env.AllocDma(sq_bytes + cq_bytes, kPage, "io-rings");
+  if (!rings) return rings.error();
+  q->rings = std::move(*rings);
+  uint32_t trackers = q->entries - 1;
+  auto prps = cs.env.AllocDma(size_t{trackers} * kPage, kPage, "io-prp-lists");
+  if (!prps) return prps.error();
+  q->prp_pages = std::move(*prps);
+  q->requests.reset(new Request[o.io_queue_requests]);
+  for (uint32_t i = o.io_queue_requests; i-- > 0;) q->FreeRequest(&q->requests[i]);
+  q->trackers.assign(trackers, nullptr);
+  for (uint32_t cid = trackers; cid-- > 0;) q->free_cids.push_back(static_cast<uint16_t>(cid));
+  q->injections.reserve(kMaxInjections);
+
+  {
+    std::lock_guard<std::recursive_mutex> guard(cs.admin_mutex);
+    for (size_t id = 1; id < cs.qid_used.size(); ++id) {
+      if (!cs.qid_used[id]) {
+        cs.qid_used[id] = true;
+        q->qid = static_cast<uint16_t>(id);
+        break;
+      }
+    }
+    if (q->qid == 0)
+      return Fail(ENOSPC, "no free I/O queue id: the controller granted " + std::to_string(cs.qid_used.size() - 1) +
+                              " I/O queues and all are in use");
+    cs.qpairs.push_back(q.get());
+  }
+  auto* base = static_cast<uint8_t*>(q->rings.data());
+  q->ring = std::make_unique<QueueRing>(reinterpret_cast<spec::Sqe*>(base),
+                                        reinterpret_cast<spec::Cqe*>(base + sq_bytes), q->entries, cs.doorbells(q->qid));
+  QpairState* raw = q.get();
+  std::unique_ptr<IoQpair> handle(new IoQpair(std::move(q)));
+  raw->handle = handle.get();
+  if (!o.create_only) NVMUX_TRY(handle->Connect());
+  return handle;
+}
+
+IoQpair::IoQpair(std::unique_ptr<QpairState> state) : s_(std::move(state)) {}
+
+IoQpair::~IoQpair() {
+  if (!s_->ctrlr_gone) {
+    std::lock_guard<std::recursive_mutex> guard(s_->cs->admin_mutex);
+    Disconnect();
+    s_->cs->qid_used[s_->qid] = false;
+    std::erase(s_->cs->qpairs, s_.get());
+  } else {
+    s_->AbortOutstanding();
+  }
+}
+
+QpairState::~QpairState() = default;
+
+Status QpairState::CreateOnDevice() {
+  std::memset(static_cast<void*>(ring->cq_memory()), 0, size_t{entries} * sizeof(spec::Cqe));
+  ring->Reset();
+  auto* sq = static_cast<uint8_t*>(rings.data());
+  uint64_t sq_iova = DmaPageMap::Iova(sq);
+  uint64_t cq_iova = DmaPageMap::Iova(ring->cq_memory());
+  IoQueueCommands c = CreateIoQueueCommands(qid, entries, sq_iova, cq_iova);
+  c.create_sq.cdw11 |= static_cast<uint32_t>(options.qprio) << 1;
+  auto cq = ctrlr->SyncAdmin(c.create_cq);
+  if (!cq) return Fail(cq.error().code, "creating I/O completion queue " + std::to_string(qid) + ": " + cq.error().message);
+  auto sqr = ctrlr->SyncAdmin(c.create_sq);
+  if (!sqr) {
+    (void)ctrlr->SyncAdmin(DeleteIoQueueCommands(qid).delete_cq);
+    return Fail(sqr.error().code, "creating I/O submission queue " + std::to_string(qid) + ": " + sqr.error().message);
+  }
+  state = QpairLifecycle::kConnected;
+  connected_before_reset = true;
+  return Ok();
+}
+
+void QpairState::DeleteOnDevice() {
+  if (state != QpairLifecycle::kConnected && state != QpairLifecycle::kFailed) return;
+  if (!cs->failed) {
+    IoQueueDeleteCommands d = DeleteIoQueueCommands(qid);
+    auto sq = ctrlr->SyncAdmin(d.delete_sq);
+    if (!sq) NVMUX_LOG(kWarning, "deleting I/O submission queue %u: %s", qid, sq.error().message.c_str());
+    auto cq = ctrlr->SyncAdmin(d.delete_cq);
+    if (!cq) NVMUX_LOG(kWarning, "deleting I/O completion queue %u: %s", qid, cq.error().message.c_str());
+  }
+  state = QpairLifecycle::kDisconnected;
+  connected_before_reset = false;
+}
+
+void QpairState::AbortOutstanding() {
+  spec::Cqe aborted = StatusCqe(kAbortedStatus);
+  for (size_t cid = 0; cid < trackers.size(); ++cid) {
+    if (Request* r = trackers[cid]) {
+      trackers[cid] = nullptr;
+      free_cids.push_back(static_cast<uint16_t>(cid));
+      aborted.cid = static_cast<uint16_t>(cid);
+      Complete(r, aborted);
+    }
+  }
+  while (Request* r = queued.Pop()) {
+    if (r->fused_partner) Complete(r->fused_partner, aborted);
+    Complete(r, aborted);
+  }
+  while (Request* r = held.Pop()) Complete(r, aborted);
+  DeliverFinished();
+}
+
+uint16_t IoQpair::id() const { return s_->qid; }
+Controller& IoQpair::controller() const { return *s_->ctrlr; }
+bool IoQpair::failed() const { return s_->state == QpairLifecycle::kFailed || s_->cs->failed; }
+bool IoQpair::connected() const { return s_->state == QpairLifecycle::kConnected; }
+uint32_t IoQpair::outstanding() const { return s_->outstanding; }
+
+const QpairStatistics& IoQpair::statistics() const {
+  s_->stats.sq_doorbell_writes = s_->ring->sq_doorbell_writes();
+  s_->stats.cq_doorbell_writes = s_->ring->cq_doorbell_writes();
+  return s_->stats;
+}
+
+Status IoQpair::Connect() {
+  if (s_->state == QpairLifecycle::kConnected) return Fail(EALREADY, "queue pair " + std::to_string(s_->qid) + " is already connected");
+  if (s_->cs->failed) return Fail(ENXIO, "controller " + s_->cs->trid.ToString() + " has failed");
+  std::lock_guard<std::recursive_mutex> guard(s_->cs->admin_mutex);
+  return s_->CreateOnDevice();
+}
+
+void IoQpair::Disconnect() {
+  s_->AbortOutstanding();
+  std::lock_guard<std::recursive_mutex> guard(s_->cs->admin_mutex);
+  s_->DeleteOnDevice();
+}
+
+Status IoQpair::Reconnect() {
+  if (s_->state == QpairLifecycle::kConnected || s_->state == QpairLifecycle::kFailed) Disconnect();
+  return Connect();
+}
+
+// ---- requests ----
+
+Request* QpairState::AllocRequest() {
+  Request* r = free_requests;
+  if (r == nullptr) return nullptr;
+  free_requests = r->next;
+  free_request_count--;
+  return r;
+}
+
+void QpairState::FreeRequest(Request* r) {
+  r->parent = nullptr;
+  r->fused_partner = nullptr;
+  r->has_error = false;
+  r->fused_first = false;
+  r->next = free_requests;
+  free_requests = r;
+  free_request_count++;
+}
+
+bool QpairState::Injected(Request* r) {
+  for (ErrorInjection& e : injections) {
+    if (e.opcode != r->cmd.opc || e.count == 0) continue;
+    e.count--;
+    r->cpl = StatusCqe(static_cast<uint16_t>((uint32_t{e.sct} << 9) | (uint32_t{e.sc} << 1)));
+    if (e.do_not_submit) {
+      r->hold_until_ns = e.timeout_us == 0 ? INT64_MAX : MonotonicNanos() + static_cast<int64_t>(e.timeout_us) * 1000;
+      held.Push(r);
+    } else {
+      finished.Push(r);
+    }
+    return true;
+  }
+  return false;
+}
+
+namespace {
+
+// Collects the caller's scatter-gather elements for `bytes` of payload.
+Result<size_t> GatherSgl(const Request& r, const DmaPageMap& pages, IovaSegment* out) {
+  void* arg = r.parent ? r.parent->arg : r.arg;
+  r.reset_sgl(arg, r.payload_offset);
+  uint64_t left = r.data_bytes;
+  size_t n = 0;
+  while (left > 0) {
+    if (n == kMaxSegments)
+      return Fail(EINVAL, "payload needs more than " + std::to_string(kMaxSegments) + " scatter-gather elements");
+    Sge e = r.next_sge(arg);
+    if (e.address == nullptr || e.length == 0)
+      return Fail(EINVAL, "scatter-gather list ended " + std::to_string(left) + " bytes short of the payload");
+    uint32_t len = static_cast<uint32_t>(std::min<uint64_t>(e.length, left));
+    if (!pages.Contains(e.address, len))
+      return Fail(EINVAL, "scatter-gather element is not DMA memory (allocate it with Env::AllocDma)");
+    out[n++] = IovaSegment{DmaPageMap::Iova(e.address), len};
+    left -= len;
+  }
+  return n;
+}
+
+}  // namespace
+
+void QpairState::Submit(Request* r) {
+  if (!injections.empty() && Injected(r)) return;
+  if (free_cids.size() < (r->fused_partner ? 2u : 1u) || !queued.empty()) {
+    queued.Push(r);
+    stats.queued++;
+    return;
+  }
+  uint16_t cid = free_cids.back();
+  if (r->data_bytes > 0) {
+    Result<Prps> prps = Fail(EINVAL, "");
+    PrpList list{std::span<uint64_t>(reinterpret_cast<uint64_t*>(PrpPage(cid)), kPrpEntriesPerPage),
+                 DmaPageMap::Iova(PrpPage(cid))};
+    if (r->next_sge == nullptr) {
+      IovaSegment seg{DmaPageMap::Iova(r->data), r->data_bytes};
+      prps = BuildPrps(std::span<const IovaSegment>(&seg, 1), list);
+    } else {
+      IovaSegment segs[kMaxSegments];
+      auto n = GatherSgl(*r, cs->env.dma_pages(), segs);
+      prps = n ? BuildPrps(std::span<const IovaSegment>(segs, *n), list) : Result<Prps>(n.error());
+    }
+    if (!prps) {
+      NVMUX_LOG(kWarning, "queue pair %u: cannot describe the payload: %s", qid, prps.error().message.c_str());
+      r->cpl = StatusCqe(kInvalidFieldStatus);
+      finished.Push(r);
+      if (r->fused_partner) {
+        r->fused_partner->cpl = StatusCqe(kInvalidFieldStatus);
+        finished.Push(r->fused_partner);
+      }
+      return;
+    }
+    r->cmd.prp1 = prps->prp1;
+    r->cmd.prp2 = prps->prp2;
+  }
+  if (r->md != nullptr) r->cmd.mptr = DmaPageMap::Iova(r->md);
+  free_cids.pop_back();
+  r->cmd.cid = cid;
+  trackers[cid] = r;
+  (void)ring->Push(r->cmd);  // cannot be full: trackers < entries
+  stats.submitted++;
+  if (Request* w = r->fused_partner) {
+    r->fused_partner = nullptr;
+    w->fused_partner = nullptr;
+    // The write goes right behind the compare (fused commands are adjacent).
+    uint16_t wcid = free_cids.back();
+    if (w->data_bytes > 0) {
+      IovaSegment seg{DmaPageMap::Iova(w->data), w->data_bytes};
+      PrpList list{std::span<uint64_t>(reinterpret_cast<uint64_t*>(PrpPage(wcid)), kPrpEntriesPerPage),
+                   DmaPageMap::Iova(PrpPage(wcid))};
+      auto prps = BuildPrps(std::span<const IovaSegment>(&seg, 1), list);
+      w->cmd.prp1 = prps ? prps->prp1 : 0;
+      w->cmd.prp2 = prps ? prps->prp2 : 0;
+    }
+    free_cids.pop_back();
+    w->cmd.cid = wcid;
+    trackers[wcid] = w;
+    (void)ring->Push(w->cmd);
+    stats.submitted++;
+  }
+}
+
+void QpairState::Complete(Request* r, const spec::Cqe& cpl) {
+  if (Request* p = r->parent) {
+    // The first error wins, except that a failed compare of a fused pair
+    // explains its write's abort.
+    if (IsError(cpl) && (!p->has_error || r->fused_first)) {
+      p->has_error = true;
+      p->cpl = cpl;
+    } else if (!p->has_error && p->children_left == 1) {
+      p->cpl = cpl;
+    }
+    FreeRequest(r);
+    if (--p->children_left > 0) return;
+    CompletionFn fn = p->fn;
+    void* arg = p->arg;
+    spec::Cqe result = p->cpl;
+    FreeRequest(p);
+    outstanding--;
+    if (fn) fn(arg, result);
+    return;
+  }
+  CompletionFn fn = r->fn;
+  void* arg = r->arg;
+  FreeRequest(r);
+  outstanding--;
+  if (fn) fn(arg, cpl);
+}
+
+void QpairState::DeliverFinished() {
+  while (Request* r = finished.Pop()) Complete(r, r->cpl);
+}
+
+Result<uint32_t> IoQpair::ProcessCompletions(uint32_t max) {
+  QpairState& q = *s_;
+  q.stats.polls++;
+  if (q.state != QpairLifecycle::kConnected || q.cs->failed.load(std::memory_order_relaxed)) {
+    if (q.state == QpairLifecycle::kConnected) q.state = QpairLifecycle::kFailed;
+    q.AbortOutstanding();
+    return Fail(ENXIO, "queue pair " + std::to_string(q.qid) + " of " + q.cs->trid.ToString() +
+                           (q.cs->failed ? ": the controller has failed" : " is not connected"));
+  }
+  uint32_t n = 0;
+  while (max == 0 || n < max) {
+    std::optional<spec::Cqe> c = q.ring->Pop();
+    if (!c) break;
+    if (c->cid >= q.trackers.size() || q.trackers[c->cid] == nullptr) {
+      NVMUX_LOG(kError, "queue pair %u: completion for command id %u, which is not outstanding", q.qid, c->cid);
+      continue;
+    }
+    Request* r = q.trackers[c->cid];
+    q.trackers[c->cid] = nullptr;
+    q.free_cids.push_back(c->cid);
+    ++n;
+    q.Complete(r, *c);
+  }
+  q.ring->RingCq();
+  if (!q.finished.empty()) q.DeliverFinished();
+  if (!q.held.empty()) {
+    int64_t now = MonotonicNanos();
+    RequestList still;
+    while (Request* r = q.held.Pop()) {
+      if (r->hold_until_ns <= now)
+        q.finished.Push(r);
+      else
+        still.Push(r);
+    }
+    q.held = still;
+    q.DeliverFinished();
+  }
+  while (!q.queued.empty() && q.free_cids.size() >= (q.queued.head->fused_partner ? 2u : 1u)) {
+    Request* r = q.queued.Pop();
+    q.Submit(r);
+  }
+  q.ring->RingSq();
+  q.stats.completed += n;
+  if (n == 0) {
+    q.stats.idle_polls++;
+    // A device that stopped answering: look at the controller now and then.
+    if (q.outstanding > 0 && ++q.idle_since_check >= 4096) {
+      q.idle_since_check = 0;
+      if (!q.cs->CheckHealth(MonotonicNanos())) return ProcessCompletions(max);
+    }
+  } else {
+    q.idle_since_check = 0;
+  }
+  return n;
+}
+
+Status IoQpair::AddErrorInjection(const ErrorInjection& injection) {
+  for (ErrorInjection& e : s_->injections) {
+    if (e.opcode == injection.opcode) {
+      e = injection;
+      return Ok();
+    }
+  }
+  if (s_->injections.size() >= kMaxInjections)
+    return Fail(ENOMEM, "at most " + std::to_string(kMaxInjections) + " error injections per queue pair");
+  s_->injections.push_back(injection);
+  return Ok();
+}
+
+void IoQpair::RemoveErrorInjection(uint8_t opcode) {
+  std::erase_if(s_->injections, [opcode](const ErrorInjection& e) { return e.opcode == opcode; });
+}
+
+Status IoQpair::Abort(void* cb_arg) {
+  QpairState& q = *s_;
+  for (size_t cid = 0; cid < q.trackers.size(); ++cid) {
+    Request* r = q.trackers[cid];
+    if (r && (r->parent ? r->parent->arg : r->arg) == cb_arg) return q.ctrlr->AbortCommand(q.qid, static_cast<uint16_t>(cid));
+  }
+  RequestList keep;
+  bool found = false;
+  while (Request* r = q.queued.Pop()) {
+    if (!found && (r->parent ? r->parent->arg : r->arg) == cb_arg) {
+      found = true;
+      r->cpl = StatusCqe(kAbortRequestedStatus);
+      q.finished.Push(r);
+    } else {
+      keep.Push(r);
+    }
+  }
+  q.queued = keep;
+  if (!found) return Fail(ENOENT, "no outstanding request with that callback argument on queue pair " + std::to_string(q.qid));
+  return Ok();
+}
+
+}  // namespace nvmux

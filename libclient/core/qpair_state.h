@@ -1,0 +1,119 @@
+// QpairState: everything behind an IoQpair handle — rings, preallocated
+// requests and trackers, the queue of requests waiting for a tracker, error
+// injections, statistics. Internal to libclient.
+//
+// A Request is one command or, for split and fused I/O, a parent whose
+// children are the commands; the parent's callback runs once, when its last
+// child completed. A tracker is a command id on the device with its PRP list
+// page; requests take one only when they go to the device.
+//
+// Thread safety: none (one thread owns a queue pair). Controller reset and
+// failure handling call AbortOutstanding/CreateOnDevice under the admin lock
+// while the owner is expected not to use the queue pair (as SPDK requires).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "libclient/core/queue_ring.h"
+#include "nvmux/controller.h"
+#include "nvmux/qpair.h"
+
+namespace nvmux {
+
+struct ControllerState;
+
+enum class QpairLifecycle { kCreated, kConnected, kDisconnected, kFailed };
+
+struct Request {
+  spec::Sqe cmd;
+  CompletionFn fn = nullptr;
+  void* arg = nullptr;
+  // Payload: contiguous (data), or the caller's scatter-gather iterator
+  // (reset_sgl/next_sge) from byte payload_offset.
+  uint8_t* data = nullptr;
+  uint32_t data_bytes = 0;
+  uint8_t* md = nullptr;
+  ResetSglFn reset_sgl = nullptr;
+  NextSgeFn next_sge = nullptr;
+  uint32_t payload_offset = 0;
+  // Split and fused I/O.
+  Request* parent = nullptr;
+  Request* fused_partner = nullptr;  // the write of a compare-and-write, submitted right after this one
+  uint32_t children_left = 0;
+  bool has_error = false;
+  bool fused_first = false;
+  spec::Cqe cpl{};  // parent: the status to report; injected: the status to give
+  int64_t hold_until_ns = 0;
+  Request* next = nullptr;
+};
+
+struct RequestList {
+  Request* head = nullptr;
+  Request* tail = nullptr;
+  bool empty() const { return head == nullptr; }
+  void Push(Request* r) {
+    r->next = nullptr;
+    if (tail) tail->next = r; else head = r;
+    tail = r;
+  }
+  Request* Pop() {
+    Request* r = head;
+    if (r) {
+      head = r->next;
+      if (!head) tail = nullptr;
+    }
+    return r;
+  }
+};
+
+struct QpairState {
+  ControllerState* cs = nullptr;
+  Controller* ctrlr = nullptr;
+  IoQpair* handle = nullptr;
+  uint16_t qid = 0;
+  IoQpairOptions options;
+  uint32_t entries = 0;
+  DmaBuffer rings;      // SQ then CQ
+  DmaBuffer prp_pages;  // one 4 KiB PRP list page per tracker
+  std::unique_ptr<QueueRing> ring;
+
+  std::unique_ptr<Request[]> requests;
+  Request* free_requests = nullptr;
+  uint32_t free_request_count = 0;
+  std::vector<Request*> trackers;  // by command id
+  std::vector<uint16_t> free_cids;
+  RequestList queued;    // waiting for a tracker
+  RequestList finished;  // completed without the device (injection, abort): delivered at the next poll
+  RequestList held;      // injected "do not submit"
+
+  QpairLifecycle state = QpairLifecycle::kCreated;
+  bool connected_before_reset = false;
+  bool ctrlr_gone = false;
+  uint32_t outstanding = 0;  // caller-visible requests
+  uint32_t idle_since_check = 0;
+  mutable QpairStatistics stats;
+  std::vector<ErrorInjection> injections;
+
+  ~QpairState();
+  [[nodiscard]] Status CreateOnDevice();
+  void DeleteOnDevice();
+  // Completes every request (in flight, queued, held) with the abort status.
+  void AbortOutstanding();
+
+  Request* AllocRequest();
+  void FreeRequest(Request* r);
+  // Sends `r` to the device (without ringing), or queues it when no tracker
+  // is free; injected errors divert it.
+  void Submit(Request* r);
+  void Complete(Request* r, const spec::Cqe& cpl);
+  void DeliverFinished();
+  bool Injected(Request* r);
+  void RingSqUnlessDelayed() {
+    if (!options.delay_cmd_submit) ring->RingSq();
+  }
+  uint8_t* PrpPage(uint16_t cid) const { return static_cast<uint8_t*>(prp_pages.data()) + size_t{cid} * 4096; }
+};
+
+}  // namespace nvmux

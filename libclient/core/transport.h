@@ -1,0 +1,37 @@
+// Transport: what the driver core needs from the way it reaches a
+// controller, for memory-based transports (vfio-user, later pcie):
+// controller registers, the mapped doorbells of each queue, and whether the
+// link to the device is still there. Queue memory is DMA memory the device
+// reaches by IOVA (the transport makes it reachable: vfio-user maps every
+// hugepage segment with DMA_MAP; pcie relies on DPDK's IOMMU mappings).
+// NVMe/TCP will add queue connection calls (Fabrics Connect) here.
+//
+// Thread safety: registers() and Lost() from any thread (serialised inside);
+// doorbells are written by the thread owning their queue.
+// Ownership: owned by its controller's state; doorbell pointers stay valid
+// for the transport's lifetime.
+#pragma once
+
+#include <cstdint>
+
+#include "libclient/core/queue_ring.h"
+#include "libclient/core/register_io.h"
+#include "shm/base/result.h"
+
+namespace nvmux {
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // "VFIOUSER", "PCIE": how perf and identify name the controller.
+  virtual const char* name() const = 0;
+  virtual RegisterIo& registers() = 0;
+  // Before the controller is enabled (vfio-user/pcie: bus mastering on).
+  [[nodiscard]] virtual Status PrepareDevice() = 0;
+  // The SQ tail and CQ head doorbells of queue `qid` (CAP.DSTRD stride).
+  virtual Doorbells QueueDoorbells(uint16_t qid, uint32_t dstrd) = 0;
+  // True once the device or the connection to it is gone.
+  virtual bool Lost() const = 0;
+};
+
+}  // namespace nvmux

@@ -1,0 +1,185 @@
+// Controller: one attached NVMe controller — its identify data, registers,
+// namespaces, admin queue and the I/O queue pairs made from it.
+//
+//   auto ctrlr = nvmux::Controller::Connect(*env, *nvmux::TransportId::Parse("trtype:vfiouser traddr:/tmp/emu"));
+//   nvmux::Namespace* ns = (*ctrlr)->GetNamespace(1);
+//   auto qpair = (*ctrlr)->AllocIoQpair();
+//
+// Connect runs the init state machine (libclient/core/controller_init.h) to
+// ready: disable, admin queue, enable, Identify Controller, Number of
+// Queues, active namespaces, Identify Namespace each; then arms AERs and
+// starts keep-alive when the controller asks for it (KAS).
+//
+// Thread safety: ProcessAdminCompletions and every admin call may be made
+// from any thread (the admin queue is serialised internally). Namespace
+// objects change only when the admin-polling thread refreshes them.
+// AllocIoQpair from any thread; each queue pair then belongs to one thread.
+// Ownership: the Env outlives its controllers; queue pairs are destroyed
+// before their controller; destroying the last handle of a controller shuts
+// it down (CC.SHN) and disconnects.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "nvmux/env.h"
+#include "nvmux/io_types.h"
+#include "nvmux/namespace.h"
+#include "nvmux/qpair.h"
+#include "nvmux/spec/identify.h"
+#include "nvmux/spec/registers.h"
+#include "nvmux/transport_id.h"
+#include "shm/base/result.h"
+
+namespace nvmux {
+
+struct ControllerState;
+class Transport;
+
+enum class Arbitration : uint8_t { kRoundRobin = 0, kWeightedRoundRobin = 1, kVendor = 7 };
+
+// What a probe callback may change before a controller is attached (SPDK's
+// spdk_nvme_ctrlr_opts, the parts nvmux honours).
+struct ControllerOptions {
+  uint16_t num_io_queues = 64;         // asked for with Set Features (Number of Queues)
+  uint32_t io_queue_size = 256;        // default entries of a queue pair (clamped to CAP.MQES + 1)
+  uint32_t io_queue_requests = 512;    // default requests of a queue pair
+  uint16_t admin_queue_size = 32;      // 2..4096
+  uint32_t admin_timeout_ms = 5000;    // init steps and synchronous admin commands
+  uint32_t keep_alive_timeout_ms = 10000;  // used when the controller supports keep-alive (KAS != 0)
+  Arbitration arbitration = Arbitration::kRoundRobin;
+};
+
+// Per-command admin timeout handling (SPDK's timeout callback).
+enum class TimeoutAction { kNone, kAbort, kReset };
+
+struct AdminStatistics {
+  uint64_t submitted = 0;
+  uint64_t completed = 0;
+  uint64_t timeouts = 0;
+  uint64_t aens = 0;
+};
+
+class Controller {
+ public:
+  // Attaches the controller at `trid` (see transport_id.h).
+  // Errors: ENOTSUP (transport not yet available: pcie and tcp are on the
+  // roadmap), ENOENT/ECONNREFUSED (nothing at traddr: names it), ETIMEDOUT
+  // (an init step exceeded its deadline: names the state), EIO (the device
+  // failed a command or set CSTS.CFS: names the status), ENOMEM.
+  [[nodiscard]] static Result<std::unique_ptr<Controller>> Connect(Env& env, const TransportId& trid,
+                                                                  const ControllerOptions& options = {});
+  ~Controller();
+  Controller(const Controller&) = delete;
+  Controller& operator=(const Controller&) = delete;
+
+  const TransportId& trid() const;
+  const ControllerOptions& options() const;
+  const spec::IdentifyController& data() const;
+  spec::Cap cap() const;
+  spec::Vs vs() const;
+  // Reads a controller register now (offset below the doorbells).
+  // Errors: ENXIO (device gone), EPROTO (transport error).
+  [[nodiscard]] Result<uint32_t> ReadRegister32(uint32_t offset);
+  // Largest transfer of one command in bytes (MDTS; requests are split at it).
+  uint32_t max_transfer_size() const;
+  // Scatter-gather elements the driver can describe for one command.
+  uint16_t max_sges() const;
+  bool sgl_supported() const;
+  uint16_t io_queues_granted() const;
+  bool supports_log_page(uint8_t lid) const;
+  bool supports_feature(uint8_t fid) const;
+  // True once the controller failed (CSTS.CFS, removal, transport loss);
+  // every queue pair then fails with ENXIO.
+  bool failed() const;
+  bool removed() const;
+
+  std::span<const uint32_t> active_namespaces() const;
+  // nullptr when `nsid` is not an active namespace.
+  Namespace* GetNamespace(uint32_t nsid);
+  // Re-reads the active namespace list and every namespace's data.
+  // Errors: as SyncAdmin.
+  [[nodiscard]] Status RefreshNamespaces();
+
+  // Queue pairs. Errors: ENOSPC (no free queue id: names how many the
+  // controller granted), EINVAL (queue size out of range: names it), ENXIO,
+  // ENOMEM, the admin failures of Connect.
+  [[nodiscard]] Result<std::unique_ptr<IoQpair>> AllocIoQpair(const IoQpairOptions& options = {});
+
+  // Admin commands. `buffer` (DMA memory) is the data of the command, of
+  // `length` bytes; the driver sets the command id and data pointer.
+  // Errors: EAGAIN (admin queue full), ENXIO, EINVAL (buffer not DMA memory).
+  [[nodiscard]] Status SubmitAdmin(const spec::Sqe& cmd, void* buffer, uint32_t length, CompletionFn fn,
+                                   void* cb_arg);
+  // Polls the admin queue: runs this process's admin callbacks, AEN
+  // handling, keep-alive and timeout checks. Safe from any thread.
+  // Returns completions processed. Errors: ENXIO (controller failed).
+  [[nodiscard]] Result<uint32_t> ProcessAdminCompletions();
+  // Submits and polls until done or admin_timeout_ms; returns the completion.
+  // Errors: ETIMEDOUT, ENXIO, EIO when the device returned an error status
+  // (the message names opcode and status; the completion is in the error's
+  // detail via LastAdminCompletion()).
+  [[nodiscard]] Result<spec::Cqe> SyncAdmin(const spec::Sqe& cmd, void* buffer = nullptr, uint32_t length = 0);
+  spec::Cqe LastAdminCompletion() const;
+
+  // Conveniences over SyncAdmin; buffers are DMA memory.
+  [[nodiscard]] Result<uint32_t> GetFeature(uint8_t fid, uint32_t cdw11 = 0, void* buffer = nullptr,
+                                            uint32_t length = 0, uint32_t nsid = 0);
+  [[nodiscard]] Result<uint32_t> SetFeature(uint8_t fid, uint32_t cdw11, uint32_t cdw12 = 0, void* buffer = nullptr,
+                                            uint32_t length = 0, uint32_t nsid = 0);
+  [[nodiscard]] Status GetLogPage(uint8_t lid, uint32_t nsid, void* buffer, uint32_t length, uint64_t offset = 0);
+  [[nodiscard]] Status Identify(uint8_t cns, uint32_t nsid, void* buffer, uint16_t cntid = 0);
+  // Namespace management: returns the new namespace id.
+  [[nodiscard]] Result<uint32_t> CreateNamespace(const spec::IdentifyNamespace& data);
+  [[nodiscard]] Status DeleteNamespace(uint32_t nsid);
+  [[nodiscard]] Status AttachNamespace(uint32_t nsid, std::span<const uint16_t> controllers);
+  [[nodiscard]] Status DetachNamespace(uint32_t nsid, std::span<const uint16_t> controllers);
+  // Format NVM: LBA format index, metadata settings, PI, secure erase (SES).
+  [[nodiscard]] Status Format(uint32_t nsid, uint8_t lbaf, bool md_extended = false, uint8_t pi = 0,
+                              uint8_t ses = 0);
+  [[nodiscard]] Status AbortCommand(uint16_t sqid, uint16_t cid);
+
+  // Controller-level reset from any state: outstanding I/O completes
+  // aborted, the controller is disabled and brought up again, and every
+  // queue pair's queues are created again. Errors: as Connect.
+  [[nodiscard]] Status Reset();
+
+  // Asynchronous events: `fn(cb_arg, cpl)` for each AEN (cpl.cdw0 holds
+  // type/info/log page). Namespace-changed notices refresh namespaces first.
+  void SetAerCallback(CompletionFn fn, void* cb_arg);
+  // Admin commands outstanding longer than `timeout_us` call `fn` and then
+  // take `action`. 0 disables.
+  using TimeoutFn = std::function<void(uint16_t cid)>;
+  void SetAdminTimeout(uint64_t timeout_us, TimeoutAction action, TimeoutFn fn = {});
+
+  const AdminStatistics& admin_statistics() const;
+  Env& env() const;
+
+  // For queue pairs and transports (not for applications).
+  ControllerState& state() { return *s_; }
+
+ private:
+  friend Result<std::unique_ptr<Controller>> AttachController(Env&, const TransportId&, std::unique_ptr<Transport>,
+                                                              const ControllerOptions&);
+  explicit Controller(std::unique_ptr<ControllerState> state);
+  // After init: AERs armed, keep-alive scheduled.
+  [[nodiscard]] Status ArmAdminBackground();
+  void SubmitAer();
+  [[nodiscard]] Status RunInit();
+  void AbortAllAdmin();
+  std::unique_ptr<ControllerState> s_;
+};
+
+// Probing (SPDK's spdk_nvme_probe): for every controller `trid` names (one
+// for vfiouser; a filter for pcie when that transport exists), `probe`
+// decides whether to attach it (and may edit its options), `attach` gets the
+// attached controller. Returns the controllers attached.
+using ProbeFn = std::function<bool(const TransportId& trid, ControllerOptions& options)>;
+using AttachFn = std::function<void(const TransportId& trid, Controller& ctrlr)>;
+[[nodiscard]] Result<std::vector<std::unique_ptr<Controller>>> Probe(Env& env, const TransportId& trid,
+                                                                     const ProbeFn& probe, const AttachFn& attach);
+
+}  // namespace nvmux

@@ -1,0 +1,83 @@
+// Env: this process's nvmux environment — hugepage memory through DPDK, and
+// membership of a shared-memory group (primary or secondary) or none
+// (standalone). Every other object of the API needs one.
+//
+//   nvmux::EnvOptions options;
+//   options.group_id = 0;                       // secondary of group 0; unset: standalone
+//   auto env = nvmux::Env::Init(options);
+//
+// Thread safety: Init and destruction on the main thread, once per process
+// (DPDK initialises once); AllocDma from any thread.
+// Ownership: controllers, queue pairs and DMA buffers borrow the Env and must
+// be destroyed before it.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "shm/base/result.h"
+#include "shm/dma.h"
+
+namespace nvmux {
+
+namespace shm {
+class Group;
+class MemEventSubscription;
+}  // namespace shm
+class DmaPageMap;
+
+// A zeroed DMA buffer: data() for the CPU, iova() for the device. Move-only;
+// frees itself on destruction.
+using DmaBuffer = shm::DmaBuffer;
+
+enum class Role { kStandalone, kPrimary, kSecondary };
+const char* ToString(Role role);
+
+struct EnvOptions {
+  std::string name = "nvmux";       // shown in the group's process table
+  std::optional<int> group_id;      // none: standalone (private memory)
+  bool primary = false;             // with group_id: create the group (nvmuxd)
+  std::string core_mask;            // "0x3", "[0-1]", "0,2"; empty: keep affinity
+  size_t mem_mb = 0;                // hugepage memory to preallocate (primary/standalone)
+};
+
+class Env {
+ public:
+  // Errors: EINVAL (bad core mask, naming it), ENOMEM (no hugepages: names
+  // scripts/hugepages.sh), ENOENT/ESTALE (group absent or dead: names the
+  // group and what to start or clean), EBUSY (a second Env in this process),
+  // EPROTO (group of another ABI version).
+  [[nodiscard]] static Result<std::unique_ptr<Env>> Init(const EnvOptions& options);
+  ~Env();
+  Env(const Env&) = delete;
+  Env& operator=(const Env&) = delete;
+
+  Role role() const;
+  std::optional<int> group_id() const;
+  const std::string& name() const { return name_; }
+
+  // Zeroed DMA memory. `align` a power of two (>= 4 bytes).
+  // Errors: EINVAL (size 0, bad alignment), ENOMEM (out of hugepage memory;
+  // says how much is free).
+  [[nodiscard]] Result<DmaBuffer> AllocDma(size_t size, size_t align = 4096, std::string_view tag = "user");
+
+  // Is [data, data + length) DMA memory? (What the driver checks before
+  // handing a buffer to a device.)
+  bool IsDmaMemory(const void* data, size_t length) const;
+
+  // For the driver's layers: the group, and the map of DMA pages.
+  shm::Group& group() { return *group_; }
+  const DmaPageMap& dma_pages() const { return *pages_; }
+
+ private:
+  Env() = default;
+  std::string name_;
+  std::unique_ptr<shm::Group> group_;
+  std::unique_ptr<DmaPageMap> pages_;
+  std::unique_ptr<shm::MemEventSubscription> page_events_;
+};
+
+}  // namespace nvmux

@@ -1,0 +1,88 @@
+#include "libclient/vfiouser/vfio_user_transport.h"
+
+#include "nvmux/spec/registers.h"
+#include "shm/base/log.h"
+
+namespace nvmux::vfiouser {
+
+VfioUserTransport::VfioUserTransport(std::unique_ptr<Client> client)
+    : client_(std::move(client)), registers_(*client_) {}
+
+VfioUserTransport::~VfioUserTransport() {
+  memory_.reset();  // no more events into this object
+}
+
+Result<std::unique_ptr<VfioUserTransport>> VfioUserTransport::Open(const std::string& socket_dir) {
+  auto client = Client::Connect(socket_dir);
+  if (!client)
+    return Fail(client.error().code, "vfio-user: cannot connect to " + socket_dir + "/cntrl (" +
+                                         client.error().message + "): is nvmux-emu (or another vfio-user server) "
+                                         "running with --socket " + socket_dir + "?");
+  std::unique_ptr<VfioUserTransport> t(new VfioUserTransport(std::move(*client)));
+  auto caps = t->client_->Negotiate();
+  if (!caps) return Fail(caps.error().code, "vfio-user: version negotiation with " + socket_dir + " failed: " +
+                                                caps.error().message);
+  auto bar0 = t->client_->GetRegionInfo(kPciBar0Region);
+  if (!bar0) return Fail(bar0.error().code, "vfio-user: BAR0 of " + socket_dir + ": " + bar0.error().message);
+  if (bar0->size < spec::kDoorbellBase + 0x1000)
+    return Fail(EPROTO, "vfio-user: BAR0 of " + socket_dir + " is " + std::to_string(bar0->size) +
+                            " bytes, too small for an NVMe controller");
+  // The doorbells: the sparse-mmap area that covers the doorbell base.
+  for (size_t i = 0; i < bar0->sparse_areas.size(); ++i) {
+    const SparseMmapArea& a = bar0->sparse_areas[i];
+    if (a.offset <= spec::kDoorbellBase && spec::kDoorbellBase < a.offset + a.size) {
+      auto mapped = t->client_->MapSparseArea(*bar0, i);
+      if (!mapped) return Fail(mapped.error().code, "vfio-user: mapping the doorbells of " + socket_dir + ": " +
+                                                        mapped.error().message);
+      t->doorbells_ = std::move(*mapped);
+      t->doorbell_offset_ = a.offset;
+      break;
+    }
+  }
+  if (t->doorbells_.data() == nullptr)
+    return Fail(ENOTSUP, "vfio-user: " + socket_dir + " offers no mmap-able doorbell area in BAR0 (trapped "
+                             "doorbells are not supported by this driver)");
+  VfioUserTransport* self = t.get();
+  auto sub = shm::SubscribeMemEvents(
+      [self](bool added, std::span<const shm::MemSegment> segments) { self->OnMemory(added, segments); });
+  if (!sub) return sub.error();
+  t->memory_ = std::move(*sub);
+  if (!t->map_error_) return t->map_error_.error();
+  return t;
+}
+
+void VfioUserTransport::OnMemory(bool added, std::span<const shm::MemSegment> segments) {
+  for (const shm::MemSegment& s : segments) {
+    if (added) {
+      if (s.fd < 0) {
+        map_error_ = Fail(ENOTSUP, "vfio-user: a hugepage segment at " + std::to_string(s.va) +
+                                       " has no fd to share with the device");
+        continue;
+      }
+      Status st = client_->DmaMap(s.fd, s.fd_offset, s.iova, s.length);
+      if (!st) {
+        NVMUX_LOG(kError, "vfio-user: DMA_MAP of %zu bytes at IOVA 0x%lx failed: %s", s.length,
+                  static_cast<unsigned long>(s.iova), st.error().message.c_str());
+        if (map_error_) map_error_ = st;
+        continue;
+      }
+      ++maps_;
+    } else {
+      Status st = client_->DmaUnmap(s.iova, s.length);
+      if (!st && !client_->broken())
+        NVMUX_LOG(kWarning, "vfio-user: DMA_UNMAP at IOVA 0x%lx failed: %s", static_cast<unsigned long>(s.iova),
+                  st.error().message.c_str());
+      if (st) --maps_;
+    }
+  }
+}
+
+Doorbells VfioUserTransport::QueueDoorbells(uint16_t qid, uint32_t dstrd) {
+  auto at = [&](bool cq) {
+    uint64_t off = spec::DoorbellOffset(qid, cq, dstrd) - doorbell_offset_;
+    return reinterpret_cast<volatile uint32_t*>(doorbells_.data() + off);
+  };
+  return Doorbells{at(false), at(true)};
+}
+
+}  // namespace nvmux::vfiouser

@@ -1,0 +1,52 @@
+// VfioUserTransport: a controller behind a vfio-user server (nvmux-emu,
+// SPDK's vfio-user target, QEMU's vfio-user devices). Connects to
+// <traddr>/cntrl, negotiates, maps BAR0's doorbell area (sparse mmap), and
+// keeps every DPDK hugepage segment of this process's environment mapped for
+// the device with DMA_MAP (IOVA = VA), following allocations and frees.
+//
+// Thread safety: as Transport. Memory events may call into the client from
+// any thread (the client serialises requests).
+// Ownership: owns the connection, the doorbell mapping and the DMA maps;
+// destruction unmaps what it mapped and disconnects.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "libclient/core/transport.h"
+#include "libclient/vfiouser/client.h"
+#include "libclient/vfiouser/vfio_user_registers.h"
+#include "shm/mem_events.h"
+
+namespace nvmux::vfiouser {
+
+class VfioUserTransport final : public Transport {
+ public:
+  // Errors: ENOENT/ECONNREFUSED (no server at `socket_dir`: names it),
+  // EPROTO (not an NVMe device, or a protocol failure), what DMA_MAP reports.
+  [[nodiscard]] static Result<std::unique_ptr<VfioUserTransport>> Open(const std::string& socket_dir);
+  ~VfioUserTransport() override;
+
+  const char* name() const override { return "VFIOUSER"; }
+  RegisterIo& registers() override { return registers_; }
+  [[nodiscard]] Status PrepareDevice() override { return registers_.EnableBusMaster(); }
+  Doorbells QueueDoorbells(uint16_t qid, uint32_t dstrd) override;
+  bool Lost() const override { return client_->broken(); }
+
+  Client& client() { return *client_; }
+  uint32_t dma_maps() const { return maps_; }
+
+ private:
+  explicit VfioUserTransport(std::unique_ptr<Client> client);
+  void OnMemory(bool added, std::span<const shm::MemSegment> segments);
+
+  std::unique_ptr<Client> client_;
+  VfioUserRegisters registers_;
+  MappedArea doorbells_;
+  uint64_t doorbell_offset_ = 0;  // BAR0 offset of doorbells_.data()
+  std::unique_ptr<shm::MemEventSubscription> memory_;
+  uint32_t maps_ = 0;
+  Status map_error_ = Ok();
+};
+
+}  // namespace nvmux::vfiouser
