@@ -33,6 +33,8 @@ Result<std::unique_ptr<Transport>> OpenTransport(const TransportId& trid) {
 
 Result<std::unique_ptr<Controller>> Controller::Connect(Env& env, const TransportId& trid,
                                                         const ControllerOptions& options) {
+  // A secondary reaches the device through what the primary shares.
+  if (env.role() == Role::kSecondary) return AttachController(env, trid, nullptr, options);
   auto transport = OpenTransport(trid);
   if (!transport) return transport.error();
   return AttachController(env, trid, std::move(*transport), options);

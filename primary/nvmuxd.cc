@@ -1,7 +1,9 @@
 // nvmuxd: the primary service of an nvmux group. Creates the shared-memory
-// group, runs the housekeeping (today: the reaper of dead processes) and
-// stays up until SIGTERM/SIGINT, then removes the group's files when it is
-// the last process. Controllers (-r) attach once libclient's transports land.
+// group, attaches the controllers given with -r and publishes them to
+// secondaries, runs the housekeeping (the group's AERs and admin
+// completions, keep-alive, the reaper of dead processes, which deletes their
+// I/O queues) and stays up until SIGTERM/SIGINT; then shuts the controllers
+// down (CC.SHN) and removes the group's files when it is the last process.
 #include <signal.h>
 #include <unistd.h>
 
@@ -9,6 +11,8 @@
 #include <cstdio>
 #include <iostream>
 
+#include "nvmux/controller.h"
+#include "nvmux/env.h"
 #include "primary/reaper.h"
 #include "shm/base/log.h"
 #include "shm/group.h"
@@ -19,19 +23,22 @@ int main(int argc, char** argv) {
   CLI::App app{"nvmuxd: the primary service of an nvmux shared-memory group", "nvmuxd"};
   app.footer(
       "Examples:\n"
-      "  nvmuxd -i 0                 create group 0 and serve it until SIGTERM\n"
-      "  nvmuxd -i 3 -m 0x1 --log-level info\n"
+      "  nvmuxd -i 0 -r 'trtype:vfiouser traddr:/tmp/nvmux-emu'   serve one controller to group 0\n"
+      "  nvmuxd -i 3 -m 0x1 --log-level info -r ... -r ...\n"
       "Secondaries join with the same group id: nvmux-perf -i 0 ...");
   int group_id = 0;
   std::string cores, level_text;
   std::vector<std::string> trids;
   size_t hugemem = 0;
+  int admin_poll_ms = 10;
   app.add_option("-i,--group", group_id, "shared-memory group id (0-" + std::to_string(shm::kMaxGroupId) + ")")
       ->required()
       ->check(CLI::Range(0, shm::kMaxGroupId));
   app.add_option("-r,--trid", trids, "transport id of a controller to attach (repeatable)");
   app.add_option("-m,--cores", cores, "core mask (0x3) or list ([0-1]) for nvmuxd's thread");
   app.add_option("--hugemem", hugemem, "MiB of hugepage memory to preallocate");
+  app.add_option("--admin-poll-ms", admin_poll_ms, "admin queue polling period when idle (1-1000 ms)")
+      ->check(CLI::Range(1, 1000));
   app.add_option("--log-level", level_text, "error, warning (default), notice, info or debug");
   CLI11_PARSE(app, argc, argv);
 
@@ -43,25 +50,21 @@ int main(int argc, char** argv) {
     }
     SetLogLevel(*level);
   }
-  if (!trids.empty()) {
-    std::cerr << "nvmuxd: -r '" << trids.front()
-              << "': attaching controllers is not available yet (nvmuxd gains it with libclient's controller "
-                 "API); run without -r\n";
-    return 2;
-  }
-  shm::GroupOptions options;
-  options.group_id = group_id;
-  options.create = true;
-  options.name = "nvmuxd";
-  options.mem_mb = hugemem;
-  if (!cores.empty()) {
-    auto set = shm::CoreSet::Parse(cores);
-    if (!set) {
-      std::cerr << "nvmuxd: -m: " << set.error().message << "\n";
+  std::vector<TransportId> parsed;
+  for (const std::string& t : trids) {
+    auto trid = TransportId::Parse(t);
+    if (!trid) {
+      std::cerr << "nvmuxd: -r '" << t << "': " << trid.error().message << "\n";
       return 2;
     }
-    options.cores = *set;
+    parsed.push_back(*trid);
   }
+  EnvOptions options;
+  options.group_id = group_id;
+  options.primary = true;
+  options.name = "nvmuxd";
+  options.mem_mb = hugemem;
+  options.core_mask = cores;
 
   // Block the stop signals before EAL starts its threads, then poll for them.
   sigset_t stop_signals;
@@ -70,23 +73,48 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  auto group = shm::Group::Open(options);
-  if (!group) {
-    std::cerr << "nvmuxd: " << group.error().ToString() << "\n";
+  auto env = Env::Init(options);
+  if (!env) {
+    std::cerr << "nvmuxd: " << env.error().ToString() << "\n";
     return 1;
+  }
+  std::vector<std::unique_ptr<Controller>> controllers;
+  for (const TransportId& trid : parsed) {
+    auto ctrlr = Controller::Connect(**env, trid);
+    if (!ctrlr) {
+      std::cerr << "nvmuxd: -r '" << trid.ToString() << "': " << ctrlr.error().message << "\n";
+      controllers.clear();
+      return 1;
+    }
+    std::printf("nvmuxd: attached %s (%zu namespace(s))\n", trid.ToString().c_str(),
+                (*ctrlr)->active_namespaces().size());
+    controllers.push_back(std::move(*ctrlr));
   }
   std::printf("nvmuxd: group %d ready (pid %d)\n", group_id, static_cast<int>(getpid()));
   std::fflush(stdout);
 
-  primary::Reaper reaper(**group);
+  // One thread does everything: the reaper waits for deaths (woken at once
+  // by pidfd events) up to the admin polling period, then the admin queues
+  // are polled. Sleeping in between keeps nvmuxd's idle cost low.
+  primary::Reaper reaper((*env)->group());
   timespec zero{0, 0};
-  Status run = reaper.Run([&] { return sigtimedwait(&stop_signals, nullptr, &zero) > 0; });
+  Status run = reaper.Run(
+      [&] {
+        for (auto& c : controllers) {
+          if (c->failed()) continue;
+          auto n = c->ProcessAdminCompletions();
+          if (!n) NVMUX_LOG(kError, "nvmuxd: %s: %s", c->trid().ToString().c_str(), n.error().message.c_str());
+        }
+        return sigtimedwait(&stop_signals, nullptr, &zero) > 0;
+      },
+      std::chrono::milliseconds(admin_poll_ms));
   if (!run) {
     std::cerr << "nvmuxd: " << run.error().ToString() << "\n";
     return 1;
   }
   std::printf("nvmuxd: group %d stopping (reaped %llu dead process(es))\n", group_id,
               static_cast<unsigned long long>(reaper.reaped()));
-  group->reset();
+  controllers.clear();  // shutdown notification to each controller
+  env->reset();
   return 0;
 }

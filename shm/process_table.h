@@ -104,8 +104,12 @@ class ProcessTable {
   // slot is no longer ours (reaped by mistake and reused), touches nothing.
   Status Unregister();
   std::optional<uint32_t> self_slot() const { return self_slot_; }
+  uint32_t self_generation() const { return self_generation_; }
 
   void AddCleanupHook(CleanupHook hook) { hooks_.push_back(std::move(hook)); }
+  // A hook that must run before the others (the driver deletes a dead
+  // process's I/O queues on the device before its DMA memory is freed).
+  void AddCleanupHookFirst(CleanupHook hook) { hooks_.insert(hooks_.begin(), std::move(hook)); }
 
   // True if the slot's owner is alive (always true for this process's slot).
   bool IsAlive(uint32_t slot) const;

@@ -5,7 +5,9 @@
 // Thread safety: one thread at a time per channel. Submit never blocks.
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "nvmux/spec/command.h"
 #include "shm/base/result.h"
@@ -22,6 +24,16 @@ class AdminChannel {
   // Processes available completions, running their callbacks.
   // Errors: ENXIO (controller failed).
   virtual Status Poll() = 0;
+  // Commands outstanding (from this process).
+  virtual uint32_t outstanding() const = 0;
+  // This process's command ids outstanding since before `deadline_ns`
+  // (MonotonicNanos), for timeout handling.
+  virtual std::vector<uint16_t> SubmittedBefore(int64_t deadline_ns) const = 0;
+  // Completes every command of this process with `status` (a CQE status
+  // field) without the device: after a failure or before a reset.
+  virtual void AbortAll(uint16_t status) = 0;
+  // Starts over on fresh (zeroed) rings, after a controller reset.
+  virtual void ResetRing() = 0;
 };
 
 }  // namespace nvmux

@@ -23,12 +23,10 @@ class AdminQueue final : public AdminChannel {
   // Errors: EPROTO for a completion naming a command id not outstanding
   // (the device is misbehaving; the completion is dropped).
   Status Poll() override;
-  uint32_t outstanding() const { return outstanding_; }
-  // Command ids outstanding since before `deadline_ns` (MonotonicNanos).
-  std::vector<uint16_t> SubmittedBefore(int64_t deadline_ns) const;
-  // Completes every outstanding command with `status` (SCT/SC as in a CQE's
-  // status field) without the device: after a failure or before a reset.
-  void AbortAll(uint16_t status);
+  uint32_t outstanding() const override { return outstanding_; }
+  std::vector<uint16_t> SubmittedBefore(int64_t deadline_ns) const override;
+  void AbortAll(uint16_t status) override;
+  void ResetRing() override { ring_.Reset(); }
 
  private:
   QueueRing& ring_;

@@ -2,12 +2,20 @@
 // shutdown. Admin submission and polling: controller_admin.cc.
 #include "nvmux/controller.h"
 
+#include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 
 #include "libclient/core/controller_state.h"
 #include "libclient/core/dma_page_map.h"
+#include "libclient/core/io_queue.h"
 #include "libclient/core/qpair_state.h"
+#include "libclient/shared/fd_share.h"
+#include "libclient/shared/imported_transport.h"
+#include "libclient/shared/shared_admin_queue.h"
+#include "libclient/shared/shared_registry.h"
+#include "shm/group.h"
 #include "nvmux/spec/features.h"
 #include "nvmux/spec/log_page.h"
 #include "shm/base/clock.h"
@@ -50,8 +58,103 @@ bool ControllerState::CheckHealth(int64_t now_ns) {
   } else if (spec::Csts{*csts}.cfs()) {
     Fail("controller fatal status (CSTS.CFS = 1)");
   }
+  if (shared != nullptr && owns_device) {
+    // The primary tells the group what it saw.
+    if (csts) std::atomic_ref<uint32_t>(shared->csts).store(*csts, std::memory_order_release);
+    if (removed) std::atomic_ref<uint32_t>(shared->removed).store(1, std::memory_order_release);
+    if (failed) std::atomic_ref<uint32_t>(shared->failed).store(1, std::memory_order_release);
+  }
   return !failed;
 }
+
+namespace {
+
+uint32_t SelfSlot(Env& env) { return env.group().self_slot(); }
+uint32_t SelfGeneration(Env& env) { return env.group().processes().self_generation(); }
+
+// The reaper's part for one controller: delete the dead process's I/O
+// queues on the device, free their ids, drop its admin mailbox. Runs under
+// the group lock in the reaping process, before the dead process's DMA
+// memory is freed (the queues' rings live there).
+uint64_t CleanupDeadSlot(Controller& ctrlr, ControllerState& s, uint32_t slot) {
+  std::vector<uint16_t> qids;
+  {
+    auto guard = s.shared_admin->lock().Lock();
+    if (!guard) return 0;
+    for (uint32_t q = 1; q < kMaxSharedQids; ++q)
+      if (s.shared->qids[q].state == static_cast<uint32_t>(QidState::kInUse) && s.shared->qids[q].owner_slot == slot)
+        qids.push_back(static_cast<uint16_t>(q));
+  }
+  uint64_t released = 0;
+  for (uint16_t q : qids) {
+    if (s.shared->qids[q].on_device) {
+      IoQueueDeleteCommands d = DeleteIoQueueCommands(q);
+      auto sq = ctrlr.SyncAdmin(d.delete_sq);
+      auto cq = ctrlr.SyncAdmin(d.delete_cq);
+      if (!sq || !cq)
+        NVMUX_LOG(kWarning, "reaper: deleting I/O queue %u of dead slot %u: %s", q, slot,
+                  (!sq ? sq.error() : cq.error()).message.c_str());
+    }
+    auto guard = s.shared_admin->lock().Lock();
+    s.shared->qids[q] = SharedQid{};
+    ++released;
+  }
+  released += s.shared_admin->ForgetSlot(slot);
+  if (!qids.empty())
+    NVMUX_LOG(kNotice, "reaper: deleted %zu I/O queue(s) of dead slot %u on %s", qids.size(), slot, s.trid.ToString().c_str());
+  return released;
+}
+
+// Secondary: the controller as the primary published it.
+Result<std::unique_ptr<ControllerState>> ImportController(Env& env, const TransportId& trid,
+                                                          const ControllerOptions& options) {
+  auto sc = FindSharedController(env.group(), trid.ToString());
+  if (!sc) return sc.error();
+  SharedController& c = **sc;
+  auto fds = RequestFds(c.index);
+  if (!fds) return fds.error();
+  auto transport = ImportedTransport::Create(c, std::move(*fds));
+  if (!transport) return transport.error();
+  auto s = std::make_unique<ControllerState>(env, trid, options, std::move(*transport));
+  s->shared = &c;
+  s->owns_device = false;
+  s->data.cap = spec::Cap{c.cap};
+  s->data.vs = spec::Vs{c.vs};
+  s->data.ctrlr = c.ctrlr;
+  s->data.io_sq_granted = c.io_sq_granted;
+  s->data.io_cq_granted = c.io_cq_granted;
+  for (uint32_t i = 0; i < c.num_namespaces && i < kMaxSharedNamespaces; ++i) {
+    s->data.active_nsids.push_back(c.nsids[i]);
+    s->data.namespaces.push_back(c.namespaces[i]);
+    s->namespaces.push_back(std::make_unique<Namespace>(c.nsids[i], c.namespaces[i], c.ctrlr));
+  }
+  s->max_transfer = c.max_transfer;
+  s->qid_used.assign(size_t{std::min(c.io_sq_granted, c.io_cq_granted)} + 1, false);
+  s->options.admin_queue_size = static_cast<uint16_t>(c.admin_entries);
+  auto admin = std::make_unique<SharedAdminQueue>(c, s->doorbells(0), SelfSlot(env), SelfGeneration(env));
+  s->shared_admin = admin.get();
+  s->admin = std::move(admin);
+  return s;
+}
+
+void PublishController(ControllerState& s) {
+  SharedController& c = *s.shared;
+  std::snprintf(c.transport_name, sizeof(c.transport_name), "%s", s.transport->name());
+  c.cap = s.data.cap.raw;
+  c.vs = s.data.vs.raw;
+  c.max_transfer = s.max_transfer;
+  c.io_sq_granted = s.data.io_sq_granted;
+  c.io_cq_granted = s.data.io_cq_granted;
+  c.ctrlr = s.data.ctrlr;
+  c.num_namespaces = static_cast<uint32_t>(std::min<size_t>(s.data.active_nsids.size(), kMaxSharedNamespaces));
+  for (uint32_t i = 0; i < c.num_namespaces; ++i) {
+    c.nsids[i] = s.data.active_nsids[i];
+    c.namespaces[i] = s.data.namespaces[i];
+  }
+  c.namespace_generation++;
+}
+
+}  // namespace
 
 Controller::Controller(std::unique_ptr<ControllerState> state) : s_(std::move(state)) { s_->handle = this; }
 
@@ -69,6 +172,13 @@ Result<std::unique_ptr<Controller>> AttachController(Env& env, const TransportId
     return Fail(EINVAL, "number of I/O queues 0 is out of range (1..65535)");
   if (o.io_queue_size < 2 || o.io_queue_size > 65536)
     return Fail(EINVAL, "I/O queue size " + std::to_string(o.io_queue_size) + " is out of range (2..65536)");
+  if (env.role() == Role::kSecondary) {
+    auto imported = ImportController(env, trid, o);
+    if (!imported) return imported.error();
+    std::unique_ptr<Controller> ctrlr(new Controller(std::move(*imported)));
+    NVMUX_TRY(ctrlr->ArmAdminBackground());
+    return ctrlr;
+  }
   auto s = std::make_unique<ControllerState>(env, trid, o, std::move(transport));
   NVMUX_TRY(s->transport->PrepareDevice());
   // CAP first: its MQES bounds the admin queue, its DSTRD places the doorbells.
@@ -77,6 +187,8 @@ Result<std::unique_ptr<Controller>> AttachController(Env& env, const TransportId
   s->data.cap = spec::Cap{*cap};
   if (s->options.admin_queue_size > s->data.cap.mqes() + 1u)
     s->options.admin_queue_size = static_cast<uint16_t>(s->data.cap.mqes() + 1u);
+  if (env.role() == Role::kPrimary && s->options.admin_queue_size > kMaxSharedAdminEntries)
+    s->options.admin_queue_size = kMaxSharedAdminEntries;
   uint16_t entries = s->options.admin_queue_size;
   size_t sq_bytes = RoundUp(size_t{entries} * sizeof(spec::Sqe), kPage);
   size_t cq_bytes = RoundUp(size_t{entries} * sizeof(spec::Cqe), kPage);
@@ -84,11 +196,45 @@ Result<std::unique_ptr<Controller>> AttachController(Env& env, const TransportId
   if (!mem) return mem.error();
   s->admin_memory = std::move(*mem);
   auto* base = static_cast<uint8_t*>(s->admin_memory.data());
-  s->admin_ring = std::make_unique<QueueRing>(reinterpret_cast<spec::Sqe*>(base),
-                                              reinterpret_cast<spec::Cqe*>(base + sq_bytes), entries, s->doorbells(0));
-  s->admin = std::make_unique<AdminQueue>(*s->admin_ring);
+  if (env.role() == Role::kPrimary) {
+    // The group's copy: the admin queue lives in shared state from the start.
+    auto exported = s->transport->Export();
+    if (!exported)
+      return Fail(ENOTSUP, std::string("transport ") + s->transport->name() + " cannot be shared with secondaries");
+    auto sc = ReserveSharedController(env.group(), trid.ToString());
+    if (!sc) return sc.error();
+    SharedController& c = **sc;
+    NVMUX_TRY(shm::InitRobustMutex(c.lock));
+    c.admin_entries = entries;
+    c.admin_sq_iova = DmaPageMap::Iova(base);
+    c.admin_cq_iova = DmaPageMap::Iova(base + sq_bytes);
+    c.admin_ring = RingIndices{};
+    c.doorbell_offset = static_cast<uint32_t>(exported->doorbell_bar_offset);
+    c.doorbell_bytes = static_cast<uint32_t>(exported->doorbell_bytes);
+    s->shared = &c;
+    auto admin = std::make_unique<SharedAdminQueue>(c, s->doorbells(0), SelfSlot(env), SelfGeneration(env));
+    s->shared_admin = admin.get();
+    s->admin = std::move(admin);
+  } else {
+    s->admin_ring = std::make_unique<QueueRing>(reinterpret_cast<spec::Sqe*>(base),
+                                                reinterpret_cast<spec::Cqe*>(base + sq_bytes), entries, s->doorbells(0));
+    s->admin = std::make_unique<AdminQueue>(*s->admin_ring);
+  }
   std::unique_ptr<Controller> ctrlr(new Controller(std::move(s)));
   NVMUX_TRY(ctrlr->RunInit());
+  if (ControllerState& st = ctrlr->state(); st.shared != nullptr) {
+    PublishController(st);
+    auto exported = st.transport->Export();
+    NVMUX_TRY(OfferFds(st.shared->index, exported->doorbell_fd, exported->doorbell_file_offset,
+                       exported->doorbell_bytes, exported->connection_fd));
+    std::weak_ptr<int> alive = st.alive;
+    Controller* raw = ctrlr.get();
+    env.group().processes().AddCleanupHookFirst([alive, raw](uint32_t slot) -> uint64_t {
+      if (alive.expired()) return 0;
+      return CleanupDeadSlot(*raw, raw->state(), slot);
+    });
+    PublishSharedController(*st.shared);
+  }
   NVMUX_TRY(ctrlr->ArmAdminBackground());
   NVMUX_LOG(kInfo, "attached %s: %zu namespace(s)", trid.ToString().c_str(), ctrlr->active_namespaces().size());
   return ctrlr;
@@ -100,7 +246,7 @@ Status Controller::RunInit() {
   size_t cq_bytes = RoundUp(size_t{entries} * sizeof(spec::Cqe), kPage);
   auto* base = static_cast<uint8_t*>(s_->admin_memory.data());
   std::memset(base, 0, sq_bytes + cq_bytes + kPage);
-  s_->admin_ring->Reset();
+  s_->admin->ResetRing();
   InitOptions io;
   io.asq_iova = DmaPageMap::Iova(base);
   io.acq_iova = DmaPageMap::Iova(base + sq_bytes);
@@ -143,7 +289,12 @@ Controller::~Controller() {
     NVMUX_LOG(kError, "controller %s destroyed with %zu queue pair(s) still allocated (free them first)",
               s_->trid.ToString().c_str(), s_->qpairs.size());
   for (QpairState* q : s_->qpairs) q->ctrlr_gone = true;
-  if (s_->failed) return;
+  s_->alive.reset();
+  if (s_->shared != nullptr && s_->owns_device) {
+    WithdrawFds(s_->shared->index);
+    ReleaseSharedController(s_->env.group(), *s_->shared);
+  }
+  if (s_->failed || !s_->owns_device) return;
   // Normal shutdown notification (CC.SHN = 01b), then wait for SHST = 10b.
   RegisterIo& regs = s_->transport->registers();
   auto cc = regs.Read32(spec::kRegCc);

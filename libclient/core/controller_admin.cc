@@ -8,6 +8,7 @@
 #include "libclient/core/dma_page_map.h"
 #include "libclient/core/prp.h"
 #include "libclient/core/qpair_state.h"
+#include "libclient/shared/shared_admin_queue.h"
 #include "nvmux/controller.h"
 #include "nvmux/spec/features.h"
 #include "nvmux/spec/log_page.h"
@@ -85,6 +86,12 @@ Result<uint32_t> Controller::ProcessAdminCompletions() {
   }
   if (s_->namespaces_changed) {
     s_->namespaces_changed = false;
+    if (s_->owns_device) {
+      // Reading the Changed Namespace List clears the event so the
+      // controller reports the next change.
+      if (auto log = s_->env.AllocDma(4096, 4096, "ns-changed"); log)
+        (void)GetLogPage(spec::lid::kChangedNamespaceList, 0xFFFFFFFFu, log->data(), 4096);
+    }
     if (Status st = RefreshNamespaces(); !st) NVMUX_LOG(kWarning, "namespace refresh: %s", st.error().message.c_str());
     if (s_->aer_fn != nullptr) s_->aer_fn(s_->aer_arg, s_->pending_aen);
   }
@@ -280,15 +287,7 @@ void Controller::SubmitAer() {
       NVMUX_LOG(kNotice, "AER completed with %s; not re-armed", StatusText(cpl).c_str());
       return;
     }
-    s_->stats.aens++;
-    uint8_t type = static_cast<uint8_t>(cpl.cdw0 & 0x7);
-    uint8_t info = static_cast<uint8_t>((cpl.cdw0 >> 8) & 0xFF);
-    if (type == spec::aer::kTypeNotice && info == spec::aer::kInfoNoticeNsAttrChanged) {
-      s_->namespaces_changed = true;  // refreshed (and reported) after this poll
-      s_->pending_aen = cpl;
-    } else if (s_->aer_fn != nullptr) {
-      s_->aer_fn(s_->aer_arg, cpl);
-    }
+    OnEvent(cpl);
     s_->aers_outstanding++;
     SubmitAer();
   });
@@ -299,8 +298,24 @@ void Controller::SubmitAer() {
   s_->aers_outstanding++;
 }
 
+void Controller::OnEvent(const spec::Cqe& cpl) {
+  s_->stats.aens++;
+  uint8_t type = static_cast<uint8_t>(cpl.cdw0 & 0x7);
+  uint8_t info = static_cast<uint8_t>((cpl.cdw0 >> 8) & 0xFF);
+  if (type == spec::aer::kTypeNotice && info == spec::aer::kInfoNoticeNsAttrChanged) {
+    s_->namespaces_changed = true;  // refreshed (and reported) after this poll
+    s_->pending_aen = cpl;
+  } else if (s_->aer_fn != nullptr) {
+    s_->aer_fn(s_->aer_arg, cpl);
+  }
+}
+
 Status Controller::ArmAdminBackground() {
   std::lock_guard<std::recursive_mutex> guard(s_->admin_mutex);
+  if (s_->shared_admin != nullptr) {
+    s_->shared_admin->SetEventHandler([this](const spec::Cqe& cpl) { OnEvent(cpl); });
+    if (!s_->owns_device) return Ok();  // the primary arms the group's AERs and keep-alive
+  }
   // Namespace attribute notices must be enabled to be reported.
   if (s_->data.ctrlr.oaes & spec::kOaesNsAttributeNotices) {
     auto st = SetFeature(spec::fid::kAsyncEventConfig, 0xFFu | spec::kOaesNsAttributeNotices);
@@ -308,7 +323,12 @@ Status Controller::ArmAdminBackground() {
   }
   uint32_t aers = std::min<uint32_t>(kMaxAers, s_->data.ctrlr.aerl + 1u);
   aers = std::min<uint32_t>(aers, s_->options.admin_queue_size / 2u);
-  for (uint32_t i = 0; i < aers; ++i) SubmitAer();
+  if (s_->shared_admin != nullptr) {
+    if (Status st = s_->shared_admin->ArmGroupAers(aers); !st)
+      NVMUX_LOG(kWarning, "cannot arm the group's AERs: %s", st.error().message.c_str());
+  } else {
+    for (uint32_t i = 0; i < aers; ++i) SubmitAer();
+  }
   if (s_->data.ctrlr.kas != 0 && s_->options.keep_alive_timeout_ms > 0) {
     // KATO in ms; keep-alive sent at half of it (KAS is the granularity, 100 ms units).
     auto st = SetFeature(spec::fid::kKeepAliveTimer, s_->options.keep_alive_timeout_ms);
@@ -338,6 +358,17 @@ Status Controller::RefreshNamespaces() {
   s_->data.active_nsids = std::move(nsids);
   s_->data.namespaces = std::move(datas);
   s_->namespaces = std::move(namespaces);
+  if (s_->shared != nullptr && s_->owns_device) {
+    // What secondaries see when they attach from now on.
+    auto lock = s_->shared_admin->lock().Lock();
+    SharedController& c = *s_->shared;
+    c.num_namespaces = static_cast<uint32_t>(std::min<size_t>(s_->data.active_nsids.size(), kMaxSharedNamespaces));
+    for (uint32_t i = 0; i < c.num_namespaces; ++i) {
+      c.nsids[i] = s_->data.active_nsids[i];
+      c.namespaces[i] = s_->data.namespaces[i];
+    }
+    c.namespace_generation++;
+  }
   return Ok();
 }
 

@@ -21,6 +21,8 @@
 namespace nvmux {
 
 struct QpairState;
+struct SharedController;
+class SharedAdminQueue;
 
 struct ControllerState {
   ControllerState(Env& e, TransportId t, ControllerOptions o, std::unique_ptr<Transport> tr)
@@ -35,7 +37,7 @@ struct ControllerState {
   // the driver's own admin data (AER/keep-alive need none).
   DmaBuffer admin_memory;
   std::unique_ptr<QueueRing> admin_ring;
-  std::unique_ptr<AdminQueue> admin;
+  std::unique_ptr<AdminChannel> admin;  // AdminQueue, or the group's SharedAdminQueue
   std::recursive_mutex admin_mutex;  // recursive: admin callbacks may submit admin commands
 
   ControllerData data;
@@ -62,6 +64,13 @@ struct ControllerState {
   spec::Cqe last_admin{};
   AdminStatistics stats;
   Controller* handle = nullptr;
+
+  // Group mode (primary or secondary): the controller's shared state and
+  // the shared admin queue (== admin). Null when standalone.
+  SharedController* shared = nullptr;
+  SharedAdminQueue* shared_admin = nullptr;
+  bool owns_device = true;  // standalone/primary: shuts the controller down on detach
+  std::shared_ptr<int> alive = std::make_shared<int>(0);  // for hooks that may outlive us
 
   // Marks the controller failed (logged once, with why).
   void Fail(const std::string& why);

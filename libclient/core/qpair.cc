@@ -7,7 +7,10 @@
 #include "libclient/core/dma_page_map.h"
 #include "libclient/core/io_queue.h"
 #include "libclient/core/prp.h"
+#include "libclient/core/sgl.h"
 #include "libclient/core/qpair_state.h"
+#include "libclient/shared/shared_admin_queue.h"
+#include "shm/group.h"
 #include "shm/base/clock.h"
 #include "shm/base/log.h"
 
@@ -71,11 +74,28 @@ Result<std::unique_ptr<IoQpair>> Controller::AllocIoQpair(const IoQpairOptions& 
 
   {
     std::lock_guard<std::recursive_mutex> guard(cs.admin_mutex);
-    for (size_t id = 1; id < cs.qid_used.size(); ++id) {
-      if (!cs.qid_used[id]) {
-        cs.qid_used[id] = true;
-        q->qid = static_cast<uint16_t>(id);
-        break;
+    if (cs.shared != nullptr) {
+      // The group's allocator: ids are recorded against this process's slot
+      // so the reaper can delete the queues if it dies.
+      auto lock = cs.shared_admin->lock().Lock();
+      if (!lock) return lock.error();
+      size_t limit = std::min<size_t>(cs.qid_used.size(), kMaxSharedQids);
+      for (size_t id = 1; id < limit; ++id) {
+        SharedQid& sq = cs.shared->qids[id];
+        if (sq.state == static_cast<uint32_t>(QidState::kFree)) {
+          sq = SharedQid{static_cast<uint32_t>(QidState::kInUse), cs.env.group().self_slot(),
+                         cs.env.group().processes().self_generation(), 0};
+          q->qid = static_cast<uint16_t>(id);
+          break;
+        }
+      }
+    } else {
+      for (size_t id = 1; id < cs.qid_used.size(); ++id) {
+        if (!cs.qid_used[id]) {
+          cs.qid_used[id] = true;
+          q->qid = static_cast<uint16_t>(id);
+          break;
+        }
       }
     }
     if (q->qid == 0)
@@ -99,7 +119,12 @@ IoQpair::~IoQpair() {
   if (!s_->ctrlr_gone) {
     std::lock_guard<std::recursive_mutex> guard(s_->cs->admin_mutex);
     Disconnect();
-    s_->cs->qid_used[s_->qid] = false;
+    if (s_->cs->shared != nullptr) {
+      auto lock = s_->cs->shared_admin->lock().Lock();
+      if (lock) s_->cs->shared->qids[s_->qid] = SharedQid{};
+    } else {
+      s_->cs->qid_used[s_->qid] = false;
+    }
     std::erase(s_->cs->qpairs, s_.get());
   } else {
     s_->AbortOutstanding();
@@ -125,6 +150,7 @@ Status QpairState::CreateOnDevice() {
   }
   state = QpairLifecycle::kConnected;
   connected_before_reset = true;
+  if (cs->shared != nullptr) cs->shared->qids[qid].on_device = 1;
   return Ok();
 }
 
@@ -139,6 +165,7 @@ void QpairState::DeleteOnDevice() {
   }
   state = QpairLifecycle::kDisconnected;
   connected_before_reset = false;
+  if (cs->shared != nullptr) cs->shared->qids[qid].on_device = 0;
 }
 
 void QpairState::AbortOutstanding() {
@@ -248,6 +275,21 @@ Result<size_t> GatherSgl(const Request& r, const DmaPageMap& pages, IovaSegment*
   return n;
 }
 
+// The caller's elements as an SGL in the tracker's page. SGLS bits 1:0 =
+// 10b: the controller wants dword-aligned addresses and lengths (base spec,
+// Identify Controller SGLS).
+Result<Sgl> BuildDataSgl(std::span<const IovaSegment> segs, uint8_t* page, uint32_t sgls) {
+  if ((sgls & 0x3) == 0x2) {
+    for (size_t i = 0; i < segs.size(); ++i)
+      if (segs[i].iova % 4 != 0 || segs[i].length % 4 != 0)
+        return Fail(EINVAL, "scatter-gather element " + std::to_string(i) + " is not dword aligned, which the "
+                                "controller's SGL support requires (SGLS bits 1:0 = 10b)");
+  }
+  SglList list{std::span<spec::SglDescriptor>(reinterpret_cast<spec::SglDescriptor*>(page), kSglDescriptorsPerPage),
+               DmaPageMap::Iova(page), kSglDescriptorsPerPage};
+  return BuildSgl(segs, list);
+}
+
 }  // namespace
 
 void QpairState::Submit(Request* r) {
@@ -262,6 +304,7 @@ void QpairState::Submit(Request* r) {
     Result<Prps> prps = Fail(EINVAL, "");
     PrpList list{std::span<uint64_t>(reinterpret_cast<uint64_t*>(PrpPage(cid)), kPrpEntriesPerPage),
                  DmaPageMap::Iova(PrpPage(cid))};
+    bool sgl = false;
     if (r->next_sge == nullptr) {
       IovaSegment seg{DmaPageMap::Iova(r->data), r->data_bytes};
       prps = BuildPrps(std::span<const IovaSegment>(&seg, 1), list);
@@ -269,8 +312,19 @@ void QpairState::Submit(Request* r) {
       IovaSegment segs[kMaxSegments];
       auto n = GatherSgl(*r, cs->env.dma_pages(), segs);
       prps = n ? BuildPrps(std::span<const IovaSegment>(segs, *n), list) : Result<Prps>(n.error());
+      if (n && !prps && (cs->data.ctrlr.sgls & 0x3) != 0) {
+        // PRPs cannot describe elements that start or end inside a page;
+        // an SGL can. Same tracker page, as 256 descriptors.
+        Result<Sgl> built = BuildDataSgl(std::span<const IovaSegment>(segs, *n), PrpPage(cid), cs->data.ctrlr.sgls);
+        if (built) {
+          SetDataSgl(r->cmd, *built);
+          sgl = true;
+        } else {
+          prps = built.error();
+        }
+      }
     }
-    if (!prps) {
+    if (!sgl && !prps) {
       NVMUX_LOG(kWarning, "queue pair %u: cannot describe the payload: %s", qid, prps.error().message.c_str());
       r->cpl = StatusCqe(kInvalidFieldStatus);
       finished.Push(r);
@@ -280,8 +334,10 @@ void QpairState::Submit(Request* r) {
       }
       return;
     }
-    r->cmd.prp1 = prps->prp1;
-    r->cmd.prp2 = prps->prp2;
+    if (!sgl) {
+      r->cmd.prp1 = prps->prp1;
+      r->cmd.prp2 = prps->prp2;
+    }
   }
   if (r->md != nullptr) r->cmd.mptr = DmaPageMap::Iova(r->md);
   free_cids.pop_back();
@@ -427,6 +483,11 @@ Status IoQpair::Abort(void* cb_arg) {
       found = true;
       r->cpl = StatusCqe(kAbortRequestedStatus);
       q.finished.Push(r);
+      if (Request* w = r->fused_partner) {  // the write of a compare-and-write goes with its compare
+        r->fused_partner = nullptr;
+        w->cpl = r->cpl;
+        q.finished.Push(w);
+      }
     } else {
       keep.Push(r);
     }

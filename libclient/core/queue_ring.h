@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <type_traits>
 
 #include "nvmux/spec/command.h"
 #include "shm/base/result.h"
@@ -24,16 +25,29 @@ struct Doorbells {
   volatile uint32_t* cq_head = nullptr;
 };
 
+// The ring's positions. A queue pair keeps them in the QueueRing; the
+// group's shared admin queue keeps them in shared memory (standard layout,
+// no pointers) so that every process of the group drives the same ring.
+struct RingIndices {
+  uint32_t sq_tail = 0, sq_head = 0, sq_rung = 0;
+  uint32_t cq_head = 0, cq_rung = 0;
+  uint32_t phase = 1;  // the controller posts phase 1 on its first pass
+};
+static_assert(std::is_standard_layout_v<RingIndices> && std::is_trivially_copyable_v<RingIndices>);
+
 class QueueRing {
  public:
   // REQUIRES: sq and cq hold `entries` entries each (2..65536); entries 0's-based in the spec.
-  QueueRing(spec::Sqe* sq, spec::Cqe* cq, uint32_t entries, Doorbells doorbells)
-      : sq_(sq), cq_(cq), entries_(entries), doorbells_(doorbells) {}
+  // `shared` (optional) holds the positions instead of this object.
+  QueueRing(spec::Sqe* sq, spec::Cqe* cq, uint32_t entries, Doorbells doorbells, RingIndices* shared = nullptr)
+      : sq_(sq), cq_(cq), entries_(entries), doorbells_(doorbells), x_(shared != nullptr ? *shared : own_) {}
+  QueueRing(const QueueRing&) = delete;
+  QueueRing& operator=(const QueueRing&) = delete;
 
   uint32_t entries() const { return entries_; }
-  bool Full() const { return (sq_tail_ + 1 == entries_ ? 0 : sq_tail_ + 1) == sq_head_; }
+  bool Full() const { return (x_.sq_tail + 1 == entries_ ? 0 : x_.sq_tail + 1) == x_.sq_head; }
   // Commands pushed but not yet consumed by the device (as last reported).
-  uint32_t InFlight() const { return (sq_tail_ + entries_ - sq_head_) % entries_; }
+  uint32_t InFlight() const { return (x_.sq_tail + entries_ - x_.sq_head) % entries_; }
 
   // Copies `cmd` to the SQ tail. Errors: EAGAIN when full.
   Status Push(const spec::Sqe& cmd);
@@ -47,12 +61,18 @@ class QueueRing {
   uint32_t doorbell_writes() const { return sq_doorbell_writes_ + cq_doorbell_writes_; }
   uint64_t sq_doorbell_writes() const { return sq_doorbell_writes_; }
   uint64_t cq_doorbell_writes() const { return cq_doorbell_writes_; }
-  uint32_t sq_tail() const { return sq_tail_; }
+  uint32_t sq_tail() const { return x_.sq_tail; }
   // Back to the state of a freshly created queue (the caller zeroes the CQ
   // memory): after the controller was reset or the queue re-created.
-  void Reset() {
-    sq_tail_ = sq_head_ = sq_rung_ = cq_head_ = cq_rung_ = 0;
-    phase_ = 1;
+  void Reset() { x_ = RingIndices{}; }
+  // After a process died mid-update of shared positions: publish what the
+  // positions say (a pushed entry whose doorbell was not rung, consumed
+  // completions whose head was not written).
+  void Resync() {
+    x_.sq_rung = x_.sq_tail + 1;  // force both doorbell writes
+    x_.cq_rung = x_.cq_head + 1;
+    RingSq();
+    RingCq();
   }
   spec::Cqe* cq_memory() const { return cq_; }
 
@@ -61,9 +81,8 @@ class QueueRing {
   spec::Cqe* cq_;
   uint32_t entries_;
   Doorbells doorbells_;
-  uint32_t sq_tail_ = 0, sq_head_ = 0, sq_rung_ = 0;
-  uint32_t cq_head_ = 0, cq_rung_ = 0;
-  uint8_t phase_ = 1;  // the controller posts phase 1 on its first pass
+  RingIndices own_;
+  RingIndices& x_;
   uint32_t sq_doorbell_writes_ = 0;
   uint32_t cq_doorbell_writes_ = 0;
 };

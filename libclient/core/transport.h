@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "libclient/core/queue_ring.h"
 #include "libclient/core/register_io.h"
@@ -32,6 +33,18 @@ class Transport {
   virtual Doorbells QueueDoorbells(uint16_t qid, uint32_t dstrd) = 0;
   // True once the device or the connection to it is gone.
   virtual bool Lost() const = 0;
+
+  // What other processes of a group need to reach the same device: the
+  // doorbell mapping's fd and the connection's fd (vfio-user). None when the
+  // transport cannot be shared.
+  struct Exported {
+    int doorbell_fd = -1;
+    uint64_t doorbell_file_offset = 0;
+    uint64_t doorbell_bar_offset = 0;
+    uint64_t doorbell_bytes = 0;
+    int connection_fd = -1;
+  };
+  virtual std::optional<Exported> Export() const { return std::nullopt; }
 };
 
 }  // namespace nvmux

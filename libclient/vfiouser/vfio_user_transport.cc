@@ -36,6 +36,8 @@ Result<std::unique_ptr<VfioUserTransport>> VfioUserTransport::Open(const std::st
                                                         mapped.error().message);
       t->doorbells_ = std::move(*mapped);
       t->doorbell_offset_ = a.offset;
+      t->doorbell_file_offset_ = bar0->file_offset + a.offset;
+      t->doorbell_fd_ = std::move(bar0->fd);
       break;
     }
   }

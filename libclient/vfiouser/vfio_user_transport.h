@@ -32,8 +32,16 @@ class VfioUserTransport final : public Transport {
   [[nodiscard]] Status PrepareDevice() override { return registers_.EnableBusMaster(); }
   Doorbells QueueDoorbells(uint16_t qid, uint32_t dstrd) override;
   bool Lost() const override { return client_->broken(); }
+  std::optional<Exported> Export() const override {
+    return Exported{doorbell_fd_.get(), doorbell_file_offset_, doorbell_offset_, doorbells_.size(), client_->socket_fd()};
+  }
 
   Client& client() { return *client_; }
+  // What a secondary needs to map the doorbells itself (see shared/fd_share.h).
+  int doorbell_fd() const { return doorbell_fd_.get(); }
+  uint64_t doorbell_file_offset() const { return doorbell_file_offset_; }
+  uint64_t doorbell_bar_offset() const { return doorbell_offset_; }
+  uint64_t doorbell_bytes() const { return doorbells_.size(); }
   uint32_t dma_maps() const { return maps_; }
 
  private:
@@ -44,6 +52,8 @@ class VfioUserTransport final : public Transport {
   VfioUserRegisters registers_;
   MappedArea doorbells_;
   uint64_t doorbell_offset_ = 0;  // BAR0 offset of doorbells_.data()
+  UniqueFd doorbell_fd_;
+  uint64_t doorbell_file_offset_ = 0;
   std::unique_ptr<shm::MemEventSubscription> memory_;
   uint32_t maps_ = 0;
   Status map_error_ = Ok();

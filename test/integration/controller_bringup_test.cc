@@ -75,12 +75,13 @@ class ControllerBringupTest : public ::testing::Test {
   struct Admin {
     QueueRing ring;
     AdminQueue queue;
-    explicit Admin(QueueRing r) : ring(r), queue(ring) {}
+    Admin(spec::Sqe* sq, spec::Cqe* cq, uint32_t entries, Doorbells doorbells)
+        : ring(sq, cq, entries, doorbells), queue(ring) {}
   };
   std::unique_ptr<Admin> MakeAdmin(uint16_t entries) {
     std::memset(mem_, 0, 3 * 4096);
-    return std::make_unique<Admin>(QueueRing(reinterpret_cast<spec::Sqe*>(mem_), reinterpret_cast<spec::Cqe*>(mem_ + 4096),
-                                             entries, Doorbells{Doorbell(0, false), Doorbell(0, true)}));
+    return std::make_unique<Admin>(reinterpret_cast<spec::Sqe*>(mem_), reinterpret_cast<spec::Cqe*>(mem_ + 4096),
+                                   entries, Doorbells{Doorbell(0, false), Doorbell(0, true)});
   }
   ControllerInit MakeInit(RegisterIo& regs, Admin& admin, uint16_t entries, uint16_t io_queues) {
     InitOptions options;

@@ -168,6 +168,7 @@ class Controller {
   // After init: AERs armed, keep-alive scheduled.
   [[nodiscard]] Status ArmAdminBackground();
   void SubmitAer();
+  void OnEvent(const spec::Cqe& cpl);
   [[nodiscard]] Status RunInit();
   void AbortAllAdmin();
   std::unique_ptr<ControllerState> s_;

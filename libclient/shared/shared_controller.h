@@ -1,0 +1,116 @@
+// SharedController: a controller's driver state in the group's shared
+// segment (DESIGN.md section 4): what the primary learnt bringing it up
+// (identify data, namespaces, limits), the admin queue's ring positions and
+// trackers, the I/O queue-id allocator, and one mailbox per process slot for
+// routed admin completions and asynchronous events.
+//
+// Every field is standard layout and trivially copyable; there are no
+// pointers (the admin rings are named by IOVA, which equals the virtual
+// address in every process of a group). Everything below `lock` is changed
+// only under it; `failed`/`removed`/`csts` are read without it (atomic_ref).
+//
+// Thread safety: see above. Ownership: lives in the segment until the group
+// ends; processes hold SharedController* for their lifetime.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "libclient/core/queue_ring.h"
+#include "nvmux/spec/command.h"
+#include "nvmux/spec/identify.h"
+#include "shm/process_table.h"
+#include "shm/robust_mutex.h"
+
+namespace nvmux {
+
+inline constexpr uint32_t kMaxSharedControllers = 8;
+inline constexpr uint32_t kMaxSharedNamespaces = 16;
+inline constexpr uint32_t kMaxSharedAdminEntries = 64;
+inline constexpr uint32_t kMaxSharedQids = 256;
+inline constexpr uint32_t kMailboxEntries = 64;
+inline constexpr uint32_t kAerOwner = 0xFFFFFFFFu;  // tracker owner of the group's AERs
+inline constexpr char kSharedControllersName[] = "nvmux.controllers";
+
+enum class TrackerState : uint32_t { kFree = 0, kInFlight = 1 };
+
+struct SharedAdminTracker {
+  uint32_t state;             // TrackerState
+  uint32_t owner_slot;        // process slot, or kAerOwner
+  uint32_t owner_generation;  // the slot's generation at submission
+  uint32_t cookie;            // the owner's callback index
+  int64_t submitted_ns;
+};
+
+enum class MailKind : uint32_t { kCompletion = 0, kEvent = 1 };
+
+struct MailboxEntry {
+  uint32_t kind;    // MailKind
+  uint32_t cookie;  // kCompletion: the owner's callback index
+  spec::Cqe cpl;
+};
+
+struct Mailbox {
+  uint32_t generation;  // owner generation the entries are for (0: unused)
+  uint32_t head;        // next to read (owner)
+  uint32_t tail;        // next to write (router)
+  uint32_t dropped;     // overflowed
+  MailboxEntry entries[kMailboxEntries];
+};
+
+enum class QidState : uint32_t { kFree = 0, kInUse = 1 };
+
+struct SharedQid {
+  uint32_t state;  // QidState
+  uint32_t owner_slot;
+  uint32_t owner_generation;
+  uint32_t on_device;  // Create I/O CQ/SQ succeeded, not yet deleted
+};
+
+struct SharedController {
+  uint32_t in_use;  // 0 free, 2 reserved by the primary, 1 published (atomic_ref)
+  uint32_t index;   // in the table
+  char trid[256];
+  char transport_name[16];
+  uint64_t cap;
+  uint32_t vs;
+  uint32_t max_transfer;
+  uint16_t io_sq_granted;
+  uint16_t io_cq_granted;
+  uint32_t admin_entries;
+  uint32_t failed;   // atomic_ref
+  uint32_t removed;  // atomic_ref
+  uint32_t csts;     // last CSTS the primary read (atomic_ref)
+  uint32_t doorbell_offset;  // BAR0 offset of the shared doorbell mapping
+  uint32_t doorbell_bytes;
+  uint32_t num_namespaces;
+  uint32_t namespace_generation;  // bumped when the namespace list changes
+  uint32_t nsids[kMaxSharedNamespaces];
+  spec::IdentifyNamespace namespaces[kMaxSharedNamespaces];
+  spec::IdentifyController ctrlr;
+
+  shm::RobustMutexState lock;
+  uint64_t admin_sq_iova;
+  uint64_t admin_cq_iova;
+  RingIndices admin_ring;
+  uint32_t aers_outstanding;
+  uint32_t reserved;
+  SharedAdminTracker trackers[kMaxSharedAdminEntries];
+  SharedQid qids[kMaxSharedQids];  // [0] is the admin queue
+  Mailbox mailboxes[shm::kMaxProcesses];
+  uint64_t admin_submitted;
+  uint64_t admin_completed;
+  uint64_t admin_routed;   // completions delivered to another process's mailbox
+  uint64_t aens;
+  uint64_t orphaned;       // completions for dead processes, dropped
+};
+
+struct SharedControllerTable {
+  uint32_t count;
+  uint32_t reserved;
+  SharedController controllers[kMaxSharedControllers];
+};
+static_assert(std::is_standard_layout_v<SharedControllerTable>);
+static_assert(std::is_trivially_copyable_v<SharedControllerTable>);
+
+}  // namespace nvmux
