@@ -22,7 +22,7 @@ cleanup() {
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
-  [ -x "$build/tools/manage/nvmux-manage" ] && "$build/tools/manage/nvmux-manage" cleanup -i "$group" >/dev/null 2>&1 || true
+  [ -x "$build/tools/manage/nvmux-manage" ] && "$build/tools/manage/nvmux-manage" cleanup -i "$group" --yes >/dev/null 2>&1 || true
   rm -rf "$work"
   "$root/scripts/hugepages.sh" release || true
   exit $rc

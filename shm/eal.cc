@@ -154,6 +154,8 @@ void* RteDmaBackend::Allocate(size_t size, size_t align, std::string_view tag) {
 
 void RteDmaBackend::Free(void* addr) { rte_free(addr); }
 
+uint64_t VirtToIova(const void* addr) { return rte_mem_virt2iova(addr); }
+
 uint64_t RteDmaBackend::VirtToIova(const void* addr) const { return rte_malloc_virt2iova(addr); }
 
 void* RteDmaBackend::IovaToVirt(uint64_t iova) const { return rte_mem_iova2virt(iova); }

@@ -62,6 +62,9 @@ Result<void*> ReserveMemzone(const char* name, size_t size);
 Result<void*> LookupMemzone(const char* name, size_t& size_out);
 void FreeMemzone(const char* name);
 
+// Device address of any hugepage memory of this process's EAL.
+uint64_t VirtToIova(const void* addr);
+
 // DMA memory from DPDK's hugepage heap (IOVA = VA in --iova-mode=va).
 class RteDmaBackend final : public DmaBackend {
  public:

@@ -237,13 +237,24 @@ Status Group::Finish(const GroupOptions& o) {
       DmaAllocator::InitState(*dt);
     }
   }
+  if (role_ == ProcessRole::kStandalone) {
+    dma_backend_ = std::make_unique<RteDmaBackend>();
+  } else {
+    // The group's DMA memory: one pool the primary reserves (dma_pool.h says why).
+    size_t size = o.dma_pool_mb << 20;
+    auto base = role_ == ProcessRole::kPrimary ? ReserveMemzone(kDmaPoolZone, size) : LookupMemzone(kDmaPoolZone, size);
+    if (!base)
+      return Fail(base.error().code, G(id_) + ": the group's DMA pool of " + std::to_string(o.dma_pool_mb) +
+                                         " MiB: " + base.error().message);
+    dma_backend_ = std::make_unique<PoolDmaBackend>(*base, VirtToIova(*base), size, *dt);
+  }
   table_ = std::make_unique<ProcessTable>(*pt, *lock_, *lock_file_);
   // Hooks before registering: Register may reap a dead process to make room.
-  table_->AddCleanupHook([this, dt](uint32_t dead_slot) { return FreeDmaOwnedBy(*dt, dma_backend_, dead_slot); });
+  table_->AddCleanupHook([this, dt](uint32_t dead_slot) { return FreeDmaOwnedBy(*dt, *dma_backend_, dead_slot); });
   // No mask given: recorded as empty ("anywhere"), never reported as overlapping.
   auto slot = table_->Register(role_, o.name, o.cores.value_or(CoreSet()));
   if (!slot) return Fail(slot.error().code, (id_ >= 0 ? G(id_) + ": " : "") + slot.error().message);
-  dma_ = std::make_unique<DmaAllocator>(*dt, *lock_, dma_backend_, *slot);
+  dma_ = std::make_unique<DmaAllocator>(*dt, *lock_, *dma_backend_, *slot);
   return Ok();
 }
 
@@ -274,9 +285,17 @@ Group::~Group() {
   dma_.reset();
   table_.reset();
   lock_.reset();
-  if (segment_ && last) FreeMemzone(kSegmentZone);
+  if (segment_ && last) {
+    FreeMemzone(kDmaPoolZone);
+    FreeMemzone(kSegmentZone);
+  }
   segment_.reset();
-  if (eal_up_) CleanupEal();
+  dma_backend_.reset();
+  // Group members skip DPDK's cleanup: it write-locks the memory hotplug
+  // lock, which a member killed inside DPDK's memory code may have left
+  // read-locked forever (DPDK's locks are not robust). The last process
+  // removes the group's files below; the kernel unmaps the rest.
+  if (eal_up_ && role_ == ProcessRole::kStandalone) CleanupEal();
   if (became_primary_ && last && paths_) {
     RemoveGroupFiles(*paths_, false);  // while still holding the role lock
   }

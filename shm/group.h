@@ -30,6 +30,7 @@
 #include "shm/core_set.h"
 #include "shm/death_watcher.h"
 #include "shm/dma.h"
+#include "shm/dma_pool.h"
 #include "shm/eal.h"
 #include "shm/group_lock_file.h"
 #include "shm/group_paths.h"
@@ -46,6 +47,7 @@ struct GroupOptions {
   std::optional<CoreSet> cores;         // recorded; the main thread is pinned to them
   size_t mem_mb = 0;                    // primary/standalone hugepage preallocation
   size_t segment_bytes = 8u << 20;      // primary: size of the managed segment
+  size_t dma_pool_mb = kDefaultDmaPoolMb;  // primary: the group's DMA pool (dma_pool.h)
   Nanos attach_timeout = std::chrono::seconds(1);
   uint32_t abi_version = kAbiVersion;   // tests set another to check refusal
 };
@@ -108,7 +110,7 @@ class Group {
   std::unique_ptr<Segment> segment_;
   std::unique_ptr<RobustLock> lock_;
   std::unique_ptr<ProcessTable> table_;
-  RteDmaBackend dma_backend_;
+  std::unique_ptr<DmaBackend> dma_backend_;  // the group's pool; DPDK's heap when standalone
   std::unique_ptr<DmaAllocator> dma_;
 };
 

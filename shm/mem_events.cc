@@ -19,7 +19,8 @@ struct Subscriber {
 };
 
 // Lock order: DPDK's memory hotplug lock, then this mutex. Event callbacks
-// arrive with the hotplug lock held; Subscribe takes it first too.
+// arrive with the hotplug lock held; Subscribe takes it first too;
+// unsubscribing takes only this mutex.
 std::mutex g_mutex;
 std::vector<Subscriber> g_subscribers;
 uint64_t g_next_id = 1;
@@ -71,12 +72,11 @@ int CollectOne(const rte_memseg_list*, const rte_memseg* ms, void* arg) {
 }  // namespace
 
 MemEventSubscription::~MemEventSubscription() {
-  rte_mcfg_mem_read_lock();
-  {
-    std::lock_guard<std::mutex> guard(g_mutex);
-    std::erase_if(g_subscribers, [this](const Subscriber& s) { return s.id == id_; });
-  }
-  rte_mcfg_mem_read_unlock();
+  // Not under DPDK's hotplug lock: a process killed inside DPDK's memory
+  // code can leave it held for good (it is not robust), and leaving must
+  // never hang. Our mutex alone orders this against a running callback.
+  std::lock_guard<std::mutex> guard(g_mutex);
+  std::erase_if(g_subscribers, [this](const Subscriber& s) { return s.id == id_; });
 }
 
 Result<std::unique_ptr<MemEventSubscription>> SubscribeMemEvents(MemEventFn fn) {

@@ -24,16 +24,18 @@ class AdminChannel {
   // Processes available completions, running their callbacks.
   // Errors: ENXIO (controller failed).
   virtual Status Poll() = 0;
+  // Optional operations (the init state machine needs none of them; fakes
+  // may leave them out).
   // Commands outstanding (from this process).
-  virtual uint32_t outstanding() const = 0;
+  virtual uint32_t outstanding() const { return 0; }
   // This process's command ids outstanding since before `deadline_ns`
-  // (MonotonicNanos), for timeout handling.
-  virtual std::vector<uint16_t> SubmittedBefore(int64_t deadline_ns) const = 0;
+  // (MonotonicNanos), for timeout handling; AERs are never included.
+  virtual std::vector<uint16_t> SubmittedBefore(int64_t /*deadline_ns*/) const { return {}; }
   // Completes every command of this process with `status` (a CQE status
   // field) without the device: after a failure or before a reset.
-  virtual void AbortAll(uint16_t status) = 0;
+  virtual void AbortAll(uint16_t /*status*/) {}
   // Starts over on fresh (zeroed) rings, after a controller reset.
-  virtual void ResetRing() = 0;
+  virtual void ResetRing() {}
 };
 
 }  // namespace nvmux

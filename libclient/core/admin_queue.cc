@@ -4,7 +4,7 @@
 
 namespace nvmux {
 
-AdminQueue::AdminQueue(QueueRing& ring) : ring_(ring), trackers_(ring.entries()), submitted_ns_(ring.entries(), 0) {
+AdminQueue::AdminQueue(QueueRing& ring) : ring_(ring), trackers_(ring.entries()), submitted_ns_(ring.entries(), 0), opcodes_(ring.entries(), 0) {
   for (uint32_t cid = ring.entries(); cid-- > 0;) free_cids_.push_back(static_cast<uint16_t>(cid));
 }
 
@@ -18,6 +18,7 @@ Status AdminQueue::Submit(const spec::Sqe& cmd, Done done) {
   free_cids_.pop_back();
   trackers_[cid] = std::move(done);
   submitted_ns_[cid] = MonotonicNanos();
+  opcodes_[cid] = cmd.opc;
   outstanding_++;
   ring_.RingSq();
   return Ok();
@@ -43,7 +44,9 @@ Status AdminQueue::Poll() {
 std::vector<uint16_t> AdminQueue::SubmittedBefore(int64_t deadline_ns) const {
   std::vector<uint16_t> out;
   for (size_t cid = 0; cid < trackers_.size(); ++cid)
-    if (trackers_[cid] && submitted_ns_[cid] < deadline_ns) out.push_back(static_cast<uint16_t>(cid));
+    // AERs wait for events by design: never timed out.
+    if (trackers_[cid] && submitted_ns_[cid] < deadline_ns && opcodes_[cid] != spec::admin::kAsyncEventRequest)
+      out.push_back(static_cast<uint16_t>(cid));
   return out;
 }
 

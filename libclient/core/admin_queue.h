@@ -32,6 +32,7 @@ class AdminQueue final : public AdminChannel {
   QueueRing& ring_;
   std::vector<Done> trackers_;  // indexed by command id
   std::vector<int64_t> submitted_ns_;
+  std::vector<uint8_t> opcodes_;
   std::vector<uint16_t> free_cids_;
   uint32_t outstanding_ = 0;
 };

@@ -264,7 +264,10 @@ Status Controller::RunInit() {
     return Fail(init.error().code,
                 "controller " + s_->trid.ToString() + ": initialisation failed: " + init.error().message);
   }
-  s_->data = init.data();
+  ControllerData fresh = init.data();
+  std::vector<uint32_t> nsids = std::move(fresh.active_nsids);
+  std::vector<spec::IdentifyNamespace> datas = std::move(fresh.namespaces);
+  s_->data = std::move(fresh);
   uint64_t page = uint64_t{1} << (12 + s_->data.cap.mpsmin());
   s_->max_transfer = s_->data.ctrlr.mdts == 0
                          ? kMaxTransferCap
@@ -276,10 +279,7 @@ Status Controller::RunInit() {
     s_->qid_used = std::move(used);
   }
   s_->qid_used[0] = true;
-  s_->namespaces.clear();
-  for (size_t i = 0; i < s_->data.active_nsids.size(); ++i)
-    s_->namespaces.push_back(
-        std::make_unique<Namespace>(s_->data.active_nsids[i], s_->data.namespaces[i], s_->data.ctrlr));
+  s_->SetNamespaces(std::move(nsids), std::move(datas));
   return Ok();
 }
 
@@ -289,6 +289,7 @@ Controller::~Controller() {
     NVMUX_LOG(kError, "controller %s destroyed with %zu queue pair(s) still allocated (free them first)",
               s_->trid.ToString().c_str(), s_->qpairs.size());
   for (QpairState* q : s_->qpairs) q->ctrlr_gone = true;
+  AbortAllAdmin();  // commands never answered (a SyncAdmin timed out on them) complete, freeing their waiters
   s_->alive.reset();
   if (s_->shared != nullptr && s_->owns_device) {
     WithdrawFds(s_->shared->index);

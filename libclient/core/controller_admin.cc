@@ -347,17 +347,13 @@ Status Controller::RefreshNamespaces() {
   std::vector<uint32_t> nsids;
   const auto* list = static_cast<const uint32_t*>(page->data());
   for (size_t i = 0; i < 1024 && list[i] != 0; ++i) nsids.push_back(list[i]);
-  std::vector<std::unique_ptr<Namespace>> namespaces;
   std::vector<spec::IdentifyNamespace> datas;
   for (uint32_t nsid : nsids) {
     std::memset(page->data(), 0, 4096);
     NVMUX_TRY(Identify(spec::cns::kNamespace, nsid, page->data()));
     datas.push_back(*static_cast<const spec::IdentifyNamespace*>(page->data()));
-    namespaces.push_back(std::make_unique<Namespace>(nsid, datas.back(), s_->data.ctrlr));
   }
-  s_->data.active_nsids = std::move(nsids);
-  s_->data.namespaces = std::move(datas);
-  s_->namespaces = std::move(namespaces);
+  s_->SetNamespaces(std::move(nsids), std::move(datas));
   if (s_->shared != nullptr && s_->owns_device) {
     // What secondaries see when they attach from now on.
     auto lock = s_->shared_admin->lock().Lock();

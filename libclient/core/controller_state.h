@@ -77,6 +77,24 @@ struct ControllerState {
   // Reads CSTS at most every 10 ms; marks failure on all-ones, CFS or a
   // lost transport. Returns !failed.
   bool CheckHealth(int64_t now_ns);
+  // Replaces the namespace list, keeping the object of every namespace that
+  // stays (applications hold Namespace references across refreshes).
+  void SetNamespaces(std::vector<uint32_t> nsids, std::vector<spec::IdentifyNamespace> datas) {
+    std::vector<std::unique_ptr<Namespace>> next;
+    for (size_t i = 0; i < nsids.size(); ++i) {
+      std::unique_ptr<Namespace> ns;
+      for (auto& old : namespaces)
+        if (old && old->id() == nsids[i]) ns = std::move(old);
+      if (ns)
+        *ns = Namespace(nsids[i], datas[i], data.ctrlr);
+      else
+        ns = std::make_unique<Namespace>(nsids[i], datas[i], data.ctrlr);
+      next.push_back(std::move(ns));
+    }
+    namespaces = std::move(next);
+    data.active_nsids = std::move(nsids);
+    data.namespaces = std::move(datas);
+  }
   Doorbells doorbells(uint16_t qid) { return transport->QueueDoorbells(qid, data.cap.dstrd()); }
 };
 

@@ -1,7 +1,8 @@
 // IoQpair: lifecycle (allocate, create/delete on the device, failure),
-// the submission engine (trackers, queueing, PRPs, injected errors) and
+// the submission engine (trackers, queueing, PRPs or SGLs, injected errors) and
 // completion processing. The I/O commands themselves: qpair_commands.cc.
 #include <cstring>
+#include <utility>
 
 #include "libclient/core/controller_state.h"
 #include "libclient/core/dma_page_map.h"
@@ -140,12 +141,17 @@ Status QpairState::CreateOnDevice() {
   uint64_t sq_iova = DmaPageMap::Iova(sq);
   uint64_t cq_iova = DmaPageMap::Iova(ring->cq_memory());
   IoQueueCommands c = CreateIoQueueCommands(qid, entries, sq_iova, cq_iova);
+  // Intent before the commands: if this process dies from here on, the
+  // reaper deletes whatever part of the queue pair reached the device.
+  if (cs->shared != nullptr) cs->shared->qids[qid].on_device = 1;
   c.create_sq.cdw11 |= static_cast<uint32_t>(options.qprio) << 1;
   auto cq = ctrlr->SyncAdmin(c.create_cq);
+  if (!cq && cs->shared != nullptr) cs->shared->qids[qid].on_device = 0;
   if (!cq) return Fail(cq.error().code, "creating I/O completion queue " + std::to_string(qid) + ": " + cq.error().message);
   auto sqr = ctrlr->SyncAdmin(c.create_sq);
   if (!sqr) {
     (void)ctrlr->SyncAdmin(DeleteIoQueueCommands(qid).delete_cq);
+    if (cs->shared != nullptr) cs->shared->qids[qid].on_device = 0;
     return Fail(sqr.error().code, "creating I/O submission queue " + std::to_string(qid) + ": " + sqr.error().message);
   }
   state = QpairLifecycle::kConnected;
@@ -241,11 +247,20 @@ bool QpairState::Injected(Request* r) {
     if (e.opcode != r->cmd.opc || e.count == 0) continue;
     e.count--;
     r->cpl = StatusCqe(static_cast<uint16_t>((uint32_t{e.sct} << 9) | (uint32_t{e.sc} << 1)));
+    // The write of a compare-and-write never goes alone: it shares the
+    // compare's fate, as a device aborts it (0/09) when the compare fails.
+    Request* w = std::exchange(r->fused_partner, nullptr);
+    if (w != nullptr) w->cpl = StatusCqe(static_cast<uint16_t>(spec::sc::kAbortedFailedFused << 1));
     if (e.do_not_submit) {
       r->hold_until_ns = e.timeout_us == 0 ? INT64_MAX : MonotonicNanos() + static_cast<int64_t>(e.timeout_us) * 1000;
       held.Push(r);
+      if (w != nullptr) {
+        w->hold_until_ns = r->hold_until_ns;
+        held.Push(w);
+      }
     } else {
       finished.Push(r);
+      if (w != nullptr) finished.Push(w);
     }
     return true;
   }
@@ -290,32 +305,27 @@ Result<Sgl> BuildDataSgl(std::span<const IovaSegment> segs, uint8_t* page, uint3
   return BuildSgl(segs, list);
 }
 
-}  // namespace
-
-void QpairState::Submit(Request* r) {
-  if (!injections.empty() && Injected(r)) return;
-  if (free_cids.size() < (r->fused_partner ? 2u : 1u) || !queued.empty()) {
-    queued.Push(r);
-    stats.queued++;
-    return;
-  }
-  uint16_t cid = free_cids.back();
+// Builds the data pointer in a free tracker and pushes the command (and a
+// fused partner right behind it). REQUIRES: enough free trackers.
+void IssueToDevice(QpairState& q, Request* r) {
+  uint16_t cid = q.free_cids.back();
   if (r->data_bytes > 0) {
     Result<Prps> prps = Fail(EINVAL, "");
-    PrpList list{std::span<uint64_t>(reinterpret_cast<uint64_t*>(PrpPage(cid)), kPrpEntriesPerPage),
-                 DmaPageMap::Iova(PrpPage(cid))};
+    PrpList list{std::span<uint64_t>(reinterpret_cast<uint64_t*>(q.PrpPage(cid)), kPrpEntriesPerPage),
+                 DmaPageMap::Iova(q.PrpPage(cid))};
     bool sgl = false;
     if (r->next_sge == nullptr) {
       IovaSegment seg{DmaPageMap::Iova(r->data), r->data_bytes};
       prps = BuildPrps(std::span<const IovaSegment>(&seg, 1), list);
     } else {
       IovaSegment segs[kMaxSegments];
-      auto n = GatherSgl(*r, cs->env.dma_pages(), segs);
+      auto n = GatherSgl(*r, q.cs->env.dma_pages(), segs);
       prps = n ? BuildPrps(std::span<const IovaSegment>(segs, *n), list) : Result<Prps>(n.error());
-      if (n && !prps && (cs->data.ctrlr.sgls & 0x3) != 0) {
+      if (n && !prps && (q.cs->data.ctrlr.sgls & 0x3) != 0) {
         // PRPs cannot describe elements that start or end inside a page;
         // an SGL can. Same tracker page, as 256 descriptors.
-        Result<Sgl> built = BuildDataSgl(std::span<const IovaSegment>(segs, *n), PrpPage(cid), cs->data.ctrlr.sgls);
+        Result<Sgl> built =
+            BuildDataSgl(std::span<const IovaSegment>(segs, *n), q.PrpPage(cid), q.cs->data.ctrlr.sgls);
         if (built) {
           SetDataSgl(r->cmd, *built);
           sgl = true;
@@ -325,12 +335,12 @@ void QpairState::Submit(Request* r) {
       }
     }
     if (!sgl && !prps) {
-      NVMUX_LOG(kWarning, "queue pair %u: cannot describe the payload: %s", qid, prps.error().message.c_str());
+      NVMUX_LOG(kWarning, "queue pair %u: cannot describe the payload: %s", q.qid, prps.error().message.c_str());
       r->cpl = StatusCqe(kInvalidFieldStatus);
-      finished.Push(r);
+      q.finished.Push(r);
       if (r->fused_partner) {
         r->fused_partner->cpl = StatusCqe(kInvalidFieldStatus);
-        finished.Push(r->fused_partner);
+        q.finished.Push(r->fused_partner);
       }
       return;
     }
@@ -340,30 +350,44 @@ void QpairState::Submit(Request* r) {
     }
   }
   if (r->md != nullptr) r->cmd.mptr = DmaPageMap::Iova(r->md);
-  free_cids.pop_back();
+  q.free_cids.pop_back();
   r->cmd.cid = cid;
-  trackers[cid] = r;
-  (void)ring->Push(r->cmd);  // cannot be full: trackers < entries
-  stats.submitted++;
+  q.trackers[cid] = r;
+  (void)q.ring->Push(r->cmd);  // cannot be full: trackers < entries
+  q.stats.submitted++;
   if (Request* w = r->fused_partner) {
     r->fused_partner = nullptr;
     w->fused_partner = nullptr;
     // The write goes right behind the compare (fused commands are adjacent).
-    uint16_t wcid = free_cids.back();
+    uint16_t wcid = q.free_cids.back();
     if (w->data_bytes > 0) {
       IovaSegment seg{DmaPageMap::Iova(w->data), w->data_bytes};
-      PrpList list{std::span<uint64_t>(reinterpret_cast<uint64_t*>(PrpPage(wcid)), kPrpEntriesPerPage),
-                   DmaPageMap::Iova(PrpPage(wcid))};
+      PrpList list{std::span<uint64_t>(reinterpret_cast<uint64_t*>(q.PrpPage(wcid)), kPrpEntriesPerPage),
+                   DmaPageMap::Iova(q.PrpPage(wcid))};
       auto prps = BuildPrps(std::span<const IovaSegment>(&seg, 1), list);
       w->cmd.prp1 = prps ? prps->prp1 : 0;
       w->cmd.prp2 = prps ? prps->prp2 : 0;
     }
-    free_cids.pop_back();
+    q.free_cids.pop_back();
     w->cmd.cid = wcid;
-    trackers[wcid] = w;
-    (void)ring->Push(w->cmd);
-    stats.submitted++;
+    q.trackers[wcid] = w;
+    (void)q.ring->Push(w->cmd);
+    q.stats.submitted++;
   }
+}
+
+}  // namespace
+
+void QpairState::Submit(Request* r) {
+  if (!injections.empty() && Injected(r)) return;
+  // Behind requests already waiting, or when no tracker is free: wait (in
+  // order). ProcessCompletions issues waiting requests as trackers free up.
+  if (free_cids.size() < (r->fused_partner ? 2u : 1u) || !queued.empty()) {
+    queued.Push(r);
+    stats.queued++;
+    return;
+  }
+  IssueToDevice(*this, r);
 }
 
 void QpairState::Complete(Request* r, const spec::Cqe& cpl) {
@@ -434,10 +458,10 @@ Result<uint32_t> IoQpair::ProcessCompletions(uint32_t max) {
     q.held = still;
     q.DeliverFinished();
   }
-  while (!q.queued.empty() && q.free_cids.size() >= (q.queued.head->fused_partner ? 2u : 1u)) {
-    Request* r = q.queued.Pop();
-    q.Submit(r);
-  }
+  // Waiting requests go to the device in order, as far as trackers allow
+  // (not through Submit, which would queue them behind each other again).
+  while (!q.queued.empty() && q.free_cids.size() >= (q.queued.head->fused_partner ? 2u : 1u))
+    IssueToDevice(q, q.queued.Pop());
   q.ring->RingSq();
   q.stats.completed += n;
   if (n == 0) {
@@ -493,6 +517,22 @@ Status IoQpair::Abort(void* cb_arg) {
     }
   }
   q.queued = keep;
+  // Requests an injection holds back ("do not submit") are outstanding too.
+  // A held compare-and-write is two requests of one parent: both go.
+  RequestList still;
+  Request* held_parent = nullptr;
+  while (Request* r = q.held.Pop()) {
+    bool sibling = held_parent != nullptr && r->parent == held_parent;
+    if (sibling || (!found && (r->parent ? r->parent->arg : r->arg) == cb_arg)) {
+      if (!found) held_parent = r->parent;
+      found = true;
+      r->cpl = StatusCqe(kAbortRequestedStatus);
+      q.finished.Push(r);
+    } else {
+      still.Push(r);
+    }
+  }
+  q.held = still;
   if (!found) return Fail(ENOENT, "no outstanding request with that callback argument on queue pair " + std::to_string(q.qid));
   return Ok();
 }

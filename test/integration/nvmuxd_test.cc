@@ -107,7 +107,7 @@ TEST_F(NvmuxdTest, ManageCleansAKilledGroupButNotALiveOne) {
   daemon.Kill(SIGKILL);
   ASSERT_TRUE(daemon.Wait());
   EXPECT_NE(Manage("status -i " + I()).find("stale"), std::string::npos);
-  std::string cleaned = Manage("cleanup -i " + I());
+  std::string cleaned = Manage("cleanup -i " + I() + " --yes");  // removing needs confirmation
   EXPECT_NE(cleaned.find("removed"), std::string::npos) << cleaned;
   EXPECT_TRUE(shm::ListGroupFiles(*shm::GroupPaths::For(id_)).empty());
   EXPECT_NE(Manage("cleanup -i " + I()).find("nothing to clean"), std::string::npos);

@@ -1,0 +1,214 @@
+// nvmux_mp_child: the secondary the multi-process tests start (and kill).
+//
+//   nvmux_mp_child io -i G -r TRID --lba L --blocks N --seconds S [--qd Q]
+//     joins group G, opens a queue pair, prints "ready <qid>", then writes
+//     and reads back its own LBA range [L, L+N) with a per-pass pattern
+//     until S seconds passed; prints "done <ios>" and exits 0, or exits 1
+//     naming the first error (status, mismatch, ENXIO).
+//   nvmux_mp_child census -i G
+//     joins group G and prints one line of JSON: the queue ids in use (with
+//     owner slots), admin trackers in flight, live DMA records and bytes,
+//     and the reap history (pid, realtime ns) — what the crash tests check.
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "libclient/shared/shared_registry.h"
+#include "nvmux/controller.h"
+#include "nvmux/env.h"
+#include "shm/base/clock.h"
+#include "shm/group.h"
+
+namespace nvmux {
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+struct Slot {
+  uint64_t lba = 0;
+  bool busy = false;
+  bool writing = false;  // the last operation: the first is a write
+  uint32_t pass = 0;
+  DmaBuffer buffer;
+  int* errors = nullptr;
+  uint64_t* ios = nullptr;
+  uint32_t block = 512;
+  uint32_t count = 8;
+};
+
+void Fill(Slot& s) {
+  auto* words = static_cast<uint32_t*>(s.buffer.data());
+  for (uint32_t i = 0; i < s.count * s.block / 4; ++i) words[i] = static_cast<uint32_t>(s.lba * 7919 + s.pass * 31 + i);
+}
+
+bool Check(const Slot& s) {
+  const auto* words = static_cast<const uint32_t*>(s.buffer.data());
+  for (uint32_t i = 0; i < s.count * s.block / 4; ++i)
+    if (words[i] != static_cast<uint32_t>(s.lba * 7919 + s.pass * 31 + i)) return false;
+  return true;
+}
+
+void OnDone(void* arg, const spec::Cqe& cpl) {
+  auto* s = static_cast<Slot*>(arg);
+  s->busy = false;
+  ++*s->ios;
+  if (IsError(cpl)) {
+    std::fprintf(stderr, "mp_child: %s at LBA %llu failed: status %u/0x%02x\n", s->writing ? "write" : "read",
+                 static_cast<unsigned long long>(s->lba), cpl.sct(), cpl.sc());
+    ++*s->errors;
+    return;
+  }
+  if (!s->writing && !Check(*s)) {
+    std::fprintf(stderr, "mp_child: data mismatch at LBA %llu\n", static_cast<unsigned long long>(s->lba));
+    ++*s->errors;
+  }
+}
+
+int RunIo(int group, const std::string& trid_text, uint64_t lba0, uint64_t blocks, double seconds, uint32_t qd) {
+  EnvOptions o;
+  o.name = "mp_child";
+  o.group_id = group;
+  auto env = Env::Init(o);
+  if (!env) {
+    std::fprintf(stderr, "mp_child: %s\n", env.error().message.c_str());
+    return 1;
+  }
+  auto trid = TransportId::Parse(trid_text);
+  if (!trid) return 2;
+  auto ctrlr = Controller::Connect(**env, *trid);
+  if (!ctrlr) {
+    std::fprintf(stderr, "mp_child: %s\n", ctrlr.error().message.c_str());
+    return 1;
+  }
+  Namespace* ns = (*ctrlr)->GetNamespace(1);
+  auto qpair = (*ctrlr)->AllocIoQpair();
+  if (!qpair) {
+    std::fprintf(stderr, "mp_child: %s\n", qpair.error().message.c_str());
+    return 1;
+  }
+  int errors = 0;
+  uint64_t ios = 0;
+  std::vector<Slot> slots(qd);
+  uint32_t per = 8;
+  if (blocks % (uint64_t{per} * qd) != 0) {
+    std::fprintf(stderr, "mp_child: --blocks %llu must be a multiple of 8 x --qd\n", static_cast<unsigned long long>(blocks));
+    return 2;
+  }
+  for (uint32_t i = 0; i < qd; ++i) {
+    auto b = (*env)->AllocDma(per * ns->sector_size());
+    if (!b) return 1;
+    slots[i].buffer = std::move(*b);
+    slots[i].errors = &errors;
+    slots[i].ios = &ios;
+    slots[i].block = ns->sector_size();
+    slots[i].count = per;
+    slots[i].lba = lba0 + (i * per) % blocks;
+  }
+  std::printf("ready %u\n", (*qpair)->id());
+  std::fflush(stdout);
+  int64_t end = MonotonicNanos() + static_cast<int64_t>(seconds * 1e9);
+  while (MonotonicNanos() < end && errors == 0 && !g_stop.load()) {
+    for (Slot& s : slots) {
+      if (s.busy) continue;
+      if (s.writing) {
+        s.writing = false;  // read back what was just written
+      } else {
+        s.writing = true;
+        s.pass++;
+        // Slot i owns residue i (mod qd) of the range's 8-block units: no
+        // two slots ever touch the same LBAs at once.
+        uint64_t i = static_cast<uint64_t>(&s - slots.data());
+        s.lba = lba0 + ((i + uint64_t{s.pass} * qd) * per) % blocks;
+        Fill(s);
+      }
+      s.busy = true;
+      Status st = s.writing ? (*qpair)->Write(*ns, s.buffer.data(), s.lba, per, OnDone, &s)
+                            : (*qpair)->Read(*ns, s.buffer.data(), s.lba, per, OnDone, &s);
+      if (!st) {
+        std::fprintf(stderr, "mp_child: submit: %s\n", st.error().message.c_str());
+        return 1;
+      }
+    }
+    auto n = (*qpair)->ProcessCompletions();
+    if (!n) {
+      std::fprintf(stderr, "mp_child: %s\n", n.error().message.c_str());
+      return 1;
+    }
+  }
+  while ((*qpair)->outstanding() > 0)
+    if (!(*qpair)->ProcessCompletions()) return 1;
+  std::printf("done %llu\n", static_cast<unsigned long long>(ios));
+  return errors == 0 ? 0 : 1;
+}
+
+int Census(int group) {
+  EnvOptions o;
+  o.name = "mp_census";
+  o.group_id = group;
+  auto env = Env::Init(o);
+  if (!env) {
+    std::fprintf(stderr, "mp_child: %s\n", env.error().message.c_str());
+    return 1;
+  }
+  shm::Group& g = (*env)->group();
+  std::string qids, trackers;
+  auto published = PublishedControllers(g);
+  uint64_t orphaned = 0;
+  if (published) {
+    for (SharedController* c : *published) {
+      shm::RobustLock lock(c->lock, [] { return Ok(); });
+      auto guard = lock.Lock();
+      for (uint32_t q = 1; q < kMaxSharedQids; ++q)
+        if (c->qids[q].state != 0)
+          qids += (qids.empty() ? "" : ",") + std::string("[") + std::to_string(q) + "," +
+                  std::to_string(c->qids[q].owner_slot) + "," + std::to_string(c->qids[q].on_device) + "]";
+      uint32_t busy = 0;
+      for (uint32_t t = 0; t < c->admin_entries; ++t)
+        if (c->trackers[t].state != 0 && c->trackers[t].owner_slot != kAerOwner) ++busy;
+      trackers += (trackers.empty() ? "" : ",") + std::to_string(busy);
+      orphaned += c->orphaned;
+    }
+  }
+  auto usage = g.dma().TotalUsage();
+  std::string reaped;
+  for (const shm::ReapRecord& r : g.processes().ReapHistory())
+    reaped += (reaped.empty() ? "" : ",") + std::string("[") + std::to_string(r.pid) + "," +
+              std::to_string(r.reaped_realtime_ns) + "]";
+  std::printf("{\"self_slot\": %u, \"qids\": [%s], \"admin_in_flight\": [%s], \"orphaned\": %llu, "
+              "\"dma_records\": %u, \"dma_bytes\": %llu, \"reaped\": [%s]}\n",
+              g.self_slot(), qids.c_str(), trackers.c_str(), static_cast<unsigned long long>(orphaned),
+              usage.allocations, static_cast<unsigned long long>(usage.bytes), reaped.c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace nvmux
+
+int main(int argc, char** argv) {
+  CLI::App app{"multi-process test child"};
+  app.require_subcommand(1);
+  int group = 0;
+  std::string trid;
+  uint64_t lba = 0, blocks = 1024;
+  double seconds = 1;
+  uint32_t qd = 8;
+  auto* io = app.add_subcommand("io", "I/O on an own LBA range");
+  io->add_option("-i", group)->required();
+  io->add_option("-r", trid)->required();
+  io->add_option("--lba", lba);
+  io->add_option("--blocks", blocks);
+  io->add_option("--seconds", seconds);
+  io->add_option("--qd", qd);
+  auto* census = app.add_subcommand("census", "print the group's driver state");
+  census->add_option("-i", group)->required();
+  CLI11_PARSE(app, argc, argv);
+  // SIGTERM: finish what is outstanding and report, as a clean stop.
+  signal(SIGTERM, [](int) { nvmux::g_stop.store(true); });
+  if (io->parsed()) return nvmux::RunIo(group, trid, lba, blocks, seconds, qd);
+  return nvmux::Census(group);
+}
