@@ -15,6 +15,7 @@
 #include "nvmux/env.h"
 #include "primary/reaper.h"
 #include "shm/base/log.h"
+#include "shm/dpdk_lock_doctor.h"
 #include "shm/group.h"
 
 using namespace nvmux;
@@ -97,6 +98,11 @@ int main(int argc, char** argv) {
   // by pidfd events) up to the admin polling period, then the admin queues
   // are polled. Sleeping in between keeps nvmuxd's idle cost low.
   primary::Reaper reaper((*env)->group());
+  // DPDK's own shared locks are not robust: release any a killed process
+  // left held (see shm/dpdk_lock_doctor.h).
+  auto doctor = shm::DpdkLockDoctor::Create();
+  if (!doctor) NVMUX_LOG(kWarning, "nvmuxd: DPDK lock doctor unavailable: %s", doctor.error().message.c_str());
+  else NVMUX_LOG(kInfo, "nvmuxd: watching %zu of DPDK's shared locks", doctor->watched());
   timespec zero{0, 0};
   Status run = reaper.Run(
       [&] {
@@ -105,6 +111,7 @@ int main(int argc, char** argv) {
           auto n = c->ProcessAdminCompletions();
           if (!n) NVMUX_LOG(kError, "nvmuxd: %s: %s", c->trid().ToString().c_str(), n.error().message.c_str());
         }
+        if (doctor) doctor->Check(MonotonicNanos());
         return sigtimedwait(&stop_signals, nullptr, &zero) > 0;
       },
       std::chrono::milliseconds(admin_poll_ms));

@@ -16,8 +16,15 @@ pids=()
 
 cleanup() {
   local rc=$?
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
+  trap - EXIT INT TERM
+  # Newest first: secondaries and nvmuxd stop before the device they use.
+  local rev=()
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do rev+=("${pids[$i]}"); done
+  for pid in "${rev[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  done
+  for pid in "${rev[@]}"; do
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
@@ -39,38 +46,28 @@ echo "== nvmux demo: hugepages"
 "$root/scripts/hugepages.sh" status
 
 emu="$build/tools/emu/nvmux-emu"
-trid=""
-if [ -x "$emu" ]; then
-  echo "== nvmux demo: starting nvmux-emu (socket $work/emu)"
-  mkdir -p "$work/emu"
-  "$emu" --socket "$work/emu" > "$work/emu.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 100); do [ -S "$work/emu/cntrl" ] && break; sleep 0.05; done
-  [ -S "$work/emu/cntrl" ] || { echo "nvmux-emu did not come up:"; cat "$work/emu.log"; exit 1; }
-  trid="trtype:vfiouser traddr:$work/emu"
-  echo "nvmux-emu serving $trid"
-else
-  echo "== nvmux demo: nvmux-emu: not yet available"
-fi
+echo "== nvmux demo: starting nvmux-emu (socket $work/emu)"
+mkdir -p "$work/emu"
+"$emu" --socket "$work/emu" > "$work/emu.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do [ -S "$work/emu/cntrl" ] && break; sleep 0.05; done
+[ -S "$work/emu/cntrl" ] || { echo "nvmux-emu did not come up:"; cat "$work/emu.log"; exit 1; }
+trid="trtype:vfiouser traddr:$work/emu"
+echo "nvmux-emu serving $trid"
 
-echo "== nvmux demo: starting nvmuxd -i $group"
-"$build/primary/nvmuxd" -i "$group" > "$work/nvmuxd.log" 2>&1 &
+echo "== nvmux demo: starting nvmuxd -i $group -r '$trid'"
+"$build/primary/nvmuxd" -i "$group" -r "$trid" > "$work/nvmuxd.log" 2>&1 &
 pids+=($!)
 ready="nvmuxd: group $group ready"
-for _ in $(seq 100); do grep -q "$ready" "$work/nvmuxd.log" 2>/dev/null && break; sleep 0.05; done
+for _ in $(seq 200); do grep -q "$ready" "$work/nvmuxd.log" 2>/dev/null && break; sleep 0.05; done
 cat "$work/nvmuxd.log"
 grep -q "$ready" "$work/nvmuxd.log" || { echo "nvmuxd did not come up"; exit 1; }
-echo "(controllers: nvmuxd does not attach '$trid' yet: libclient's controller API is not yet available to it)"
 
-for tool in nvmux-identify nvmux-perf; do
-  bin=$(find "$build/tools" -maxdepth 2 -type f -name "$tool" -perm -u+x | head -n 1)
-  if [ -n "$bin" ]; then
-    echo "== nvmux demo: $tool -i $group"
-    if [ "$tool" = nvmux-perf ]; then "$bin" -i "$group" -q 32 -o 4096 -w randread -t 5; else "$bin" -i "$group"; fi
-  else
-    echo "== nvmux demo: $tool: not yet available"
-  fi
-done
+echo "== nvmux demo: nvmux-identify -i $group -r '$trid' (a secondary)"
+"$build/tools/identify/nvmux-identify" -i "$group" -r "$trid"
+
+echo "== nvmux demo: nvmux-perf -i $group -q 32 -o 4096 -w randread -t 5 (a secondary)"
+"$build/tools/perf/nvmux-perf" -i "$group" -r "$trid" -q 32 -o 4096 -w randread -t 5 -c 0x1
 
 echo "== nvmux demo: the group as nvmux-manage sees it"
 "$build/tools/manage/nvmux-manage" status -i "$group"

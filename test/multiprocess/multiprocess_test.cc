@@ -104,7 +104,8 @@ class MultiProcessTest : public ::testing::Test {
   }
   Census TakeCensus() {
     Census c;
-    std::string cmd = std::string(MP_CHILD) + " census -i " + std::to_string(id_) + " 2>&1";
+    // Bounded: a census that cannot join (a DPDK lock left held) must fail the test, not hang it.
+    std::string cmd = "timeout -s KILL 20 " + std::string(MP_CHILD) + " census -i " + std::to_string(id_) + " 2>&1";
     FILE* p = ::popen(cmd.c_str(), "r");
     char buf[8192];
     while (size_t n = std::fread(buf, 1, sizeof buf, p)) c.raw.append(buf, n);

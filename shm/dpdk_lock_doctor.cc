@@ -1,0 +1,204 @@
+#include "shm/dpdk_lock_doctor.h"
+
+#include <rte_eal.h>
+#include <rte_eal_memconfig.h>
+#include <rte_fbarray.h>
+#include <rte_memory.h>
+#include <rte_memzone.h>
+
+#include <climits>
+#include <cstdlib>
+#include <atomic>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "shm/base/log.h"
+
+namespace nvmux::shm {
+namespace {
+
+constexpr size_t kScanWords = 256;  // the locks sit near the start of DPDK's rte_mem_config
+
+struct Mapping {
+  uint8_t* start = nullptr;
+  size_t length = 0;
+};
+
+// This process's mapping of DPDK's shared config file.
+Mapping FindSharedConfig() {
+  // /proc/self/maps shows the resolved path (/var/run is usually /run).
+  char resolved[PATH_MAX];
+  const char* dir = rte_eal_get_runtime_dir();
+  std::string path = std::string(realpath(dir, resolved) != nullptr ? resolved : dir) + "/config";
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  Mapping best;
+  while (std::getline(maps, line)) {
+    if (line.size() < path.size() || line.compare(line.size() - path.size(), path.size(), path) != 0) continue;
+    size_t dash = line.find('-');
+    uintptr_t start = std::stoull(line.substr(0, dash), nullptr, 16);
+    uintptr_t end = std::stoull(line.substr(dash + 1, line.find(' ') - dash - 1), nullptr, 16);
+    if (best.start == nullptr || reinterpret_cast<uint8_t*>(start) < best.start)
+      best = Mapping{reinterpret_cast<uint8_t*>(start), end - start};
+  }
+  return best;
+}
+
+// DPDK's malloc heaps live in the shared config too, each named
+// "socket_<N>"; their spinlock is the heap's first word. DPDK does not
+// export the layout, so each candidate is checked against what the layout
+// of DPDK 22.11 says (struct malloc_heap: lock, 13 free lists, first, last,
+// alloc_count, socket_id, total_size, name; cache-line aligned) and skipped
+// when it does not match.
+std::vector<std::pair<std::string, int32_t*>> FindHeapLocks(const Mapping& config) {
+  constexpr size_t kNameOffset = 144;
+  constexpr size_t kSocketIdOffset = 132;
+  std::vector<std::pair<std::string, int32_t*>> out;
+  for (size_t off = kNameOffset; off + 16 < config.length; off += 8) {
+    const char* name = reinterpret_cast<const char*>(config.start + off);
+    if (std::strncmp(name, "socket_", 7) != 0 || name[7] < '0' || name[7] > '9') continue;
+    uint8_t* heap = config.start + off - kNameOffset;
+    if (reinterpret_cast<uintptr_t>(heap) % 64 != 0) continue;
+    uint32_t socket_id = 0;
+    std::memcpy(&socket_id, heap + kSocketIdOffset, sizeof socket_id);
+    if (std::to_string(socket_id) != std::string(name + 7, strnlen(name + 7, 24))) continue;
+    auto* lock = reinterpret_cast<int32_t*>(heap);
+    if (*lock != 0 && *lock != 1) continue;
+    out.emplace_back(std::string("malloc heap ") + name + " spinlock", lock);
+  }
+  return out;
+}
+
+// The word of `config` that `lock` changes and `unlock` restores.
+int32_t* Locate(int32_t* config, void (*lock)(), void (*unlock)()) {
+  int32_t before[kScanWords], during[kScanWords];
+  std::memcpy(before, config, sizeof before);
+  lock();
+  std::memcpy(during, config, sizeof during);
+  unlock();
+  int32_t* found = nullptr;
+  for (size_t i = 0; i < kScanWords; ++i) {
+    if (before[i] == 0 && during[i] != 0 && config[i] == 0) {
+      if (found != nullptr) return nullptr;  // ambiguous: another thread was busy
+      found = &config[i];
+    }
+  }
+  return found;
+}
+
+// The memzone rwlock has no lock function of its own; it is held (read)
+// while rte_memzone_walk calls back.
+struct WalkProbe {
+  int32_t* config;
+  int32_t during[kScanWords];
+  bool seen = false;
+};
+
+void SnapshotDuringWalk(const rte_memzone*, void* arg) {
+  auto* p = static_cast<WalkProbe*>(arg);
+  if (p->seen) return;
+  std::memcpy(p->during, p->config, sizeof p->during);
+  p->seen = true;
+}
+
+int32_t* LocateMemzoneLock(int32_t* config) {
+  int32_t before[kScanWords];
+  std::memcpy(before, config, sizeof before);
+  WalkProbe probe{config, {}, false};
+  rte_memzone_walk(SnapshotDuringWalk, &probe);
+  if (!probe.seen) return nullptr;
+  int32_t* found = nullptr;
+  for (size_t i = 0; i < kScanWords; ++i) {
+    if (before[i] == 0 && probe.during[i] != 0 && config[i] == 0) {
+      if (found != nullptr) return nullptr;
+      found = &config[i];
+    }
+  }
+  return found;
+}
+
+// The memzone descriptors' fbarray (public struct, named "memzone") sits in
+// the shared config; its rwlock guards every memzone lookup.
+int32_t* FindMemzoneFbarrayLock(const Mapping& config) {
+  for (size_t off = 0; off + sizeof(rte_fbarray) <= config.length; off += 8) {
+    auto* arr = reinterpret_cast<rte_fbarray*>(config.start + off);
+    if (std::strncmp(arr->name, "memzone", RTE_FBARRAY_NAME_LEN) != 0) continue;
+    if (arr->elt_sz != sizeof(rte_memzone) || arr->count > arr->len) continue;
+    return &arr->rwlock.cnt;
+  }
+  return nullptr;
+}
+
+int CollectFbarrayLocks(const rte_memseg_list* msl, void* arg) {
+  auto* out = static_cast<std::vector<int32_t*>*>(arg);
+  out->push_back(const_cast<int32_t*>(&msl->memseg_arr.rwlock.cnt));
+  return 0;
+}
+
+}  // namespace
+
+Result<DpdkLockDoctor> DpdkLockDoctor::Create() {
+  Mapping mapping = FindSharedConfig();
+  if (mapping.start == nullptr) return Fail(ENOENT, "DPDK's shared config is not mapped in this process");
+  auto* config = reinterpret_cast<int32_t*>(mapping.start);
+  DpdkLockDoctor doctor;
+  struct Known {
+    const char* name;
+    void (*lock)();
+    void (*unlock)();
+  };
+  const Known known[] = {
+      {"memory hotplug rwlock", rte_mcfg_mem_read_lock, rte_mcfg_mem_read_unlock},
+      {"tailq rwlock", rte_mcfg_tailq_read_lock, rte_mcfg_tailq_read_unlock},
+      {"mempool rwlock", rte_mcfg_mempool_read_lock, rte_mcfg_mempool_read_unlock},
+      {"timer spinlock", rte_mcfg_timer_lock, rte_mcfg_timer_unlock},
+  };
+  for (const Known& k : known) {
+    if (int32_t* word = Locate(config, k.lock, k.unlock))
+      doctor.locks_.push_back(Watched{k.name, word});
+    else
+      NVMUX_LOG(kNotice, "DPDK lock doctor: cannot locate the %s; it is not watched", k.name);
+  }
+  if (int32_t* word = LocateMemzoneLock(config))
+    doctor.locks_.push_back(Watched{"memzone rwlock", word});
+  else
+    NVMUX_LOG(kNotice, "DPDK lock doctor: cannot locate the memzone rwlock; it is not watched");
+  if (int32_t* word = FindMemzoneFbarrayLock(mapping))
+    doctor.locks_.push_back(Watched{"memzone fbarray rwlock", word});
+  auto heaps = FindHeapLocks(mapping);
+  if (heaps.empty()) NVMUX_LOG(kNotice, "DPDK lock doctor: found no malloc heap lock to watch");
+  for (auto& [name, word] : heaps) doctor.locks_.push_back(Watched{name, word});
+  std::vector<int32_t*> fbarrays;
+  rte_memseg_list_walk(CollectFbarrayLocks, &fbarrays);
+  for (size_t i = 0; i < fbarrays.size(); ++i)
+    doctor.locks_.push_back(Watched{"memseg list " + std::to_string(i) + " fbarray rwlock", fbarrays[i]});
+  return doctor;
+}
+
+std::vector<std::string> DpdkLockDoctor::Check(int64_t now_ns, Nanos stuck_after) {
+  std::vector<std::string> repaired;
+  for (Watched& w : locks_) {
+    std::atomic_ref<int32_t> word(*w.word);
+    int32_t v = word.load(std::memory_order_acquire);
+    if (v == 0 || v != w.last) {
+      w.last = v;
+      w.since_ns = now_ns;
+      continue;
+    }
+    if (now_ns - w.since_ns < stuck_after.count()) continue;
+    int32_t expected = v;
+    if (word.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) {
+      std::ostringstream msg;
+      msg << "DPDK's " << w.name << " was held (value 0x" << std::hex << v << std::dec << ") for "
+          << (now_ns - w.since_ns) / 1'000'000 << " ms, most likely by a killed process; released it";
+      NVMUX_LOG(kWarning, "%s", msg.str().c_str());
+      repaired.push_back(msg.str());
+    }
+    w.last = 0;
+    w.since_ns = now_ns;
+  }
+  return repaired;
+}
+
+}  // namespace nvmux::shm
