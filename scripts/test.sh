@@ -41,6 +41,12 @@ for kind in $builds; do
     echo "test.sh: the $kind build failed (full log: $dir/build.log)" >&2
     exit 1
   fi
+  # The benchmark in its short mode (seconds), in CI, before the tests so
+  # that CTest's summary stays last.
+  if [ "$kind" = plain ] && [ "${CI:-}" = true ]; then
+    echo "== nvmux: benchmark (short mode)"
+    "$root/scripts/bench/perf.sh" --short "$root/$dir" || status=1
+  fi
   echo "== nvmux: $kind tests"
   ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
   UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
