@@ -15,9 +15,10 @@
 #include "tools/identify/identify_format.h"
 #include "tools/identify/identify_json.h"
 #include "tools/identify/identify_report.h"
-#include "tools/identify/json_writer.h"
+#include "tools/common/json_writer.h"
 
 namespace nvmux::identify {
+using tools::JsonWriter;
 namespace {
 
 template <size_t N>

@@ -11,9 +11,10 @@
 #include "nvmux/spec/log_page.h"
 
 #include "tools/identify/identify_format.h"
-#include "tools/identify/json_writer.h"
+#include "tools/common/json_writer.h"
 
 namespace nvmux::identify {
+using tools::JsonWriter;
 namespace {
 
 // Shorthands: one key and its value.

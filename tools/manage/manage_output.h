@@ -13,48 +13,15 @@
 #include <vector>
 
 #include "nvmux/spec/command.h"
+#include "tools/common/json_writer.h"
 
 namespace nvmux::manage {
 
-// Streaming JSON with stable key order, in the layout nvmux-manage has
-// always printed: `{"key": value, "key": [...]}` (", " and ": " separators),
-// one document per line. Keys and strings are escaped.
-// REQUIRES: calls nest correctly (Begin/End pairs; Key before each value in
-// an object); the writer does not check.
-class JsonWriter {
+// The --json form of every subcommand: one document per line, ", " and
+// ": " separators (the shared writer in its spaced single-line style).
+class JsonWriter : public tools::JsonWriter {
  public:
-  JsonWriter& BeginObject();
-  JsonWriter& EndObject();
-  JsonWriter& BeginArray();
-  JsonWriter& EndArray();
-  JsonWriter& Key(std::string_view key);
-  JsonWriter& String(std::string_view value);
-  JsonWriter& Uint(uint64_t value);
-  JsonWriter& Int(int64_t value);
-  JsonWriter& Bool(bool value);
-  // A number too large for uint64_t (128-bit counters), written as a JSON
-  // number from its decimal digits.
-  JsonWriter& Raw(std::string_view number);
-
-  // Key + value in one call.
-  JsonWriter& Field(std::string_view key, std::string_view value) { return Key(key).String(value); }
-  JsonWriter& Field(std::string_view key, const char* value) { return Key(key).String(value); }
-  JsonWriter& Field(std::string_view key, const std::string& value) { return Key(key).String(value); }
-  JsonWriter& Field(std::string_view key, uint64_t value) { return Key(key).Uint(value); }
-  JsonWriter& Field(std::string_view key, uint32_t value) { return Key(key).Uint(value); }
-  JsonWriter& Field(std::string_view key, uint16_t value) { return Key(key).Uint(value); }
-  JsonWriter& Field(std::string_view key, uint8_t value) { return Key(key).Uint(value); }
-  JsonWriter& Field(std::string_view key, int value) { return Key(key).Int(value); }
-  JsonWriter& Field(std::string_view key, bool value) { return Key(key).Bool(value); }
-
-  // The document so far, plus a newline.
-  std::string Line() const { return out_ + "\n"; }
-
- private:
-  void Separate();
-  std::string out_;
-  std::vector<bool> first_;  // per open container: nothing written in it yet
-  bool after_key_ = false;
+  JsonWriter() : tools::JsonWriter(0, true) {}
 };
 
 // printf into a std::string, of any length (format checked by the compiler).

@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <limits>
 
+#include "tools/common/json_writer.h"
+
 namespace nvmux::perf {
 namespace {
 
@@ -40,79 +42,8 @@ int Width(size_t w) { return static_cast<int>(std::min<size_t>(w, 4096)); }
 
 double PerSecond(double amount, double seconds) { return seconds > 0 ? amount / seconds : 0.0; }
 
-// A JSON writer just big enough for the report: objects, arrays, strings,
-// integers and fixed-point doubles; commas placed automatically.
-class JsonWriter {
- public:
-  std::string Take() { return std::move(out_); }
+using tools::JsonWriter;
 
-  void BeginObject() { Open('{'); }
-  void EndObject() { Close('}'); }
-  void BeginArray() { Open('['); }
-  void EndArray() { Close(']'); }
-  void Key(std::string_view key) {
-    Separate();
-    String(key);
-    out_ += ':';
-    after_key_ = true;
-  }
-  void Value(std::string_view s) {
-    Separate();
-    String(s);
-  }
-  void Value(uint64_t v) {
-    Separate();
-    Appendf(out_, "%" PRIu64, v);
-  }
-  void Value(double v) {
-    Separate();
-    if (std::isfinite(v)) Appendf(out_, "%.3f", v);
-    else out_ += "null";
-  }
-  void Null() {
-    Separate();
-    out_ += "null";
-  }
-
- private:
-  void Open(char c) {
-    Separate();
-    out_ += c;
-    first_ = true;
-  }
-  void Close(char c) {
-    out_ += c;
-    first_ = false;
-  }
-  void Separate() {
-    if (after_key_) {
-      after_key_ = false;
-      return;
-    }
-    if (!first_ && !out_.empty()) out_ += ',';
-    first_ = false;
-  }
-  void String(std::string_view s) {
-    out_ += '"';
-    for (char c : s) {
-      switch (c) {
-        case '"': out_ += "\\\""; break;
-        case '\\': out_ += "\\\\"; break;
-        case '\n': out_ += "\\n"; break;
-        case '\t': out_ += "\\t"; break;
-        case '\r': out_ += "\\r"; break;
-        default:
-          if (static_cast<unsigned char>(c) < 0x20) Appendf(out_, "\\u%04x", static_cast<unsigned>(c));
-          else out_ += c;
-      }
-    }
-    out_ += '"';
-  }
-
-  std::string out_;
-  bool first_ = true;
-  bool after_key_ = false;
-};
 
 // "99.99999" / "50" / "1": a cutoff in percent without trailing zeros.
 std::string PercentKey(double cutoff) {
@@ -278,7 +209,7 @@ std::optional<std::string> ErrorLogLimiter::Next(std::string_view message) {
 
 std::string FormatJson(std::span<const PerfResult> results, int latency_level) {
   PerfSummary s = Summarize(results);
-  JsonWriter json;
+  JsonWriter json(0);
   json.BeginObject();
   json.Key("results");
   json.BeginArray();
@@ -345,7 +276,7 @@ std::string FormatJson(std::span<const PerfResult> results, int latency_level) {
     json.Null();
   }
   json.EndObject();
-  return json.Take() + "\n";
+  return std::move(json).Take() + "\n";
 }
 
 }  // namespace nvmux::perf

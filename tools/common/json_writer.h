@@ -23,12 +23,13 @@
 #include <string_view>
 #include <vector>
 
-namespace nvmux::identify {
+namespace nvmux::tools {
 
 class JsonWriter {
  public:
-  // indent: spaces per nesting level; 0 writes everything on one line.
-  explicit JsonWriter(int indent = 2) : indent_(indent) {}
+  // indent: spaces per nesting level; 0 writes everything on one line, with
+  // "," and ":" between items, or ", " and ": " when `spaced`.
+  explicit JsonWriter(int indent = 2, bool spaced = false) : indent_(indent), spaced_(spaced) {}
 
   JsonWriter& BeginObject();
   JsonWriter& EndObject();
@@ -45,6 +46,28 @@ class JsonWriter {
   // An already formatted JSON number (e.g. a 128-bit decimal); REQUIRES:
   // `digits` is a valid JSON number.
   JsonWriter& RawNumber(std::string_view digits);
+  JsonWriter& Raw(std::string_view digits) { return RawNumber(digits); }
+  // A fixed-point number with `decimals` digits; NaN and infinities as null.
+  JsonWriter& Double(double value, int decimals = 3);
+
+  // Typed conveniences: Value(v) by type, Field(key, v) = Key(key) + value.
+  JsonWriter& Value(std::string_view v) { return String(v); }
+  JsonWriter& Value(const char* v) { return String(v); }
+  JsonWriter& Value(const std::string& v) { return String(v); }
+  JsonWriter& Value(uint64_t v) { return Uint(v); }
+  JsonWriter& Value(uint32_t v) { return Uint(v); }
+  JsonWriter& Value(uint16_t v) { return Uint(v); }
+  JsonWriter& Value(uint8_t v) { return Uint(v); }
+  JsonWriter& Value(int v) { return Int(v); }
+  JsonWriter& Value(bool v) { return Bool(v); }
+  JsonWriter& Value(double v) { return Double(v); }
+  template <typename T>
+  JsonWriter& Field(std::string_view key, const T& value) {
+    return Key(key).Value(value);
+  }
+
+  // The document so far, plus a newline.
+  std::string Line() const { return out_ + "\n"; }
 
   // The text so far; complete once every Begin* has its End*.
   const std::string& str() const { return out_; }
@@ -65,9 +88,10 @@ class JsonWriter {
     bool empty = true;
   };
   int indent_;
+  bool spaced_;
   std::string out_;
   std::vector<Level> stack_;
   bool key_pending_ = false;  // a key was written, its value is due
 };
 
-}  // namespace nvmux::identify
+}  // namespace nvmux::tools

@@ -1,9 +1,10 @@
-#include "tools/identify/json_writer.h"
+#include "tools/common/json_writer.h"
 
 #include <cassert>
+#include <cmath>
 #include <cstdio>
 
-namespace nvmux::identify {
+namespace nvmux::tools {
 
 std::string JsonWriter::Quote(std::string_view value) {
   std::string out;
@@ -62,6 +63,7 @@ void JsonWriter::BeforeValue() {
   assert(!stack_.back().is_object && "a key is due inside an object");
   if (!stack_.back().empty) {
     out_ += ',';
+    if (indent_ <= 0 && spaced_) out_ += ' ';
   }
   stack_.back().empty = false;
   Newline();
@@ -71,11 +73,12 @@ JsonWriter& JsonWriter::Key(std::string_view key) {
   assert(!stack_.empty() && stack_.back().is_object && !key_pending_);
   if (!stack_.back().empty) {
     out_ += ',';
+    if (indent_ <= 0 && spaced_) out_ += ' ';
   }
   stack_.back().empty = false;
   Newline();
   out_ += Quote(key);
-  out_ += indent_ > 0 ? ": " : ":";
+  out_ += indent_ > 0 || spaced_ ? ": " : ":";
   key_pending_ = true;
   return *this;
 }
@@ -153,4 +156,11 @@ JsonWriter& JsonWriter::RawNumber(std::string_view digits) {
   return *this;
 }
 
-}  // namespace nvmux::identify
+JsonWriter& JsonWriter::Double(double value, int decimals) {
+  if (!std::isfinite(value)) return Null();
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.*f", decimals, value);
+  return RawNumber(buf);
+}
+
+}  // namespace nvmux::tools
