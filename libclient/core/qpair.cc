@@ -309,7 +309,15 @@ Result<Sgl> BuildDataSgl(std::span<const IovaSegment> segs, uint8_t* page, uint3
 // fused partner right behind it). REQUIRES: enough free trackers.
 void IssueToDevice(QpairState& q, Request* r) {
   uint16_t cid = q.free_cids.back();
-  if (r->data_bytes > 0) {
+  uint64_t first_page_left = 0;
+  if (r->data_bytes > 0 && r->next_sge == nullptr &&
+      r->data_bytes <= (first_page_left = kPage - (DmaPageMap::Iova(r->data) & (kPage - 1))) + kPage) {
+    // The common case, without a list: one or two pages go in PRP1/PRP2
+    // (dword alignment was checked at submission).
+    uint64_t iova = DmaPageMap::Iova(r->data);
+    r->cmd.prp1 = iova;
+    r->cmd.prp2 = r->data_bytes > first_page_left ? iova + first_page_left : 0;
+  } else if (r->data_bytes > 0) {
     Result<Prps> prps = Fail(EINVAL, "");
     PrpList list{std::span<uint64_t>(reinterpret_cast<uint64_t*>(q.PrpPage(cid)), kPrpEntriesPerPage),
                  DmaPageMap::Iova(q.PrpPage(cid))};
