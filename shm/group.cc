@@ -285,10 +285,10 @@ Group::~Group() {
   dma_.reset();
   table_.reset();
   lock_.reset();
-  if (segment_ && last) {
-    FreeMemzone(kDmaPoolZone);
-    FreeMemzone(kSegmentZone);
-  }
+  // Memzones are not freed: rte_memzone_free write-locks DPDK's memzone
+  // lock, which a killed member may have left held (see below); the last
+  // process removes the hugepage files, which releases the memory.
+  if (segment_ && last && role_ == ProcessRole::kStandalone) FreeMemzone(kSegmentZone);
   segment_.reset();
   dma_backend_.reset();
   // Group members skip DPDK's cleanup: it write-locks the memory hotplug

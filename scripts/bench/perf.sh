@@ -2,7 +2,8 @@
 # The driver's benchmark on the embedded default (issue 6): nvmux-emu on CPU 1
 # (null and RAM backing), nvmux-perf on CPU 0; 4 KiB randread at QD 1, 32 and
 # 128 and randwrite at QD 128; then the same QD 1 read as a secondary of
-# nvmuxd (its latency against the standalone one); then the same loads through
+# nvmuxd (its latency against the standalone one) and 1, 2 and 4 secondaries
+# at QD 32 at once (aggregate and per-process IOPS); then the same loads through
 # the Linux kernel for comparison (fio, io_uring, a file in /dev/shm).
 # Prints medians of IOPS and average latency per load, and writes them as JSON.
 #
@@ -111,6 +112,30 @@ for _ in $(seq "$runs"); do
 done
 record "nvmux-perf randread QD1 (null, secondary)" "$iops" "$lat"
 secondary_lat=$(printf '%s\n' $lat | median)
+
+# Several secondaries at once (QD 32 each, disjoint LBA ranges), all on
+# CPU 0; nvmuxd shares CPU 1 with the emulator. Aggregate and per-process IOPS.
+multi=()
+for n in 1 2 4; do
+  totals=""
+  per=""
+  for _ in $(seq "$runs"); do
+    mpids=()
+    for k in $(seq "$n"); do
+      "$perf" -i "$group" -r "trtype:vfiouser traddr:$work/emu" -q 32 -o 4096 -w randread -t "$seconds" -c 0x1 --no-live \
+        --lba-range "$(( (k - 1) * 262144 )):262144" > "$work/multi.$k" 2>&1 &
+      mpids+=($!)
+    done
+    for p in "${mpids[@]}"; do wait "$p" || { cat "$work"/multi.* >&2; exit 1; }; done
+    sum=$(cat "$work"/multi.* | awk '/^Total/ { s += $3 } END { printf "%.0f", s }')
+    totals+="$sum "
+    per+="$(awk -v s="$sum" -v n="$n" 'BEGIN { printf "%.0f", s / n }') "
+  done
+  agg=$(printf '%s\n' $totals | median)
+  each=$(printf '%s\n' $per | median)
+  multi+=("$(printf '%-44s %12.0f %12.0f' "$n secondaries x QD32 randread (null)" "$agg" "$each")")
+  json+=$(printf ', {"load": "%d secondaries QD32 randread (null)", "aggregate_iops_median": %.0f, "per_process_iops_median": %.0f, "runs": %d}' "$n" "$agg" "$each" "$runs")
+done
 stop_last
 stop_last
 
@@ -137,6 +162,8 @@ fi
 
 printf '%-44s %12s %10s\n' "load (4 KiB)" "IOPS" "avg us"
 printf '%s\n' "${results[@]}"
+printf '%-44s %12s %12s\n' "processes sharing the controller" "aggregate" "per process"
+printf '%s\n' "${multi[@]}"
 ratio=$(awk -v s="$secondary_lat" -v p="$standalone_lat" 'BEGIN { printf "%.3f", s / p }')
 echo "secondary / standalone QD1 average latency: $ratio (medians: $secondary_lat us / $standalone_lat us)"
 mkdir -p "$build/bench"

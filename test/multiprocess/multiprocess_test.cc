@@ -10,10 +10,10 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <random>
-#include <regex>
 #include <thread>
 
 #include "shm/base/clock.h"
@@ -39,6 +39,48 @@ struct Census {
   std::vector<std::pair<int, int64_t>> reaped;  // pid, realtime ns
   std::string raw;
 };
+
+// The census is one line of JSON with fixed keys: small parsers suffice.
+// The text after `key` up to the bracket that closes the list it opens.
+std::string Section(const std::string& text, const std::string& key) {
+  size_t at = text.find(key);
+  if (at == std::string::npos) return "";
+  size_t start = at + key.size();
+  int depth = 1;
+  for (size_t i = start; i < text.size(); ++i) {
+    if (text[i] == '[') ++depth;
+    if (text[i] == ']' && --depth == 0) return text.substr(start, i - start);
+  }
+  return "";
+}
+
+// The bracketed tuples of numbers in a section: "[1,2,3],[4,5,6]".
+std::vector<std::vector<uint64_t>> Tuples(const std::string& section) {
+  std::vector<std::vector<uint64_t>> out;
+  for (size_t i = 0; i < section.size(); ++i) {
+    if (section[i] != '[') continue;
+    size_t end = section.find(']', i);
+    if (end == std::string::npos) break;
+    std::vector<uint64_t> t;
+    std::string inner = section.substr(i + 1, end - i - 1);
+    for (size_t p = 0; p < inner.size();) {
+      size_t comma = inner.find(',', p);
+      t.push_back(std::stoull(inner.substr(p, comma == std::string::npos ? std::string::npos : comma - p)));
+      if (comma == std::string::npos) break;
+      p = comma + 1;
+    }
+    out.push_back(t);
+    i = end;
+  }
+  return out;
+}
+
+// The number right after `key` (0 if absent).
+uint64_t Number(const std::string& text, const std::string& key) {
+  size_t at = text.find(key);
+  if (at == std::string::npos) return 0;
+  return std::strtoull(text.c_str() + at + key.size(), nullptr, 10);
+}
 
 class MultiProcessTest : public ::testing::Test {
  protected:
@@ -110,24 +152,15 @@ class MultiProcessTest : public ::testing::Test {
     char buf[8192];
     while (size_t n = std::fread(buf, 1, sizeof buf, p)) c.raw.append(buf, n);
     ::pclose(p);
-    std::smatch m;
-    std::string q = c.raw;
-    std::regex triple(R"(\[(\d+),(\d+),(\d+)\])");
-    auto qs = c.raw.find("\"qids\": [");
-    auto qe = c.raw.find("]]", qs);
-    std::string qpart = qs == std::string::npos ? "" : c.raw.substr(qs, qe == std::string::npos ? 0 : qe - qs + 2);
-    for (auto it = std::sregex_iterator(qpart.begin(), qpart.end(), triple); it != std::sregex_iterator(); ++it)
-      c.qids.push_back({static_cast<uint32_t>(std::stoul((*it)[1])), static_cast<uint32_t>(std::stoul((*it)[2])),
-                        static_cast<uint32_t>(std::stoul((*it)[3]))});
-    if (std::regex_search(c.raw, m, std::regex(R"("admin_in_flight": \[(\d+))")))
-      c.admin_in_flight = static_cast<uint32_t>(std::stoul(m[1]));
-    if (std::regex_search(c.raw, m, std::regex(R"("dma_records": (\d+))"))) c.dma_records = static_cast<uint32_t>(std::stoul(m[1]));
-    if (std::regex_search(c.raw, m, std::regex(R"("dma_bytes": (\d+))"))) c.dma_bytes = std::stoull(m[1]);
-    auto rs = c.raw.find("\"reaped\": [");
-    std::string rpart = rs == std::string::npos ? "" : c.raw.substr(rs);
-    std::regex pair(R"(\[(\d+),(\d+)\])");
-    for (auto it = std::sregex_iterator(rpart.begin(), rpart.end(), pair); it != std::sregex_iterator(); ++it)
-      c.reaped.emplace_back(std::stoi((*it)[1]), std::stoll((*it)[2]));
+    c.qids.clear();
+    for (const auto& t : Tuples(Section(c.raw, "\"qids\": [")))
+      if (t.size() == 3)
+        c.qids.push_back({static_cast<uint32_t>(t[0]), static_cast<uint32_t>(t[1]), static_cast<uint32_t>(t[2])});
+    c.admin_in_flight = static_cast<uint32_t>(Number(c.raw, "\"admin_in_flight\": ["));
+    c.dma_records = static_cast<uint32_t>(Number(c.raw, "\"dma_records\": "));
+    c.dma_bytes = Number(c.raw, "\"dma_bytes\": ");
+    for (const auto& t : Tuples(Section(c.raw, "\"reaped\": [")))
+      if (t.size() == 2) c.reaped.emplace_back(static_cast<int>(t[0]), static_cast<int64_t>(t[1]));
     return c;
   }
   // Waits until the census shows exactly `qids` queue ids in use.
