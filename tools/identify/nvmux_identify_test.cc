@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "test/util/json_checker.h"
 #include "test/util/subprocess.h"
 
 extern char** environ;
@@ -44,70 +45,7 @@ std::string ReadFile(const std::string& path) {
   return s.str();
 }
 
-// Minimal JSON (RFC 8259) syntax check: true when `text` is one value
-// followed only by whitespace.
-class JsonChecker {
- public:
-  explicit JsonChecker(const std::string& text) : s_(text) {}
-  bool Valid() { return Value() && (Space(), i_ == s_.size()); }
-
- private:
-  void Space() {
-    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\t' || s_[i_] == '\r')) ++i_;
-  }
-  bool Eat(char c) {
-    Space();
-    if (i_ < s_.size() && s_[i_] == c) return ++i_, true;
-    return false;
-  }
-  bool Literal(const char* word) {
-    const std::string w(word);
-    if (s_.compare(i_, w.size(), w) != 0) return false;
-    i_ += w.size();
-    return true;
-  }
-  bool String() {
-    if (!Eat('"')) return false;
-    while (i_ < s_.size() && s_[i_] != '"') {
-      if (static_cast<unsigned char>(s_[i_]) < 0x20) return false;
-      if (s_[i_] == '\\') ++i_;
-      ++i_;
-    }
-    return i_ < s_.size() && s_[i_++] == '"';
-  }
-  bool Number() {
-    const size_t start = i_;
-    if (i_ < s_.size() && s_[i_] == '-') ++i_;
-    while (i_ < s_.size() && (std::isdigit(static_cast<unsigned char>(s_[i_])) || s_[i_] == '.' || s_[i_] == 'e' ||
-                              s_[i_] == 'E' || s_[i_] == '+' || s_[i_] == '-'))
-      ++i_;
-    return i_ > start;
-  }
-  bool Value() {
-    Space();
-    if (i_ >= s_.size()) return false;
-    const char c = s_[i_];
-    if (c == '{') return Aggregate('}', true);
-    if (c == '[') return Aggregate(']', false);
-    if (c == '"') return String();
-    if (c == 't') return Literal("true");
-    if (c == 'f') return Literal("false");
-    if (c == 'n') return Literal("null");
-    return Number();
-  }
-  bool Aggregate(char close, bool object) {
-    ++i_;
-    if (Eat(close)) return true;
-    do {
-      if (object && !(String() && Eat(':'))) return false;
-      if (!Value()) return false;
-    } while (Eat(','));
-    return Eat(close);
-  }
-
-  const std::string& s_;
-  size_t i_ = 0;
-};
+using test::JsonChecker;
 
 class NvmuxIdentifyTest : public ::testing::Test {
  protected:

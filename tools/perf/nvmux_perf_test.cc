@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "shm/base/unique_fd.h"
+#include "test/util/json_checker.h"
 #include "test/util/subprocess.h"
 
 extern char** environ;
@@ -62,69 +63,7 @@ std::vector<std::string> Lines(const std::string& text) {
   return lines;
 }
 
-// Minimal JSON (RFC 8259) syntax check: true when `text` is one value
-// followed only by whitespace.
-class JsonChecker {
- public:
-  explicit JsonChecker(const std::string& text) : s_(text) {}
-  bool Valid() { return Value() && (Space(), i_ == s_.size()); }
-
- private:
-  void Space() {
-    while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
-  }
-  bool Eat(char c) {
-    Space();
-    if (i_ < s_.size() && s_[i_] == c) return ++i_, true;
-    return false;
-  }
-  bool Literal(const std::string& w) {
-    if (s_.compare(i_, w.size(), w) != 0) return false;
-    i_ += w.size();
-    return true;
-  }
-  bool String() {
-    if (!Eat('"')) return false;
-    while (i_ < s_.size() && s_[i_] != '"') {
-      if (static_cast<unsigned char>(s_[i_]) < 0x20) return false;
-      if (s_[i_] == '\\') ++i_;
-      ++i_;
-    }
-    return i_ < s_.size() && s_[i_++] == '"';
-  }
-  bool Number() {
-    const char* begin = s_.c_str() + i_;
-    char* end = nullptr;
-    std::strtod(begin, &end);
-    if (end == begin) return false;
-    i_ += static_cast<size_t>(end - begin);
-    return true;
-  }
-  bool Value() {
-    Space();
-    if (i_ >= s_.size()) return false;
-    const char c = s_[i_];
-    if (c == '{') return Aggregate('}', true);
-    if (c == '[') return Aggregate(']', false);
-    if (c == '"') return String();
-    if (c == 't') return Literal("true");
-    if (c == 'f') return Literal("false");
-    if (c == 'n') return Literal("null");
-    return Number();
-  }
-  bool Aggregate(char close, bool object) {
-    ++i_;
-    if (Eat(close)) return true;
-    do {
-      if (object && !(String() && Eat(':'))) return false;
-      if (!Value()) return false;
-    } while (Eat(','));
-    return Eat(close);
-  }
-
-  const std::string& s_;
-  size_t i_ = 0;
-};
+using test::JsonChecker;
 
 // The number after `"key":` at or after `from` in a JSON text; -1 if absent.
 double JsonNumber(const std::string& json, const std::string& key, size_t from = 0) {
