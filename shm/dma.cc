@@ -27,6 +27,7 @@ DmaBuffer& DmaBuffer::operator=(DmaBuffer&& other) noexcept {
     iova_ = other.iova_;
     size_ = other.size_;
     record_ = other.record_;
+    owner_slot_ = other.owner_slot_;
   }
   return *this;
 }
@@ -40,7 +41,7 @@ void DmaAllocator::InitState(DmaTableState& state, uint32_t capacity) {
   state.capacity = capacity < kMaxDmaRecords ? capacity : kMaxDmaRecords;
 }
 
-Result<DmaBuffer> DmaAllocator::Allocate(size_t size, size_t align, std::string_view tag) {
+Result<DmaBuffer> DmaAllocator::Allocate(size_t size, size_t align, std::string_view tag, DmaOwner owner) {
   if (size == 0) return Fail(EINVAL, "DMA allocation of 0 bytes: size must be at least 1");
   if (align == 0 || (align & (align - 1)) != 0)
     return Fail(EINVAL, "DMA alignment " + std::to_string(align) + " is not a power of two");
@@ -57,7 +58,7 @@ Result<DmaBuffer> DmaAllocator::Allocate(size_t size, size_t align, std::string_
     return Fail(EAGAIN, "the group's DMA allocation table is full (" + std::to_string(state_.capacity) +
                             " allocations live)");
   DmaRecord& r = state_.records[index];
-  r.owner_slot = self_slot_;
+  r.owner_slot = owner == DmaOwner::kGroup ? kGroupOwner : self_slot_;
   r.iova = 0;
   r.size = size;
   size_t n = tag.size() < sizeof(r.tag) - 1 ? tag.size() : sizeof(r.tag) - 1;
@@ -80,7 +81,27 @@ Result<DmaBuffer> DmaAllocator::Allocate(size_t size, size_t align, std::string_
   buf.iova_ = r.iova;
   buf.size_ = size;
   buf.record_ = index;
+  buf.owner_slot_ = r.owner_slot;
   return buf;
+}
+
+Result<DmaBuffer> DmaAllocator::Adopt(uint64_t iova) {
+  auto guard = lock_.Lock();
+  if (!guard) return guard.error();
+  for (uint32_t i = 0; i < state_.capacity; ++i) {
+    DmaRecord& r = state_.records[i];
+    if (GetState(r) != DmaRecordState::kLive || r.owner_slot != kGroupOwner || r.iova != iova) continue;
+    DmaBuffer buf;
+    buf.owner_ = this;
+    buf.addr_ = backend_.IovaToVirt(iova);
+    buf.iova_ = iova;
+    buf.size_ = r.size;
+    buf.record_ = i;
+    buf.owner_slot_ = kGroupOwner;
+    if (buf.addr_ == nullptr) break;
+    return buf;
+  }
+  return Fail(ENOENT, "no group-owned DMA allocation at IOVA " + std::to_string(iova));
 }
 
 namespace {
@@ -104,7 +125,7 @@ void DmaAllocator::Release(DmaBuffer& buffer) {
     DmaRecord& r = state_.records[buffer.record_];
     // Only our own, still-live record: never one that a reaper freed and
     // another process has since reused.
-    if (GetState(r) == DmaRecordState::kLive && r.owner_slot == self_slot_ && r.iova == buffer.iova_)
+    if (GetState(r) == DmaRecordState::kLive && r.owner_slot == buffer.owner_slot_ && r.iova == buffer.iova_)
       FreeRecord(backend_, r);
   }
   buffer.owner_ = nullptr;

@@ -26,6 +26,12 @@
 namespace nvmux::shm {
 
 constexpr uint32_t kMaxDmaRecords = 8192;
+// Owner of memory that belongs to the group rather than to one process (a
+// controller's admin queue): reaping never frees it; its holder frees it, or
+// it ends with the group. A primary that takes a group over adopts it.
+constexpr uint32_t kGroupOwner = 0xFFFFFFFFu;
+
+enum class DmaOwner { kProcess, kGroup };
 
 enum class DmaRecordState : uint32_t { kFree = 0, kAllocating = 1, kLive = 2, kFreeing = 3 };
 
@@ -91,6 +97,7 @@ class DmaBuffer {
   uint64_t iova_ = 0;
   size_t size_ = 0;
   uint32_t record_ = 0;
+  uint32_t owner_slot_ = 0;  // the record's owner: a slot or kGroupOwner
 };
 
 class DmaAllocator {
@@ -104,7 +111,13 @@ class DmaAllocator {
   // Errors: EINVAL (size 0, alignment not a power of two; names the value),
   // ENOMEM (backend exhausted: names the size and free bytes), EAGAIN (the
   // record table is full), lock errors.
-  Result<DmaBuffer> Allocate(size_t size, size_t align, std::string_view tag);
+  // With DmaOwner::kGroup the memory survives this process's death (see
+  // kGroupOwner); destroying the buffer still frees it.
+  Result<DmaBuffer> Allocate(size_t size, size_t align, std::string_view tag, DmaOwner owner = DmaOwner::kProcess);
+  // A handle on a live group-owned allocation at `iova` (made by a primary
+  // that died): destroying it frees the memory. Errors: ENOENT (no such
+  // group-owned allocation), lock errors.
+  Result<DmaBuffer> Adopt(uint64_t iova);
 
   // Frees every allocation owned by `slot` (a dead process). Idempotent.
   // REQUIRES: the group lock is held (runs from a reap hook).

@@ -130,6 +130,45 @@ TEST_F(DmaTest, SurvivorFreesWhatADeadProcessAllocated) {
   EXPECT_EQ(dma.TotalUsage().allocations, 0u);
 }
 
+TEST_F(DmaTest, GroupOwnedMemorySurvivesItsAllocatorsDeathAndIsAdopted) {
+  testing::Pipe done;
+  pid_t child = testing::ForkChild([&] {
+    RobustLock lock(s_->lock, nullptr);
+    ArenaBackend backend(s_->arena);
+    DmaAllocator dma(s_->table, lock, backend, 3);
+    auto mine = dma.Allocate(4096, 4096, "private");
+    auto ring = dma.Allocate(8192, 4096, "admin-queue", DmaOwner::kGroup);
+    if (!mine || !ring) return 1;
+    static_cast<unsigned char*>(ring->data())[10] = 0xA5;
+    done.Signal();
+    for (;;) pause();
+  });
+  ASSERT_TRUE(done.Wait());
+  ::kill(child, SIGKILL);
+  testing::WaitExit(child);
+  RobustLock lock(s_->lock, nullptr);
+  ArenaBackend backend(s_->arena);
+  DmaAllocator dma(s_->table, lock, backend, 1);
+  {
+    auto g = lock.Lock();
+    EXPECT_EQ(dma.FreeAllOwnedBy(3), 1u) << "reaping frees only the private allocation";
+  }
+  EXPECT_EQ(dma.UsageOf(kGroupOwner).allocations, 1u);
+  uint64_t iova = 0;
+  for (const DmaRecord& r : s_->table.records)
+    if (r.owner_slot == kGroupOwner && r.state == static_cast<uint32_t>(DmaRecordState::kLive)) iova = r.iova;
+  auto missing = dma.Adopt(iova + 4096);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, ENOENT);
+  auto adopted = dma.Adopt(iova);
+  ASSERT_TRUE(adopted) << adopted.error().message;
+  EXPECT_EQ(adopted->size(), 8192u);
+  EXPECT_EQ(static_cast<unsigned char*>(adopted->data())[10], 0xA5);
+  { DmaBuffer gone = std::move(*adopted); }
+  EXPECT_EQ(dma.TotalUsage().allocations, 0u);
+  EXPECT_EQ(s_->arena.frees, 2u);
+}
+
 // A holder that dies between recording intent and finishing leaves records
 // the repair resolves conservatively: never a double free.
 TEST_F(DmaTest, RepairLeaksRatherThanDoubleFrees) {

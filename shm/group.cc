@@ -122,10 +122,15 @@ Status Group::OpenPrimary(const GroupOptions& o) {
   // Withdraw a dead primary's ready flag before looking for members: a
   // secondary joins first and reads the flag second, so one of us sees the other.
   ProcessIdentity self = SelfIdentity();
+  auto previous = lock_file_->ReadHeader();
   NVMUX_TRY(lock_file_->WriteHeader(LockFileHeader{{}, o.abi_version, self.pid, self.start_time, 0, 0}));
-  if (auto member = lock_file_->OtherLiveMember())
-    return Fail(EBUSY, G(id_) + " has live processes (pid " + std::to_string(*member) +
-                           ") but no primary; a new primary cannot take over a running group yet: stop them first");
+  if (auto member = lock_file_->OtherLiveMember()) {
+    if (previous && previous->abi_version != o.abi_version)
+      return Fail(EPROTONOSUPPORT, G(id_) + " was created by nvmux ABI version " +
+                                       std::to_string(previous->abi_version) + "; this primary is built with ABI "
+                                       "version " + std::to_string(o.abi_version) + ": it cannot take the group over");
+    return TakeOver(o, *member, previous ? previous->primary_pid : 0);
+  }
   std::vector<std::string> stale = ListGroupFiles(*paths_);
   std::erase(stale, paths_->lock_file);
   if (!stale.empty()) {
@@ -137,6 +142,30 @@ Status Group::OpenPrimary(const GroupOptions& o) {
   became_primary_ = true;
   NVMUX_TRY(StartEal(o, EalProcType::kPrimary, paths_->prefix));
   NVMUX_TRY(CreateSegment(o));
+  NVMUX_TRY(lock_file_->WriteHeader(LockFileHeader{{}, o.abi_version, self.pid, self.start_time, 1, 0}));
+  g_member_group = id_;
+  return Ok();
+}
+
+// The primary died and members live on: join as DPDK's secondary (DPDK's
+// primary state cannot be re-created under running processes), find the
+// tables instead of creating them, register in the primary role and raise
+// the ready flag. The reaper then cleans the dead primary's slot.
+Status Group::TakeOver(const GroupOptions& o, pid_t member, pid_t dead_primary) {
+  NVMUX_TRY(lock_file_->JoinMembership());
+  became_primary_ = true;
+  took_over_ = true;
+  dead_primary_ = dead_primary;
+  NVMUX_LOG(kNotice, "%s: taking over from its dead primary (pid %d); process %d and maybe others are attached",
+            G(id_).c_str(), static_cast<int>(dead_primary), static_cast<int>(member));
+  if (o.mem_mb != 0)
+    NVMUX_LOG(kInfo, "%s: no preallocation when taking a group over (its memory exists)", G(id_).c_str());
+  Status up = StartEal(o, EalProcType::kSecondary, paths_->prefix);
+  if (!up)
+    return Fail(up.error().code, "taking over " + G(id_) + ": joining its DPDK memory: " + up.error().message);
+  NVMUX_TRY(AttachSegment(o));
+  NVMUX_TRY(Finish(o));
+  ProcessIdentity self = SelfIdentity();
   NVMUX_TRY(lock_file_->WriteHeader(LockFileHeader{{}, o.abi_version, self.pid, self.start_time, 1, 0}));
   g_member_group = id_;
   return Ok();
@@ -219,7 +248,7 @@ Status Group::Finish(const GroupOptions& o) {
   {
     auto guard = lock_->Lock();
     if (!guard) return guard.error();
-    if (role_ == ProcessRole::kSecondary) {
+    if (role_ == ProcessRole::kSecondary || took_over_) {
       auto p = segment_->Find<ProcessTableState>(*guard, kProcessTable);
       if (!p) return p.error();
       auto d = segment_->Find<DmaTableState>(*guard, kDmaTable);
@@ -242,7 +271,8 @@ Status Group::Finish(const GroupOptions& o) {
   } else {
     // The group's DMA memory: one pool the primary reserves (dma_pool.h says why).
     size_t size = o.dma_pool_mb << 20;
-    auto base = role_ == ProcessRole::kPrimary ? ReserveMemzone(kDmaPoolZone, size) : LookupMemzone(kDmaPoolZone, size);
+    bool create = role_ == ProcessRole::kPrimary && !took_over_;
+    auto base = create ? ReserveMemzone(kDmaPoolZone, size) : LookupMemzone(kDmaPoolZone, size);
     if (!base)
       return Fail(base.error().code, G(id_) + ": the group's DMA pool of " + std::to_string(o.dma_pool_mb) +
                                          " MiB: " + base.error().message);

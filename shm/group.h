@@ -4,7 +4,11 @@
 // Roles:
 //  - primary (group id, create): takes the group's primary-role lock, cleans
 //    the leftovers of a dead group, brings up EAL as DPDK primary, creates and
-//    publishes the segment (process table, DMA table).
+//    publishes the segment (process table, DMA table). When the previous
+//    primary died and members still run, it takes the group over instead:
+//    joins DPDK as a secondary (DPDK's primary state cannot be rebuilt under
+//    running processes), adopts the segment and its tables, and holds the
+//    primary role from then on (took_over()).
 //  - secondary (group id, join): fails within `attach_timeout` (1 s) with a
 //    message naming the group and what to start when the primary is missing,
 //    dead or of another ABI version; never hangs.
@@ -75,6 +79,10 @@ class Group {
   Group& operator=(const Group&) = delete;
 
   ProcessRole role() const { return role_; }
+  // A primary that took over a running group from a dead primary: the
+  // group's shared state (controllers included) exists and is adopted.
+  bool took_over() const { return took_over_; }
+  pid_t dead_primary() const { return dead_primary_; }  // when took_over(): the pid it replaced
   // -1 when standalone.
   int id() const { return id_; }
   uint32_t self_slot() const { return *table_->self_slot(); }
@@ -93,6 +101,7 @@ class Group {
   Group() = default;
   Status OpenPrimary(const GroupOptions& o);
   Status OpenSecondary(const GroupOptions& o);
+  Status TakeOver(const GroupOptions& o, pid_t member, pid_t dead_primary);
   Status OpenStandalone(const GroupOptions& o);
   Status OpenLockFile(ProcessRole role, int id);
   Status StartEal(const GroupOptions& o, EalProcType type, const std::string& prefix);
@@ -107,6 +116,8 @@ class Group {
   std::unique_ptr<GroupLockFile> lock_file_;
   bool eal_up_ = false;
   bool became_primary_ = false;  // holds the role and withdrew any dead primary's flag
+  bool took_over_ = false;       // primary of a group whose first primary died (DPDK secondary)
+  pid_t dead_primary_ = 0;
   std::unique_ptr<Segment> segment_;
   std::unique_ptr<RobustLock> lock_;
   std::unique_ptr<ProcessTable> table_;

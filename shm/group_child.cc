@@ -6,6 +6,7 @@
 //
 // Prints "ready slot=<K> pid=<P> open_us=<T>" or "error code=<errno> <message>".
 // Commands: "alloc <bytes>" -> "allocated iova=<x>";  "usage" -> "usage all=<n> bytes=<b> mine=<n>";
+// "reap" (reaps every dead process now) -> "reaped n=<k> pids=<p,...> freed=<n>";
 // "watch <ms>" (waits for a death, reaps it) -> "reaped pid=<p> noticed_ns=<t> freed=<n>" or "watch timeout";
 // "lock-and-die" (takes the group lock, half-updates, SIGKILLs itself);
 // "lock" -> "locked repaired=<0|1>";  "free-all" (drops this process's buffers) -> "freed";
@@ -95,6 +96,15 @@ int main(int argc, char** argv) {
         Say("reaped pid=" + std::to_string(d.id.pid) + " noticed_ns=" + std::to_string(noticed) +
             " freed=" + std::to_string(rec ? rec->released_items : 0));
       }
+    } else if (cmd == "reap") {
+      std::string pids;
+      uint64_t freed = 0;
+      std::vector<ReapRecord> reaped = g.ReapDead();
+      for (const ReapRecord& r : reaped) {
+        pids += (pids.empty() ? "" : ",") + std::to_string(r.pid);
+        freed += r.released_items;
+      }
+      Say("reaped n=" + std::to_string(reaped.size()) + " pids=" + pids + " freed=" + std::to_string(freed));
     } else if (cmd == "lock-and-die") {
       auto guard = g.lock().Lock();
       if (!guard) { Say("error " + guard.error().message); continue; }

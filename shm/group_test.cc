@@ -130,19 +130,40 @@ TEST_F(GroupTest, SecondPrimaryIsRefusedNamingTheFirst) {
   Quit(first);
 }
 
-TEST_F(GroupTest, PrimaryCannotStartWhileADeadPrimarysSecondariesLive) {
+TEST_F(GroupTest, NewPrimaryTakesOverFromADeadPrimaryWhileSecondariesLive) {
   Subprocess& primary = Ready("primary");
   Subprocess& secondary = Ready("secondary");
+  ASSERT_EQ(Ask(secondary, "alloc 65536").rfind("allocated", 0), 0u);
+  ASSERT_EQ(Ask(primary, "alloc 4096").rfind("allocated", 0), 0u);
+  pid_t dead_pid = primary.pid();
   primary.Kill(SIGKILL);
   ASSERT_TRUE(primary.Wait());
-  Subprocess& next = Start("primary");
+  auto cleanup = CleanStaleGroup(id_);
+  ASSERT_FALSE(cleanup) << "a group with a live member is not stale";
+  EXPECT_EQ(cleanup.error().code, EBUSY);
+
+  Subprocess& next = Ready("primary");
+  // The dead primary is still registered until reaped; the secondary's memory is untouched.
+  EXPECT_EQ(Ask(next, "usage"), "usage all=2 bytes=69632 mine=0 procs=3");
+  EXPECT_EQ(Ask(next, "reap"), "reaped n=1 pids=" + std::to_string(dead_pid) + " freed=1");
+  EXPECT_EQ(Ask(next, "usage"), "usage all=1 bytes=65536 mine=0 procs=2");
+  EXPECT_EQ(Ask(secondary, "usage"), "usage all=1 bytes=65536 mine=1 procs=2");
+  // New secondaries join the taken-over group; the new primary reaps them.
+  Subprocess& late = Ready("secondary");
+  EXPECT_EQ(Ask(next, "watch 3000"), "watching");
+  late.Kill(SIGKILL);
   auto line = next.ReadLine();
   ASSERT_TRUE(line);
-  EXPECT_NE(line->find("live processes (pid " + std::to_string(secondary.pid())), std::string::npos) << *line;
-  auto cleanup = CleanStaleGroup(id_);
-  ASSERT_FALSE(cleanup);
-  EXPECT_EQ(cleanup.error().code, EBUSY);
+  EXPECT_EQ(line->rfind("reaped pid=" + std::to_string(late.pid()), 0), 0u) << *line;
+  ASSERT_TRUE(late.Wait());
+  // A second primary is still refused while the new one holds the role.
+  Subprocess& third = Start("primary");
+  auto refused = third.ReadLine();
+  ASSERT_TRUE(refused);
+  EXPECT_NE(refused->find("pid " + std::to_string(next.pid())), std::string::npos) << *refused;
   Quit(secondary);
+  Quit(next);  // the last process: removes the group's files
+  EXPECT_TRUE(ListGroupFiles(*GroupPaths::For(id_)).empty());
 }
 
 TEST_F(GroupTest, OtherAbiVersionIsRefusedNamingBoth) {

@@ -67,11 +67,11 @@ std::optional<int> Env::group_id() const {
   return group_->id();
 }
 
-Result<DmaBuffer> Env::AllocDma(size_t size, size_t align, std::string_view tag) {
+Result<DmaBuffer> Env::AllocDma(size_t size, size_t align, std::string_view tag, shm::DmaOwner owner) {
   if (size == 0) return Fail(EINVAL, "DMA allocation of 0 bytes");
   if (align < 4 || (align & (align - 1)) != 0)
     return Fail(EINVAL, "DMA alignment " + std::to_string(align) + " must be a power of two >= 4");
-  return group_->dma().Allocate(size, align, tag);
+  return group_->dma().Allocate(size, align, tag, owner);
 }
 
 bool Env::IsDmaMemory(const void* data, size_t length) const { return pages_->Contains(data, length); }

@@ -59,10 +59,14 @@ class Env {
   std::optional<int> group_id() const;
   const std::string& name() const { return name_; }
 
-  // Zeroed DMA memory. `align` a power of two (>= 4 bytes).
+  // Zeroed DMA memory. `align` a power of two (>= 4 bytes). Memory is freed
+  // with its DmaBuffer, or when this process dies; group-owned memory
+  // (shm::DmaOwner::kGroup, for state the whole group needs, like admin
+  // queues) outlives its allocator's death (see shm/dma.h).
   // Errors: EINVAL (size 0, bad alignment), ENOMEM (out of hugepage memory;
   // says how much is free).
-  [[nodiscard]] Result<DmaBuffer> AllocDma(size_t size, size_t align = 4096, std::string_view tag = "user");
+  [[nodiscard]] Result<DmaBuffer> AllocDma(size_t size, size_t align = 4096, std::string_view tag = "user",
+                                           shm::DmaOwner owner = shm::DmaOwner::kProcess);
 
   // Is [data, data + length) DMA memory? (What the driver checks before
   // handing a buffer to a device.)
