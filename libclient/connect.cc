@@ -1,16 +1,17 @@
 // Connect and Probe: choosing the transport for a transport id (no static
 // registration: one switch over the types nvmux knows).
+#include "libclient/adopt_transport.h"
 #include "libclient/core/transport.h"
+#include "libclient/open_transport.h"
 #include "libclient/vfiouser/vfio_user_transport.h"
 #include "nvmux/controller.h"
+#include "nvmux/probe.h"
 
 namespace nvmux {
 
 Result<std::unique_ptr<Controller>> AttachController(Env& env, const TransportId& trid,
                                                      std::unique_ptr<Transport> transport,
                                                      const ControllerOptions& options);
-
-namespace {
 
 Result<std::unique_ptr<Transport>> OpenTransport(const TransportId& trid) {
   switch (trid.trtype) {
@@ -29,26 +30,28 @@ Result<std::unique_ptr<Transport>> OpenTransport(const TransportId& trid) {
   return Fail(EINVAL, "unknown transport type");
 }
 
-}  // namespace
-
 Result<std::unique_ptr<Controller>> Controller::Connect(Env& env, const TransportId& trid,
                                                         const ControllerOptions& options) {
   // A secondary reaches the device through what the primary shares.
   if (env.role() == Role::kSecondary) return AttachController(env, trid, nullptr, options);
+  // A primary that took its group over adopts what the dead one published.
+  if (auto adopted = AdoptTransport(env, trid); adopted || adopted.error().code != ENOENT) {
+    if (!adopted) return adopted.error();
+    return AttachController(env, trid, std::move(*adopted), options);
+  }
   auto transport = OpenTransport(trid);
   if (!transport) return transport.error();
   return AttachController(env, trid, std::move(*transport), options);
 }
 
+// The one-shot synchronous probe: a one-shot ProbeAsync polled to the end.
 Result<std::vector<std::unique_ptr<Controller>>> Probe(Env& env, const TransportId& trid, const ProbeFn& probe,
                                                        const AttachFn& attach) {
-  std::vector<std::unique_ptr<Controller>> attached;
-  ControllerOptions options;
-  if (probe && !probe(trid, options)) return attached;
-  auto ctrlr = Controller::Connect(env, trid, options);
-  if (!ctrlr) return ctrlr.error();
-  if (attach) attach(trid, **ctrlr);
-  attached.push_back(std::move(*ctrlr));
+  std::unique_ptr<ProbeContext> ctx = ProbeAsync(env, trid, probe, attach);
+  Status st = ctx->Poll();
+  while (!ctx->done()) st = ctx->Poll();
+  std::vector<std::unique_ptr<Controller>> attached = ctx->TakeAttached();
+  if (!st && attached.empty()) return st.error();
   return attached;
 }
 

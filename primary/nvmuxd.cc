@@ -11,14 +11,20 @@
 #include <cstdio>
 #include <iostream>
 
+#include "libclient/core/controller_state.h"
 #include "nvmux/controller.h"
 #include "nvmux/env.h"
+#include "primary/hotplug.h"
 #include "primary/reaper.h"
 #include "shm/base/log.h"
 #include "shm/dpdk_lock_doctor.h"
 #include "shm/group.h"
 
 using namespace nvmux;
+
+namespace {
+constexpr size_t kHeapSlackMb = 32;
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"nvmuxd: the primary service of an nvmux shared-memory group", "nvmuxd"};
@@ -37,7 +43,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, shm::kMaxGroupId));
   app.add_option("-r,--trid", trids, "transport id of a controller to attach (repeatable)");
   app.add_option("-m,--cores", cores, "core mask (0x3) or list ([0-1]) for nvmuxd's thread");
-  app.add_option("--hugemem", hugemem, "MiB of hugepage memory to preallocate");
+  app.add_option("--hugemem", hugemem,
+                 "MiB of hugepage memory to preallocate (default: the DMA pool, " +
+                     std::to_string(shm::kDefaultDmaPoolMb) + " MiB, plus " + std::to_string(kHeapSlackMb) +
+                     " MiB for DPDK's own allocations, so processes can still join when the primary is gone)");
   app.add_option("--admin-poll-ms", admin_poll_ms, "admin queue polling period when idle (1-1000 ms)")
       ->check(CLI::Range(1, 1000));
   app.add_option("--log-level", level_text, "error, warning (default), notice, info or debug");
@@ -64,7 +73,10 @@ int main(int argc, char** argv) {
   options.group_id = group_id;
   options.primary = true;
   options.name = "nvmuxd";
-  options.mem_mb = hugemem;
+  // Preallocated memory is never returned to the system, so DPDK's heap keeps
+  // room for what each joining process allocates (a DPDK secondary cannot
+  // grow the heap without DPDK's primary: after a takeover, it cannot).
+  options.mem_mb = hugemem != 0 ? hugemem : shm::kDefaultDmaPoolMb + kHeapSlackMb;
   options.core_mask = cores;
 
   // Block the stop signals before EAL starts its threads, then poll for them.
@@ -79,6 +91,10 @@ int main(int argc, char** argv) {
     std::cerr << "nvmuxd: " << env.error().ToString() << "\n";
     return 1;
   }
+  bool took_over = (*env)->group().took_over();
+  if (took_over)
+    std::printf("nvmuxd: took group %d over from its dead primary (pid %d); its controllers are adopted\n",
+                group_id, static_cast<int>((*env)->group().dead_primary()));
   std::vector<std::unique_ptr<Controller>> controllers;
   for (const TransportId& trid : parsed) {
     auto ctrlr = Controller::Connect(**env, trid);
@@ -87,8 +103,8 @@ int main(int argc, char** argv) {
       controllers.clear();
       return 1;
     }
-    std::printf("nvmuxd: attached %s (%zu namespace(s))\n", trid.ToString().c_str(),
-                (*ctrlr)->active_namespaces().size());
+    std::printf("nvmuxd: %s %s (%zu namespace(s))\n", (*ctrlr)->state().adopted ? "adopted" : "attached",
+                trid.ToString().c_str(), (*ctrlr)->active_namespaces().size());
     controllers.push_back(std::move(*ctrlr));
   }
   std::printf("nvmuxd: group %d ready (pid %d)\n", group_id, static_cast<int>(getpid()));
@@ -98,6 +114,9 @@ int main(int argc, char** argv) {
   // by pidfd events) up to the admin polling period, then the admin queues
   // are polled. Sleeping in between keeps nvmuxd's idle cost low.
   primary::Reaper reaper((*env)->group());
+  // Hotplug (issue 5): detaches controllers whose device went away and
+  // attaches the -r ones that (re)appear; probes once a second.
+  primary::Hotplug hotplug(**env, parsed, controllers);
   // DPDK's own shared locks are not robust: release any a killed process
   // left held (see shm/dpdk_lock_doctor.h).
   auto doctor = shm::DpdkLockDoctor::Create();
@@ -112,6 +131,7 @@ int main(int argc, char** argv) {
           if (!n) NVMUX_LOG(kError, "nvmuxd: %s: %s", c->trid().ToString().c_str(), n.error().message.c_str());
         }
         if (doctor) doctor->Check(MonotonicNanos());
+        hotplug.Poll(MonotonicNanos());
         return sigtimedwait(&stop_signals, nullptr, &zero) > 0;
       },
       std::chrono::milliseconds(admin_poll_ms));
@@ -121,6 +141,7 @@ int main(int argc, char** argv) {
   }
   std::printf("nvmuxd: group %d stopping (reaped %llu dead process(es))\n", group_id,
               static_cast<unsigned long long>(reaper.reaped()));
+  hotplug.Stop();       // an attach still in progress is abandoned while the Env lives
   controllers.clear();  // shutdown notification to each controller
   env->reset();
   return 0;

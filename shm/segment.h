@@ -32,7 +32,7 @@
 namespace nvmux::shm {
 
 // Bump when any type placed in shared memory changes layout or meaning.
-constexpr uint32_t kAbiVersion = 1;
+constexpr uint32_t kAbiVersion = 2;  // 2: fd holders, shadow doorbell pages, group-owned DMA
 constexpr uint64_t kSegmentMagic = 0x4d48535855564d4eull;  // "NVMUXSHM"
 
 struct SegmentHeader {

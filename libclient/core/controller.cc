@@ -7,10 +7,13 @@
 #include <cstring>
 #include <thread>
 
+#include "libclient/core/controller_attach.h"
+#include "libclient/core/controller_shutdown.h"
 #include "libclient/core/controller_state.h"
 #include "libclient/core/dma_page_map.h"
 #include "libclient/core/io_queue.h"
 #include "libclient/core/qpair_state.h"
+#include "libclient/shared/fd_holders.h"
 #include "libclient/shared/fd_share.h"
 #include "libclient/shared/imported_transport.h"
 #include "libclient/shared/shared_admin_queue.h"
@@ -105,19 +108,60 @@ uint64_t CleanupDeadSlot(Controller& ctrlr, ControllerState& s, uint32_t slot) {
   return released;
 }
 
-// Secondary: the controller as the primary published it.
+// The fds of a published controller: from the primary through DPDK's IPC,
+// or, when no DPDK primary answers (it died; a primary that took the group
+// over is DPDK's secondary), from any process holding them (fd_holders.h).
+Result<SharedFds> ObtainFds(Env& env, SharedController& c) {
+  auto fds = RequestFds(c.index);
+  if (fds || fds.error().code != ENXIO) return fds;
+  auto taken = TakeSharedFds(c, env.group().processes(), SelfSlot(env));
+  if (!taken)
+    return Fail(taken.error().code, fds.error().message + "; taking them from another process instead: " +
+                                        taken.error().message);
+  return taken;
+}
+
+// Secondary: the controller as the primary published it. A primary that
+// took the group over passes `adopted`, its transport over the adopted
+// connection (ImportedTransport with real registers): it then owns the
+// device and the admin queue memory, without initialising anything again.
 Result<std::unique_ptr<ControllerState>> ImportController(Env& env, const TransportId& trid,
-                                                          const ControllerOptions& options) {
+                                                          const ControllerOptions& options,
+                                                          std::unique_ptr<Transport> adopted = nullptr) {
   auto sc = FindSharedController(env.group(), trid.ToString());
   if (!sc) return sc.error();
   SharedController& c = **sc;
-  auto fds = RequestFds(c.index);
-  if (!fds) return fds.error();
-  auto transport = ImportedTransport::Create(c, std::move(*fds));
-  if (!transport) return transport.error();
-  auto s = std::make_unique<ControllerState>(env, trid, options, std::move(*transport));
+  bool adopting = adopted != nullptr;
+  std::unique_ptr<Transport> transport = std::move(adopted);
+  std::vector<int> held;  // a secondary's fds, recorded for others (fd_holders.h)
+  uint64_t doorbell_file_offset = 0;
+  if (!adopting) {
+    auto fds = ObtainFds(env, c);
+    if (!fds) return fds.error();
+    for (const UniqueFd* fd : {&fds->doorbells, &fds->connection, &fds->kick})
+      if (fd->valid()) held.push_back(fd->get());
+    doorbell_file_offset = fds->doorbell_file_offset;
+    auto imported = ImportedTransport::Create(c, std::move(*fds));
+    if (!imported) return imported.error();
+    transport = std::move(*imported);
+  }
+  auto s = std::make_unique<ControllerState>(env, trid, options, std::move(transport));
   s->shared = &c;
-  s->owns_device = false;
+  s->owns_device = adopting;
+  s->adopted = adopting;
+  if (adopting) {
+    auto mem = env.group().dma().Adopt(c.admin_sq_iova);
+    if (!mem) return Fail(mem.error().code, "adopting the admin queue of " + trid.ToString() + ": " + mem.error().message);
+    s->admin_memory = std::move(*mem);
+    if (std::atomic_ref<uint32_t>(c.shadow_doorbells).load(std::memory_order_acquire) != 0) {
+      auto shadow = env.group().dma().Adopt(c.shadow_doorbell_iova);
+      if (!shadow)
+        return Fail(shadow.error().code, "adopting the shadow doorbells of " + trid.ToString() + ": " +
+                                             shadow.error().message);
+      s->shadow_memory = std::move(*shadow);
+      s->shadow_doorbells = true;
+    }
+  }
   s->data.cap = spec::Cap{c.cap};
   s->data.vs = spec::Vs{c.vs};
   s->data.ctrlr = c.ctrlr;
@@ -134,6 +178,8 @@ Result<std::unique_ptr<ControllerState>> ImportController(Env& env, const Transp
   auto admin = std::make_unique<SharedAdminQueue>(c, s->doorbells(0), SelfSlot(env), SelfGeneration(env));
   s->shared_admin = admin.get();
   s->admin = std::move(admin);
+  if (!held.empty())
+    RecordFdHolder(c, s->shared_admin->lock(), SelfSlot(env), SelfGeneration(env), held, doorbell_file_offset);
   return s;
 }
 
@@ -158,13 +204,11 @@ void PublishController(ControllerState& s) {
 
 Controller::Controller(std::unique_ptr<ControllerState> state) : s_(std::move(state)) { s_->handle = this; }
 
-Result<std::unique_ptr<Controller>> AttachController(Env& env, const TransportId& trid,
-                                                     std::unique_ptr<Transport> transport,
-                                                     const ControllerOptions& options);
-
-Result<std::unique_ptr<Controller>> AttachController(Env& env, const TransportId& trid,
-                                                     std::unique_ptr<Transport> transport,
-                                                     const ControllerOptions& options) {
+// ControllerAttach's states (controller_attach.h); AttachController, which
+// drives them to the end, is in controller_attach.cc.
+Result<std::unique_ptr<Controller>> ControllerAttach::Prepare(Env& env, const TransportId& trid,
+                                                              std::unique_ptr<Transport> transport,
+                                                              const ControllerOptions& options) {
   const ControllerOptions& o = options;
   if (o.admin_queue_size < 2 || o.admin_queue_size > 4096)
     return Fail(EINVAL, "admin queue size " + std::to_string(o.admin_queue_size) + " is out of range (2..4096)");
@@ -175,9 +219,14 @@ Result<std::unique_ptr<Controller>> AttachController(Env& env, const TransportId
   if (env.role() == Role::kSecondary) {
     auto imported = ImportController(env, trid, o);
     if (!imported) return imported.error();
-    std::unique_ptr<Controller> ctrlr(new Controller(std::move(*imported)));
-    NVMUX_TRY(ctrlr->ArmAdminBackground());
-    return ctrlr;
+    return std::unique_ptr<Controller>(new Controller(std::move(*imported)));
+  }
+  if (env.role() == Role::kPrimary && env.group().took_over() && FindSharedController(env.group(), trid.ToString())) {
+    // The dead primary's controller, reached through its adopted connection.
+    auto adopted = ImportController(env, trid, o, std::move(transport));
+    if (!adopted) return adopted.error();
+    NVMUX_LOG(kNotice, "adopted %s from the group's dead primary", trid.ToString().c_str());
+    return std::unique_ptr<Controller>(new Controller(std::move(*adopted)));
   }
   auto s = std::make_unique<ControllerState>(env, trid, o, std::move(transport));
   NVMUX_TRY(s->transport->PrepareDevice());
@@ -192,7 +241,9 @@ Result<std::unique_ptr<Controller>> AttachController(Env& env, const TransportId
   uint16_t entries = s->options.admin_queue_size;
   size_t sq_bytes = RoundUp(size_t{entries} * sizeof(spec::Sqe), kPage);
   size_t cq_bytes = RoundUp(size_t{entries} * sizeof(spec::Cqe), kPage);
-  auto mem = env.AllocDma(sq_bytes + cq_bytes + kPage, kPage, "admin-queue");
+  // A group's admin queue outlives its primary (a new primary adopts it).
+  auto mem = env.AllocDma(sq_bytes + cq_bytes + kPage, kPage, "admin-queue",
+                          env.role() == Role::kPrimary ? shm::DmaOwner::kGroup : shm::DmaOwner::kProcess);
   if (!mem) return mem.error();
   s->admin_memory = std::move(*mem);
   auto* base = static_cast<uint8_t*>(s->admin_memory.data());
@@ -220,15 +271,29 @@ Result<std::unique_ptr<Controller>> AttachController(Env& env, const TransportId
                                                 reinterpret_cast<spec::Cqe*>(base + sq_bytes), entries, s->doorbells(0));
     s->admin = std::make_unique<AdminQueue>(*s->admin_ring);
   }
-  std::unique_ptr<Controller> ctrlr(new Controller(std::move(s)));
-  NVMUX_TRY(ctrlr->RunInit());
-  if (ControllerState& st = ctrlr->state(); st.shared != nullptr) {
+  return std::unique_ptr<Controller>(new Controller(std::move(s)));
+}
+
+Status ControllerAttach::Finish(Controller& controller) {
+  Controller* ctrlr = &controller;
+  Env& env = ctrlr->env();
+  const TransportId& trid = ctrlr->trid();
+  if (ControllerState& st = ctrlr->state(); st.shared != nullptr && st.owns_device) {
     PublishController(st);
     auto exported = st.transport->Export();
-    NVMUX_TRY(OfferFds(st.shared->index, exported->doorbell_fd, exported->doorbell_file_offset,
-                       exported->doorbell_bytes, exported->connection_fd));
+    if (!exported) return Fail(ENOTSUP, std::string("transport ") + st.transport->name() + " cannot be shared");
+    // DPDK's IPC serves the fds while DPDK's primary lives; the record lets
+    // processes take them when it does not (a primary that took over is
+    // DPDK's secondary: nobody asks it through IPC).
+    if (!st.adopted)
+      NVMUX_TRY(OfferFds(st.shared->index, exported->doorbell_fd, exported->doorbell_file_offset,
+                         exported->doorbell_bytes, exported->connection_fd, exported->kick_fd));
+    std::vector<int> held{exported->doorbell_fd, exported->connection_fd};
+    if (exported->kick_fd >= 0) held.push_back(exported->kick_fd);
+    RecordFdHolder(*st.shared, st.shared_admin->lock(), SelfSlot(env), SelfGeneration(env), held,
+                   exported->doorbell_file_offset);
     std::weak_ptr<int> alive = st.alive;
-    Controller* raw = ctrlr.get();
+    Controller* raw = ctrlr;
     env.group().processes().AddCleanupHookFirst([alive, raw](uint32_t slot) -> uint64_t {
       if (alive.expired()) return 0;
       return CleanupDeadSlot(*raw, raw->state(), slot);
@@ -237,28 +302,58 @@ Result<std::unique_ptr<Controller>> AttachController(Env& env, const TransportId
   }
   NVMUX_TRY(ctrlr->ArmAdminBackground());
   NVMUX_LOG(kInfo, "attached %s: %zu namespace(s)", trid.ToString().c_str(), ctrlr->active_namespaces().size());
-  return ctrlr;
+  return Ok();
 }
 
 Status Controller::RunInit() {
+  std::unique_ptr<ControllerInit> init = StartInit();
+  while (init->state() != InitState::kReady && init->state() != InitState::kFailed) {
+    InitState before = init->state();
+    if (init->Step() == before) std::this_thread::yield();
+  }
+  return FinishInit(*init);
+}
+
+std::unique_ptr<ControllerInit> Controller::StartInit() {
   uint16_t entries = s_->options.admin_queue_size;
   size_t sq_bytes = RoundUp(size_t{entries} * sizeof(spec::Sqe), kPage);
   size_t cq_bytes = RoundUp(size_t{entries} * sizeof(spec::Cqe), kPage);
   auto* base = static_cast<uint8_t*>(s_->admin_memory.data());
   std::memset(base, 0, sq_bytes + cq_bytes + kPage);
   s_->admin->ResetRing();
+  // Shadow doorbells: off until this init's Doorbell Buffer Config succeeds
+  // (a reset disables them on the device). The two pages are allocated once
+  // (group DMA memory for a primary, so secondaries reach them) and zeroed:
+  // the device seeds them with the queues' current values.
+  s_->shadow_doorbells = false;
+  if (s_->shared != nullptr) std::atomic_ref<uint32_t>(s_->shared->shadow_doorbells).store(0, std::memory_order_release);
+  if (!s_->shadow_memory) {
+    // Group-owned like the admin queue: secondaries' queues use it after the primary died.
+    auto shadow = s_->env.AllocDma(2 * kPage, kPage, "shadow-doorbells",
+                                   s_->env.role() == Role::kPrimary ? shm::DmaOwner::kGroup : shm::DmaOwner::kProcess);
+    if (shadow)
+      s_->shadow_memory = std::move(*shadow);
+    else
+      NVMUX_LOG(kWarning, "controller %s: no DMA memory for shadow doorbells (%s); using real doorbells only",
+                s_->trid.ToString().c_str(), shadow.error().message.c_str());
+  }
   InitOptions io;
+  if (s_->shadow_memory) {
+    std::memset(s_->shadow_memory.data(), 0, 2 * kPage);
+    io.shadow_doorbell_iova = DmaPageMap::Iova(s_->shadow_memory.data());
+    io.eventidx_iova = DmaPageMap::Iova(static_cast<uint8_t*>(s_->shadow_memory.data()) + kPage);
+  }
   io.asq_iova = DmaPageMap::Iova(base);
   io.acq_iova = DmaPageMap::Iova(base + sq_bytes);
   io.admin_entries = entries;
   io.io_queues = s_->options.num_io_queues;
   io.admin_timeout = std::chrono::milliseconds(s_->options.admin_timeout_ms);
-  ControllerInit init(s_->transport->registers(), *s_->admin, SystemClock::Get(), io,
-                      IdentifyBuffer{base + sq_bytes + cq_bytes, DmaPageMap::Iova(base + sq_bytes + cq_bytes)});
-  while (init.state() != InitState::kReady && init.state() != InitState::kFailed) {
-    InitState before = init.state();
-    if (init.Step() == before) std::this_thread::yield();
-  }
+  return std::make_unique<ControllerInit>(
+      s_->transport->registers(), *s_->admin, SystemClock::Get(), io,
+      IdentifyBuffer{base + sq_bytes + cq_bytes, DmaPageMap::Iova(base + sq_bytes + cq_bytes)});
+}
+
+Status Controller::FinishInit(const ControllerInit& init) {
   if (init.state() == InitState::kFailed) {
     s_->failed = true;
     return Fail(init.error().code,
@@ -268,6 +363,13 @@ Status Controller::RunInit() {
   std::vector<uint32_t> nsids = std::move(fresh.active_nsids);
   std::vector<spec::IdentifyNamespace> datas = std::move(fresh.namespaces);
   s_->data = std::move(fresh);
+  s_->shadow_doorbells = s_->data.shadow_doorbells;
+  if (s_->shared != nullptr && s_->shadow_doorbells) {
+    // (StartInit gave the init machine these two pages.)
+    s_->shared->shadow_doorbell_iova = DmaPageMap::Iova(s_->shadow_memory.data());
+    s_->shared->eventidx_iova = DmaPageMap::Iova(static_cast<uint8_t*>(s_->shadow_memory.data()) + kPage);
+    std::atomic_ref<uint32_t>(s_->shared->shadow_doorbells).store(1, std::memory_order_release);
+  }
   uint64_t page = uint64_t{1} << (12 + s_->data.cap.mpsmin());
   s_->max_transfer = s_->data.ctrlr.mdts == 0
                          ? kMaxTransferCap
@@ -283,8 +385,53 @@ Status Controller::RunInit() {
   return Ok();
 }
 
+Doorbells ControllerState::doorbells(uint16_t qid) {
+  Doorbells d = transport->QueueDoorbells(qid, data.cap.dstrd());
+  const int kick = transport->DoorbellKickFd();
+  if (qid == 0) {
+    // The admin queue keeps the real doorbells (as Linux does, and as the
+    // emulator expects); each write is kicked.
+    d.kick_fd = kick;
+    return d;
+  }
+  uint8_t* shadow = nullptr;
+  if (shared != nullptr && !owns_device) {
+    // A secondary: the primary's pages, by IOVA (= address in every process).
+    if (std::atomic_ref<uint32_t>(shared->shadow_doorbells).load(std::memory_order_acquire) != 0 &&
+        shared->eventidx_iova == shared->shadow_doorbell_iova + kPage)
+      shadow = reinterpret_cast<uint8_t*>(shared->shadow_doorbell_iova);
+  } else if (shadow_doorbells) {
+    shadow = static_cast<uint8_t*>(shadow_memory.data());
+  }
+  // The shadow page has the doorbell registers' layout: SQ y tail at
+  // 2y * (4 << CAP.DSTRD), CQ y head one stride after (NVMe base spec 5.8).
+  const size_t stride = size_t{4} << data.cap.dstrd();
+  const size_t sq_at = size_t{2} * qid * stride;
+  if (shadow == nullptr || sq_at + stride + 4 > kPage) return d;
+  d.shadow_sq_tail = reinterpret_cast<uint32_t*>(shadow + sq_at);
+  d.shadow_cq_head = reinterpret_cast<uint32_t*>(shadow + sq_at + stride);
+  d.eventidx_sq = reinterpret_cast<uint32_t*>(shadow + kPage + sq_at);
+  d.eventidx_cq = reinterpret_cast<uint32_t*>(shadow + kPage + sq_at + stride);
+  d.kick_fd = kick;
+  return d;
+}
+
 Controller::~Controller() {
+  if (detached_ || !BeginDetach()) return;
+  // The synchronous detach: the same shutdown machine a DetachContext
+  // steps, polled to the end here.
+  ControllerShutdown shutdown(s_->transport->registers(), SystemClock::Get(),
+                              ControllerShutdown::Timeout(s_->data.ctrlr.rtd3e), s_->trid.ToString());
+  while (!shutdown.done()) {
+    ShutdownState before = shutdown.state();
+    if (shutdown.Step() == before) std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+}
+
+bool Controller::BeginDetach() {
   std::lock_guard<std::recursive_mutex> guard(s_->admin_mutex);
+  if (detach_begun_) return false;
+  detach_begun_ = true;
   if (!s_->qpairs.empty())
     NVMUX_LOG(kError, "controller %s destroyed with %zu queue pair(s) still allocated (free them first)",
               s_->trid.ToString().c_str(), s_->qpairs.size());
@@ -295,21 +442,8 @@ Controller::~Controller() {
     WithdrawFds(s_->shared->index);
     ReleaseSharedController(s_->env.group(), *s_->shared);
   }
-  if (s_->failed || !s_->owns_device) return;
-  // Normal shutdown notification (CC.SHN = 01b), then wait for SHST = 10b.
-  RegisterIo& regs = s_->transport->registers();
-  auto cc = regs.Read32(spec::kRegCc);
-  if (!cc) return;
-  spec::Cc c{*cc};
-  c.set_shn(1);
-  if (!regs.Write32(spec::kRegCc, c.raw)) return;
-  int64_t deadline = MonotonicNanos() + std::max<int64_t>(int64_t{s_->data.cap.to()} * 500'000'000, 1'000'000'000);
-  while (MonotonicNanos() < deadline) {
-    auto csts = regs.Read32(spec::kRegCsts);
-    if (!csts || spec::Csts{*csts}.shst() == 2) return;
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
-  }
-  NVMUX_LOG(kWarning, "controller %s did not report shutdown complete in time", s_->trid.ToString().c_str());
+  // A normal shutdown notification only for a healthy controller we own.
+  return !s_->failed && s_->owns_device;
 }
 
 const TransportId& Controller::trid() const { return s_->trid; }

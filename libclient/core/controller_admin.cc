@@ -15,6 +15,7 @@
 #include "shm/base/clock.h"
 #include "shm/base/format.h"
 #include "shm/base/log.h"
+#include "shm/base/scope_guard.h"
 
 namespace nvmux {
 namespace {
@@ -60,6 +61,28 @@ Result<uint32_t> Controller::ProcessAdminCompletions() {
     AbortAllAdmin();
     return Fail(ENXIO, "controller " + s_->trid.ToString() + " has failed");
   }
+  if (s_->reset_requested.load(std::memory_order_relaxed) && s_->sync_admin_depth.load(std::memory_order_relaxed) == 0) {
+    // An I/O timeout asked for it from a queue pair's poll, where a reset
+    // (which aborts and re-creates every queue pair) cannot run.
+    if (!s_->owns_device) {
+      // A secondary's: the controller is the primary's, and resetting it
+      // would pull every process's queues. Its commands stay outstanding
+      // (Disconnect gives them up).
+      s_->reset_requested = false;
+      NVMUX_LOG(kError, "controller %s: an I/O timeout asked for a reset, which only the primary may do; not reset",
+                s_->trid.ToString().c_str());
+    } else {
+      NVMUX_LOG(kWarning, "controller %s: resetting after an I/O timeout", s_->trid.ToString().c_str());
+      if (Status st = Reset(); !st) {
+        // Reset's init marks the controller failed itself (without a word).
+        NVMUX_LOG(kError, "controller %s: the reset after an I/O timeout failed: %s", s_->trid.ToString().c_str(),
+                  st.error().message.c_str());
+        s_->failed = true;
+        AbortAllAdmin();
+        return Fail(ENXIO, "controller " + s_->trid.ToString() + " has failed");
+      }
+    }
+  }
   uint64_t before = s_->stats.completed;
   Status polled = s_->admin->Poll();
   if (!polled) NVMUX_LOG(kWarning, "%s", polled.error().message.c_str());
@@ -101,6 +124,11 @@ Result<uint32_t> Controller::ProcessAdminCompletions() {
 void Controller::AbortAllAdmin() { s_->admin->AbortAll(kAbortedStatus); }
 
 Result<spec::Cqe> Controller::SyncAdmin(const spec::Sqe& cmd, void* buffer, uint32_t length) {
+  // A reset an I/O timeout asked for waits until no SyncAdmin runs: its
+  // callers (queue creation and deletion, namespace refresh) are steps of
+  // something a reset would pull out from under them.
+  s_->sync_admin_depth.fetch_add(1, std::memory_order_relaxed);
+  ScopeGuard undepth([this] { s_->sync_admin_depth.fetch_sub(1, std::memory_order_relaxed); });
   struct Waiter {
     bool done = false;
     spec::Cqe cpl{};
@@ -276,6 +304,15 @@ void Controller::SetAdminTimeout(uint64_t timeout_us, TimeoutAction action, Time
   s_->timeout_fn = std::move(fn);
 }
 
+void Controller::SetIoTimeout(uint64_t timeout_us, TimeoutAction action, IoTimeoutFn fn) {
+  std::lock_guard<std::recursive_mutex> guard(s_->admin_mutex);
+  s_->io_timeout_us = timeout_us;
+  s_->io_timeout_action = action;
+  s_->io_timeout_fn = std::move(fn);
+  // Queue pairs copy the fields above under this lock when they see it.
+  s_->io_timeout_generation.fetch_add(1, std::memory_order_release);
+}
+
 void Controller::SubmitAer() {
   spec::Sqe c;
   c.opc = spec::admin::kAsyncEventRequest;
@@ -374,6 +411,7 @@ Status Controller::Reset() {
   for (QpairState* q : s_->qpairs) q->AbortOutstanding();
   AbortAllAdmin();
   s_->timed_out.clear();
+  s_->reset_requested = false;  // this is the reset an I/O timeout asked for
   s_->failed = false;
   s_->next_health_check_ns = 0;
   NVMUX_TRY(RunInit());

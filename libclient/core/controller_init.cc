@@ -32,6 +32,7 @@ const char* ToString(InitState state) {
     case InitState::kWaitReady: return "wait-ready";
     case InitState::kIdentifyController: return "identify-controller";
     case InitState::kSetNumberOfQueues: return "set-number-of-queues";
+    case InitState::kDoorbellBufferConfig: return "doorbell-buffer-config";
     case InitState::kIdentifyActiveNamespaces: return "identify-active-namespaces";
     case InitState::kIdentifyNamespace: return "identify-namespace";
     case InitState::kReady: return "ready";
@@ -77,7 +78,7 @@ void ControllerInit::WaitRdy(uint8_t rdy, InitState next) {
   }
 }
 
-std::optional<spec::Cqe> ControllerInit::Command(const spec::Sqe& cmd, const char* what) {
+std::optional<spec::Cqe> ControllerInit::Command(const spec::Sqe& cmd, const char* what, bool error_status_ok) {
   if (!submitted_) {
     completion_ = std::make_shared<std::optional<spec::Cqe>>();
     Status st = admin_.Submit(cmd, [slot = completion_](const spec::Cqe& c) { *slot = c; });
@@ -100,7 +101,7 @@ std::optional<spec::Cqe> ControllerInit::Command(const spec::Sqe& cmd, const cha
     return std::nullopt;
   }
   spec::Cqe c = **completion_;
-  if (c.sct() != 0 || c.sc() != 0) {
+  if ((c.sct() != 0 || c.sc() != 0) && !error_status_ok) {
     FailWith(Fail(EIO, std::string(what) + " failed: " + StatusText(c)));
     return std::nullopt;
   }
@@ -206,6 +207,26 @@ InitState ControllerInit::Step() {
       if (!c) return state_;
       data_.io_sq_granted = static_cast<uint16_t>((c->cdw0 & 0xFFFF) + 1);
       data_.io_cq_granted = static_cast<uint16_t>((c->cdw0 >> 16) + 1);
+      data_.shadow_doorbells = false;
+      bool offered = (data_.ctrlr.oacs & spec::kOacsDbcs) != 0;
+      bool wanted = options_.shadow_doorbell_iova != 0 && options_.eventidx_iova != 0;
+      Enter(offered && wanted ? InitState::kDoorbellBufferConfig : InitState::kIdentifyActiveNamespaces);
+      return state_;
+    }
+    case InitState::kDoorbellBufferConfig: {
+      // NVMe base spec 5.8: PRP1 the shadow doorbell page, PRP2 the EventIdx
+      // page; both page-aligned. I/O queues then take their tails and heads
+      // from the shadow page (see queue_ring.h for the host's side).
+      spec::Sqe cmd;
+      cmd.opc = spec::admin::kDoorbellBufferConfig;
+      cmd.prp1 = options_.shadow_doorbell_iova;
+      cmd.prp2 = options_.eventidx_iova;
+      auto c = Command(cmd, "Doorbell Buffer Config", /*error_status_ok=*/true);
+      if (!c) return state_;
+      data_.shadow_doorbells = c->sct() == 0 && c->sc() == 0;
+      if (!data_.shadow_doorbells)
+        NVMUX_LOG(kInfo, "controller refused Doorbell Buffer Config (%s): shadow doorbells stay off",
+                  StatusText(*c).c_str());
       Enter(InitState::kIdentifyActiveNamespaces);
       return state_;
     }

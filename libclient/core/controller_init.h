@@ -3,9 +3,17 @@
 //
 //   kReadCaps -> [kWaitReadyBeforeDisable] -> kDisable -> kWaitDisabled
 //   -> kConfigureAdminQueue -> kEnable -> kWaitReady
-//   -> kIdentifyController -> kSetNumberOfQueues -> kIdentifyActiveNamespaces
+//   -> kIdentifyController -> kSetNumberOfQueues
+//   -> [kDoorbellBufferConfig] -> kIdentifyActiveNamespaces
 //   -> kIdentifyNamespace (one per active namespace) -> kReady
 //   (any state -> kFailed, with an Error naming what went wrong)
+//
+// kDoorbellBufferConfig (NVMe 1.3+, admin opcode 7Ch) runs only when the
+// controller sets OACS bit 8 and the caller gave shadow doorbell and
+// EventIdx pages. A completion with an error status leaves shadow doorbells
+// off (ControllerData::shadow_doorbells false) and init carries on; a
+// timeout or a transport error fails init as for any other command (a late
+// success would leave the device reading a shadow page the host ignores).
 //
 // Each Step() performs one non-blocking action. Register waits are bounded
 // by CAP.TO (500 ms units); admin commands by `admin_timeout`. The deadline
@@ -39,6 +47,7 @@ enum class InitState {
   kWaitReady,
   kIdentifyController,
   kSetNumberOfQueues,
+  kDoorbellBufferConfig,
   kIdentifyActiveNamespaces,
   kIdentifyNamespace,
   kReady,
@@ -51,6 +60,10 @@ struct InitOptions {
   uint64_t acq_iova = 0;          // admin CQ ring (page-aligned), entries of 16 B
   uint16_t admin_entries = 32;    // both admin queues; 2..4096 and <= CAP.MQES+1
   uint16_t io_queues = 64;        // I/O queue pairs to ask for (Set Features, Number of Queues)
+  // Shadow doorbell page and EventIdx page (page-aligned, zeroed DMA
+  // memory) for Doorbell Buffer Config; 0: never configure shadow doorbells.
+  uint64_t shadow_doorbell_iova = 0;
+  uint64_t eventidx_iova = 0;
   Nanos admin_timeout = std::chrono::seconds(5);
 };
 
@@ -66,6 +79,7 @@ struct ControllerData {
   spec::IdentifyController ctrlr{};
   uint16_t io_sq_granted = 0;  // NSQA + 1
   uint16_t io_cq_granted = 0;  // NCQA + 1
+  bool shadow_doorbells = false;  // Doorbell Buffer Config succeeded: I/O queues use the shadow pages
   std::vector<uint32_t> active_nsids;
   std::vector<spec::IdentifyNamespace> namespaces;  // same order as active_nsids
 };
@@ -88,8 +102,9 @@ class ControllerInit {
   // Register wait: polls CSTS until `rdy` matches; CFS fails.
   void WaitRdy(uint8_t rdy, InitState next);
   // Admin: submits on the first call in a state, then polls; returns the
-  // completion once it arrived (and fails on timeout or error status).
-  std::optional<spec::Cqe> Command(const spec::Sqe& cmd, const char* what);
+  // completion once it arrived (and fails on timeout or, unless
+  // `error_status_ok`, on an error status).
+  std::optional<spec::Cqe> Command(const spec::Sqe& cmd, const char* what, bool error_status_ok = false);
 
   RegisterIo& regs_;
   AdminChannel& admin_;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -286,6 +287,97 @@ TEST_F(ControllerInitTest, WrongEntrySizesAreRefused) {
   ASSERT_EQ(init.state(), InitState::kFailed);
   EXPECT_EQ(init.error().code, ENODEV);
   EXPECT_NE(init.error().message.find("SQES 0x77"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace nvmux
+
+namespace nvmux {
+namespace {
+
+// ---- shadow doorbells (Doorbell Buffer Config) ----
+
+class ShadowDoorbellInitTest : public ControllerInitTest {
+ protected:
+  ShadowDoorbellInitTest() {
+    admin_.ctrlr.oacs = spec::kOacsDbcs;
+    options_.shadow_doorbell_iova = 0x40000;
+    options_.eventidx_iova = 0x41000;
+  }
+};
+
+TEST_F(ShadowDoorbellInitTest, ConfiguresShadowDoorbellsWhenOacsOffersThem) {
+  auto init = Make();
+  auto seen = Run(init);
+  ASSERT_EQ(init.state(), InitState::kReady) << init.error().message;
+  std::vector<InitState> expected = {InitState::kReadCaps,           InitState::kWaitDisabled,
+                                     InitState::kConfigureAdminQueue,  InitState::kEnable,
+                                     InitState::kWaitReady,          InitState::kIdentifyController,
+                                     InitState::kSetNumberOfQueues,  InitState::kDoorbellBufferConfig,
+                                     InitState::kIdentifyActiveNamespaces, InitState::kIdentifyNamespace,
+                                     InitState::kReady};
+  EXPECT_EQ(seen, expected);
+  ASSERT_GE(admin_.submitted.size(), 3u);
+  const spec::Sqe& dbbc = admin_.submitted[2];
+  EXPECT_EQ(dbbc.opc, spec::admin::kDoorbellBufferConfig);
+  EXPECT_EQ(dbbc.prp1, 0x40000u);
+  EXPECT_EQ(dbbc.prp2, 0x41000u);
+  EXPECT_TRUE(init.data().shadow_doorbells);
+  EXPECT_STREQ(ToString(InitState::kDoorbellBufferConfig), "doorbell-buffer-config");
+}
+
+TEST_F(ShadowDoorbellInitTest, SkippedWhenTheControllerDoesNotOfferThem) {
+  admin_.ctrlr.oacs = spec::kOacsFormat | spec::kOacsNsMgmt;
+  auto init = Make();
+  auto seen = Run(init);
+  ASSERT_EQ(init.state(), InitState::kReady) << init.error().message;
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), InitState::kDoorbellBufferConfig), 0);
+  for (const spec::Sqe& c : admin_.submitted) EXPECT_NE(c.opc, spec::admin::kDoorbellBufferConfig);
+  EXPECT_FALSE(init.data().shadow_doorbells);
+}
+
+TEST_F(ShadowDoorbellInitTest, SkippedWhenTheHostGaveNoPages) {
+  options_.shadow_doorbell_iova = 0;
+  options_.eventidx_iova = 0;
+  auto init = Make();
+  Run(init);
+  ASSERT_EQ(init.state(), InitState::kReady) << init.error().message;
+  for (const spec::Sqe& c : admin_.submitted) EXPECT_NE(c.opc, spec::admin::kDoorbellBufferConfig);
+  EXPECT_FALSE(init.data().shadow_doorbells);
+}
+
+TEST_F(ShadowDoorbellInitTest, AFailedConfigLeavesShadowDoorbellsOffAndInitCarriesOn) {
+  admin_.fail_opcode = spec::admin::kDoorbellBufferConfig;
+  auto init = Make();
+  auto seen = Run(init);
+  ASSERT_EQ(init.state(), InitState::kReady) << init.error().message;
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), InitState::kDoorbellBufferConfig), 1);
+  EXPECT_FALSE(init.data().shadow_doorbells);
+  EXPECT_EQ(init.data().namespaces.size(), 2u) << "the namespaces are still identified";
+}
+
+TEST_F(ShadowDoorbellInitTest, OneStepSubmitsThenCompletes) {
+  auto init = Make();
+  for (int i = 0; i < 50 && init.state() != InitState::kDoorbellBufferConfig; ++i) init.Step();
+  ASSERT_EQ(init.state(), InitState::kDoorbellBufferConfig);
+  size_t before = admin_.submitted.size();
+  // The fake answers on the poll of the submitting step: one step completes it.
+  EXPECT_EQ(init.Step(), InitState::kIdentifyActiveNamespaces);
+  EXPECT_EQ(admin_.submitted.size(), before + 1);
+  EXPECT_TRUE(init.data().shadow_doorbells);
+}
+
+TEST_F(ShadowDoorbellInitTest, AConfigThatNeverCompletesTimesOutLikeAnyCommand) {
+  admin_.drop_opcode = spec::admin::kDoorbellBufferConfig;
+  auto init = Make();
+  for (int i = 0; i < 50 && init.state() != InitState::kDoorbellBufferConfig; ++i) init.Step();
+  ASSERT_EQ(init.state(), InitState::kDoorbellBufferConfig);
+  EXPECT_EQ(init.Step(), InitState::kDoorbellBufferConfig);
+  clock_.Advance(std::chrono::seconds(2));
+  EXPECT_EQ(init.Step(), InitState::kFailed);
+  EXPECT_EQ(init.error().code, ETIMEDOUT);
+  EXPECT_NE(init.error().message.find("Doorbell Buffer Config did not complete"), std::string::npos)
+      << init.error().message;
 }
 
 }  // namespace

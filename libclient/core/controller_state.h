@@ -49,6 +49,13 @@ struct ControllerState {
   std::atomic<bool> failed{false};
   std::atomic<bool> removed{false};
   std::atomic<int64_t> next_health_check_ns{0};
+  // Bumped by SetIoTimeout; a queue pair whose copy is older re-reads the
+  // io_timeout_* fields under admin_mutex at its next poll.
+  std::atomic<uint64_t> io_timeout_generation{0};
+  // Set by a queue pair whose I/O timed out with kReset (or whose Abort did
+  // not help); the next ProcessAdminCompletions resets the controller.
+  std::atomic<bool> reset_requested{false};
+  std::atomic<uint32_t> sync_admin_depth{0};  // SyncAdmin calls under way (any thread)
 
   CompletionFn aer_fn = nullptr;
   void* aer_arg = nullptr;
@@ -59,6 +66,9 @@ struct ControllerState {
   TimeoutAction timeout_action = TimeoutAction::kNone;
   Controller::TimeoutFn timeout_fn;
   std::set<uint16_t> timed_out;   // admin command ids already reported
+  uint64_t io_timeout_us = 0;     // SetIoTimeout; 0: off
+  TimeoutAction io_timeout_action = TimeoutAction::kNone;
+  Controller::IoTimeoutFn io_timeout_fn;
   bool namespaces_changed = false;
   spec::Cqe pending_aen{};
   spec::Cqe last_admin{};
@@ -70,6 +80,13 @@ struct ControllerState {
   SharedController* shared = nullptr;
   SharedAdminQueue* shared_admin = nullptr;
   bool owns_device = true;  // standalone/primary: shuts the controller down on detach
+  bool adopted = false;     // a primary that took the group over adopted it (no init)
+  // Shadow doorbells: one page of shadow doorbells, one of EventIdx (DMA
+  // memory, allocated at the first init); on when the controller accepted
+  // Doorbell Buffer Config at the last init or reset. (A secondary reads
+  // SharedController's copy instead.)
+  DmaBuffer shadow_memory;
+  bool shadow_doorbells = false;
   std::shared_ptr<int> alive = std::make_shared<int>(0);  // for hooks that may outlive us
 
   // Marks the controller failed (logged once, with why).
@@ -95,7 +112,15 @@ struct ControllerState {
     data.active_nsids = std::move(nsids);
     data.namespaces = std::move(datas);
   }
-  Doorbells doorbells(uint16_t qid) { return transport->QueueDoorbells(qid, data.cap.dstrd()); }
+  // The doorbells of queue `qid` as its ring must use them: the real ones;
+  // for I/O queues with shadow doorbells on, the shadow and EventIdx slots
+  // (this process's state, or the group's SharedController in a secondary);
+  // the transport's kick fd for the admin queue (always: a sleeping device
+  // must see admin commands) and for shadow-doorbell I/O queues (a real
+  // write there means the device asked to be woken). I/O queues without
+  // shadow doorbells never kick (a system call per I/O; such a device polls).
+  // (controller.cc)
+  Doorbells doorbells(uint16_t qid);
 };
 
 }  // namespace nvmux

@@ -10,6 +10,7 @@
 #include "libclient/core/prp.h"
 #include "libclient/core/sgl.h"
 #include "libclient/core/qpair_state.h"
+#include "nvmux/poll_group.h"
 #include "libclient/shared/shared_admin_queue.h"
 #include "shm/group.h"
 #include "shm/base/clock.h"
@@ -117,6 +118,7 @@ Result<std::unique_ptr<IoQpair>> Controller::AllocIoQpair(const IoQpairOptions& 
 IoQpair::IoQpair(std::unique_ptr<QpairState> state) : s_(std::move(state)) {}
 
 IoQpair::~IoQpair() {
+  if (s_->poll_group != nullptr) (void)s_->poll_group->Remove(*this);  // destroying a member is safe
   if (!s_->ctrlr_gone) {
     std::lock_guard<std::recursive_mutex> guard(s_->cs->admin_mutex);
     Disconnect();
@@ -137,6 +139,9 @@ QpairState::~QpairState() = default;
 Status QpairState::CreateOnDevice() {
   std::memset(static_cast<void*>(ring->cq_memory()), 0, size_t{entries} * sizeof(spec::Cqe));
   ring->Reset();
+  // Shadow doorbells may have been switched on or off by a controller reset
+  // since the ring was made; the device restarts this queue's shadow slots at 0.
+  ring->SetDoorbells(cs->doorbells(qid));
   auto* sq = static_cast<uint8_t*>(rings.data());
   uint64_t sq_iova = DmaPageMap::Iova(sq);
   uint64_t cq_iova = DmaPageMap::Iova(ring->cq_memory());
@@ -201,6 +206,7 @@ uint32_t IoQpair::outstanding() const { return s_->outstanding; }
 const QpairStatistics& IoQpair::statistics() const {
   s_->stats.sq_doorbell_writes = s_->ring->sq_doorbell_writes();
   s_->stats.cq_doorbell_writes = s_->ring->cq_doorbell_writes();
+  s_->stats.shadow_doorbell_updates = s_->ring->shadow_doorbell_updates();
   return s_->stats;
 }
 
@@ -361,6 +367,7 @@ void IssueToDevice(QpairState& q, Request* r) {
   q.free_cids.pop_back();
   r->cmd.cid = cid;
   q.trackers[cid] = r;
+  q.StartTimeout(r);
   (void)q.ring->Push(r->cmd);  // cannot be full: trackers < entries
   q.stats.submitted++;
   if (Request* w = r->fused_partner) {
@@ -379,6 +386,7 @@ void IssueToDevice(QpairState& q, Request* r) {
     q.free_cids.pop_back();
     w->cmd.cid = wcid;
     q.trackers[wcid] = w;
+    q.StartTimeout(w);
     (void)q.ring->Push(w->cmd);
     q.stats.submitted++;
   }
@@ -471,6 +479,7 @@ Result<uint32_t> IoQpair::ProcessCompletions(uint32_t max) {
   while (!q.queued.empty() && q.free_cids.size() >= (q.queued.head->fused_partner ? 2u : 1u))
     IssueToDevice(q, q.queued.Pop());
   q.ring->RingSq();
+  if (q.TimeoutsDue()) [[unlikely]] q.PollTimeouts();  // qpair_timeout.cc
   q.stats.completed += n;
   if (n == 0) {
     q.stats.idle_polls++;

@@ -16,15 +16,23 @@
 #include <memory>
 #include <vector>
 
+#include "libclient/core/controller_state.h"
 #include "libclient/core/queue_ring.h"
 #include "nvmux/controller.h"
 #include "nvmux/qpair.h"
+#include "shm/base/clock.h"
 
 namespace nvmux {
 
 struct ControllerState;
+class PollGroup;
 
 enum class QpairLifecycle { kCreated, kConnected, kDisconnected, kFailed };
+
+// A command's I/O timeout handling: running; reported (fn called, and the
+// action was kNone or kReset); an Abort sent, escalated to a reset when
+// the command outlives another timeout.
+enum class IoTimeoutStage : uint8_t { kRunning, kReported, kAbortSent };
 
 struct Request {
   spec::Sqe cmd;
@@ -46,6 +54,10 @@ struct Request {
   bool fused_first = false;
   spec::Cqe cpl{};  // parent: the status to report; injected: the status to give
   int64_t hold_until_ns = 0;
+  // I/O timeouts (while on): when the command went to the device, or when
+  // the Abort for it was sent; how far its timeout handling went.
+  int64_t timeout_start_ns = 0;
+  IoTimeoutStage timeout_stage = IoTimeoutStage::kRunning;
   Request* next = nullptr;
 };
 
@@ -95,8 +107,20 @@ struct QpairState {
   uint32_t idle_since_check = 0;
   mutable QpairStatistics stats;
   std::vector<ErrorInjection> injections;
+  PollGroup* poll_group = nullptr;  // the group this queue pair is in (poll_group.cc)
+
+  // I/O timeouts: this queue pair's copy of the controller's setting
+  // (Controller::SetIoTimeout), taken when io_timeout_generation moved.
+  int64_t timeout_ns = 0;  // 0: off (IssueToDevice then reads no clock)
+  TimeoutAction timeout_action = TimeoutAction::kNone;
+  Controller::IoTimeoutFn timeout_fn;
+  uint64_t timeout_generation = 0;
+  int64_t next_timeout_check_ns = 0;
+  uint64_t io_timeouts = 0;
 
   ~QpairState();
+  // The state behind a handle (QpairState is IoQpair's friend).
+  static QpairState& Of(IoQpair& qpair) { return *qpair.s_; }
   [[nodiscard]] Status CreateOnDevice();
   void DeleteOnDevice();
   // Completes every request (in flight, queued, held) with the abort status.
@@ -110,6 +134,21 @@ struct QpairState {
   void Complete(Request* r, const spec::Cqe& cpl);
   void DeliverFinished();
   bool Injected(Request* r);
+  // From ProcessCompletions, when the controller's timeout setting changed
+  // or timeouts are on: takes the new setting, then (at most every
+  // timeout / 8) reports commands on the device longer than the timeout and
+  // takes the action. (qpair_timeout.cc)
+  void PollTimeouts();
+  // A command going to the device starts its timeout (off: one branch, no clock).
+  void StartTimeout(Request* r) {
+    if (timeout_ns > 0) [[unlikely]] {
+      r->timeout_start_ns = MonotonicNanos();
+      r->timeout_stage = IoTimeoutStage::kRunning;
+    }
+  }
+  bool TimeoutsDue() const {
+    return timeout_ns > 0 || cs->io_timeout_generation.load(std::memory_order_relaxed) != timeout_generation;
+  }
   void RingSqUnlessDelayed() {
     if (!options.delay_cmd_submit) ring->RingSq();
   }

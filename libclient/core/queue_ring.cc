@@ -1,5 +1,7 @@
 #include "queue_ring.h"
 
+#include <unistd.h>
+
 #include <atomic>
 
 namespace nvmux {
@@ -12,13 +14,38 @@ Status QueueRing::Push(const spec::Sqe& cmd) {
   return Ok();
 }
 
+bool QueueRing::UpdateShadow(uint32_t* shadow, uint32_t* eventidx, uint32_t value, uint32_t old) {
+  std::atomic_ref<uint32_t>(*shadow).store(value, std::memory_order_relaxed);
+  // Store -> load ordering (x86 would otherwise let the EventIdx load pass
+  // the shadow store still in the store buffer): pairs with the device's
+  // EventIdx store, full fence, shadow re-read before it stops polling.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  uint32_t event_idx = std::atomic_ref<uint32_t>(*eventidx).load(std::memory_order_relaxed);
+  return DoorbellNeedsEvent(static_cast<uint16_t>(event_idx), static_cast<uint16_t>(value),
+                            static_cast<uint16_t>(old));
+}
+
+void QueueRing::Kick() const {
+  if (doorbells_.kick_fd < 0) return;
+  uint64_t one = 1;
+  // Cannot block or fail short of a counter at 2^64-2 (the device reads it).
+  ssize_t n = ::write(doorbells_.kick_fd, &one, sizeof(one));
+  (void)n;
+}
+
 void QueueRing::RingSq() {
   if (x_.sq_tail == x_.sq_rung) return;
   // The entries must be visible before the device sees the new tail.
   std::atomic_thread_fence(std::memory_order_release);
-  *doorbells_.sq_tail = x_.sq_tail;
+  const uint32_t old = x_.sq_rung;
   x_.sq_rung = x_.sq_tail;
+  if (doorbells_.shadow_sq_tail != nullptr) {
+    shadow_updates_++;
+    if (!UpdateShadow(doorbells_.shadow_sq_tail, doorbells_.eventidx_sq, x_.sq_tail, old)) return;
+  }
+  *doorbells_.sq_tail = x_.sq_tail;
   sq_doorbell_writes_++;
+  Kick();
 }
 
 std::optional<spec::Cqe> QueueRing::Pop() {
@@ -43,9 +70,15 @@ std::optional<spec::Cqe> QueueRing::Pop() {
 
 void QueueRing::RingCq() {
   if (x_.cq_head == x_.cq_rung) return;
-  *doorbells_.cq_head = x_.cq_head;
+  const uint32_t old = x_.cq_rung;
   x_.cq_rung = x_.cq_head;
+  if (doorbells_.shadow_cq_head != nullptr) {
+    shadow_updates_++;
+    if (!UpdateShadow(doorbells_.shadow_cq_head, doorbells_.eventidx_cq, x_.cq_head, old)) return;
+  }
+  *doorbells_.cq_head = x_.cq_head;
   cq_doorbell_writes_++;
+  Kick();
 }
 
 }  // namespace nvmux

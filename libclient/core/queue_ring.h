@@ -7,6 +7,16 @@
 // head wraps. Doorbell writes are separate from Push/Pop so callers can batch
 // (delay_cmd_submit) and are ordered after the ring writes they publish.
 //
+// Shadow doorbells (NVMe 1.3+ Doorbell Buffer Config, as Linux, SPDK's
+// nvme_pcie and QEMU's hw/nvme do it): when Doorbells names shadow and
+// EventIdx slots, a new tail/head is stored in the shadow slot, a full fence
+// follows, then the EventIdx slot is read; the real doorbell is written only
+// when the update crosses the EventIdx (DoorbellNeedsEvent). The fence pairs
+// with the device's "store EventIdx, full fence, re-read shadow" before it
+// sleeps: either the device sees the new value or the host sees the EventIdx
+// asking for a doorbell. After each real doorbell write, kick_fd (an eventfd
+// the device sleeps on, vfio-user ioeventfd) gets a write, when given.
+//
 // Thread safety: none; one thread owns a ring (the I/O path takes no locks).
 // Ownership: borrows the ring memory and doorbell registers.
 #pragma once
@@ -23,7 +33,26 @@ namespace nvmux {
 struct Doorbells {
   volatile uint32_t* sq_tail = nullptr;
   volatile uint32_t* cq_head = nullptr;
+  // Shadow doorbell and EventIdx slots of this queue (DMA memory the
+  // device reads and writes); all null when shadow doorbells are off.
+  uint32_t* shadow_sq_tail = nullptr;
+  uint32_t* shadow_cq_head = nullptr;
+  uint32_t* eventidx_sq = nullptr;
+  uint32_t* eventidx_cq = nullptr;
+  // Written (an eventfd: 8 bytes, value 1) after every real doorbell write
+  // to wake a device that sleeps; -1: none.
+  int kick_fd = -1;
+  bool shadow() const { return shadow_sq_tail != nullptr; }
 };
+
+// The EventIdx rule (virtio's vring_need_event, NVMe base spec 5.8): moving
+// a doorbell from `old_idx` to `new_idx` must be signalled with a real
+// doorbell write when `event_idx` lies in [old_idx, new_idx), counted
+// forwards with wrap-around. 16-bit arithmetic is exact for any queue size
+// up to 65536 because every value is below the size.
+constexpr bool DoorbellNeedsEvent(uint16_t event_idx, uint16_t new_idx, uint16_t old_idx) {
+  return static_cast<uint16_t>(new_idx - event_idx - 1) < static_cast<uint16_t>(new_idx - old_idx);
+}
 
 // The ring's positions. A queue pair keeps them in the QueueRing; the
 // group's shared admin queue keeps them in shared memory (standard layout,
@@ -51,16 +80,23 @@ class QueueRing {
 
   // Copies `cmd` to the SQ tail. Errors: EAGAIN when full.
   Status Push(const spec::Sqe& cmd);
-  // Publishes pushed commands: one doorbell write if any are pending.
+  // Publishes pushed commands: one doorbell write (or shadow update) if any
+  // are pending.
   void RingSq();
   // The next new completion, if any (advances the CQ head; updates SQ head).
   std::optional<spec::Cqe> Pop();
-  // Publishes consumed completions: one doorbell write if any.
+  // Publishes consumed completions: one doorbell write (or shadow update) if any.
   void RingCq();
+  // Points the ring at other doorbells (shadow doorbells switched on or off
+  // when the queue is created again after a controller reset).
+  void SetDoorbells(const Doorbells& doorbells) { doorbells_ = doorbells; }
+  const Doorbells& doorbells() const { return doorbells_; }
 
   uint32_t doorbell_writes() const { return sq_doorbell_writes_ + cq_doorbell_writes_; }
   uint64_t sq_doorbell_writes() const { return sq_doorbell_writes_; }
   uint64_t cq_doorbell_writes() const { return cq_doorbell_writes_; }
+  // Tails and heads published through the shadow page (real writes not included).
+  uint64_t shadow_doorbell_updates() const { return shadow_updates_; }
   uint32_t sq_tail() const { return x_.sq_tail; }
   // Back to the state of a freshly created queue (the caller zeroes the CQ
   // memory): after the controller was reset or the queue re-created.
@@ -83,8 +119,13 @@ class QueueRing {
   Doorbells doorbells_;
   RingIndices own_;
   RingIndices& x_;
+  // Stores value in the shadow slot; whether the real doorbell must follow.
+  static bool UpdateShadow(uint32_t* shadow, uint32_t* eventidx, uint32_t value, uint32_t old);
+  void Kick() const;
+
   uint32_t sq_doorbell_writes_ = 0;
   uint32_t cq_doorbell_writes_ = 0;
+  uint64_t shadow_updates_ = 0;
 };
 
 }  // namespace nvmux

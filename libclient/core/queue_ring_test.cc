@@ -1,7 +1,9 @@
 #include "queue_ring.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "admin_queue.h"
@@ -201,6 +203,138 @@ TEST(IoQueue, RefusesBadBlockCountsAndUndescribableBuffers) {
   EXPECT_EQ(misaligned.error().code, EINVAL);
   EXPECT_EQ(io.outstanding(), 0u);
   EXPECT_EQ(dev.sq_tail_db, 0u);  // nothing reached the device
+}
+
+}  // namespace
+}  // namespace nvmux
+
+namespace nvmux {
+namespace {
+
+// ---- shadow doorbells (EventIdx rule) ----
+
+TEST(DoorbellNeedsEventTest, SignalsWhenTheUpdateCrossesEventIdx) {
+  // event_idx in [old, new): the device asked to hear about this update.
+  EXPECT_TRUE(DoorbellNeedsEvent(5, 6, 5));    // the device consumed up to 5: the next one crosses
+  EXPECT_TRUE(DoorbellNeedsEvent(5, 9, 3));    // inside a batch
+  EXPECT_TRUE(DoorbellNeedsEvent(3, 9, 3));    // at old
+  EXPECT_FALSE(DoorbellNeedsEvent(9, 9, 3));   // at new: not yet passed
+  EXPECT_FALSE(DoorbellNeedsEvent(4, 6, 5));   // behind old: "don't notify me" while polling
+  EXPECT_FALSE(DoorbellNeedsEvent(20, 9, 3));  // ahead of new
+  EXPECT_FALSE(DoorbellNeedsEvent(5, 5, 5));   // no movement
+}
+
+TEST(DoorbellNeedsEventTest, WrapsAroundTheQueueSize) {
+  // A 256-entry queue: the tail goes 250 -> 5 through 0.
+  EXPECT_TRUE(DoorbellNeedsEvent(250, 5, 250));
+  EXPECT_TRUE(DoorbellNeedsEvent(255, 5, 250));
+  EXPECT_TRUE(DoorbellNeedsEvent(0, 5, 250));
+  EXPECT_TRUE(DoorbellNeedsEvent(4, 5, 250));
+  EXPECT_FALSE(DoorbellNeedsEvent(5, 5, 250));
+  EXPECT_FALSE(DoorbellNeedsEvent(100, 5, 250));
+  EXPECT_FALSE(DoorbellNeedsEvent(249, 5, 250));  // one behind old: suppressed
+  // Old at the last slot, event_idx one behind it, new at 0.
+  EXPECT_FALSE(DoorbellNeedsEvent(254, 0, 255));
+  EXPECT_TRUE(DoorbellNeedsEvent(255, 0, 255));
+  // The largest queue (65536 entries): 16-bit arithmetic is exact.
+  EXPECT_TRUE(DoorbellNeedsEvent(65535, 1, 65534));
+  EXPECT_FALSE(DoorbellNeedsEvent(65533, 1, 65534));
+  // A device one behind the tail never asks, whatever the host's batch
+  // (at most entries - 1 ahead of the device's head).
+  for (uint32_t entries : {2u, 16u, 256u, 65536u}) {
+    for (uint32_t consumed = 0; consumed < entries; consumed += std::max(1u, entries / 7)) {
+      const uint32_t ei = (consumed + entries - 1) % entries;
+      for (uint32_t ahead = 1; ahead < entries; ahead += std::max(1u, entries / 5)) {
+        const uint32_t nw = (consumed + ahead) % entries;
+        EXPECT_FALSE(DoorbellNeedsEvent(static_cast<uint16_t>(ei), static_cast<uint16_t>(nw),
+                                        static_cast<uint16_t>(consumed)))
+            << entries << " " << consumed << " " << ahead;
+      }
+    }
+  }
+}
+
+struct ShadowPages {
+  alignas(64) uint32_t shadow[2] = {0, 0};  // SQ tail, CQ head
+  alignas(64) uint32_t eventidx[2] = {0, 0};
+};
+
+TEST(QueueRingShadowTest, WritesTheShadowAndRingsOnlyWhenEventIdxAsks) {
+  FakeDevice dev(16);
+  ShadowPages pages;
+  Doorbells db = dev.doorbells();
+  db.shadow_sq_tail = &pages.shadow[0];
+  db.shadow_cq_head = &pages.shadow[1];
+  db.eventidx_sq = &pages.eventidx[0];
+  db.eventidx_cq = &pages.eventidx[1];
+  QueueRing ring(dev.sq.data(), dev.cq.data(), 16, db);
+  // The device polls and says "don't notify me" (one behind what it consumed).
+  pages.eventidx[0] = 15;
+  pages.eventidx[1] = 15;
+  spec::Sqe cmd;
+  ASSERT_TRUE(ring.Push(cmd));
+  ring.RingSq();
+  EXPECT_EQ(pages.shadow[0], 1u);
+  EXPECT_EQ(dev.sq_tail_db, 0u) << "no real doorbell while the device polls";
+  EXPECT_EQ(ring.sq_doorbell_writes(), 0u);
+  EXPECT_EQ(ring.shadow_doorbell_updates(), 1u);
+  // The device consumed 1 and goes to sleep: EventIdx = 1, the next update crosses it.
+  pages.eventidx[0] = 1;
+  ASSERT_TRUE(ring.Push(cmd));
+  ASSERT_TRUE(ring.Push(cmd));
+  ring.RingSq();
+  EXPECT_EQ(pages.shadow[0], 3u);
+  EXPECT_EQ(dev.sq_tail_db, 3u);
+  EXPECT_EQ(ring.sq_doorbell_writes(), 1u);
+  EXPECT_EQ(ring.shadow_doorbell_updates(), 2u);
+  // Nothing new: no update at all.
+  ring.RingSq();
+  EXPECT_EQ(ring.shadow_doorbell_updates(), 2u);
+  // Completions: the CQ head goes to the shadow page the same way.
+  dev.sq_tail_db = 3;
+  EXPECT_EQ(dev.Process(), 3);
+  int popped = 0;
+  while (ring.Pop()) ++popped;
+  EXPECT_EQ(popped, 3);
+  ring.RingCq();
+  EXPECT_EQ(pages.shadow[1], 3u);
+  EXPECT_EQ(dev.cq_head_db, 0u);
+  EXPECT_EQ(ring.cq_doorbell_writes(), 0u);
+  EXPECT_EQ(ring.shadow_doorbell_updates(), 3u);
+  // Switched off (a reset whose Doorbell Buffer Config failed): real doorbells again.
+  ring.SetDoorbells(dev.doorbells());
+  ASSERT_TRUE(ring.Push(cmd));
+  ring.RingSq();
+  EXPECT_EQ(dev.sq_tail_db, 4u);
+  EXPECT_EQ(ring.sq_doorbell_writes(), 2u);
+  EXPECT_EQ(ring.shadow_doorbell_updates(), 3u);
+}
+
+TEST(QueueRingShadowTest, KicksTheEventfdAfterEachRealWrite) {
+  FakeDevice dev(8);
+  ShadowPages pages;
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  Doorbells db = dev.doorbells();
+  db.shadow_sq_tail = &pages.shadow[0];
+  db.shadow_cq_head = &pages.shadow[1];
+  db.eventidx_sq = &pages.eventidx[0];
+  db.eventidx_cq = &pages.eventidx[1];
+  db.kick_fd = fds[1];
+  QueueRing ring(dev.sq.data(), dev.cq.data(), 8, db);
+  pages.eventidx[0] = 7;  // polling
+  spec::Sqe cmd;
+  ASSERT_TRUE(ring.Push(cmd));
+  ring.RingSq();
+  pages.eventidx[0] = 1;  // sleeping after consuming 1
+  ASSERT_TRUE(ring.Push(cmd));
+  ring.RingSq();
+  uint64_t kicks[4] = {};
+  ssize_t n = ::read(fds[0], kicks, sizeof(kicks));
+  EXPECT_EQ(n, 8) << "one kick, for the one real write";
+  EXPECT_EQ(kicks[0], 1u);
+  ::close(fds[0]);
+  ::close(fds[1]);
 }
 
 }  // namespace

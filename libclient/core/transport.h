@@ -33,6 +33,11 @@ class Transport {
   virtual Doorbells QueueDoorbells(uint16_t qid, uint32_t dstrd) = 0;
   // True once the device or the connection to it is gone.
   virtual bool Lost() const = 0;
+  // An eventfd to write after a real doorbell write, so a device that
+  // sleeps when idle wakes at once (vfio-user: the ioeventfd the server
+  // gave for the doorbell page); -1 when the device polls (pcie) or offered
+  // none. Which writes are kicked: ControllerState::doorbells().
+  virtual int DoorbellKickFd() const { return -1; }
 
   // What other processes of a group need to reach the same device: the
   // doorbell mapping's fd and the connection's fd (vfio-user). None when the
@@ -43,6 +48,7 @@ class Transport {
     uint64_t doorbell_bar_offset = 0;
     uint64_t doorbell_bytes = 0;
     int connection_fd = -1;
+    int kick_fd = -1;  // DoorbellKickFd(), or -1
   };
   virtual std::optional<Exported> Export() const { return std::nullopt; }
 };

@@ -22,6 +22,7 @@ struct Offered {
   uint64_t offset;
   uint64_t bytes;
   int connection_fd;
+  int kick_fd;  // -1: none
 };
 
 struct Request {
@@ -55,6 +56,7 @@ int Serve(const rte_mp_msg* msg, const void* peer) {
       reply.fds[0] = it->second.doorbell_fd;
       reply.fds[1] = it->second.connection_fd;
       reply.num_fds = 2;
+      if (it->second.kick_fd >= 0) reply.fds[reply.num_fds++] = it->second.kick_fd;
     }
   }
   std::memcpy(reply.param, &r, sizeof r);
@@ -65,14 +67,14 @@ int Serve(const rte_mp_msg* msg, const void* peer) {
 }  // namespace
 
 Status OfferFds(uint32_t index, int doorbell_fd, uint64_t doorbell_file_offset, uint64_t doorbell_bytes,
-                int connection_fd) {
+                int connection_fd, int kick_fd) {
   std::lock_guard<std::mutex> guard(g_mutex);
   if (!g_registered) {
     if (rte_mp_action_register(kAction, Serve) != 0 && rte_errno != EEXIST)
       return Fail(rte_errno, std::string("cannot serve controller fds over DPDK IPC: ") + rte_strerror(rte_errno));
     g_registered = true;
   }
-  g_offered[index] = Offered{doorbell_fd, doorbell_file_offset, doorbell_bytes, connection_fd};
+  g_offered[index] = Offered{doorbell_fd, doorbell_file_offset, doorbell_bytes, connection_fd, kick_fd};
   return Ok();
 }
 
@@ -82,6 +84,10 @@ void WithdrawFds(uint32_t index) {
 }
 
 Result<SharedFds> RequestFds(uint32_t index) {
+  // DPDK's primary gone (it died; a primary that took the group over is
+  // DPDK's secondary): nobody serves IPC. Say so without asking.
+  if (rte_eal_primary_proc_alive(nullptr) == 0)
+    return Fail(ENXIO, "DPDK's primary process of the group is not running, so nobody serves fd requests");
   rte_mp_msg req{};
   std::strncpy(req.name, kAction, sizeof(req.name) - 1);
   Request r{index};
@@ -100,6 +106,7 @@ Result<SharedFds> RequestFds(uint32_t index) {
   SharedFds fds;
   if (m.num_fds >= 1) fds.doorbells = UniqueFd(m.fds[0]);
   if (m.num_fds >= 2) fds.connection = UniqueFd(m.fds[1]);
+  if (m.num_fds >= 3) fds.kick = UniqueFd(m.fds[2]);
   std::free(replies.msgs);
   if (rep.status != 0)
     return Fail(rep.status == ENOENT ? ENOENT : rep.status,

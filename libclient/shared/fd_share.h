@@ -1,5 +1,6 @@
 // FdShare: the file descriptors a secondary needs to drive a controller the
-// primary attached — the doorbell mapping of a vfio-user device, and the
+// primary attached — the doorbell mapping of a vfio-user device, the
+// doorbell kick eventfd (the server's ioeventfd, when it offered one), and the
 // vfio-user connection itself (a secondary keeps a duplicate open, so the
 // device keeps its DMA maps when the primary dies) — passed with DPDK's
 // multi-process IPC (SCM_RIGHTS under the hood).
@@ -23,12 +24,13 @@ struct SharedFds {
   uint64_t doorbell_file_offset = 0;
   uint64_t doorbell_bytes = 0;
   UniqueFd connection;         // the vfio-user socket (a duplicate)
+  UniqueFd kick;               // doorbell kick eventfd (Transport::DoorbellKickFd); may be invalid
 };
 
 // Primary: serve `index`. The fds stay owned by the caller and must stay
 // open until Withdraw(index). Errors: EAL's registration failure.
 [[nodiscard]] Status OfferFds(uint32_t index, int doorbell_fd, uint64_t doorbell_file_offset, uint64_t doorbell_bytes,
-                              int connection_fd);
+                              int connection_fd, int kick_fd = -1);
 void WithdrawFds(uint32_t index);
 
 // Secondary: ask the primary. Errors: ENXIO (no primary answered within

@@ -39,8 +39,10 @@ Status SharedRegisters::Write64(uint32_t offset, uint64_t) {
   return Fail(ENOTSUP, "register " + Hex(offset) + ": a secondary does not write controller registers");
 }
 
-Result<std::unique_ptr<ImportedTransport>> ImportedTransport::Create(SharedController& c, SharedFds fds) {
+Result<std::unique_ptr<ImportedTransport>> ImportedTransport::Create(SharedController& c, SharedFds fds,
+                                                                     std::unique_ptr<RegisterIo> device_registers) {
   std::unique_ptr<ImportedTransport> t(new ImportedTransport(c, std::move(fds)));
+  t->device_registers_ = std::move(device_registers);
   void* p = ::mmap(nullptr, t->fds_.doorbell_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, t->fds_.doorbells.get(),
                    static_cast<off_t>(t->fds_.doorbell_file_offset));
   if (p == MAP_FAILED) return ErrnoError("mapping the doorbells the primary passed");

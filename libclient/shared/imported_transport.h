@@ -1,7 +1,8 @@
 // ImportedTransport: how a secondary reaches a controller the primary
 // attached. Doorbells are the primary's doorbell area, mapped from the fd
 // the primary passed (fd_share.h); registers are the primary's published
-// snapshot (CAP, VS, CSTS as last read): a secondary never writes
+// snapshot (CAP, VS, CSTS as last read), the doorbell kick is the
+// primary's eventfd when it passed one: a secondary never writes
 // controller registers. The duplicate of the vfio-user connection is held
 // open so the device keeps this group's DMA maps while any process lives.
 //
@@ -33,21 +34,32 @@ class SharedRegisters final : public RegisterIo {
 
 class ImportedTransport final : public Transport {
  public:
+  // `device_registers`: real register access, for a primary that took the
+  // group over and adopted the connection (see vfiouser/adopted_registers.h);
+  // null in a secondary, which reads the published snapshot.
   // Errors: from mmap.
-  [[nodiscard]] static Result<std::unique_ptr<ImportedTransport>> Create(SharedController& c, SharedFds fds);
+  [[nodiscard]] static Result<std::unique_ptr<ImportedTransport>> Create(
+      SharedController& c, SharedFds fds, std::unique_ptr<RegisterIo> device_registers = nullptr);
   ~ImportedTransport() override;
 
   const char* name() const override { return c_.transport_name; }
-  RegisterIo& registers() override { return registers_; }
+  RegisterIo& registers() override { return device_registers_ ? *device_registers_ : registers_; }
   [[nodiscard]] Status PrepareDevice() override { return Ok(); }
   Doorbells QueueDoorbells(uint16_t qid, uint32_t dstrd) override;
   bool Lost() const override;
+  int DoorbellKickFd() const override { return fds_.kick.get(); }
+  // What this process holds, for others to take (fd_holders.h).
+  std::optional<Exported> Export() const override {
+    return Exported{fds_.doorbells.get(), fds_.doorbell_file_offset, c_.doorbell_offset, fds_.doorbell_bytes,
+                    fds_.connection.get(), fds_.kick.get()};
+  }
 
  private:
   ImportedTransport(SharedController& c, SharedFds fds) : c_(c), registers_(c), fds_(std::move(fds)) {}
   SharedController& c_;
   SharedRegisters registers_;
   SharedFds fds_;
+  std::unique_ptr<RegisterIo> device_registers_;
   uint8_t* map_ = nullptr;
   size_t map_bytes_ = 0;
 };

@@ -2,6 +2,7 @@
 
 #include <atomic>
 
+#include "libclient/shared/fd_holders.h"
 #include "shm/base/clock.h"
 #include "shm/base/log.h"
 
@@ -43,6 +44,7 @@ SharedAdminQueue::~SharedAdminQueue() {
   auto guard = lock_.Lock();
   if (!guard) return;
   c_.mailboxes[slot_].generation = 0;
+  ForgetFdHolder(c_, slot_);
   // Our in-flight commands' completions now have nowhere to go.
   for (uint32_t cid = 0; cid < c_.admin_entries; ++cid) {
     SharedAdminTracker& t = c_.trackers[cid];
@@ -224,6 +226,7 @@ uint64_t SharedAdminQueue::ForgetSlot(uint32_t slot) {
   auto guard = lock_.Lock();
   if (!guard) return 0;
   uint64_t released = 0;
+  ForgetFdHolder(c_, slot);
   Mailbox& m = c_.mailboxes[slot];
   if (m.generation != 0) {
     released += m.tail - m.head;

@@ -67,8 +67,27 @@ struct SharedQid {
   uint32_t on_device;  // Create I/O CQ/SQ succeeded, not yet deleted
 };
 
+// SharedController::in_use. A retired entry is one the primary detached
+// (device removed or failed, or nvmuxd stopping): invisible to new lookups,
+// `removed` or `failed` set so the processes still holding it fail their
+// I/O with ENXIO, and reused only once no live process has its mailbox
+// registered there (see shared_registry.h).
+inline constexpr uint32_t kEntryFree = 0;
+inline constexpr uint32_t kEntryPublished = 1;
+inline constexpr uint32_t kEntryReserved = 2;
+inline constexpr uint32_t kEntryRetired = 3;
+
+// A process holding the controller's fds (see fd_holders.h); one per slot.
+inline constexpr uint32_t kMaxHeldFds = 6;
+struct FdHolder {
+  uint32_t generation;  // the holder slot's generation (0: none)
+  uint32_t count;
+  int32_t fds[kMaxHeldFds];  // fd numbers in the holder: doorbells, connection, then kick fds
+  uint64_t doorbell_file_offset;
+};
+
 struct SharedController {
-  uint32_t in_use;  // 0 free, 2 reserved by the primary, 1 published (atomic_ref)
+  uint32_t in_use;  // kEntry*: 0 free, 2 reserved by the primary, 1 published, 3 retired (atomic_ref)
   uint32_t index;   // in the table
   char trid[256];
   char transport_name[16];
@@ -85,6 +104,7 @@ struct SharedController {
   uint32_t doorbell_bytes;
   uint32_t num_namespaces;
   uint32_t namespace_generation;  // bumped when the namespace list changes
+  uint32_t attach_generation;     // bumped each time the entry is reserved: tells a re-attach from the entry it reused
   uint32_t nsids[kMaxSharedNamespaces];
   spec::IdentifyNamespace namespaces[kMaxSharedNamespaces];
   spec::IdentifyController ctrlr;
@@ -103,6 +123,16 @@ struct SharedController {
   uint64_t admin_routed;   // completions delivered to another process's mailbox
   uint64_t aens;
   uint64_t orphaned;       // completions for dead processes, dropped
+  FdHolder fd_holders[shm::kMaxProcesses];  // under `lock`
+  // Shadow doorbells (Doorbell Buffer Config), set by the primary at each
+  // controller (re)initialisation: the IOVAs (= addresses in every process)
+  // of the shadow doorbell page and the EventIdx page, in the group's DMA
+  // memory, and whether the controller accepted them (atomic_ref; 0 while a
+  // reset is re-initialising). Secondaries' I/O queue pairs use them too.
+  uint64_t shadow_doorbell_iova;
+  uint64_t eventidx_iova;
+  uint32_t shadow_doorbells;
+  uint32_t reserved2;
 };
 
 struct SharedControllerTable {

@@ -8,6 +8,24 @@ namespace {
 
 uint32_t Load(uint32_t& v) { return std::atomic_ref<uint32_t>(v).load(std::memory_order_acquire); }
 
+// A retired entry is still in use while a live process has its admin mailbox
+// registered there (SharedAdminQueue registers it for the lifetime of the
+// process's Controller). Mailboxes of dead processes are not forgotten on a
+// retired entry (the reaper's hook went with the controller), so the slot's
+// current generation and liveness decide.
+bool RetiredEntryInUse(shm::Group& group, SharedController& c) {
+  std::vector<shm::ProcessInfo> live = group.processes().Snapshot();
+  for (uint32_t slot = 0; slot < shm::kMaxProcesses; ++slot) {
+    uint32_t generation = c.mailboxes[slot].generation;
+    if (generation == 0) continue;
+    for (const shm::ProcessInfo& p : live)
+      if (p.slot == slot && p.generation == generation && p.state == shm::SlotState::kActive &&
+          group.processes().IsAlive(slot))
+        return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 Result<SharedControllerTable*> FindControllerTable(shm::Group& group, bool create) {
@@ -29,31 +47,47 @@ Result<SharedController*> ReserveSharedController(shm::Group& group, const std::
   auto guard = group.lock().Lock();
   if (!guard) return guard.error();
   SharedController* free_entry = nullptr;
+  SharedController* reclaimable = nullptr;
   for (uint32_t i = 0; i < kMaxSharedControllers; ++i) {
     SharedController& c = (*table)->controllers[i];
-    if (Load(c.in_use) != 0 && trid == c.trid)
+    uint32_t state = Load(c.in_use);
+    if ((state == kEntryPublished || state == kEntryReserved) && trid == c.trid)
       return Fail(EEXIST, "controller " + trid + " is already attached in group " + std::to_string(group.id()));
-    if (Load(c.in_use) == 0 && free_entry == nullptr) free_entry = &c;
+    if (state == kEntryFree && free_entry == nullptr) free_entry = &c;
+    if (state == kEntryRetired && reclaimable == nullptr && !RetiredEntryInUse(group, c)) reclaimable = &c;
   }
+  if (free_entry == nullptr) free_entry = reclaimable;
   if (free_entry == nullptr)
     return Fail(ENOSPC, "group " + std::to_string(group.id()) + " already has " +
-                            std::to_string(kMaxSharedControllers) + " controllers (the most a group holds)");
+                            std::to_string(kMaxSharedControllers) + " controllers (the most a group holds; "
+                            "detached ones count until every process using them let go)");
   uint32_t index = static_cast<uint32_t>(free_entry - (*table)->controllers);
+  uint32_t generation = free_entry->attach_generation + 1;
   std::memset(static_cast<void*>(free_entry), 0, sizeof *free_entry);
   free_entry->index = index;
-  free_entry->in_use = 2;  // reserved: not yet visible to secondaries
+  free_entry->attach_generation = generation;
+  free_entry->in_use = kEntryReserved;  // not yet visible to secondaries
   std::strncpy(free_entry->trid, trid.c_str(), sizeof(free_entry->trid) - 1);
   (*table)->count++;
   return free_entry;
 }
 
 void PublishSharedController(SharedController& c) {
-  std::atomic_ref<uint32_t>(c.in_use).store(1, std::memory_order_release);
+  std::atomic_ref<uint32_t>(c.in_use).store(kEntryPublished, std::memory_order_release);
 }
 
 void ReleaseSharedController(shm::Group& group, SharedController& c) {
   auto guard = group.lock().Lock();
-  std::atomic_ref<uint32_t>(c.in_use).store(0, std::memory_order_release);
+  // Gone first, then unpublished: a process that still finds the entry
+  // published already sees it gone.
+  if (Load(c.failed) == 0 && Load(c.removed) == 0)
+    std::atomic_ref<uint32_t>(c.removed).store(1, std::memory_order_release);
+  std::atomic_ref<uint32_t>(c.in_use).store(kEntryRetired, std::memory_order_release);
+}
+
+bool SharedControllerGone(SharedController& c, uint32_t attach_generation) {
+  return Load(c.in_use) != kEntryPublished || Load(c.attach_generation) != attach_generation ||
+         Load(c.removed) != 0 || Load(c.failed) != 0;
 }
 
 Result<std::vector<SharedController*>> PublishedControllers(shm::Group& group) {
@@ -61,7 +95,7 @@ Result<std::vector<SharedController*>> PublishedControllers(shm::Group& group) {
   if (!table) return table.error();
   std::vector<SharedController*> out;
   for (uint32_t i = 0; i < kMaxSharedControllers; ++i)
-    if (Load((*table)->controllers[i].in_use) == 1) out.push_back(&(*table)->controllers[i]);
+    if (Load((*table)->controllers[i].in_use) == kEntryPublished) out.push_back(&(*table)->controllers[i]);
   return out;
 }
 

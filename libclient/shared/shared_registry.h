@@ -18,13 +18,26 @@ namespace nvmux {
 // lock and segment errors.
 [[nodiscard]] Result<SharedControllerTable*> FindControllerTable(shm::Group& group, bool create);
 
-// Primary: a fresh entry for `trid` (zeroed; in_use is set by Publish).
-// Errors: EEXIST (already attached by this group), ENOSPC (table full).
+// Primary: a fresh entry for `trid` (zeroed but for attach_generation,
+// which goes up by one; in_use is set by Publish). Takes a free entry, else
+// reclaims a retired one no live process still uses (no registered mailbox
+// of a live slot generation).
+// Errors: EEXIST (already attached by this group), ENOSPC (table full: every
+// entry attached or retired and still held by a live process).
 [[nodiscard]] Result<SharedController*> ReserveSharedController(shm::Group& group, const std::string& trid);
 // Primary: makes the entry visible to secondaries (release ordering).
 void PublishSharedController(SharedController& c);
-// Primary: the entry is free again (on detach).
+// Primary: the controller is detached (on detach, device removal or
+// failure). The entry is retired: unpublished, and marked `removed` unless
+// it is already `failed` or `removed`, so processes still holding it see
+// their controller gone (ENXIO) at their next health check; it is reused by
+// a later Reserve only once none of them uses it any more.
 void ReleaseSharedController(shm::Group& group, SharedController& c);
+
+// True when the entry no longer serves the controller a process imported at
+// `attach_generation`: retired, freed, reused for another attach, or marked
+// removed/failed by the primary. Reads without the lock (atomic loads).
+bool SharedControllerGone(SharedController& c, uint32_t attach_generation);
 
 // Published entries, in index order.
 [[nodiscard]] Result<std::vector<SharedController*>> PublishedControllers(shm::Group& group);

@@ -73,6 +73,11 @@ Result<Message> Client::CallLocked(Header header, std::span<const uint8_t> paylo
     if (!sent) return Broken(sent.error());
   }
   auto reply = RecvMessage(sock_.get(), options_.timeout_ms, kMaxMessageSize, kMaxMsgFdsLimit);
+  // An adopted connection may still carry late replies to the previous owner.
+  for (int stale = 0; adopted_ && reply && stale < 16 && reply->header.msg_id != header.msg_id &&
+                      (reply->header.flags & kFlagTypeMask) == kFlagTypeReply;
+       ++stale)
+    reply = RecvMessage(sock_.get(), options_.timeout_ms, kMaxMessageSize, kMaxMsgFdsLimit);
   if (!reply) return Broken(reply.error());
   const Header& rh = reply->header;
   if ((rh.flags & kFlagTypeMask) != kFlagTypeReply || rh.msg_id != header.msg_id ||
@@ -86,6 +91,17 @@ Result<Message> Client::CallLocked(Header header, std::span<const uint8_t> paylo
                           ToString(static_cast<Command>(header.cmd)));
   }
   return reply;
+}
+
+std::unique_ptr<Client> Client::Adopt(UniqueFd sock, ClientOptions options) {
+  // Drop what the previous owner left half-read (it died mid-reply).
+  uint8_t scratch[4096];
+  while (::recv(sock.get(), scratch, sizeof scratch, MSG_DONTWAIT) > 0) {
+  }
+  std::unique_ptr<Client> c(new Client(std::move(sock), std::move(options)));
+  c->adopted_ = true;
+  c->next_msg_id_ = 0x8000;  // far from the previous owner's ids
+  return c;
 }
 
 Result<Message> Client::Call(Command cmd, std::span<const uint8_t> payload, std::span<const int> fds,
@@ -171,6 +187,49 @@ Result<RegionDescription> Client::GetRegionInfo(uint32_t index) {
     }
   }
   return out;
+}
+
+Result<RegionIoFds> Client::GetRegionIoFds(uint32_t index) {
+  uint32_t argsz = sizeof(RegionIoFdsRequest) + 8 * sizeof(SubRegionIoFd);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::vector<uint8_t> payload;
+    RegionIoFdsRequest req;
+    req.argsz = argsz;
+    req.index = index;
+    AppendStruct(payload, req);
+    auto reply = Call(Command::kDeviceGetRegionIoFds, payload);
+    if (!reply) {
+      int code = reply.error().code;
+      if (!broken() && (code == ENOTSUP || code == ENOSYS || code == EINVAL))
+        return Fail(ENOTSUP, "vfio-user: the server offers no io fds for region " + std::to_string(index) + " (" +
+                                 reply.error().message + ")");
+      return reply.error();
+    }
+    auto head = ReadStruct<RegionIoFdsRequest>(reply->payload);
+    if (!head) return Fail(EPROTO, "vfio-user: short DEVICE_GET_REGION_IO_FDS reply");
+    if (head->count == 0) return Fail(ENOTSUP, "vfio-user: the server offers no io fds for region " + std::to_string(index));
+    if (head->argsz > argsz && reply->payload.size() <= sizeof(RegionIoFdsRequest)) {
+      if (head->argsz > 64 * 1024) return Fail(EPROTO, "vfio-user: DEVICE_GET_REGION_IO_FDS wants an absurd argsz");
+      argsz = head->argsz;  // ask again with room for every entry
+      continue;
+    }
+    const size_t entry = (reply->payload.size() - sizeof(RegionIoFdsRequest)) / head->count;
+    if (entry < sizeof(SubRegionIoFd))
+      return Fail(EPROTO, "vfio-user: DEVICE_GET_REGION_IO_FDS reply shorter than its " + std::to_string(head->count) +
+                              " sub-regions");
+    RegionIoFds out;
+    for (uint32_t i = 0; i < head->count; ++i) {
+      auto sub = ReadStruct<SubRegionIoFd>(reply->payload, sizeof(RegionIoFdsRequest) + i * entry);
+      if (!sub) return Fail(EPROTO, "vfio-user: truncated sub-region list");
+      if (sub->fd_index >= reply->fds.size())
+        return Fail(EPROTO, "vfio-user: sub-region " + std::to_string(i) + " names fd " + std::to_string(sub->fd_index) +
+                                " of " + std::to_string(reply->fds.size()) + " passed");
+      out.sub_regions.push_back(*sub);
+    }
+    out.fds = std::move(reply->fds);
+    return out;
+  }
+  return Fail(EPROTO, "vfio-user: DEVICE_GET_REGION_IO_FDS reply kept growing");
 }
 
 Result<IrqInfo> Client::GetIrqInfo(uint32_t index) {

@@ -45,6 +45,12 @@ struct RegionDescription {
   UniqueFd fd;  // present for mmap-able regions
 };
 
+// DEVICE_GET_REGION_IO_FDS, decoded: sub-regions and the fds they use.
+struct RegionIoFds {
+  std::vector<SubRegionIoFd> sub_regions;
+  std::vector<UniqueFd> fds;  // by fd_index
+};
+
 // Move-only owner of an mmap of a region area.
 class MappedArea {
  public:
@@ -73,12 +79,22 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
+  // A connection that another process of the group set up and negotiated
+  // (a primary taking a group over from a dead one): no VERSION exchange;
+  // whatever the previous owner left unread is discarded, and replies to
+  // its requests that arrive late are skipped.
+  [[nodiscard]] static std::unique_ptr<Client> Adopt(UniqueFd sock, ClientOptions options = {});
+
   // VERSION: sends ours, returns the server's capabilities. EPROTO if the
   // server's major version differs or its JSON is malformed.
   [[nodiscard]] Result<Capabilities> Negotiate();
   [[nodiscard]] Result<DeviceInfo> GetDeviceInfo();
   // Region info including the sparse-mmap areas and the region's fd.
   [[nodiscard]] Result<RegionDescription> GetRegionInfo(uint32_t index);
+  // The region's io fds (ioeventfds). ENOTSUP when the server offers none
+  // (an error reply ENOTSUP/ENOSYS/EINVAL from servers that predate them),
+  // EPROTO for a malformed reply (a sub-region naming a missing fd).
+  [[nodiscard]] Result<RegionIoFds> GetRegionIoFds(uint32_t index);
   [[nodiscard]] Result<IrqInfo> GetIrqInfo(uint32_t index);
   // DEVICE_SET_IRQS; with kIrqSetDataEventfd, fds.size() must equal count.
   [[nodiscard]] Status SetIrqs(uint32_t index, uint32_t flags, uint32_t start, uint32_t count,
@@ -123,6 +139,7 @@ class Client {
   std::mutex mutex_;
   uint16_t next_msg_id_ = 1;
   bool broken_ = false;
+  bool adopted_ = false;
   uint32_t server_max_fds_ = kDefaultMaxMsgFds;
 };
 

@@ -144,6 +144,34 @@ struct SparseMmapCap {
 };
 static_assert(sizeof(SparseMmapCap) == 16);
 
+// DEVICE_GET_REGION_IO_FDS request and reply header; in the reply `count`
+// sub-region entries follow (each (argsz - 16) / count bytes, 40 today) and
+// the fds they name by fd_index ride along. argsz of the reply is the size
+// needed: when the request's argsz was smaller, only this header comes back
+// (no entries, no fds) and the client asks again.
+struct RegionIoFdsRequest {
+  uint32_t argsz = sizeof(RegionIoFdsRequest);
+  uint32_t flags = 0;
+  uint32_t index = 0;
+  uint32_t count = 0;
+};
+static_assert(sizeof(RegionIoFdsRequest) == 16);
+
+inline constexpr uint32_t kIoFdTypeIoeventfd = 0;
+inline constexpr uint32_t kIoFdTypeIoregionfd = 1;
+inline constexpr uint32_t kIoeventfdFlagDatamatch = 1u << 0;  // KVM_IOEVENTFD_FLAG_DATAMATCH
+
+struct SubRegionIoFd {
+  uint64_t offset = 0;  // within the region
+  uint64_t size = 0;    // bytes of the sub-region (0: access size does not matter)
+  uint32_t fd_index = 0;
+  uint32_t type = kIoFdTypeIoeventfd;
+  uint32_t flags = 0;
+  uint32_t padding = 0;
+  uint64_t datamatch = 0;  // ioeventfd; user_data for ioregionfd
+};
+static_assert(sizeof(SubRegionIoFd) == 40);
+
 inline constexpr uint32_t kIrqInfoEventfd = 1u << 0;
 inline constexpr uint32_t kIrqInfoMaskable = 1u << 1;
 inline constexpr uint32_t kIrqInfoAutomasked = 1u << 2;

@@ -44,6 +44,7 @@ Result<std::unique_ptr<VfioUserTransport>> VfioUserTransport::Open(const std::st
   if (t->doorbells_.data() == nullptr)
     return Fail(ENOTSUP, "vfio-user: " + socket_dir + " offers no mmap-able doorbell area in BAR0 (trapped "
                              "doorbells are not supported by this driver)");
+  t->TakeDoorbellIoeventfd(socket_dir);
   VfioUserTransport* self = t.get();
   auto sub = shm::SubscribeMemEvents(
       [self](bool added, std::span<const shm::MemSegment> segments) { self->OnMemory(added, segments); });
@@ -51,6 +52,28 @@ Result<std::unique_ptr<VfioUserTransport>> VfioUserTransport::Open(const std::st
   t->memory_ = std::move(*sub);
   if (!t->map_error_) return t->map_error_.error();
   return t;
+}
+
+void VfioUserTransport::TakeDoorbellIoeventfd(const std::string& socket_dir) {
+  auto io = client_->GetRegionIoFds(kPciBar0Region);
+  if (!io) {
+    NVMUX_LOG(kDebug, "vfio-user: %s: no doorbell ioeventfd (%s); the device polls", socket_dir.c_str(),
+              io.error().message.c_str());
+    return;
+  }
+  // One eventfd for the whole doorbell page, written after the doorbell
+  // store (not instead of it: the mmapped page stays authoritative). Other
+  // shapes (an eventfd per doorbell, datamatch) are not used by this driver.
+  const uint64_t page_end = spec::kDoorbellBase + 0x1000;
+  for (const SubRegionIoFd& sub : io->sub_regions) {
+    if (sub.type != kIoFdTypeIoeventfd || (sub.flags & kIoeventfdFlagDatamatch) != 0) continue;
+    if (sub.offset > spec::kDoorbellBase || sub.offset + sub.size < page_end) continue;
+    kick_fd_ = std::move(io->fds[sub.fd_index]);
+    NVMUX_LOG(kDebug, "vfio-user: %s: doorbell ioeventfd taken", socket_dir.c_str());
+    return;
+  }
+  NVMUX_LOG(kInfo, "vfio-user: %s: the server's io fds do not cover the doorbell page with one ioeventfd; not used",
+            socket_dir.c_str());
 }
 
 void VfioUserTransport::OnMemory(bool added, std::span<const shm::MemSegment> segments) {

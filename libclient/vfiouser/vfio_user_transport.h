@@ -1,6 +1,9 @@
 // VfioUserTransport: a controller behind a vfio-user server (nvmux-emu,
 // SPDK's vfio-user target, QEMU's vfio-user devices). Connects to
-// <traddr>/cntrl, negotiates, maps BAR0's doorbell area (sparse mmap), and
+// <traddr>/cntrl, negotiates, maps BAR0's doorbell area (sparse mmap), asks
+// for BAR0's io fds (DEVICE_GET_REGION_IO_FDS: an ioeventfd covering the
+// whole doorbell page is taken as the doorbell kick, see
+// Transport::DoorbellKickFd; servers without io fds are fine), and
 // keeps every DPDK hugepage segment of this process's environment mapped for
 // the device with DMA_MAP (IOVA = VA), following allocations and frees.
 //
@@ -32,8 +35,10 @@ class VfioUserTransport final : public Transport {
   [[nodiscard]] Status PrepareDevice() override { return registers_.EnableBusMaster(); }
   Doorbells QueueDoorbells(uint16_t qid, uint32_t dstrd) override;
   bool Lost() const override { return client_->broken(); }
+  int DoorbellKickFd() const override { return kick_fd_.get(); }
   std::optional<Exported> Export() const override {
-    return Exported{doorbell_fd_.get(), doorbell_file_offset_, doorbell_offset_, doorbells_.size(), client_->socket_fd()};
+    return Exported{doorbell_fd_.get(), doorbell_file_offset_, doorbell_offset_, doorbells_.size(), client_->socket_fd(),
+                    kick_fd_.get()};
   }
 
   Client& client() { return *client_; }
@@ -47,6 +52,8 @@ class VfioUserTransport final : public Transport {
  private:
   explicit VfioUserTransport(std::unique_ptr<Client> client);
   void OnMemory(bool added, std::span<const shm::MemSegment> segments);
+  // Takes BAR0's ioeventfd for the doorbell page, if the server offers one.
+  void TakeDoorbellIoeventfd(const std::string& socket_dir);
 
   std::unique_ptr<Client> client_;
   VfioUserRegisters registers_;
@@ -54,6 +61,7 @@ class VfioUserTransport final : public Transport {
   uint64_t doorbell_offset_ = 0;  // BAR0 offset of doorbells_.data()
   UniqueFd doorbell_fd_;
   uint64_t doorbell_file_offset_ = 0;
+  UniqueFd kick_fd_;  // ioeventfd of the doorbell page, or invalid
   std::unique_ptr<shm::MemEventSubscription> memory_;
   uint32_t maps_ = 0;
   Status map_error_ = Ok();

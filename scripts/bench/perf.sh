@@ -2,7 +2,8 @@
 # The driver's benchmark on the embedded default (issue 6): nvmux-emu on CPU 1
 # (null and RAM backing), nvmux-perf on CPU 0; 4 KiB randread at QD 1, 32 and
 # 128 and randwrite at QD 128; then the same QD 1 read as a secondary of
-# nvmuxd (its latency against the standalone one) and 1, 2 and 4 secondaries
+# nvmuxd (its latency against a process owning the device, run by run
+# alternately) and 1, 2 and 4 secondaries
 # at QD 32 at once (aggregate and per-process IOPS); then the same loads through
 # the Linux kernel for comparison (fio, io_uring, a file in /dev/shm).
 # Prints medians of IOPS and average latency per load, and writes them as JSON.
@@ -93,24 +94,35 @@ for backing in null ram; do
       iops+="$i " lat+="$l "
     done
     record "nvmux-perf $1 QD$2 ($backing)" "$iops" "$lat"
-    if [ "$backing $1 $2" = "null randread 1" ]; then standalone_lat=$(printf '%s\n' $lat | median); fi
   done
   stop_last
 done
 
-# The same QD 1 read as a secondary of nvmuxd (null backing), interleaved
-# with standalone runs so both see the same machine.
+# The QD 1 read of a process that owns the device (standalone) against the
+# same read as a secondary of nvmuxd, alternating run by run so both see
+# the same machine state; two emulators (null backing) on CPU 1, the idle
+# one asleep. Each run warms up for 1 s first.
+mkdir -p "$work/own"
+taskset -c 1 "$emu" --socket "$work/own" --backing null > "$work/emu-own.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do [ -S "$work/own/cntrl" ] && break; sleep 0.05; done
 start_emu null
 taskset -c 1 "$nvmuxd" -i "$group" -r "trtype:vfiouser traddr:$work/emu" > "$work/nvmuxd.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 200); do grep -q "ready" "$work/nvmuxd.log" && break; sleep 0.05; done
 grep -q "ready" "$work/nvmuxd.log" || { echo "perf.sh: nvmuxd did not start:" >&2; cat "$work/nvmuxd.log" >&2; exit 1; }
-iops="" lat=""
+own_iops="" own_lat="" iops="" lat=""
 for _ in $(seq "$runs"); do
-  read -r i l < <(perf_run randread 1 -i "$group")
+  "$perf" -r "trtype:vfiouser traddr:$work/own" -q 1 -o 4096 -w randread -t "$seconds" -a 1 -c 0x1 --no-live \
+    > "$work/perf.out" 2>&1 || { cat "$work/perf.out" >&2; exit 1; }
+  read -r i l < <(awk '/^Total/ { print $3, $5 }' "$work/perf.out")
+  own_iops+="$i " own_lat+="$l "
+  read -r i l < <(perf_run randread 1 -i "$group" -a 1)
   iops+="$i " lat+="$l "
 done
+record "nvmux-perf randread QD1 (null, owns device)" "$own_iops" "$own_lat"
 record "nvmux-perf randread QD1 (null, secondary)" "$iops" "$lat"
+standalone_lat=$(printf '%s\n' $own_lat | median)
 secondary_lat=$(printf '%s\n' $lat | median)
 
 # Several secondaries at once (QD 32 each, disjoint LBA ranges), all on
@@ -136,8 +148,9 @@ for n in 1 2 4; do
   multi+=("$(printf '%-44s %12.0f %12.0f' "$n secondaries x QD32 randread (null)" "$agg" "$each")")
   json+=$(printf ', {"load": "%d secondaries QD32 randread (null)", "aggregate_iops_median": %.0f, "per_process_iops_median": %.0f, "runs": %d}' "$n" "$agg" "$each" "$runs")
 done
-stop_last
-stop_last
+stop_last  # nvmuxd
+stop_last  # its emulator
+stop_last  # the device-owner's emulator
 
 # The kernel's path for comparison: fio with io_uring on a tmpfs file.
 if command -v fio > /dev/null; then

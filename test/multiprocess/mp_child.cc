@@ -4,7 +4,12 @@
 //     joins group G, opens a queue pair, prints "ready <qid>", then writes
 //     and reads back its own LBA range [L, L+N) with a per-pass pattern
 //     until S seconds passed; prints "done <ios>" and exits 0, or exits 1
-//     naming the first error (status, mismatch, ENXIO).
+//     naming the first error (status, mismatch, ENXIO). Polls the admin
+//     queue every 2 ms and prints "aen <cdw0>" for each asynchronous event.
+//   nvmux_mp_child admin -i G -r TRID
+//     joins, runs Identify Controller, Get Log Page (SMART) and creates and
+//     deletes two queue pairs through the shared admin queue, then leaves;
+//     prints "admin ok" (exit 0) or the error (exit 1).
 //   nvmux_mp_child census -i G
 //     joins group G and prints one line of JSON: the queue ids in use (with
 //     owner slots), admin trackers in flight, live DMA records and bytes,
@@ -15,6 +20,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,22 +75,38 @@ void OnDone(void* arg, const spec::Cqe& cpl) {
   }
 }
 
-int RunIo(int group, const std::string& trid_text, uint64_t lba0, uint64_t blocks, double seconds, uint32_t qd) {
+// Joins the group and connects the controller; prints why not.
+struct Joined {
+  std::unique_ptr<Env> env;
+  std::unique_ptr<Controller> ctrlr;
+};
+std::optional<Joined> Join(int group, const std::string& trid_text, const char* name) {
   EnvOptions o;
-  o.name = "mp_child";
+  o.name = name;
   o.group_id = group;
   auto env = Env::Init(o);
   if (!env) {
     std::fprintf(stderr, "mp_child: %s\n", env.error().message.c_str());
-    return 1;
+    return std::nullopt;
   }
   auto trid = TransportId::Parse(trid_text);
-  if (!trid) return 2;
+  if (!trid) {
+    std::fprintf(stderr, "mp_child: -r: %s\n", trid.error().message.c_str());
+    return std::nullopt;
+  }
   auto ctrlr = Controller::Connect(**env, *trid);
   if (!ctrlr) {
     std::fprintf(stderr, "mp_child: %s\n", ctrlr.error().message.c_str());
-    return 1;
+    return std::nullopt;
   }
+  return Joined{std::move(*env), std::move(*ctrlr)};
+}
+
+int RunIo(int group, const std::string& trid_text, uint64_t lba0, uint64_t blocks, double seconds, uint32_t qd) {
+  auto joined = Join(group, trid_text, "mp_child");
+  if (!joined) return 1;
+  std::unique_ptr<Env>* env = &joined->env;
+  std::unique_ptr<Controller>* ctrlr = &joined->ctrlr;
   Namespace* ns = (*ctrlr)->GetNamespace(1);
   auto qpair = (*ctrlr)->AllocIoQpair();
   if (!qpair) {
@@ -109,10 +131,25 @@ int RunIo(int group, const std::string& trid_text, uint64_t lba0, uint64_t block
     slots[i].count = per;
     slots[i].lba = lba0 + (i * per) % blocks;
   }
+  // Events reach every process's mailbox; each is printed when polled.
+  (*ctrlr)->SetAerCallback(
+      [](void*, const spec::Cqe& cpl) {
+        std::printf("aen 0x%08x\n", cpl.cdw0);
+        std::fflush(stdout);
+      },
+      nullptr);
   std::printf("ready %u\n", (*qpair)->id());
   std::fflush(stdout);
   int64_t end = MonotonicNanos() + static_cast<int64_t>(seconds * 1e9);
+  int64_t next_admin_poll = 0;
   while (MonotonicNanos() < end && errors == 0 && !g_stop.load()) {
+    if (int64_t now = MonotonicNanos(); now >= next_admin_poll) {
+      next_admin_poll = now + 2'000'000;
+      if (auto n = (*ctrlr)->ProcessAdminCompletions(); !n) {
+        std::fprintf(stderr, "mp_child: admin: %s\n", n.error().message.c_str());
+        return 1;
+      }
+    }
     for (Slot& s : slots) {
       if (s.busy) continue;
       if (s.writing) {
@@ -144,6 +181,39 @@ int RunIo(int group, const std::string& trid_text, uint64_t lba0, uint64_t block
     if (!(*qpair)->ProcessCompletions()) return 1;
   std::printf("done %llu\n", static_cast<unsigned long long>(ios));
   return errors == 0 ? 0 : 1;
+}
+
+// Joins, runs admin commands (Identify Controller, SMART log, two queue
+// pairs created and deleted) and leaves; prints "admin ok" or exits 1.
+int RunAdmin(int group, const std::string& trid_text) {
+  auto joined = Join(group, trid_text, "mp_admin");
+  if (!joined) return 1;
+  std::unique_ptr<Env>* env = &joined->env;
+  std::unique_ptr<Controller>* ctrlr = &joined->ctrlr;
+  auto page = (*env)->AllocDma(4096);
+  if (!page) return 1;
+  if (Status st = (*ctrlr)->Identify(0x01, 0, page->data()); !st) {
+    std::fprintf(stderr, "mp_child: identify: %s\n", st.error().message.c_str());
+    return 1;
+  }
+  const auto* id = static_cast<const spec::IdentifyController*>(page->data());
+  if (id->vid != (*ctrlr)->data().vid) {
+    std::fprintf(stderr, "mp_child: identify data differs from the published copy\n");
+    return 1;
+  }
+  if (Status st = (*ctrlr)->GetLogPage(0x02, 0xFFFFFFFFu, page->data(), 512); !st) {
+    std::fprintf(stderr, "mp_child: get log page: %s\n", st.error().message.c_str());
+    return 1;
+  }
+  for (int i = 0; i < 2; ++i) {
+    auto q = (*ctrlr)->AllocIoQpair();
+    if (!q) {
+      std::fprintf(stderr, "mp_child: qpair: %s\n", q.error().message.c_str());
+      return 1;
+    }
+  }
+  std::printf("admin ok\n");
+  return 0;
 }
 
 int Census(int group) {
@@ -204,11 +274,15 @@ int main(int argc, char** argv) {
   io->add_option("--blocks", blocks);
   io->add_option("--seconds", seconds);
   io->add_option("--qd", qd);
+  auto* admin = app.add_subcommand("admin", "join, run admin commands, leave");
+  admin->add_option("-i", group)->required();
+  admin->add_option("-r", trid)->required();
   auto* census = app.add_subcommand("census", "print the group's driver state");
   census->add_option("-i", group)->required();
   CLI11_PARSE(app, argc, argv);
   // SIGTERM: finish what is outstanding and report, as a clean stop.
   signal(SIGTERM, [](int) { nvmux::g_stop.store(true); });
   if (io->parsed()) return nvmux::RunIo(group, trid, lba, blocks, seconds, qd);
+  if (admin->parsed()) return nvmux::RunAdmin(group, trid);
   return nvmux::Census(group);
 }

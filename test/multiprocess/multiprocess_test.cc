@@ -18,6 +18,7 @@
 
 #include "shm/base/clock.h"
 #include "shm/group.h"
+#include "test/util/emu_control.h"
 #include "test/util/subprocess.h"
 
 namespace nvmux {
@@ -201,6 +202,36 @@ TEST_F(MultiProcessTest, SecondariesShareTheControllerEachWithItsOwnQueues) {
   EXPECT_EQ(after.admin_in_flight, 0u) << after.raw;
 }
 
+// Issue 5's first check: two secondaries do verified I/O while a third
+// attaches, runs admin commands (identify, a log page, queue pairs created
+// and deleted) and detaches, again and again.
+TEST_F(MultiProcessTest, AdminClientsComeAndGoWhileTwoSecondariesDoVerifiedIo) {
+  const int rounds = std::getenv("NVMUX_ADMIN_ROUNDS") ? std::atoi(std::getenv("NVMUX_ADMIN_ROUNDS")) : 100;
+  Census before = TakeCensus();
+  Subprocess& a = Child(0, 100000.0);
+  Subprocess& b = Child(4096, 100000.0);
+  ExpectReady(a);
+  ExpectReady(b);
+  int64_t t0 = MonotonicNanos();
+  for (int r = 0; r < rounds; ++r) {
+    auto admin = Start({MP_CHILD, "admin", "-i", std::to_string(id_), "-r", trid_});
+    auto line = admin->ReadUntil("admin ok", std::chrono::seconds(20));
+    ASSERT_TRUE(line) << "round " << r << ": the admin client failed";
+    auto st = admin->Wait(std::chrono::seconds(20));
+    ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << "round " << r;
+    ASSERT_TRUE(a.running() && b.running()) << "round " << r << ": an I/O secondary stopped";
+  }
+  std::printf("%d admin clients in %.1f s\n", rounds, static_cast<double>(MonotonicNanos() - t0) / 1e9);
+  for (Subprocess* s : {&a, &b}) {
+    s->Kill(SIGTERM);
+    ExpectCleanFinish(*s);
+  }
+  Census after = TakeCensus();
+  EXPECT_TRUE(after.qids.empty()) << after.raw;
+  EXPECT_EQ(after.dma_records, before.dma_records) << after.raw;
+  EXPECT_EQ(after.admin_in_flight, 0u) << after.raw;
+}
+
 TEST_F(MultiProcessTest, KilledSecondaryIsReapedAndItsQueuesDeletedWhileOthersContinue) {
   Census before = TakeCensus();
   Subprocess& survivor = Child(0, 3.0);
@@ -280,16 +311,61 @@ TEST_F(MultiProcessTest, CrashLoopKillsSecondariesAtRandomMomentsWithoutLeaks) {
   }
 }
 
-TEST_F(MultiProcessTest, SecondariesKeepDoingIoAfterThePrimaryIsKilled) {
-  Subprocess& survivor = Child(0, 100000.0);
-  ExpectReady(survivor);
+// DESIGN.md section 7: the primary's death stops nobody; a restarted nvmuxd
+// takes the group over (AERs, reaping) without disturbing the secondaries.
+TEST_F(MultiProcessTest, PrimaryKilledSecondariesContinueAndARestartedPrimaryTakesTheRoleBack) {
+  Subprocess& a = Child(0, 100000.0);
+  Subprocess& b = Child(4096, 100000.0);
+  ExpectReady(a);
+  ExpectReady(b);
+  pid_t first_primary = daemon_->pid();
   daemon_->Kill(SIGKILL);
   (void)daemon_->Wait();
   daemon_.reset();
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  ASSERT_TRUE(survivor.running());
-  survivor.Kill(SIGTERM);
-  ExpectCleanFinish(survivor);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE(a.running() && b.running()) << "a secondary stopped when the primary died";
+
+  // Restarted: it must take the group over, not refuse it or start a new one.
+  daemon_ = Start({NVMUXD, "-i", std::to_string(id_), "-r", trid_});
+  auto took = daemon_->ReadUntil("nvmuxd: took group", std::chrono::seconds(20));
+  ASSERT_TRUE(took) << "the restarted nvmuxd did not take the group over";
+  EXPECT_NE(took->find("pid " + std::to_string(first_primary)), std::string::npos) << *took;
+  ASSERT_TRUE(daemon_->ReadUntil("nvmuxd: group", std::chrono::seconds(20)));
+  // The new primary reaped the old one.
+  Census c = TakeCensus();
+  for (int i = 0; i < 100 && std::none_of(c.reaped.begin(), c.reaped.end(),
+                                          [&](auto& r) { return r.first == first_primary; }); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    c = TakeCensus();
+  }
+  EXPECT_TRUE(std::any_of(c.reaped.begin(), c.reaped.end(), [&](auto& r) { return r.first == first_primary; }))
+      << c.raw;
+
+  // An event raised on the device after the restart reaches every secondary.
+  auto reply = test::EmuControl(dir_, "aen type=1 info=0 lid=2");
+  ASSERT_TRUE(reply && reply->rfind("ok", 0) == 0) << (reply ? *reply : reply.error().message);
+  for (Subprocess* s : {&a, &b}) {
+    auto aen = s->ReadUntil("aen ", std::chrono::seconds(5));
+    ASSERT_TRUE(aen) << "a secondary did not see the event";
+    EXPECT_EQ(*aen, "aen 0x00020001");
+  }
+  // A secondary that dies now is reaped by the new primary, its queue freed.
+  Subprocess& victim = Child(8192, 100000.0);
+  ExpectReady(victim);
+  EXPECT_EQ(WaitForQids(3).qids.size(), 3u);
+  pid_t victim_pid = victim.pid();
+  victim.Kill(SIGKILL);
+  (void)victim.Wait();
+  c = WaitForQids(2);
+  EXPECT_EQ(c.qids.size(), 2u) << c.raw;
+  EXPECT_TRUE(std::any_of(c.reaped.begin(), c.reaped.end(), [&](auto& r) { return r.first == victim_pid; }))
+      << c.raw;
+  // The survivors' verified I/O never saw an error.
+  for (Subprocess* s : {&a, &b}) {
+    ASSERT_TRUE(s->running());
+    s->Kill(SIGTERM);
+    ExpectCleanFinish(*s);
+  }
 }
 
 }  // namespace

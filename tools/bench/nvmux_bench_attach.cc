@@ -3,7 +3,13 @@
 // reference measured in the same run: the cost of starting a process of the
 // same binary that does nothing (so the ratio shows what joining adds).
 //
-//   nvmux-bench-attach [-n RUNS] [--group-base ID] [--json]
+//   nvmux-bench-attach [-n RUNS] [--group-base ID] [--json] [-r TRID]
+//
+// With -r (a running nvmux-emu), the primary also attaches the controller
+// (Env + Controller::Connect, as nvmuxd does) and the secondary's attach is
+// what an application pays: Env::Init, Controller::Connect (the published
+// controller, its fds over DPDK IPC) and one I/O queue pair created through
+// the shared admin queue.
 //
 // Needs hugepages (scripts/bench/attach.sh reserves and releases them).
 #include <fcntl.h>
@@ -17,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "nvmux/controller.h"
+#include "nvmux/env.h"
 #include "shm/base/clock.h"
 #include "shm/group.h"
 
@@ -32,6 +40,8 @@ struct Child {
   FILE* out = nullptr;
 };
 
+std::string g_trid;  // -r: attach this controller too
+
 Child Spawn(const std::string& self, const std::string& role, int group) {
   int in[2], out[2];
   if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) std::abort();
@@ -41,7 +51,11 @@ Child Spawn(const std::string& self, const std::string& role, int group) {
     dup2(in[0], 0);
     dup2(out[1], 1);
     std::string g = std::to_string(group);
-    execl(self.c_str(), self.c_str(), "--child", role.c_str(), "--child-group", g.c_str(), nullptr);
+    if (g_trid.empty())
+      execl(self.c_str(), self.c_str(), "--child", role.c_str(), "--child-group", g.c_str(), nullptr);
+    else
+      execl(self.c_str(), self.c_str(), "--child", role.c_str(), "--child-group", g.c_str(), "-r", g_trid.c_str(),
+            nullptr);
     _exit(127);
   }
   close(in[0]);
@@ -76,8 +90,52 @@ double Median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+void WaitForStdinToClose() {
+  char c;
+  while (read(0, &c, 1) > 0) {
+  }
+}
+
+// The driver's attach: Env, the controller, and (secondary) one queue pair.
+int RunDriverChild(const std::string& role, int group) {
+  int64_t t0 = MonotonicNanos();
+  EnvOptions o;
+  o.group_id = group;
+  o.primary = role == "primary";
+  o.name = "bench-" + role;
+  auto env = Env::Init(o);
+  if (!env) {
+    std::printf("error %s\n", env.error().ToString().c_str());
+    return 1;
+  }
+  auto trid = TransportId::Parse(g_trid);
+  if (!trid) {
+    std::printf("error -r '%s': %s\n", g_trid.c_str(), trid.error().message.c_str());
+    return 1;
+  }
+  auto ctrlr = Controller::Connect(**env, *trid);
+  if (!ctrlr) {
+    std::printf("error %s\n", ctrlr.error().ToString().c_str());
+    return 1;
+  }
+  std::unique_ptr<IoQpair> qpair;
+  if (role == "secondary") {
+    auto q = (*ctrlr)->AllocIoQpair();
+    if (!q) {
+      std::printf("error %s\n", q.error().ToString().c_str());
+      return 1;
+    }
+    qpair = std::move(*q);
+  }
+  std::printf("ready open_us=%ld\n", static_cast<long>((MonotonicNanos() - t0) / 1000));
+  std::fflush(stdout);
+  WaitForStdinToClose();
+  return 0;
+}
+
 int RunChild(const std::string& role, int group) {
   int64_t t0 = MonotonicNanos();
+  if (role != "noop" && !g_trid.empty()) return RunDriverChild(role, group);
   if (role == "noop") {
     std::printf("ready open_us=0\n");
   } else {
@@ -92,15 +150,11 @@ int RunChild(const std::string& role, int group) {
     }
     std::printf("ready open_us=%ld\n", static_cast<long>((MonotonicNanos() - t0) / 1000));
     std::fflush(stdout);
-    char c;
-    while (read(0, &c, 1) > 0) {
-    }
+    WaitForStdinToClose();
     return 0;
   }
   std::fflush(stdout);
-  char c;
-  while (read(0, &c, 1) > 0) {
-  }
+  WaitForStdinToClose();
   return 0;
 }
 
@@ -115,6 +169,8 @@ int main(int argc, char** argv) {
   app.add_option("-n,--runs", runs, "number of runs")->check(CLI::Range(1, 1000));
   app.add_option("--group-base", base, "first group id to use")->check(CLI::Range(0, shm::kMaxGroupId - 1000));
   app.add_flag("--json", json, "print JSON instead of a table");
+  app.add_option("-r,--trid", g_trid, "also attach this controller (a running nvmux-emu): the primary connects it, "
+                                      "the secondary connects and creates a queue pair");
   app.add_option("--child", child_role)->group("");
   app.add_option("--child-group", child_group)->group("");
   CLI11_PARSE(app, argc, argv);
@@ -159,12 +215,16 @@ int main(int argc, char** argv) {
                 runs, Median(prim_open), Median(prim_wall), Median(sec_open), Median(sec_wall), ref);
     return 0;
   }
-  std::printf("nvmux attach benchmark: medians of %d runs (ms)\n", runs);
+  std::printf("nvmux attach benchmark: medians of %d runs (ms)%s%s\n", runs, g_trid.empty() ? "" : ", controller ",
+              g_trid.c_str());
   std::printf("%-40s %10s %12s\n", "", "median", "x reference");
   std::printf("%-40s %10.2f %12s\n", "reference: start a do-nothing process", ref, "1.00");
-  std::printf("%-40s %10.2f %12s\n", "primary: Group::Open (init)", Median(prim_open), "-");
+  const char* what = g_trid.empty() ? "Group::Open" : "Env + Connect";
+  std::printf("%-40s %10.2f %12s\n", (std::string("primary: ") + what + " (init)").c_str(), Median(prim_open), "-");
   std::printf("%-40s %10.2f %12.2f\n", "primary: exec to ready", Median(prim_wall), Median(prim_wall) / ref);
-  std::printf("%-40s %10.2f %12s\n", "secondary: Group::Open (attach)", Median(sec_open), "-");
+  std::printf("%-40s %10.2f %12s\n",
+              (std::string("secondary: ") + (g_trid.empty() ? what : "Env + Connect + qpair") + " (attach)").c_str(),
+              Median(sec_open), "-");
   std::printf("%-40s %10.2f %12.2f\n", "secondary: exec to ready", Median(sec_wall), Median(sec_wall) / ref);
   return 0;
 }

@@ -294,6 +294,11 @@ void Controller::InjectFatal() {
   Fatal("injected by the control socket");
 }
 
+void Controller::InjectEvent(uint8_t type, uint8_t info, uint8_t log_page) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  RaiseEvent(type, info, log_page);
+}
+
 void Controller::SurpriseRemove() {
   std::lock_guard<std::mutex> lock(mutex_);
   removed_.store(true, std::memory_order_release);

@@ -80,6 +80,27 @@ class Controller {
 
   // Processes queued work; returns whether anything was done.
   bool Poll();
+
+  // Doorbell kicks (the vfio-user ioeventfd of the doorbell page). The
+  // server calls SetClientKicks(true) once it handed the current client the
+  // eventfd: that client writes it after every admin doorbell write and
+  // after every I/O doorbell write its EventIdx check calls for. With kicks
+  // and shadow doorbells both on, the device may sleep until a kick:
+  //  * while it polls, each I/O queue's EventIdx is one behind the value it
+  //    consumed ("don't notify me"), so the host writes no real doorbells;
+  //  * PrepareToSleep() sets each SQ's EventIdx to its consumed tail (and a
+  //    CQ's to its head when completions wait for room), fences, re-reads
+  //    every doorbell, and says whether sleeping is safe; the poller then
+  //    waits on the kick eventfd; EndSleep() when it wakes.
+  // Without kicks or shadow doorbells the EventIdx follows the consumed
+  // values (as QEMU does) and PrepareToSleep() always refuses: the poller
+  // keeps its short sleeps.
+  void SetClientKicks(bool on);
+  // nullopt: do not sleep (work arrived, or kicks/shadow doorbells are off,
+  // or delayed completions are held). Else the longest sleep in ns before a
+  // timer (a deferred CFS) needs the poller; INT64_MAX when none.
+  std::optional<int64_t> PrepareToSleep();
+  void EndSleep();
   // Whether CSTS.RDY=1 and CFS=0, i.e. Poll() may find work in the mmapped
   // doorbells (otherwise only a trapped register write can create work).
   bool Running() const { return running_.load(std::memory_order_relaxed); }
@@ -93,6 +114,9 @@ class Controller {
   FaultInjector& faults() { return faults_; }
   // Sets CSTS.CFS now (as a failed queue access would); a reset clears it.
   void InjectFatal();
+  // An asynchronous event (the control socket's `aen`): delivered on an
+  // outstanding AER, or when the host next arms one.
+  void InjectEvent(uint8_t type, uint8_t info, uint8_t log_page);
   // Surprise removal: from now on registers read all-ones and ignore writes,
   // the doorbell page is filled with 0xFF, nothing is fetched or completed.
   // Irreversible. The transport closes its side (Server::Remove).
@@ -178,6 +202,17 @@ class Controller {
   std::optional<uint32_t> ReadHostDoorbell(uint32_t index);
   // Publishes the device's position in the EventIdx buffer (shadow doorbells).
   void WriteEventIdx(uint32_t index, uint32_t value);
+  // What EventIdx says after the device consumed `value` of a queue of
+  // `size` entries while it polls: `value` (no kicks: QEMU's behaviour), or
+  // one behind it (kicks: no notification wanted while polling).
+  uint32_t PollingEventIdx(uint32_t value, uint32_t size) const {
+    return client_kicks_.load(std::memory_order_relaxed) ? (value + size - 1) % size : value;
+  }
+  // Whether CQ `cq` needs its head doorbell to make progress (completions
+  // wait for room, or an SQ bound to it has unfetched entries).
+  bool CqBlocked(const CompletionQueue& cq) const;
+  // Every I/O queue's EventIdx as while polling (PollingEventIdx).
+  void SetPollingEventIdx();
   // A queue was created or deleted: its real doorbell, and its shadow
   // doorbell and EventIdx if configured, restart at 0.
   void ResetQueueDoorbell(uint32_t index);
@@ -298,6 +333,7 @@ class Controller {
   std::vector<uint8_t> bounce_;
   uint32_t poll_count_ = 0;
   std::atomic<bool> running_{false};
+  std::atomic<bool> client_kicks_{false};  // the client took the doorbell ioeventfd
 
   // Fault injection.
   FaultInjector faults_;

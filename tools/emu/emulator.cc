@@ -1,5 +1,6 @@
 #include "tools/emu/emulator.h"
 
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -53,6 +54,8 @@ Result<std::unique_ptr<Emulator>> Emulator::Create(const EmulatorOptions& option
   }
   emu->stop_fd_.Reset(::eventfd(0, EFD_CLOEXEC));
   if (!emu->stop_fd_.valid()) return ErrnoError("eventfd");
+  emu->wake_fd_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!emu->wake_fd_.valid()) return ErrnoError("eventfd");
   return emu;
 }
 
@@ -93,11 +96,20 @@ void Emulator::Stop() {
 }
 
 void Emulator::Wake() {
-  {
-    std::lock_guard<std::mutex> lock(wake_mutex_);
-    woken_ = true;
-  }
-  wake_cv_.notify_one();
+  uint64_t one = 1;
+  (void)!::write(wake_fd_.get(), &one, sizeof(one));
+}
+
+bool Emulator::SleepOnFds(int64_t ns, bool kicks) {
+  pollfd pfds[3] = {{wake_fd_.get(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}, {server_->kick_fd(), POLLIN, 0}};
+  timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+  if (::ppoll(pfds, kicks ? 3 : 2, &ts, nullptr) <= 0) return false;
+  uint64_t value;
+  // Both are non-blocking; reading resets the counter (a kick that lands
+  // after this read makes the next sleep return at once: no lost wake-up).
+  (void)!::read(wake_fd_.get(), &value, sizeof(value));
+  if (kicks) (void)!::read(server_->kick_fd(), &value, sizeof(value));
+  return true;
 }
 
 void Emulator::PollLoop() {
@@ -111,17 +123,26 @@ void Emulator::PollLoop() {
     }
     const int64_t idle = MonotonicNanos() - last_work;
     if (idle < kSpinNanos) continue;
-    // Idle: sleep with backoff unless a trapped write wakes us. Doorbells
-    // written through the mmapped page cannot wake us, so the cap bounds the
-    // latency of the first command after idling.
+    if (controller_->Running()) {
+      // A kick (or trapped write) wakes a deep sleep within microseconds.
+      // The kick eventfd is drained before the Poll() that follows the
+      // wake-up, so a kick for work that Poll() then misses cannot be lost:
+      // PrepareToSleep re-reads every doorbell after publishing EventIdx.
+      if (std::optional<int64_t> max_ns = controller_->PrepareToSleep()) {
+        const bool woken = SleepOnFds(std::min(*max_ns, kDeepSleepNanos), /*kicks=*/true);
+        controller_->EndSleep();
+        sleep_ns = 0;
+        if (woken) last_work = MonotonicNanos();  // spin again; after a timeout, sleep again at once
+        continue;
+      }
+    }
+    // Doorbells written through the mmapped page cannot wake this sleep, so
+    // the cap bounds the latency of the first command after idling.
     const int64_t cap = !controller_->Running() ? kStoppedSleepNanos
                         : idle > kLongIdleNanos  ? kLongSleepNanos
                                                  : kMaxSleepNanos;
     sleep_ns = sleep_ns == 0 ? 10'000 : std::min(sleep_ns * 2, cap);
-    std::unique_lock<std::mutex> lock(wake_mutex_);
-    wake_cv_.wait_for(lock, std::chrono::nanoseconds(sleep_ns), [this] { return woken_; });
-    if (woken_) {
-      woken_ = false;
+    if (SleepOnFds(sleep_ns, /*kicks=*/false)) {
       sleep_ns = 0;
       last_work = MonotonicNanos();
     }

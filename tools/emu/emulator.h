@@ -1,11 +1,17 @@
 // Emulator: a complete nvmux-emu instance — controller, doorbell memory,
 // vfio-user server — and its two threads: the socket thread (Server::Run)
 // and the poller, which runs Controller::Poll() and backs off to sleeping
-// when idle: it spins for kSpinNanos after the last work, then sleeps with
-// exponential backoff up to kMaxSleepNanos, or kLongSleepNanos once idle for
-// kLongIdleNanos, or kStoppedSleepNanos while the controller is not running.
-// A trapped register or doorbell write wakes it at once; a doorbell written
-// through the mmapped page is seen within the current sleep.
+// when idle. It spins for kSpinNanos after the last work. Then:
+//  * when the client took the doorbell ioeventfd and configured shadow
+//    doorbells (Controller::PrepareToSleep agrees), it publishes "notify me"
+//    through EventIdx and sleeps in poll() on the ioeventfd, the wake eventfd
+//    and the stop eventfd, for up to kDeepSleepNanos (or until a deferred
+//    CFS is due): no CPU while idle, and a kick wakes it in microseconds;
+//  * otherwise (older clients) it sleeps with exponential backoff up to
+//    kMaxSleepNanos, or kLongSleepNanos once idle for kLongIdleNanos, or
+//    kStoppedSleepNanos while the controller is not running; a doorbell
+//    written through the mmapped page is then seen within the current sleep.
+// A trapped register or doorbell write wakes it at once in both modes.
 //
 // A third thread serves the control socket <socket_dir>/control (see
 // control_socket.h; the commands are those of ExecuteControl).
@@ -18,9 +24,7 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -42,6 +46,7 @@ class Emulator {
   static constexpr int64_t kLongIdleNanos = 1'000'000'000;
   static constexpr int64_t kLongSleepNanos = 5'000'000;
   static constexpr int64_t kStoppedSleepNanos = 50'000'000;
+  static constexpr int64_t kDeepSleepNanos = 1'000'000'000;
 
   // Validates options, builds the namespaces, binds the socket (so a client
   // may connect as soon as this returns; it is served after Start),
@@ -75,6 +80,9 @@ class Emulator {
   Emulator() = default;
   void PollLoop();
   void Wake();
+  // Sleeps in poll() on the wake, stop and (if `kicks`) kick eventfds for
+  // up to `ns`; drains what woke it. Whether something did (not the timeout).
+  bool SleepOnFds(int64_t ns, bool kicks);
 
   std::string socket_dir_;
   bool created_dir_ = false;
@@ -87,9 +95,7 @@ class Emulator {
   std::thread socket_thread_;
   std::thread poll_thread_;
   std::atomic<bool> stopping_{false};
-  std::mutex wake_mutex_;
-  std::condition_variable wake_cv_;
-  bool woken_ = false;
+  UniqueFd wake_fd_;  // eventfd (non-blocking): Wake() makes it readable
 };
 
 }  // namespace nvmux::emu

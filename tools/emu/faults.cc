@@ -230,6 +230,12 @@ bool FaultInjector::CfsDue(int64_t now_ns) {
   return true;
 }
 
+std::optional<int64_t> FaultInjector::CfsDeadline() const {
+  if (!armed_.load(std::memory_order_acquire)) return std::nullopt;
+  std::lock_guard<std::mutex> lock(mutex_);
+  return cfs_at_ns_;
+}
+
 std::string FaultInjector::Describe() const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::string s = "rules=" + std::to_string(rules_.size() + (cfs_at_ns_ ? 1 : 0));

@@ -84,6 +84,8 @@ class FaultInjector {
   FaultDecision OnCommand(FaultQueue queue, uint8_t opcode);
   // True once, when an armed CFS deadline has passed.
   bool CfsDue(int64_t now_ns);
+  // The armed CFS deadline (MonotonicNanos), if any: how long the poller may sleep.
+  std::optional<int64_t> CfsDeadline() const;
 
   // One line: the active rules and how many commands each fault kind hit.
   std::string Describe() const;

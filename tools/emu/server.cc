@@ -85,6 +85,8 @@ Result<std::unique_ptr<Server>> Server::Create(const std::string& socket_dir, Co
   server->listen_fd_ = std::move(fd);
   server->remove_fd_.Reset(::eventfd(0, EFD_CLOEXEC));
   if (!server->remove_fd_.valid()) return ErrnoError("eventfd");
+  server->kick_fd_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!server->kick_fd_.valid()) return ErrnoError("eventfd");
   return server;
 }
 
@@ -135,6 +137,7 @@ void Server::ServeClient(UniqueFd client, int stop_fd) {
   }
   negotiated_ = false;
   client_caps_ = Capabilities{};
+  controller_.SetClientKicks(false);  // until this client asks for the ioeventfd
   for (;;) {
     pollfd pfds[4] = {{stop_fd, POLLIN, 0},
                       {client.get(), POLLIN, 0},
@@ -162,6 +165,7 @@ void Server::ServeClient(UniqueFd client, int stop_fd) {
     std::lock_guard<std::mutex> lock(client_mutex_);
     client_fd_ = -1;
   }
+  controller_.SetClientKicks(false);
   controller_.DropClient();
   NVMUX_LOG(kInfo, "nvmux-emu: client disconnected; DMA mappings dropped");
 }
@@ -239,7 +243,7 @@ Result<Server::Reply> Server::Dispatch(const Header& h, std::span<const uint8_t>
     case Command::kDeviceReset:
       controller_.Reset();
       return Reply{};
-    case Command::kDeviceGetRegionIoFds:
+    case Command::kDeviceGetRegionIoFds: return GetRegionIoFds(payload);
     case Command::kDmaRead:
     case Command::kDmaWrite:
     case Command::kDirtyPages:
@@ -356,6 +360,34 @@ Result<Server::Reply> Server::GetRegionInfo(std::span<const uint8_t> payload) {
   cap.nr_areas = 1;
   AppendStruct(r.payload, cap);
   AppendStruct(r.payload, SparseMmapArea{nvmux::spec::kDoorbellBase, 0x1000});
+  return r;
+}
+
+Result<Server::Reply> Server::GetRegionIoFds(std::span<const uint8_t> payload) {
+  auto in = ReadStruct<RegionIoFdsRequest>(payload);
+  if (!in || in->argsz < sizeof(RegionIoFdsRequest)) return Invalid("DEVICE_GET_REGION_IO_FDS argsz below 16");
+  if (in->flags != 0 || in->count != 0) return Invalid("DEVICE_GET_REGION_IO_FDS: flags and count must be 0");
+  if (in->index >= kPciNumRegions) return Invalid("region index " + std::to_string(in->index) + " >= 9");
+  RegionIoFdsRequest head;
+  head.index = in->index;
+  Reply r;
+  if (in->index != kPciBar0Region) {
+    AppendStruct(r.payload, head);  // count 0: no io fds for this region
+    return r;
+  }
+  head.count = 1;
+  head.argsz = sizeof(RegionIoFdsRequest) + sizeof(SubRegionIoFd);
+  AppendStruct(r.payload, head);
+  if (in->argsz < head.argsz) return r;  // the client asks again with argsz = needed
+  SubRegionIoFd sub;
+  sub.offset = nvmux::spec::kDoorbellBase;
+  sub.size = 0x1000;
+  sub.fd_index = 0;
+  sub.type = kIoFdTypeIoeventfd;
+  AppendStruct(r.payload, sub);
+  r.fd = kick_fd_.get();
+  controller_.SetClientKicks(true);
+  NVMUX_LOG(kInfo, "nvmux-emu: client took the doorbell ioeventfd: the poller may sleep until kicked");
   return r;
 }
 

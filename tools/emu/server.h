@@ -14,6 +14,12 @@
 // MSI-X table, BAR5 MSI-X PBA, config space (PciConfig). IRQs: INTx (accepted,
 // never raised), MSI-X (eventfds, one per vector).
 //
+// Io fds (DEVICE_GET_REGION_IO_FDS): BAR0 offers one ioeventfd for the
+// whole doorbell page (one sub-region [0x1000, 0x2000), no datamatch; the
+// same eventfd for every client). A client that asks for it promises to
+// write it after the doorbell stores described in Controller::SetClientKicks;
+// the poller sleeps on it (kick_fd()). Other regions answer with no io fds.
+//
 // Surprise removal (Remove): the current connection is shut down, the
 // listening socket closed (further connects are refused; the socket file
 // stays until the destructor), and Run() then only waits for stop_fd.
@@ -60,6 +66,8 @@ class Server {
   // Surprise removal, see above. Idempotent.
   void Remove();
   const std::string& socket_path() const { return socket_path_; }
+  // The doorbell page's ioeventfd (non-blocking): readable after a kick.
+  int kick_fd() const { return kick_fd_.get(); }
 
  private:
   struct Reply {
@@ -80,6 +88,7 @@ class Server {
   Result<Reply> DmaUnmap(std::span<const uint8_t> payload);
   Result<Reply> GetInfo(std::span<const uint8_t> payload);
   Result<Reply> GetRegionInfo(std::span<const uint8_t> payload);
+  Result<Reply> GetRegionIoFds(std::span<const uint8_t> payload);
   Result<Reply> GetIrqInfo(std::span<const uint8_t> payload);
   Result<Reply> SetIrqs(std::span<const uint8_t> payload, std::vector<UniqueFd>& fds);
   Result<Reply> RegionAccess(std::span<const uint8_t> payload, bool write);
@@ -99,6 +108,7 @@ class Server {
   std::string socket_path_;
   bool created_dir_ = false;
   UniqueFd remove_fd_;  // eventfd, readable once Remove() ran
+  UniqueFd kick_fd_;    // eventfd handed out as BAR0's doorbell ioeventfd
   std::atomic<bool> removed_{false};
   // Held by Remove() and by the socket thread when it registers a client or
   // closes listen_fd_ after a removal.

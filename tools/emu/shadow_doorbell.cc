@@ -6,7 +6,15 @@
 // in the EventIdx page, virtio style: the host rings the real doorbell only
 // when its new value passes the EventIdx. The admin queue keeps using the
 // real doorbells (as Linux and QEMU do). CC.EN 1 -> 0 disables it.
+//
+// With doorbell kicks (controller.h, SetClientKicks) the EventIdx is also
+// how the device says whether it polls (one behind what it consumed: no
+// doorbell wanted) or sleeps (what it consumed: the next update must be
+// written to the real doorbell and kicked).
 #include <atomic>
+#include <climits>
+
+#include "shm/base/clock.h"
 
 #include "tools/emu/controller.h"
 
@@ -35,7 +43,7 @@ Controller::Outcome Controller::DoorbellBufferConfig(const Sqe& sqe) {
       if (is_cq ? !cqs_[qid] : !sqs_[qid]) continue;
       const uint32_t value = LoadDoorbell(index);
       std::atomic_ref<uint32_t>(shadow[index]).store(value, std::memory_order_release);
-      WriteEventIdx(index, value);
+      WriteEventIdx(index, PollingEventIdx(value, is_cq ? cqs_[qid]->size : sqs_[qid]->size));
     }
   }
   return {kSuccess};
@@ -60,6 +68,68 @@ void Controller::WriteEventIdx(uint32_t index, uint32_t value) {
     return;
   }
   std::atomic_ref<uint32_t>(*slot).store(value, std::memory_order_release);
+}
+
+bool Controller::CqBlocked(const CompletionQueue& cq) const {
+  if (!CqHasRoom(cq)) return true;
+  for (size_t qid = 1; qid < sqs_.size(); ++qid) {
+    if (sqs_[qid] && sqs_[qid]->cqid == cq.qid && sqs_[qid]->head != sqs_[qid]->tail) return true;
+  }
+  return false;
+}
+
+void Controller::SetPollingEventIdx() {
+  for (size_t qid = 1; qid < sqs_.size(); ++qid) {
+    if (sqs_[qid]) WriteEventIdx(2u * static_cast<uint32_t>(qid), PollingEventIdx(sqs_[qid]->tail, sqs_[qid]->size));
+    if (cqs_[qid]) WriteEventIdx(2u * static_cast<uint32_t>(qid) + 1, PollingEventIdx(cqs_[qid]->head, cqs_[qid]->size));
+  }
+}
+
+void Controller::SetClientKicks(bool on) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  client_kicks_.store(on, std::memory_order_relaxed);
+  if (event_idx_ == 0 || removed()) return;
+  SetPollingEventIdx();
+}
+
+std::optional<int64_t> Controller::PrepareToSleep() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!client_kicks_.load(std::memory_order_relaxed) || shadow_doorbells_ == 0 || event_idx_ == 0) return std::nullopt;
+  if (removed() || csts_.rdy() == 0 || csts_.cfs() != 0 || !delayed_.empty()) return std::nullopt;
+  // "Notify me": any new tail crosses what was consumed; a CQ head only
+  // matters when completions or fetches wait for room.
+  for (size_t qid = 1; qid < sqs_.size(); ++qid) {
+    if (sqs_[qid]) WriteEventIdx(2u * static_cast<uint32_t>(qid), sqs_[qid]->tail);
+    if (cqs_[qid] && CqBlocked(*cqs_[qid])) WriteEventIdx(2u * static_cast<uint32_t>(qid) + 1, cqs_[qid]->head);
+  }
+  // EventIdx stores before the doorbell re-reads (store -> load), pairing
+  // with the host's shadow store, full fence, EventIdx load: either the
+  // host sees "notify me" and kicks, or this re-read sees its update.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  bool pending = false;
+  for (size_t qid = 0; qid < sqs_.size() && !pending; ++qid) {
+    if (sqs_[qid]) {
+      const std::optional<uint32_t> tail = ReadHostDoorbell(2u * static_cast<uint32_t>(qid));
+      pending = !tail || *tail != sqs_[qid]->tail;
+    }
+    if (!pending && cqs_[qid] && CqBlocked(*cqs_[qid])) {
+      const std::optional<uint32_t> head = ReadHostDoorbell(2u * static_cast<uint32_t>(qid) + 1);
+      pending = !head || *head != cqs_[qid]->head;
+    }
+  }
+  if (pending) {
+    SetPollingEventIdx();
+    return std::nullopt;
+  }
+  if (std::optional<int64_t> cfs_at = faults_.CfsDeadline()) return std::max<int64_t>(*cfs_at - MonotonicNanos(), 0);
+  return INT64_MAX;
+}
+
+void Controller::EndSleep() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (event_idx_ == 0 || removed()) return;
+  // Polling again: no doorbells wanted.
+  SetPollingEventIdx();
 }
 
 }  // namespace nvmux::emu

@@ -16,7 +16,10 @@
 // AllocIoQpair from any thread; each queue pair then belongs to one thread.
 // Ownership: the Env outlives its controllers; queue pairs are destroyed
 // before their controller; destroying the last handle of a controller shuts
-// it down (CC.SHN) and disconnects.
+// it down (CC.SHN, waiting for CSTS.SHST) and disconnects: the synchronous
+// detach. nvmux/detach.h detaches without blocking (DetachContext), and
+// nvmux/probe.h probes without blocking and notices new and removed
+// controllers on repeated probes (Prober).
 #pragma once
 
 #include <cstdint>
@@ -38,6 +41,9 @@ namespace nvmux {
 
 struct ControllerState;
 class Transport;
+class ControllerInit;
+class ControllerAttach;
+class DetachContext;
 
 enum class Arbitration : uint8_t { kRoundRobin = 0, kWeightedRoundRobin = 1, kVendor = 7 };
 
@@ -154,6 +160,38 @@ class Controller {
   // take `action`. 0 disables.
   using TimeoutFn = std::function<void(uint16_t cid)>;
   void SetAdminTimeout(uint64_t timeout_us, TimeoutAction action, TimeoutFn fn = {});
+  // I/O commands on the device longer than `timeout_us` (SPDK's
+  // spdk_nvme_ctrlr_register_timeout_callback, for I/O; admin commands keep
+  // SetAdminTimeout): the queue pair that owns the command calls
+  // `fn(qid, cid)` once for it, from its ProcessCompletions on its owner's
+  // thread, then takes `action`:
+  //   kNone   nothing more (the command stays outstanding).
+  //   kAbort  an Abort admin command for (qid, cid). A device that aborts
+  //           completes the command with 0/07. If the command is still
+  //           outstanding `timeout_us` after the Abort was sent, the driver
+  //           escalates to kReset (what Linux does).
+  //   kReset  asks for a controller reset, which the next
+  //           ProcessAdminCompletions performs (never inside a queue pair's
+  //           poll, nor while a synchronous admin call is under way):
+  //           Reset() with its contract — every queue pair's outstanding
+  //           requests complete with 0/08 and its queues are created again,
+  //           so no queue pair may be polled concurrently. A secondary
+  //           (group mode) never resets the primary's controller: it logs
+  //           and leaves the command outstanding (Disconnect gives it up).
+  // kAbort's completion and kReset both need the admin queue polled. The
+  // time counts from when the command went to the device (requests waiting
+  // for a tracker are not timed); checks run every timeout_us / 8 (at least
+  // 100 us) during polls, so `fn` runs between timeout_us and about
+  // 1.125 * timeout_us after submission, if the queue pair is polled.
+  // Commands sent before a queue pair saw the setting (at its first poll
+  // after this call) count from that poll.
+  // Cost while off (0): one predictable branch per submission and per poll;
+  // while on, one clock read per command and per poll. `fn` is copied into
+  // each queue pair, so it may run on several queue pairs' threads at once;
+  // it must not destroy the queue pair. Safe from any thread; each queue
+  // pair sees the change at its next poll.
+  using IoTimeoutFn = std::function<void(uint16_t qid, uint16_t cid)>;
+  void SetIoTimeout(uint64_t timeout_us, TimeoutAction action, IoTimeoutFn fn = {});
 
   const AdminStatistics& admin_statistics() const;
   Env& env() const;
@@ -170,14 +208,32 @@ class Controller {
   void SubmitAer();
   void OnEvent(const spec::Cqe& cpl);
   [[nodiscard]] Status RunInit();
+  // RunInit in pieces, for ControllerAttach (libclient/core/controller_attach.h),
+  // which steps the machine without blocking: the init state machine over
+  // this controller's admin queue, and taking its result.
+  friend class ControllerAttach;
+  std::unique_ptr<ControllerInit> StartInit();
+  [[nodiscard]] Status FinishInit(const ControllerInit& init);
+  // Detaching (DetachContext, the destructor). BeginDetach, idempotent:
+  // queue pairs cut off, admin commands aborted, the group entry retired;
+  // returns true when a shutdown notification (CC.SHN) is due (the
+  // controller is ours and healthy). `detached_`: the shutdown is done.
+  friend class DetachContext;
+  bool BeginDetach();
+  bool detach_begun_ = false;
+  bool detached_ = false;
   void AbortAllAdmin();
   std::unique_ptr<ControllerState> s_;
 };
 
 // Probing (SPDK's spdk_nvme_probe): for every controller `trid` names (one
-// for vfiouser; a filter for pcie when that transport exists), `probe`
-// decides whether to attach it (and may edit its options), `attach` gets the
-// attached controller. Returns the controllers attached.
+// for vfiouser; in a secondary, the published controllers it matches; a
+// filter for pcie when that transport exists), `probe` decides whether to
+// attach it (and may edit its options), `attach` gets the attached
+// controller. Returns the controllers attached. One-shot: each call attaches
+// what it finds; nvmux/probe.h has the asynchronous form and the Prober,
+// whose repeated probes report only new controllers and removed ones.
+// Errors: the first attach error when nothing attached (see ProbeContext::Poll).
 using ProbeFn = std::function<bool(const TransportId& trid, ControllerOptions& options)>;
 using AttachFn = std::function<void(const TransportId& trid, Controller& ctrlr)>;
 [[nodiscard]] Result<std::vector<std::unique_ptr<Controller>>> Probe(Env& env, const TransportId& trid,

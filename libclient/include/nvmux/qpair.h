@@ -54,6 +54,7 @@ struct QpairStatistics {
   uint64_t idle_polls = 0;
   uint64_t sq_doorbell_writes = 0;
   uint64_t cq_doorbell_writes = 0;
+  uint64_t shadow_doorbell_updates = 0;  // doorbell values written to the shadow buffer instead
   uint64_t queued = 0;  // requests that waited for a tracker
   uint64_t split = 0;   // parents split into children
 };

@@ -1,0 +1,32 @@
+#include "libclient/adopt_transport.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "libclient/shared/fd_holders.h"
+#include "libclient/shared/imported_transport.h"
+#include "libclient/shared/shared_registry.h"
+#include "libclient/vfiouser/adopted_registers.h"
+#include "shm/group.h"
+
+namespace nvmux {
+
+Result<std::unique_ptr<Transport>> AdoptTransport(Env& env, const TransportId& trid) {
+  if (env.role() != Role::kPrimary || !env.group().took_over())
+    return Fail(ENOENT, "this process did not take a group over");
+  auto sc = FindSharedController(env.group(), trid.ToString());
+  if (!sc) return Fail(ENOENT, sc.error().message);
+  SharedController& c = **sc;
+  if (trid.trtype != TransportType::kVfioUser)
+    return Fail(ENOTSUP, "adopting " + trid.ToString() + ": only vfiouser controllers can be taken over");
+  auto fds = TakeSharedFds(c, env.group().processes(), env.group().self_slot());
+  if (!fds) return Fail(fds.error().code, "adopting " + trid.ToString() + ": " + fds.error().message);
+  UniqueFd for_registers(::fcntl(fds->connection.get(), F_DUPFD_CLOEXEC, 0));
+  if (!for_registers.valid()) return ErrnoError("adopting " + trid.ToString() + ": dup");
+  auto t = ImportedTransport::Create(c, std::move(*fds),
+                                     std::make_unique<vfiouser::AdoptedRegisters>(std::move(for_registers)));
+  if (!t) return t.error();
+  return std::unique_ptr<Transport>(std::move(*t));
+}
+
+}  // namespace nvmux

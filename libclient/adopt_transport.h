@@ -1,0 +1,26 @@
+// AdoptTransport: how a primary that took its group over (shm::Group
+// took_over()) reaches a controller the dead primary published: the
+// device serves one connection and holds the group's DMA maps on it, so
+// the new primary adopts that connection (a duplicate taken from a live
+// process of the group, fd_holders.h) instead of opening another, and maps
+// the doorbells from the same fd. Registers go over the adopted
+// connection; the admin queue and the I/O queues of running processes are
+// left as they are.
+//
+// Errors: ENOENT (nothing to adopt: not a took-over primary, or `trid` not
+// published: open it the ordinary way), ENOTSUP (only vfiouser
+// controllers are adopted), and what taking the fds reports (EPERM names
+// the ptrace requirement).
+#pragma once
+
+#include <memory>
+
+#include "libclient/core/transport.h"
+#include "nvmux/env.h"
+#include "nvmux/transport_id.h"
+
+namespace nvmux {
+
+[[nodiscard]] Result<std::unique_ptr<Transport>> AdoptTransport(Env& env, const TransportId& trid);
+
+}  // namespace nvmux

@@ -1,0 +1,91 @@
+// ControllerAttach's machine (the state bodies Prepare and Finish are in
+// controller.cc, beside the controller internals they use), and
+// AttachController: the machine driven to the end, for Controller::Connect.
+#include "libclient/core/controller_attach.h"
+
+#include <thread>
+
+#include "libclient/core/controller_state.h"
+#include "shm/base/log.h"
+
+namespace nvmux {
+
+const char* ToString(AttachState state) {
+  switch (state) {
+    case AttachState::kPrepare: return "prepare";
+    case AttachState::kInit: return "init";
+    case AttachState::kFinish: return "finish";
+    case AttachState::kReady: return "ready";
+    case AttachState::kFailed: return "failed";
+  }
+  return "?";
+}
+
+ControllerAttach::ControllerAttach(Env& env, TransportId trid, std::unique_ptr<Transport> transport,
+                                   ControllerOptions options)
+    : env_(env), trid_(std::move(trid)), transport_(std::move(transport)), options_(options) {}
+
+// The init machine borrows the controller's admin queue: it goes first.
+ControllerAttach::~ControllerAttach() { init_.reset(); }
+
+AttachState ControllerAttach::FailWith(Error error) {
+  NVMUX_LOG(kDebug, "attach %s: %s -> failed: %s", trid_.ToString().c_str(), ToString(state_), error.message.c_str());
+  error_ = std::move(error);
+  state_ = AttachState::kFailed;
+  init_.reset();
+  ctrlr_.reset();  // detaches what was attached so far (the group entry too)
+  return state_;
+}
+
+AttachState ControllerAttach::Step() {
+  switch (state_) {
+    case AttachState::kPrepare: {
+      auto ctrlr = Prepare(env_, trid_, std::move(transport_), options_);
+      if (!ctrlr) return FailWith(ctrlr.error());
+      ctrlr_ = std::move(*ctrlr);
+      if (env_.role() == Role::kSecondary || ctrlr_->state().adopted) {
+        state_ = AttachState::kFinish;  // the (first) primary brought it up
+      } else {
+        init_ = ctrlr_->StartInit();
+        state_ = AttachState::kInit;
+      }
+      NVMUX_LOG(kDebug, "attach %s: prepare -> %s", trid_.ToString().c_str(), ToString(state_));
+      break;
+    }
+    case AttachState::kInit: {
+      InitState s = init_->Step();
+      if (s != InitState::kReady && s != InitState::kFailed) break;
+      Status st = ctrlr_->FinishInit(*init_);
+      init_.reset();
+      if (!st) return FailWith(st.error());
+      state_ = AttachState::kFinish;
+      NVMUX_LOG(kDebug, "attach %s: init -> finish", trid_.ToString().c_str());
+      break;
+    }
+    case AttachState::kFinish: {
+      Status st = Finish(*ctrlr_);
+      if (!st) return FailWith(st.error());
+      state_ = AttachState::kReady;
+      NVMUX_LOG(kDebug, "attach %s: finish -> ready", trid_.ToString().c_str());
+      break;
+    }
+    case AttachState::kReady:
+    case AttachState::kFailed:
+      break;
+  }
+  return state_;
+}
+
+Result<std::unique_ptr<Controller>> AttachController(Env& env, const TransportId& trid,
+                                                     std::unique_ptr<Transport> transport,
+                                                     const ControllerOptions& options) {
+  ControllerAttach attach(env, trid, std::move(transport), options);
+  while (attach.state() != AttachState::kReady && attach.state() != AttachState::kFailed) {
+    AttachState before = attach.state();
+    if (attach.Step() == before && before == AttachState::kInit) std::this_thread::yield();
+  }
+  if (attach.state() == AttachState::kFailed) return attach.error();
+  return attach.Take();
+}
+
+}  // namespace nvmux

@@ -1,0 +1,94 @@
+#include "libclient/shared/fd_holders.h"
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+
+#include "shm/base/log.h"
+#include "shm/process_identity.h"
+
+namespace nvmux {
+namespace {
+
+int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+int PidfdGetfd(int pidfd, int fd) { return static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, fd, 0)); }
+
+}  // namespace
+
+void RecordFdHolder(SharedController& c, shm::RobustLock& lock, uint32_t slot, uint32_t generation,
+                    std::span<const int> fds, uint64_t doorbell_file_offset) {
+  if (slot >= shm::kMaxProcesses) return;
+  auto guard = lock.Lock();
+  FdHolder& h = c.fd_holders[slot];
+  std::atomic_ref<uint32_t>(h.generation).store(0, std::memory_order_release);
+  std::atomic_thread_fence(std::memory_order_release);
+  h.count = static_cast<uint32_t>(std::min<size_t>(fds.size(), kMaxHeldFds));
+  for (uint32_t i = 0; i < kMaxHeldFds; ++i) h.fds[i] = i < h.count ? fds[i] : -1;
+  h.doorbell_file_offset = doorbell_file_offset;
+  std::atomic_ref<uint32_t>(h.generation).store(generation, std::memory_order_release);
+}
+
+void ForgetFdHolder(SharedController& c, uint32_t slot) {
+  if (slot >= shm::kMaxProcesses) return;
+  std::atomic_ref<uint32_t>(c.fd_holders[slot].generation).store(0, std::memory_order_release);
+}
+
+Result<TakenFds> TakeFdsFromHolder(SharedController& c, const shm::ProcessTable& processes, uint32_t self_slot) {
+  Error last = Fail(ENOENT, "no live process of the group holds the controller's file descriptors");
+  for (const shm::ProcessInfo& p : processes.Snapshot()) {
+    if (p.slot == self_slot || p.slot >= shm::kMaxProcesses || p.state != shm::SlotState::kActive) continue;
+    FdHolder& shared = c.fd_holders[p.slot];
+    uint32_t generation = std::atomic_ref<uint32_t>(shared.generation).load(std::memory_order_acquire);
+    if (generation == 0 || generation != p.generation) continue;
+    FdHolder h = shared;
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (std::atomic_ref<uint32_t>(shared.generation).load(std::memory_order_relaxed) != generation) continue;
+    if (h.count == 0 || h.count > kMaxHeldFds) continue;
+    UniqueFd pidfd(PidfdOpen(p.id.pid));
+    if (!pidfd.valid()) {
+      if (errno == ENOSYS) return Fail(ENOSYS, "pidfd_open is not available (Linux 5.6 or later is needed)");
+      continue;  // exited meanwhile
+    }
+    // The pidfd pins one process: check it is the one the table names.
+    auto start = shm::ReadProcessStartTime(p.id.pid);
+    if (!start || *start != p.id.start_time) continue;
+    TakenFds out;
+    out.doorbell_file_offset = h.doorbell_file_offset;
+    out.from_pid = p.id.pid;
+    for (uint32_t i = 0; i < h.count; ++i) {
+      UniqueFd fd(PidfdGetfd(pidfd.get(), h.fds[i]));
+      if (!fd.valid()) {
+        int e = errno;
+        if (e == EPERM)
+          return Fail(EPERM, "cannot take the controller's file descriptors from process " + std::to_string(p.id.pid) +
+                                 " (" + p.name + "): pidfd_getfd needs ptrace access — run every process of the "
+                                 "group as the same user, with kernel.yama.ptrace_scope=0, or with CAP_SYS_PTRACE");
+        last = Fail(e, "pidfd_getfd from process " + std::to_string(p.id.pid) + " fd " + std::to_string(h.fds[i]) +
+                           ": " + std::strerror(e));
+        out.fds.clear();
+        break;
+      }
+      out.fds.push_back(std::move(fd));
+    }
+    if (!out.fds.empty()) return out;
+  }
+  return last;
+}
+
+Result<SharedFds> TakeSharedFds(SharedController& c, const shm::ProcessTable& processes, uint32_t self_slot) {
+  auto taken = TakeFdsFromHolder(c, processes, self_slot);
+  if (!taken) return taken.error();
+  if (taken->fds.size() < 2) return Fail(EPROTO, "the fd record of " + std::string(c.trid) + " is incomplete");
+  SharedFds out;
+  out.doorbells = std::move(taken->fds[0]);
+  out.doorbell_file_offset = taken->doorbell_file_offset;
+  out.doorbell_bytes = c.doorbell_bytes;
+  out.connection = std::move(taken->fds[1]);
+  if (taken->fds.size() > 2) out.kick = std::move(taken->fds[2]);
+  NVMUX_LOG(kInfo, "took the fds of %s from process %d", c.trid, static_cast<int>(taken->from_pid));
+  return out;
+}
+
+}  // namespace nvmux

@@ -1,0 +1,60 @@
+// FdHolders: which processes of a group hold a controller's file
+// descriptors, and at which numbers, so that a process can take duplicates
+// from another one with pidfd_getfd(2) when the primary cannot hand them
+// over through DPDK's IPC: after the primary died (a restarted nvmuxd that
+// takes the group over, or a secondary joining in the meantime), DPDK's
+// IPC has no primary to answer.
+//
+// Every process that holds a controller's fds records them here (the
+// primary when it publishes, a secondary when it imports); leaving, and
+// the reaper for a dead process, clears the record. pidfd_getfd needs
+// ptrace access to the holder: the same user (or CAP_SYS_PTRACE) and no
+// Yama restriction (kernel.yama.ptrace_scope 0); errors say so.
+//
+// Thread safety: Record takes the controller's lock, Forget runs under it;
+// Take from any thread without it. The records live in the SharedController.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "libclient/shared/fd_share.h"
+#include "libclient/shared/shared_controller.h"
+#include "shm/base/result.h"
+#include "shm/base/unique_fd.h"
+#include "shm/process_table.h"
+#include "shm/robust_mutex.h"
+
+namespace nvmux {
+
+// Records this process (`slot`, `generation`) as holding `fds`
+// (at most kMaxHeldFds) with the doorbell area at `doorbell_file_offset`.
+// `lock` is the controller's lock as its SharedAdminQueue holds it (with
+// the admin queue's repair).
+void RecordFdHolder(SharedController& c, shm::RobustLock& lock, uint32_t slot, uint32_t generation,
+                    std::span<const int> fds, uint64_t doorbell_file_offset);
+// Clears `slot`'s record (leaving, or reaping a dead process).
+// REQUIRES: the controller's lock is held (SharedAdminQueue calls it).
+void ForgetFdHolder(SharedController& c, uint32_t slot);
+
+struct TakenFds {
+  std::vector<UniqueFd> fds;  // in the order recorded
+  uint64_t doorbell_file_offset = 0;
+  int32_t from_pid = 0;
+};
+
+// Duplicates the fds of a live holder other than `self_slot`, checking its
+// identity (pid and start time) against the process table.
+// Errors: ENOENT (no live process holds them), EPERM (no ptrace access:
+// names the pid and what to change), ENOSYS (kernel older than 5.6).
+// Reads the records without the lock (each is checked against its
+// generation before and after copying).
+[[nodiscard]] Result<TakenFds> TakeFdsFromHolder(SharedController& c, const shm::ProcessTable& processes,
+                                                 uint32_t self_slot);
+// The same, as the SharedFds a transport is built from (doorbells,
+// connection, kick). Errors: as above; EPROTO for an incomplete record.
+[[nodiscard]] Result<SharedFds> TakeSharedFds(SharedController& c, const shm::ProcessTable& processes,
+                                              uint32_t self_slot);
+
+}  // namespace nvmux
