@@ -14,6 +14,7 @@
 #include "libclient/shared/shared_admin_queue.h"
 #include "shm/group.h"
 #include "shm/base/clock.h"
+#include "shm/base/format.h"
 #include "shm/base/log.h"
 
 namespace nvmux {
@@ -54,16 +55,37 @@ Result<std::unique_ptr<IoQpair>> Controller::AllocIoQpair(const IoQpairOptions& 
   if (o.qprio > 3) return Fail(EINVAL, "queue priority " + std::to_string(o.qprio) + " is out of range (0..3)");
   if (cs.failed) return Fail(ENXIO, "controller " + cs.trid.ToString() + " has failed");
 
+  size_t sq_bytes = RoundUp(size_t{o.io_queue_size} * sizeof(spec::Sqe), kPage);
+  size_t cq_bytes = RoundUp(size_t{o.io_queue_size} * sizeof(spec::Cqe), kPage);
+  auto check_user = [&](const char* which, void* buffer, size_t size, size_t entry) -> Status {
+    if (buffer == nullptr) return Ok();
+    size_t need = size_t{o.io_queue_size} * entry;
+    if (reinterpret_cast<uintptr_t>(buffer) % kPage != 0)
+      return Fail(EINVAL, std::string(which) + " buffer " + Hex(reinterpret_cast<uintptr_t>(buffer)) +
+                              " is not 4 KiB-aligned");
+    if (size < need)
+      return Fail(EINVAL, std::string(which) + " buffer of " + std::to_string(size) + " bytes is too small: " +
+                              std::to_string(o.io_queue_size) + " entries need " + std::to_string(need));
+    if (!cs.env.IsDmaMemory(buffer, need))
+      return Fail(EINVAL, std::string(which) + " buffer " + Hex(reinterpret_cast<uintptr_t>(buffer)) +
+                              " is not DMA memory (allocate it with Env::AllocDma)");
+    return Ok();
+  };
+  NVMUX_TRY(check_user("SQ", o.sq_buffer, o.sq_buffer_size, sizeof(spec::Sqe)));
+  NVMUX_TRY(check_user("CQ", o.cq_buffer, o.cq_buffer_size, sizeof(spec::Cqe)));
+
   auto q = std::make_unique<QpairState>();
   q->cs = &cs;
   q->ctrlr = this;
   q->options = o;
   q->entries = o.io_queue_size;
-  size_t sq_bytes = RoundUp(size_t{q->entries} * sizeof(spec::Sqe), kPage);
-  size_t cq_bytes = RoundUp(size_t{q->entries} * sizeof(spec::Cqe), kPage);
-  auto rings = cs.env.AllocDma(sq_bytes + cq_bytes, kPage, "io-rings");
-  if (!rings) return rings.error();
-  q->rings = std::move(*rings);
+  // The driver's ring memory: whichever of SQ and CQ the caller did not supply.
+  size_t own = (o.sq_buffer ? 0 : sq_bytes) + (o.cq_buffer ? 0 : cq_bytes);
+  if (own > 0) {
+    auto rings = cs.env.AllocDma(own, kPage, "io-rings");
+    if (!rings) return rings.error();
+    q->rings = std::move(*rings);
+  }
   uint32_t trackers = q->entries - 1;
   auto prps = cs.env.AllocDma(size_t{trackers} * kPage, kPage, "io-prp-lists");
   if (!prps) return prps.error();
@@ -106,8 +128,10 @@ Result<std::unique_ptr<IoQpair>> Controller::AllocIoQpair(const IoQpairOptions& 
     cs.qpairs.push_back(q.get());
   }
   auto* base = static_cast<uint8_t*>(q->rings.data());
-  q->ring = std::make_unique<QueueRing>(reinterpret_cast<spec::Sqe*>(base),
-                                        reinterpret_cast<spec::Cqe*>(base + sq_bytes), q->entries, cs.doorbells(q->qid));
+  auto* sq = o.sq_buffer ? static_cast<spec::Sqe*>(o.sq_buffer) : reinterpret_cast<spec::Sqe*>(base);
+  auto* cq = o.cq_buffer ? static_cast<spec::Cqe*>(o.cq_buffer)
+                         : reinterpret_cast<spec::Cqe*>(base + (o.sq_buffer ? 0 : sq_bytes));
+  q->ring = std::make_unique<QueueRing>(sq, cq, q->entries, cs.doorbells(q->qid));
   QpairState* raw = q.get();
   std::unique_ptr<IoQpair> handle(new IoQpair(std::move(q)));
   raw->handle = handle.get();
@@ -142,8 +166,7 @@ Status QpairState::CreateOnDevice() {
   // Shadow doorbells may have been switched on or off by a controller reset
   // since the ring was made; the device restarts this queue's shadow slots at 0.
   ring->SetDoorbells(cs->doorbells(qid));
-  auto* sq = static_cast<uint8_t*>(rings.data());
-  uint64_t sq_iova = DmaPageMap::Iova(sq);
+  uint64_t sq_iova = DmaPageMap::Iova(ring->sq_memory());
   uint64_t cq_iova = DmaPageMap::Iova(ring->cq_memory());
   IoQueueCommands c = CreateIoQueueCommands(qid, entries, sq_iova, cq_iova);
   // Intent before the commands: if this process dies from here on, the

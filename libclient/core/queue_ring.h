@@ -110,6 +110,7 @@ class QueueRing {
     RingSq();
     RingCq();
   }
+  spec::Sqe* sq_memory() const { return sq_; }
   spec::Cqe* cq_memory() const { return cq_; }
 
  private:

@@ -7,8 +7,11 @@
 //
 // Connect runs the init state machine (libclient/core/controller_init.h) to
 // ready: disable, admin queue, enable, Identify Controller, Number of
-// Queues, active namespaces, Identify Namespace each; then arms AERs and
-// starts keep-alive when the controller asks for it (KAS).
+// Queues, Doorbell Buffer Config (shadow doorbells, when offered), active
+// namespaces, Identify Namespace each; then arms AERs and starts keep-alive
+// when the controller asks for it (KAS). In a primary that took its group
+// over from a dead primary, Connect adopts the published controller instead
+// (libclient/adopt_transport.h).
 //
 // Thread safety: ProcessAdminCompletions and every admin call may be made
 // from any thread (the admin queue is serialised internally). Namespace

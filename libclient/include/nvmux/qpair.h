@@ -45,6 +45,15 @@ struct IoQpairOptions {
   uint8_t qprio = 0;               // 0 urgent .. 3 low (with weighted round robin arbitration)
   bool delay_cmd_submit = false;   // ring the SQ doorbell once per ProcessCompletions
   bool create_only = false;        // allocate without creating on the device; Connect() later
+  // Queue memory the caller supplies (SPDK's sq/cq buffer options), instead
+  // of the driver allocating it: DMA memory (Env::AllocDma), 4 KiB-aligned,
+  // at least io_queue_size x 64 bytes (SQ) / x 16 bytes (CQ), contiguous
+  // in IOVA; owned by the caller and kept until the queue pair is destroyed.
+  // Either, both or neither. Errors: EINVAL naming the address or size.
+  void* sq_buffer = nullptr;
+  size_t sq_buffer_size = 0;
+  void* cq_buffer = nullptr;
+  size_t cq_buffer_size = 0;
 };
 
 struct QpairStatistics {
