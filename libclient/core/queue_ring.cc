@@ -15,12 +15,13 @@ Status QueueRing::Push(const spec::Sqe& cmd) {
 }
 
 bool QueueRing::UpdateShadow(uint32_t* shadow, uint32_t* eventidx, uint32_t value, uint32_t old) {
-  std::atomic_ref<uint32_t>(*shadow).store(value, std::memory_order_relaxed);
   // Store -> load ordering (x86 would otherwise let the EventIdx load pass
   // the shadow store still in the store buffer): pairs with the device's
-  // EventIdx store, full fence, shadow re-read before it stops polling.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  uint32_t event_idx = std::atomic_ref<uint32_t>(*eventidx).load(std::memory_order_relaxed);
+  // EventIdx store, full fence, shadow re-read before it stops polling. A
+  // sequentially consistent exchange is the store and the full barrier in
+  // one instruction (xchg), cheaper than a store followed by mfence.
+  (void)std::atomic_ref<uint32_t>(*shadow).exchange(value, std::memory_order_seq_cst);
+  uint32_t event_idx = std::atomic_ref<uint32_t>(*eventidx).load(std::memory_order_seq_cst);
   return DoorbellNeedsEvent(static_cast<uint16_t>(event_idx), static_cast<uint16_t>(value),
                             static_cast<uint16_t>(old));
 }

@@ -61,11 +61,13 @@ start_emu() {  # $1 = backing
 }
 stop_last() { kill -TERM "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'; }
 
-# One nvmux-perf run; prints "IOPS AVG_US" from its Total row.
+# One nvmux-perf run after a 1 s warm-up (the first second after a start
+# measures the machine settling, not the driver); prints "IOPS AVG_US" from
+# its Total row.
 perf_run() {  # $1 = workload, $2 = depth, rest = extra options
   local w=$1 q=$2
   shift 2
-  "$perf" -r "trtype:vfiouser traddr:$work/emu" -q "$q" -o 4096 -w "$w" -t "$seconds" -c 0x1 --no-live "$@" \
+  "$perf" -r "trtype:vfiouser traddr:$work/emu" -q "$q" -o 4096 -w "$w" -t "$seconds" -a 1 -c 0x1 --no-live "$@" \
     > "$work/perf.out" 2>&1 || { cat "$work/perf.out" >&2; exit 1; }
   awk '/^Total/ { print $3, $5 }' "$work/perf.out"
 }
@@ -117,7 +119,7 @@ for _ in $(seq "$runs"); do
     > "$work/perf.out" 2>&1 || { cat "$work/perf.out" >&2; exit 1; }
   read -r i l < <(awk '/^Total/ { print $3, $5 }' "$work/perf.out")
   own_iops+="$i " own_lat+="$l "
-  read -r i l < <(perf_run randread 1 -i "$group" -a 1)
+  read -r i l < <(perf_run randread 1 -i "$group")
   iops+="$i " lat+="$l "
 done
 record "nvmux-perf randread QD1 (null, owns device)" "$own_iops" "$own_lat"

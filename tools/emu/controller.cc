@@ -194,6 +194,7 @@ void Controller::ResetLocked() {
   masked_event_types_ = 0;
   shadow_doorbells_ = 0;
   event_idx_ = 0;
+  event_idx_written_.clear();
   if (!removed()) {
     for (uint32_t i = 0; i < 1024; ++i) StoreDoorbell(i, 0);
   }

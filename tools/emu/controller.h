@@ -213,6 +213,12 @@ class Controller {
   bool CqBlocked(const CompletionQueue& cq) const;
   // Every I/O queue's EventIdx as while polling (PollingEventIdx).
   void SetPollingEventIdx();
+  // The polling EventIdx of doorbell `index` after its value moved to
+  // `value`: written at once without kicks (the host rings on every
+  // update, as QEMU's device asks), lazily with kicks (see
+  // event_idx_written_): the host then rings only if its queue runs over
+  // three quarters full past a stale value, which costs a spurious kick.
+  void UpdatePollingEventIdx(uint32_t index, uint32_t value, uint32_t size);
   // A queue was created or deleted: its real doorbell, and its shadow
   // doorbell and EventIdx if configured, restart at 0.
   void ResetQueueDoorbell(uint32_t index);
@@ -316,6 +322,11 @@ class Controller {
   // Shadow doorbells (Doorbell Buffer Config); 0 when disabled.
   uint64_t shadow_doorbells_ = 0;
   uint64_t event_idx_ = 0;
+  // The last value written to each EventIdx slot (index = doorbell index):
+  // while polling with kicks, a slot is rewritten only when it fell a
+  // quarter of the queue behind, so the host reads a line that stays in its
+  // cache instead of one the device dirties on every command.
+  std::vector<uint32_t> event_idx_written_;
 
   // Logs.
   std::deque<spec::ErrorInformationEntry> error_log_;  // newest first

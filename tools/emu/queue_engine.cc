@@ -38,7 +38,7 @@ void Controller::UpdateCqHead(CompletionQueue& cq) {
       return;
     }
     cq.head = static_cast<uint16_t>(db);
-    WriteEventIdx(2u * cq.qid + 1, PollingEventIdx(cq.head, cq.size));
+    UpdatePollingEventIdx(2u * cq.qid + 1, cq.head, cq.size);
   }
   bool posted_any = false;
   while (!cq.overflow.empty() && static_cast<uint16_t>((cq.tail + 1) % cq.size) != cq.head) {
@@ -124,7 +124,7 @@ bool Controller::ProcessSq(SubmissionQueue& sq) {
   }
   if (db != sq.tail) {
     sq.tail = static_cast<uint16_t>(db);
-    WriteEventIdx(2u * sq.qid, PollingEventIdx(sq.tail, sq.size));
+    UpdatePollingEventIdx(2u * sq.qid, sq.tail, sq.size);
   }
   CompletionQueue& cq = *cqs_[sq.cqid];
   auto fetch = [&](Sqe& sqe) {

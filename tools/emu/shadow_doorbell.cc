@@ -68,6 +68,17 @@ void Controller::WriteEventIdx(uint32_t index, uint32_t value) {
     return;
   }
   std::atomic_ref<uint32_t>(*slot).store(value, std::memory_order_release);
+  if (event_idx_written_.size() <= index) event_idx_written_.resize(index + 1, 0);
+  event_idx_written_[index] = value;
+}
+
+void Controller::UpdatePollingEventIdx(uint32_t index, uint32_t value, uint32_t size) {
+  const uint32_t polling = PollingEventIdx(value, size);
+  if (client_kicks_.load(std::memory_order_relaxed) && index < event_idx_written_.size() && size >= 8) {
+    const uint32_t behind = (polling + size - event_idx_written_[index]) % size;
+    if (behind < size / 4) return;
+  }
+  WriteEventIdx(index, polling);
 }
 
 bool Controller::CqBlocked(const CompletionQueue& cq) const {
