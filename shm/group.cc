@@ -183,9 +183,9 @@ Status Group::OpenSecondary(const GroupOptions& o) {
     auto holder = lock_file_->PrimaryHolder();
     if (!holder) {
       if (auto other = lock_file_->OtherLiveMember())
-        return Fail(ENODEV, "the primary of " + G(id_) + " is not running, but process " + std::to_string(*other) +
-                                " is still attached; restart `nvmuxd -i " + std::to_string(id_) +
-                                "` once the group's processes have exited");
+        return Fail(ENODEV, "the primary of " + G(id_) + " is not running (process " + std::to_string(*other) +
+                                " is still attached): start `nvmuxd -i " + std::to_string(id_) +
+                                "`, which takes the running group over, then join");
       return Fail(ENODEV, "the primary of " + G(id_) + " is not running (a dead group left " +
                               SummariseFiles(ListGroupFiles(*paths_)) + "): start `nvmuxd -i " + std::to_string(id_) +
                               "` (it cleans up) or run `nvmux-manage cleanup -i " + std::to_string(id_) + "`");

@@ -347,6 +347,7 @@ std::unique_ptr<ControllerInit> Controller::StartInit() {
   io.acq_iova = DmaPageMap::Iova(base + sq_bytes);
   io.admin_entries = entries;
   io.io_queues = s_->options.num_io_queues;
+  io.arbitration = static_cast<uint8_t>(s_->options.arbitration);
   io.admin_timeout = std::chrono::milliseconds(s_->options.admin_timeout_ms);
   return std::make_unique<ControllerInit>(
       s_->transport->registers(), *s_->admin, SystemClock::Get(), io,

@@ -168,10 +168,18 @@ InitState ControllerInit::Step() {
       return state_;
     }
     case InitState::kEnable: {
+      const uint8_t ams = options_.arbitration;
+      // CAP.AMS bit 0: weighted round robin with urgent class; bit 1: vendor specific.
+      const bool offered = ams == 0 || (ams == 1 && (data_.cap.ams() & 1) != 0) || (ams == 7 && (data_.cap.ams() & 2) != 0);
+      if (!offered)
+        return FailWith(Fail(ENOTSUP, "arbitration mechanism " + std::to_string(ams) + " (" +
+                                          (ams == 1 ? "weighted round robin" : ams == 7 ? "vendor specific" : "reserved") +
+                                          ") is not offered by the controller (CAP.AMS = " + Hex(data_.cap.ams()) +
+                                          "); round robin (0) always is"));
       spec::Cc cc;
       cc.set_css(spec::kCcCssNvm);
       cc.set_mps(0);
-      cc.set_ams(0);
+      cc.set_ams(ams);
       cc.set_iosqes(kIoSqes);
       cc.set_iocqes(kIoCqes);
       cc.set_en(1);

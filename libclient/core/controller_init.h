@@ -65,6 +65,9 @@ struct InitOptions {
   uint64_t shadow_doorbell_iova = 0;
   uint64_t eventidx_iova = 0;
   Nanos admin_timeout = std::chrono::seconds(5);
+  // CC.AMS: 0 round robin, 1 weighted round robin with urgent class, 7
+  // vendor specific; anything but 0 must be offered in CAP.AMS.
+  uint8_t arbitration = 0;
 };
 
 // A 4 KiB DMA buffer for identify data: CPU address and device address.

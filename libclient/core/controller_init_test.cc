@@ -150,6 +150,21 @@ class ControllerInitTest : public ::testing::Test {
   InitOptions options_;
 };
 
+TEST_F(ControllerInitTest, ArbitrationIsProgrammedWhenOfferedAndRefusedNamingItWhenNot) {
+  options_.arbitration = 1;  // weighted round robin
+  auto refused = Make();
+  Run(refused);
+  ASSERT_EQ(refused.state(), InitState::kFailed);
+  EXPECT_EQ(refused.error().code, ENOTSUP);
+  EXPECT_NE(refused.error().message.find("weighted round robin"), std::string::npos) << refused.error().message;
+  EXPECT_EQ(regs_.cc.en(), 0) << "not enabled with a mechanism the controller lacks";
+  regs_.cap.set_ams(1);
+  auto wrr = Make();
+  Run(wrr);
+  ASSERT_EQ(wrr.state(), InitState::kReady) << wrr.error().message;
+  EXPECT_EQ(regs_.cc.ams(), 1);
+}
+
 TEST_F(ControllerInitTest, BringsADisabledControllerToReadyOneStepAtATime) {
   auto init = Make();
   auto seen = Run(init);

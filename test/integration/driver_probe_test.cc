@@ -91,6 +91,26 @@ class ProbeTest : public ::testing::Test {
   }
 };
 
+// A probe callback may choose the arbitration mechanism; one the device
+// does not offer (nvmux-emu offers round robin only, CAP.AMS = 0) fails the
+// attach naming it, and round robin attaches.
+TEST_F(ProbeTest, ProbeChosenArbitrationTheDeviceLacksIsRefusedNamingIt) {
+  auto emu = EmuProcess::Start({"--ns", "size=64M"});
+  ASSERT_TRUE(emu) << emu.error().ToString();
+  auto wrr = Probe(env(), (*emu)->trid(),
+                   [](const TransportId&, ControllerOptions& o) {
+                     o.arbitration = Arbitration::kWeightedRoundRobin;
+                     return true;
+                   },
+                   nullptr);
+  ASSERT_FALSE(wrr);
+  EXPECT_EQ(wrr.error().code, ENOTSUP);
+  EXPECT_NE(wrr.error().message.find("weighted round robin"), std::string::npos) << wrr.error().message;
+  auto rr = Probe(env(), (*emu)->trid(), nullptr, nullptr);
+  ASSERT_TRUE(rr) << rr.error().ToString();
+  EXPECT_EQ(rr->size(), 1u);
+}
+
 TEST_F(ProbeTest, AsyncProbeReachesAttachByPollingAndCallsAttachOnce) {
   auto emu = EmuProcess::Start({"--ns", "size=64M"});
   ASSERT_TRUE(emu) << emu.error().ToString();

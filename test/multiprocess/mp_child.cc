@@ -5,7 +5,8 @@
 //     and reads back its own LBA range [L, L+N) with a per-pass pattern
 //     until S seconds passed; prints "done <ios>" and exits 0, or exits 1
 //     naming the first error (status, mismatch, ENXIO). Polls the admin
-//     queue every 2 ms and prints "aen <cdw0>" for each asynchronous event.
+//     queue every 2 ms and prints "aen <cdw0>" for each asynchronous event;
+//     with --admin-ms N also reads the SMART log every N ms (an error ends it).
 //   nvmux_mp_child admin -i G -r TRID
 //     joins, runs Identify Controller, Get Log Page (SMART) and creates and
 //     deletes two queue pairs through the shared admin queue, then leaves;
@@ -102,7 +103,8 @@ std::optional<Joined> Join(int group, const std::string& trid_text, const char* 
   return Joined{std::move(*env), std::move(*ctrlr)};
 }
 
-int RunIo(int group, const std::string& trid_text, uint64_t lba0, uint64_t blocks, double seconds, uint32_t qd) {
+int RunIo(int group, const std::string& trid_text, uint64_t lba0, uint64_t blocks, double seconds, uint32_t qd,
+          int admin_ms) {
   auto joined = Join(group, trid_text, "mp_child");
   if (!joined) return 1;
   std::unique_ptr<Env>* env = &joined->env;
@@ -142,11 +144,21 @@ int RunIo(int group, const std::string& trid_text, uint64_t lba0, uint64_t block
   std::fflush(stdout);
   int64_t end = MonotonicNanos() + static_cast<int64_t>(seconds * 1e9);
   int64_t next_admin_poll = 0;
+  int64_t next_admin_command = admin_ms > 0 ? MonotonicNanos() : INT64_MAX;
+  auto log = (*env)->AllocDma(4096);
+  if (!log) return 1;
   while (MonotonicNanos() < end && errors == 0 && !g_stop.load()) {
     if (int64_t now = MonotonicNanos(); now >= next_admin_poll) {
       next_admin_poll = now + 2'000'000;
       if (auto n = (*ctrlr)->ProcessAdminCompletions(); !n) {
         std::fprintf(stderr, "mp_child: admin: %s\n", n.error().message.c_str());
+        return 1;
+      }
+    }
+    if (int64_t now = MonotonicNanos(); now >= next_admin_command) {
+      next_admin_command = now + int64_t{admin_ms} * 1'000'000;
+      if (Status st = (*ctrlr)->GetLogPage(0x02, 0xFFFFFFFFu, log->data(), 512); !st) {
+        std::fprintf(stderr, "mp_child: admin command: %s\n", st.error().message.c_str());
         return 1;
       }
     }
@@ -274,6 +286,8 @@ int main(int argc, char** argv) {
   io->add_option("--blocks", blocks);
   io->add_option("--seconds", seconds);
   io->add_option("--qd", qd);
+  int admin_ms = 0;
+  io->add_option("--admin-ms", admin_ms, "also read the SMART log (an admin command) every N ms");
   auto* admin = app.add_subcommand("admin", "join, run admin commands, leave");
   admin->add_option("-i", group)->required();
   admin->add_option("-r", trid)->required();
@@ -282,7 +296,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   // SIGTERM: finish what is outstanding and report, as a clean stop.
   signal(SIGTERM, [](int) { nvmux::g_stop.store(true); });
-  if (io->parsed()) return nvmux::RunIo(group, trid, lba, blocks, seconds, qd);
+  if (io->parsed()) return nvmux::RunIo(group, trid, lba, blocks, seconds, qd, admin_ms);
   if (admin->parsed()) return nvmux::RunAdmin(group, trid);
   return nvmux::Census(group);
 }

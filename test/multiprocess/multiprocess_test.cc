@@ -129,9 +129,12 @@ class MultiProcessTest : public ::testing::Test {
     auto line = daemon_->ReadUntil("nvmuxd: group", std::chrono::seconds(20));
     ASSERT_TRUE(line) << "nvmuxd did not come up";
   }
-  Subprocess& Child(uint64_t lba, double seconds, uint32_t blocks = 1024) {
-    children_.push_back(Start({MP_CHILD, "io", "-i", std::to_string(id_), "-r", trid_, "--lba", std::to_string(lba),
-                               "--blocks", std::to_string(blocks), "--seconds", std::to_string(seconds)}));
+  Subprocess& Child(uint64_t lba, double seconds, uint32_t blocks = 1024, std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {MP_CHILD, "io", "-i", std::to_string(id_), "-r", trid_, "--lba",
+                                     std::to_string(lba), "--blocks", std::to_string(blocks), "--seconds",
+                                     std::to_string(seconds)};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    children_.push_back(Start(argv));
     return *children_.back();
   }
   static void ExpectReady(Subprocess& c) {
@@ -314,8 +317,8 @@ TEST_F(MultiProcessTest, CrashLoopKillsSecondariesAtRandomMomentsWithoutLeaks) {
 // DESIGN.md section 7: the primary's death stops nobody; a restarted nvmuxd
 // takes the group over (AERs, reaping) without disturbing the secondaries.
 TEST_F(MultiProcessTest, PrimaryKilledSecondariesContinueAndARestartedPrimaryTakesTheRoleBack) {
-  Subprocess& a = Child(0, 100000.0);
-  Subprocess& b = Child(4096, 100000.0);
+  Subprocess& a = Child(0, 100000.0, 1024, {"--admin-ms", "50"});
+  Subprocess& b = Child(4096, 100000.0, 1024, {"--admin-ms", "50"});
   ExpectReady(a);
   ExpectReady(b);
   pid_t first_primary = daemon_->pid();
@@ -324,6 +327,16 @@ TEST_F(MultiProcessTest, PrimaryKilledSecondariesContinueAndARestartedPrimaryTak
   daemon_.reset();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   ASSERT_TRUE(a.running() && b.running()) << "a secondary stopped when the primary died";
+  // Their admin commands (a log page every 50 ms, --admin-ms) go on too:
+  // a failure would end the child with an error, which the end checks.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE(a.running() && b.running()) << "a secondary's admin command failed without a primary";
+  // A new process cannot join until a primary runs again, and is told what to start.
+  {
+    auto late = Start({MP_CHILD, "admin", "-i", std::to_string(id_), "-r", trid_});
+    auto st = late->Wait(std::chrono::seconds(20));
+    ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 1);
+  }
 
   // Restarted: it must take the group over, not refuse it or start a new one.
   daemon_ = Start({NVMUXD, "-i", std::to_string(id_), "-r", trid_});
