@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The driver's benchmark on the embedded default (issue 6): nvmux-emu on CPU 1
 # (null and RAM backing), nvmux-perf on CPU 0; 4 KiB randread at QD 1, 32 and
-# 128 and randwrite at QD 128; then the same QD 1 read as a secondary of
+# 128 and randwrite at QD 128, and the driver's submit/complete cost
+# (nvmux-bench-overhead, null backing); then the same QD 1 read as a secondary of
 # nvmuxd (its latency against a process owning the device, run by run
 # alternately) and 1, 2 and 4 secondaries
 # at QD 32 at once (aggregate and per-process IOPS); then the same loads through
@@ -27,7 +28,7 @@ done
 emu=$build/tools/emu/nvmux-emu
 perf=$build/tools/perf/nvmux-perf
 nvmuxd=$build/primary/nvmuxd
-for b in "$emu" "$perf" "$nvmuxd"; do
+for b in "$emu" "$perf" "$nvmuxd" "$build/tools/bench/nvmux-bench-overhead"; do
   [ -x "$b" ] || { echo "perf.sh: $b is missing: build first (cmake --build $build)" >&2; exit 2; }
 done
 [ "$(nproc)" -ge 2 ] || echo "perf.sh: warning: one CPU only; emulator and perf share it" >&2
@@ -97,6 +98,19 @@ for backing in null ram; do
     done
     record "nvmux-perf $1 QD$2 ($backing)" "$iops" "$lat"
   done
+  if [ "$backing" = null ]; then
+    # The driver's own cost per I/O (SPDK's overhead tool): QD1 4 KiB reads,
+    # the Read call and the completion's ProcessCompletions call, TSC-timed.
+    sub="" com=""
+    for _ in $(seq "$runs"); do
+      "$build/tools/bench/nvmux-bench-overhead" -r "trtype:vfiouser traddr:$work/emu" -t "$seconds" -c 0 \
+        > "$work/overhead.out" 2>&1 || { cat "$work/overhead.out" >&2; exit 1; }
+      sub+="$(awk '$1 == "submit" { print $3 }' "$work/overhead.out") "
+      com+="$(awk '$1 == "complete" { print $3 }' "$work/overhead.out") "
+    done
+    overhead_submit=$(printf '%s\n' $sub | median)
+    overhead_complete=$(printf '%s\n' $com | median)
+  fi
   stop_last
 done
 
@@ -185,11 +199,13 @@ fi
 
 printf '%-44s %12s %10s\n' "load (4 KiB)" "IOPS" "avg us"
 printf '%s\n' "${results[@]}"
+printf '%-44s %12s %10s\n' "driver overhead (QD1 4 KiB read, null)" "submit ns" "complete ns"
+printf '%-44s %12.1f %10.1f\n' "nvmux-bench-overhead, average (median of runs)" "$overhead_submit" "$overhead_complete"
 printf '%-44s %12s %12s\n' "processes sharing the controller" "aggregate" "per process"
 printf '%s\n' "${multi[@]}"
 ratio=$(awk -v s="$secondary_lat" -v p="$standalone_lat" 'BEGIN { printf "%.3f", s / p }')
 echo "secondary / device-owner QD1 average latency: $ratio (medians of $(( runs * 2 )) runs each: $secondary_lat us / $standalone_lat us; back-to-back pairs: $ratios)"
 mkdir -p "$build/bench"
-echo "$json], \"secondary_to_owner_qd1_latency\": $ratio, \"runs\": $runs, \"seconds\": $seconds}" |
+echo "$json], \"overhead_submit_ns_median\": $overhead_submit, \"overhead_complete_ns_median\": $overhead_complete, \"secondary_to_owner_qd1_latency\": $ratio, \"runs\": $runs, \"seconds\": $seconds}" |
   sed 's/^\[/{"loads": [/' > "$build/bench/perf.json"
 echo "JSON: $build/bench/perf.json"
