@@ -22,11 +22,6 @@ namespace nvm = spec::nvm;
 class FaultTest : public DriverTest {
  protected:
   std::vector<std::string> EmuArgs() const override { return {"--ns", "size=64M"}; }
-  void ControlOk(const std::string& command) {
-    auto reply = emu_->Control(command);
-    ASSERT_TRUE(reply) << command << ": " << reply.error().ToString();
-    ASSERT_EQ(reply->rfind("ok", 0), 0u) << command << ": " << *reply;
-  }
 };
 
 TEST_F(FaultTest, FailedCommandStatusReachesTheCallback) {

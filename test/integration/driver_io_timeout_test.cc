@@ -28,11 +28,6 @@ struct Timeout {
 class IoTimeoutTest : public DriverTest {
  protected:
   std::vector<std::string> EmuArgs() const override { return {"--ns", "size=64M"}; }
-  void ControlOk(const std::string& command) {
-    auto reply = emu_->Control(command);
-    ASSERT_TRUE(reply) << command << ": " << reply.error().ToString();
-    ASSERT_EQ(reply->rfind("ok", 0), 0u) << command << ": " << *reply;
-  }
   // Sets the timeout with a callback that records into timeouts_.
   void SetTimeout(int64_t timeout_ms, TimeoutAction action) {
     ctrlr().SetIoTimeout(static_cast<uint64_t>(timeout_ms) * 1000, action, [this](uint16_t qid, uint16_t cid) {

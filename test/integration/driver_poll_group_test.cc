@@ -31,11 +31,6 @@ struct Disconnects {
 class PollGroupTest : public DriverTest {
  protected:
   std::vector<std::string> EmuArgs() const override { return {"--ns", "size=64M"}; }
-  void ControlOk(EmuProcess& emu, const std::string& command) {
-    auto reply = emu.Control(command);
-    ASSERT_TRUE(reply) << command << ": " << reply.error().ToString();
-    ASSERT_EQ(reply->rfind("ok", 0), 0u) << command << ": " << *reply;
-  }
   std::unique_ptr<IoQpair> NewQpair(Controller& c, const IoQpairOptions& o = {}) {
     auto q = c.AllocIoQpair(o);
     EXPECT_TRUE(q) << q.error().ToString();
@@ -230,7 +225,7 @@ TEST_F(PollGroupTest, DisconnectedCallbackAfterDisconnectUntilReconnected) {
   // `a` disconnected with a write outstanding (delayed in the device): the
   // write completes 0/08 at once, and every group poll reports `a` while
   // the other members go on completing I/O.
-  ControlOk(*emu_, "delay us=200000 opc=0x01 count=1");
+  ControlOk("delay us=200000 opc=0x01 count=1");
   DmaBuffer buf = Alloc(4 * 4096);
   auto* p = static_cast<uint8_t*>(buf.data());
   Done held;
@@ -334,7 +329,7 @@ TEST_P(PollGroupLossTest, FailedControllersQueuePairsAreReportedOthersGoOn) {
   ASSERT_TRUE(group.Add(*a));
 
   // Writes held in the failing device.
-  ControlOk(*emu_, "delay us=10000000 opc=0x01");
+  ControlOk("delay us=10000000 opc=0x01");
   DmaBuffer buf = Alloc(16 * 4096);
   auto* p = static_cast<uint8_t*>(buf.data());
   std::vector<Done> held(8);
@@ -345,7 +340,7 @@ TEST_P(PollGroupLossTest, FailedControllersQueuePairsAreReportedOthersGoOn) {
   ASSERT_TRUE(d.seen.empty());
 
   int64_t start = MonotonicNanos();
-  ControlOk(*emu_, GetParam() == Loss::kCfs ? "cfs" : "remove");
+  ControlOk(GetParam() == Loss::kCfs ? "cfs" : "remove");
   // The health check (every 10 ms of idle polling with requests
   // outstanding) finds it; both members are reported, the other
   // controller's never.

@@ -125,6 +125,12 @@ class DriverTest : public ::testing::Test {
   // Reads `count` blocks and checks them against pattern `seed`.
   void ExpectPattern(Namespace& n, uint64_t lba, uint32_t count, uint32_t seed);
   void ExpectZeroes(Namespace& n, uint64_t lba, uint32_t count);
+  // One command on the emulator's control socket, which must answer "ok".
+  void ControlOk(const std::string& command) {
+    auto reply = emu_->Control(command);
+    ASSERT_TRUE(reply) << command << ": " << reply.error().ToString();
+    ASSERT_EQ(reply->rfind("ok", 0), 0u) << command << ": " << *reply;
+  }
 
   std::unique_ptr<EmuProcess> emu_;
   std::unique_ptr<Controller> ctrlr_;
