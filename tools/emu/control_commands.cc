@@ -87,7 +87,10 @@ std::string Emulator::ExecuteControl(std::string_view line) {
     char buf[64];
     std::snprintf(buf, sizeof(buf), "removed=%d csts=0x%08x ", controller_->removed() ? 1 : 0,
                   csts ? static_cast<uint32_t>(*csts) : 0xFFFFFFFFu);
-    return "ok " + std::string(buf) + controller_->faults().Describe();
+    return "ok " + std::string(buf) + controller_->faults().Describe() +
+           " sleeps=" + std::to_string(deep_sleeps_.load(std::memory_order_relaxed)) +
+           " woken=" + std::to_string(deep_wakes_.load(std::memory_order_relaxed)) +
+           " asleep=" + (deep_asleep_.load(std::memory_order_relaxed) ? "1" : "0");
   }
   if (command == "corrupt") {
     auto v = ParseNumbers("corrupt", args, {"lba", "ns"});

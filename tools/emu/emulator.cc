@@ -129,8 +129,12 @@ void Emulator::PollLoop() {
       // wake-up, so a kick for work that Poll() then misses cannot be lost:
       // PrepareToSleep re-reads every doorbell after publishing EventIdx.
       if (std::optional<int64_t> max_ns = controller_->PrepareToSleep()) {
+        deep_sleeps_.fetch_add(1, std::memory_order_relaxed);
+        deep_asleep_.store(true, std::memory_order_relaxed);
         const bool woken = SleepOnFds(std::min(*max_ns, kDeepSleepNanos), /*kicks=*/true);
+        deep_asleep_.store(false, std::memory_order_relaxed);
         controller_->EndSleep();
+        if (woken) deep_wakes_.fetch_add(1, std::memory_order_relaxed);
         sleep_ns = 0;
         if (woken) last_work = MonotonicNanos();  // spin again; after a timeout, sleep again at once
         continue;
