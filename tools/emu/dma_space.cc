@@ -66,4 +66,19 @@ uint8_t* DmaSpace::Translate(uint64_t iova, uint64_t len, bool for_write) const 
   return m.local + off;
 }
 
+bool DmaSpace::Covered(uint64_t iova, uint64_t len, bool for_write) const {
+  if (len == 0 || iova + len < iova) return false;
+  auto it = maps_.upper_bound(iova);
+  if (it == maps_.begin()) return false;
+  --it;
+  for (uint64_t at = iova; at < iova + len; ++it) {
+    if (it == maps_.end() || it->first > at) return false;  // a hole
+    const Mapping& m = it->second;
+    if (at - it->first >= m.size) return false;
+    if (for_write ? !m.writable : !m.readable) return false;
+    at = it->first + m.size;
+  }
+  return true;
+}
+
 }  // namespace nvmux::emu

@@ -2,7 +2,10 @@
 //
 // Each DMA_MAP becomes a local MAP_SHARED mapping of the client's fd;
 // Translate() turns an IOVA range into a local pointer only if the whole
-// range lies in one mapping with the needed access. Mappings never overlap.
+// range lies in one mapping with the needed access; TranslateEach() also
+// follows a range across mappings that meet in IOVA space, as an IOMMU
+// would (data buffers may span a host's separate registrations). Mappings
+// never overlap.
 //
 // Errors: Map returns EINVAL (zero size, unaligned, overflow, range beyond
 // the file, unknown flags), EEXIST (overlaps a mapping), ENOSPC (too many
@@ -11,7 +14,9 @@
 // Thread safety: none; the controller serialises map changes with accesses.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <iterator>
 #include <map>
 
 #include "shm/base/result.h"
@@ -35,6 +40,21 @@ class DmaSpace {
 
   // Local pointer for [iova, iova + len), or nullptr. len 0 is nullptr.
   uint8_t* Translate(uint64_t iova, uint64_t len, bool for_write) const;
+  // Calls add(pointer, length) for each piece of [iova, iova + len), in
+  // order, one per mapping it crosses, if every byte is mapped with the
+  // needed access; otherwise calls nothing and returns false. len 0: false.
+  template <class Add>
+  bool TranslateEach(uint64_t iova, uint64_t len, bool for_write, Add&& add) const {
+    if (!Covered(iova, len, for_write)) return false;
+    while (len > 0) {
+      auto it = std::prev(maps_.upper_bound(iova));
+      const uint64_t off = iova - it->first, n = std::min(len, it->second.size - off);
+      add(it->second.local + off, n);
+      iova += n;
+      len -= n;
+    }
+    return true;
+  }
 
   size_t count() const { return maps_.size(); }
 
@@ -45,6 +65,8 @@ class DmaSpace {
     bool readable;
     bool writable;
   };
+  // Whether every byte of [iova, iova + len) is mapped with the access.
+  bool Covered(uint64_t iova, uint64_t len, bool for_write) const;
   uint32_t max_maps_;
   std::map<uint64_t, Mapping> maps_;  // iova -> mapping
 };

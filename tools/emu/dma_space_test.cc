@@ -4,6 +4,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <utility>
+#include <vector>
+
 #include "shm/base/unique_fd.h"
 
 namespace nvmux::emu {
@@ -36,6 +39,33 @@ TEST_F(DmaSpaceTest, TranslatesWithinOneMappingOnly) {
   EXPECT_EQ(dma.Translate(0x13000, 1, false), nullptr);
   EXPECT_EQ(dma.Translate(0x10000, 0, false), nullptr);
   EXPECT_EQ(dma.Translate(~0ull - 4, 16, false), nullptr);
+}
+
+TEST_F(DmaSpaceTest, TranslateEachFollowsAdjacentMappingsAndStopsAtHoles) {
+  DmaSpace dma;
+  ASSERT_TRUE(dma.Map(fd_.get(), 4096, 0x10000, 8192, true, true));
+  ASSERT_TRUE(dma.Map(fd_.get(), 32768, 0x12000, 4096, true, true));  // adjacent in IOVA, elsewhere in the file
+  ASSERT_TRUE(dma.Map(fd_.get(), 0, 0x14000, 4096, true, false));     // after a hole, read-only
+  std::vector<std::pair<uint8_t*, uint64_t>> pieces;
+  auto add = [&](uint8_t* p, uint64_t n) { pieces.emplace_back(p, n); };
+  ASSERT_TRUE(dma.TranslateEach(0x11FF0, 32, true, add));
+  ASSERT_EQ(pieces.size(), 2u);
+  EXPECT_EQ(pieces[0].second, 16u);
+  EXPECT_EQ(pieces[1].second, 16u);
+  pieces[0].first[0] = 0xA1;  // the device's own mappings of the same file
+  pieces[1].first[0] = 0xB2;
+  EXPECT_EQ(local_[4096 + 0x1FF0], 0xA1);
+  EXPECT_EQ(local_[32768], 0xB2);
+  pieces.clear();
+  ASSERT_TRUE(dma.TranslateEach(0x10100, 16, false, add));
+  EXPECT_EQ(pieces.size(), 1u);
+  pieces.clear();
+  EXPECT_FALSE(dma.TranslateEach(0x12FF0, 32, false, add)) << "runs into the hole at 0x13000";
+  EXPECT_FALSE(dma.TranslateEach(0x13FF0, 32, false, add)) << "starts in the hole";
+  EXPECT_FALSE(dma.TranslateEach(0x14000, 16, true, add)) << "read-only";
+  EXPECT_FALSE(dma.TranslateEach(0x10000, 0, false, add));
+  EXPECT_FALSE(dma.TranslateEach(~0ull - 4, 16, false, add));
+  EXPECT_TRUE(pieces.empty()) << "nothing added when the range fails";
 }
 
 TEST_F(DmaSpaceTest, Permissions) {

@@ -65,13 +65,15 @@ constexpr CompletionStatus kDataTransferError = {spec::sct::kGeneric, spec::sc::
 
 }  // namespace
 
+bool AddDmaRange(const DmaSpace& dma, uint64_t iova, uint64_t len, bool device_writes, HostBuffer& out) {
+  return dma.TranslateEach(iova, len, device_writes, [&](uint8_t* p, uint64_t n) { out.Add(p, n); });
+}
+
 CompletionStatus MapContiguous(const DmaSpace& dma, uint64_t iova, uint64_t len, bool device_writes,
                                HostBuffer& out) {
   out.Clear();
   if (len == 0) return spec::kSuccess;
-  uint8_t* p = dma.Translate(iova, len, device_writes);
-  if (p == nullptr) return kDataTransferError;
-  out.Add(p, len);
+  if (!AddDmaRange(dma, iova, len, device_writes, out)) return kDataTransferError;
   return spec::kSuccess;
 }
 
@@ -80,12 +82,7 @@ CompletionStatus MapPrps(const DmaSpace& dma, uint64_t prp1, uint64_t prp2, uint
   out.Clear();
   if (len == 0) return spec::kSuccess;
   const uint64_t mask = page_size - 1;
-  auto add = [&](uint64_t iova, uint64_t n) {
-    uint8_t* p = dma.Translate(iova, n, device_writes);
-    if (p == nullptr) return false;
-    out.Add(p, n);
-    return true;
-  };
+  auto add = [&](uint64_t iova, uint64_t n) { return AddDmaRange(dma, iova, n, device_writes, out); };
   if ((prp1 & 0x3) != 0) return kPrpOffsetInvalid;
   uint64_t first = std::min(len, page_size - (prp1 & mask));
   if (!add(prp1, first)) return kDataTransferError;

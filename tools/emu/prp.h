@@ -51,6 +51,11 @@ class HostBuffer {
 
 // Maps `len` bytes described by prp1/prp2 into out (cleared first).
 // device_writes: the device will write the buffer (a read command).
+// Appends the host memory of [iova, iova + len) to out, across DMA
+// mappings that meet in IOVA space; false (out unchanged) if any byte is
+// unmapped or lacks the access.
+bool AddDmaRange(const DmaSpace& dma, uint64_t iova, uint64_t len, bool device_writes, HostBuffer& out);
+
 spec::CompletionStatus MapPrps(const DmaSpace& dma, uint64_t prp1, uint64_t prp2, uint64_t len,
                                uint64_t page_size, bool device_writes, HostBuffer& out);
 

@@ -28,12 +28,10 @@ CompletionStatus MapSgl(const DmaSpace& dma, const SglDescriptor& sgl1, uint64_t
       status = Generic(sc::kDataSglLengthInvalid);  // describes more than the command moves
       return false;
     }
-    uint8_t* p = dma.Translate(d.address, d.length, device_writes);
-    if (p == nullptr) {
+    if (!AddDmaRange(dma, d.address, d.length, device_writes, out)) {
       status = {spec::sct::kGeneric, sc::kDataTransferError, false};
       return false;
     }
-    out.Add(p, d.length);
     mapped += d.length;
     return true;
   };

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <vector>
 
 #include "shm/base/unique_fd.h"
 
@@ -49,6 +50,29 @@ TEST_F(SglTest, DataBlockExactLength) {
   EXPECT_EQ(out_.size(), 100u);
   EXPECT_EQ(MapSgl(dma_, D(sgl::kDataBlock, kBase, 99), 100, false, out_).sc, sc::kDataSglLengthInvalid);
   EXPECT_EQ(MapSgl(dma_, D(sgl::kDataBlock, kBase, 101), 100, false, out_).sc, sc::kDataSglLengthInvalid);
+}
+
+// A host's buffer may span two of its DMA registrations that meet in IOVA
+// space (SPDK maps each memory registration separately): one data block
+// across both moves all of its bytes, as through an IOMMU.
+TEST_F(SglTest, DataBlockAcrossAdjacentMappings) {
+  UniqueFd other(::memfd_create("sgl-test-2", MFD_CLOEXEC));
+  ASSERT_EQ(::ftruncate(other.get(), 65536), 0);
+  ASSERT_TRUE(dma_.Map(other.get(), 0, kBase + kSize, 65536, true, true));
+  const uint64_t start = kBase + kSize - 4096;
+  ASSERT_TRUE(MapSgl(dma_, D(sgl::kDataBlock, start, 12288), 12288, true, out_).ok());
+  EXPECT_EQ(out_.size(), 12288u);
+  std::vector<uint8_t> data(12288);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 7);
+  out_.CopyIn(0, data);
+  EXPECT_EQ(std::memcmp(mem_ + kSize - 4096, data.data(), 4096), 0);
+  auto* second = static_cast<uint8_t*>(::mmap(nullptr, 65536, PROT_READ, MAP_SHARED, other.get(), 0));
+  ASSERT_NE(second, MAP_FAILED);
+  EXPECT_EQ(std::memcmp(second, data.data() + 4096, 8192), 0);
+  ::munmap(second, 65536);
+  EXPECT_EQ(MapSgl(dma_, D(sgl::kDataBlock, start, 4096 + 65536 + 4096), 4096 + 65536 + 4096, true, out_).sc,
+            sc::kDataTransferError)
+      << "past the second mapping";
 }
 
 TEST_F(SglTest, SegmentChainWithZeroLengthBlocks) {
