@@ -152,7 +152,7 @@ std::string FormatTransportStats(const std::vector<std::unique_ptr<PerfWorker>>&
       std::snprintf(line, sizeof(line), "VFIOUSER transport, I/O queue pair %u:\n", r.qpair_id);
       out += line;
       auto field = [&](const char* name, uint64_t value) {
-        std::snprintf(line, sizeof(line), "\t%-20s %" PRIu64 "\n", name, value);
+        std::snprintf(line, sizeof(line), "\t%-24s %" PRIu64 "\n", name, value);
         out += line;
       };
       field("polls:", s.polls);
@@ -161,6 +161,7 @@ std::string FormatTransportStats(const std::vector<std::unique_ptr<PerfWorker>>&
       field("submitted_requests:", s.submitted);
       field("sq_doorbell_writes:", s.sq_doorbell_writes);
       field("cq_doorbell_writes:", s.cq_doorbell_writes);
+      field("shadow_doorbell_updates:", s.shadow_doorbell_updates);
       field("queued_requests:", s.queued);
       field("split_requests:", s.split);
     }

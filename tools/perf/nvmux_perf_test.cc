@@ -215,6 +215,10 @@ TEST_F(NvmuxPerfTest, RandreadPrintsSpdkTable) {
   EXPECT_EQ(Count(r.out, "VFIOUSER transport, I/O queue pair "), 1u) << r.out;
   EXPECT_NE(r.out.find("\tpolls:"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\tcompletions:"), std::string::npos) << r.out;
+  // Shadow doorbells are in use against nvmux-emu: most updates go there.
+  const size_t shadow = r.out.find("\tshadow_doorbell_updates:");
+  ASSERT_NE(shadow, std::string::npos) << r.out;
+  EXPECT_GT(std::stoull(r.out.substr(r.out.find_first_of("0123456789", shadow))), 0u) << r.out;
 }
 
 TEST_F(NvmuxPerfTest, JsonOnStdoutAgreesWithTheTableOfTheSameRun) {
