@@ -6,6 +6,7 @@
 #include <rte_malloc.h>
 #include <rte_memory.h>
 #include <rte_memzone.h>
+#include <rte_service_component.h>
 
 #include <cstdio>
 #include <fstream>
@@ -91,6 +92,17 @@ std::vector<std::string> BuildEalArgs(const EalOptions& o) {
   return args;
 }
 
+HeapStats ReadHeapStats() {
+  HeapStats out;
+  for (unsigned socket = 0; socket < RTE_MAX_NUMA_NODES; ++socket) {
+    rte_malloc_socket_stats s{};
+    if (rte_malloc_get_socket_stats(static_cast<int>(socket), &s) != 0) continue;
+    out.allocated_bytes += s.heap_allocsz_bytes;
+    out.allocations += s.alloc_count;
+  }
+  return out;
+}
+
 HugepageCounts ReadHugepageCounts() {
   // The 2 MiB pool by name (/proc/meminfo's HugePages_* is the default size's).
   HugepageCounts c;
@@ -117,6 +129,12 @@ Status InitEal(const EalOptions& options) {
     return Fail(err, std::string("DPDK EAL initialisation failed: ") + rte_strerror(err));
   }
   g_eal_initialised = true;
+  // rte_eal_init allocates the service library's tables (about 150 KiB) in
+  // the group's shared hugepage heap; only rte_eal_cleanup frees them, which
+  // group members skip (group.cc). nvmux runs no DPDK services, so free them
+  // at once: otherwise every process that ever joined, such as each run of
+  // a management tool, leaves them behind in the primary's heap for good.
+  rte_service_finalize();
   Status pinned = options.cores.value_or(before).ApplyToThisThread();
   if (!pinned) NVMUX_LOG(kWarning, "%s", pinned.error().ToString().c_str());
   return Ok();

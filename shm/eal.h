@@ -56,6 +56,14 @@ struct HugepageCounts {
 };
 HugepageCounts ReadHugepageCounts();
 
+// DPDK's hugepage heap as every process of the group sees it (memzones
+// excluded). REQUIRES: InitEal succeeded.
+struct HeapStats {
+  size_t allocated_bytes = 0;
+  size_t allocations = 0;
+};
+HeapStats ReadHeapStats();
+
 // Memzones (named, shared, same address in every process of the group).
 // Errors: ENOMEM/EEXIST from reserve, ENOENT from lookup.
 Result<void*> ReserveMemzone(const char* name, size_t size);

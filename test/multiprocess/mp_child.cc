@@ -14,6 +14,7 @@
 //   nvmux_mp_child census -i G
 //     joins group G and prints one line of JSON: the queue ids in use (with
 //     owner slots), admin trackers in flight, live DMA records and bytes,
+//     DPDK's shared heap (allocations and bytes, this process's included)
 //     and the reap history (pid, realtime ns) — what the crash tests check.
 #include <signal.h>
 
@@ -28,6 +29,7 @@
 #include "libclient/shared/shared_registry.h"
 #include "nvmux/controller.h"
 #include "nvmux/env.h"
+#include "shm/eal.h"
 #include "shm/base/clock.h"
 #include "shm/group.h"
 
@@ -257,14 +259,17 @@ int Census(int group) {
     }
   }
   auto usage = g.dma().TotalUsage();
+  const shm::HeapStats heap = shm::ReadHeapStats();
   std::string reaped;
   for (const shm::ReapRecord& r : g.processes().ReapHistory())
     reaped += (reaped.empty() ? "" : ",") + std::string("[") + std::to_string(r.pid) + "," +
               std::to_string(r.reaped_realtime_ns) + "]";
   std::printf("{\"self_slot\": %u, \"qids\": [%s], \"admin_in_flight\": [%s], \"orphaned\": %llu, "
-              "\"dma_records\": %u, \"dma_bytes\": %llu, \"reaped\": [%s]}\n",
+              "\"dma_records\": %u, \"dma_bytes\": %llu, \"heap_allocations\": %zu, \"heap_bytes\": %zu, "
+              "\"reaped\": [%s]}\n",
               g.self_slot(), qids.c_str(), trackers.c_str(), static_cast<unsigned long long>(orphaned),
-              usage.allocations, static_cast<unsigned long long>(usage.bytes), reaped.c_str());
+              usage.allocations, static_cast<unsigned long long>(usage.bytes), heap.allocations,
+              heap.allocated_bytes, reaped.c_str());
   return 0;
 }
 
