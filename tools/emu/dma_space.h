@@ -45,6 +45,10 @@ class DmaSpace {
   // needed access; otherwise calls nothing and returns false. len 0: false.
   template <class Add>
   bool TranslateEach(uint64_t iova, uint64_t len, bool for_write, Add&& add) const {
+    if (uint8_t* p = Translate(iova, len, for_write)) {  // the usual case: one mapping, one lookup
+      add(p, len);
+      return true;
+    }
     if (!Covered(iova, len, for_write)) return false;
     while (len > 0) {
       auto it = std::prev(maps_.upper_bound(iova));
