@@ -14,7 +14,7 @@ namespace nvmux {
 Result<std::unique_ptr<Transport>> AdoptTransport(Env& env, const TransportId& trid) {
   if (env.role() != Role::kPrimary || !env.group().took_over())
     return Fail(ENOENT, "this process did not take a group over");
-  auto sc = FindSharedController(env.group(), trid.ToString());
+  auto sc = FindSharedController(env.group(), trid.Key());
   if (!sc) return Fail(ENOENT, sc.error().message);
   SharedController& c = **sc;
   if (trid.trtype != TransportType::kVfioUser)

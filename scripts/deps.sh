@@ -12,6 +12,16 @@ packages=(
   clang libclang-rt-14-dev
 )
 
+# Peers the interop tests run against (../shared/peers: SPDK's tools and
+# target, QEMU with the vfio-user client) need their runtime libraries.
+if [ -n "${NVMUX_SPDK_DIR:-}" ]; then
+  packages+=(libaio1 libcunit1 libfuse3-3 libkeyutils1 libssl3 libuuid1 libnuma1 libjson-c5 python3)
+fi
+if [ -n "${NVMUX_QEMU_DIR:-}" ]; then
+  packages+=(libgnutls30 libpixman-1-0 libpng16-16 libfdt1 libnuma1 libkeyutils1 libglib2.0-0 libslirp0 libbpf1
+    libncursesw6 libfuse3-3 libaio1 libbz2-1.0 busybox-static cpio xz-utils zstd)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -128,7 +128,7 @@ Result<SharedFds> ObtainFds(Env& env, SharedController& c) {
 Result<std::unique_ptr<ControllerState>> ImportController(Env& env, const TransportId& trid,
                                                           const ControllerOptions& options,
                                                           std::unique_ptr<Transport> adopted = nullptr) {
-  auto sc = FindSharedController(env.group(), trid.ToString());
+  auto sc = FindSharedController(env.group(), trid.Key());
   if (!sc) return sc.error();
   SharedController& c = **sc;
   bool adopting = adopted != nullptr;
@@ -221,7 +221,7 @@ Result<std::unique_ptr<Controller>> ControllerAttach::Prepare(Env& env, const Tr
     if (!imported) return imported.error();
     return std::unique_ptr<Controller>(new Controller(std::move(*imported)));
   }
-  if (env.role() == Role::kPrimary && env.group().took_over() && FindSharedController(env.group(), trid.ToString())) {
+  if (env.role() == Role::kPrimary && env.group().took_over() && FindSharedController(env.group(), trid.Key())) {
     // The dead primary's controller, reached through its adopted connection.
     auto adopted = ImportController(env, trid, o, std::move(transport));
     if (!adopted) return adopted.error();
@@ -252,7 +252,7 @@ Result<std::unique_ptr<Controller>> ControllerAttach::Prepare(Env& env, const Tr
     auto exported = s->transport->Export();
     if (!exported)
       return Fail(ENOTSUP, std::string("transport ") + s->transport->name() + " cannot be shared with secondaries");
-    auto sc = ReserveSharedController(env.group(), trid.ToString());
+    auto sc = ReserveSharedController(env.group(), trid.Key());
     if (!sc) return sc.error();
     SharedController& c = **sc;
     NVMUX_TRY(shm::InitRobustMutex(c.lock));

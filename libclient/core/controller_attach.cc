@@ -63,6 +63,9 @@ AttachState ControllerAttach::Step() {
       break;
     }
     case AttachState::kFinish: {
+      const spec::IdentifyController& id = ctrlr_->data();
+      Status nqn = CheckSubsystemNqn(trid_, std::string_view(id.subnqn, sizeof(id.subnqn)));
+      if (!nqn) return FailWith(nqn.error());
       Status st = Finish(*ctrlr_);
       if (!st) return FailWith(st.error());
       state_ = AttachState::kReady;

@@ -123,8 +123,12 @@ Result<TransportId> TransportId::Parse(std::string_view text) {
         return Bad("vfiouser traddr '" + *traddr + "' must be an absolute path to the socket directory");
       while (traddr->size() > 1 && traddr->back() == '/') traddr->pop_back();
       id.traddr = *traddr;
-      if (get("trsvcid") || get("subnqn") || id.adrfam != AddressFamily::kNone)
-        return Bad("trtype vfiouser takes traddr (and ns, hostnqn) only");
+      if (get("trsvcid") || id.adrfam != AddressFamily::kNone)
+        return Bad("trtype vfiouser takes traddr (and subnqn, ns, hostnqn) only");
+      // SPDK's host needs a subnqn here (without one it takes the address for
+      // a discovery service); we accept it and check it against the NQN the
+      // controller reports when it attaches.
+      id.subnqn = get("subnqn").value_or("");
       break;
     case TransportType::kPcie: {
       auto bdf = NormalisePciAddress(*traddr);
@@ -153,6 +157,23 @@ Result<TransportId> TransportId::Parse(std::string_view text) {
     }
   }
   return id;
+}
+
+std::string TransportId::Key() const {
+  if (trtype == TransportType::kTcp) return ToString();
+  TransportId plain = *this;
+  plain.subnqn.clear();
+  return plain.ToString();
+}
+
+Status CheckSubsystemNqn(const TransportId& trid, std::string_view reported) {
+  if (trid.trtype == TransportType::kTcp || trid.subnqn.empty()) return Ok();
+  std::string_view nqn = reported.substr(0, reported.find('\0'));
+  while (!nqn.empty() && nqn.back() == ' ') nqn.remove_suffix(1);
+  if (nqn == trid.subnqn) return Ok();
+  return Fail(ENODEV, "controller " + trid.Key() + " is subsystem '" + std::string(nqn) +
+                          "', not the subnqn '" + trid.subnqn + "' the transport id names (leave subnqn out, or use '" +
+                          std::string(nqn) + "')");
 }
 
 std::string TransportId::ToString() const {

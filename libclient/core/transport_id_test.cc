@@ -37,6 +37,33 @@ TEST(TransportId, ParsesTcpWithDefaults) {
   EXPECT_EQ(*again, *v6);
 }
 
+// SPDK's host needs a subnqn in vfio-user trids, and users copy them: the
+// same trid, in SPDK's spelling, parses; the subnqn is kept (it is checked at
+// attach) but does not change which controller the trid names.
+TEST(TransportId, VfioUserTakesSpdksSpellingWithASubnqn) {
+  auto id = TransportId::Parse("trtype:VFIOUSER traddr:/tmp/emu subnqn:nqn.2019-07.io.spdk:cnode1");
+  ASSERT_TRUE(id) << id.error().message;
+  EXPECT_EQ(id->subnqn, "nqn.2019-07.io.spdk:cnode1");
+  EXPECT_EQ(id->ToString(), "trtype:vfiouser traddr:/tmp/emu subnqn:nqn.2019-07.io.spdk:cnode1");
+  EXPECT_EQ(id->Key(), "trtype:vfiouser traddr:/tmp/emu");
+  EXPECT_EQ(id->Key(), TransportId::Parse("trtype:vfiouser traddr:/tmp/emu")->Key());
+  auto tcp = TransportId::Parse("trtype:tcp traddr:127.0.0.1 trsvcid:4420 subnqn:nqn.x:a");
+  EXPECT_NE(tcp->Key(), TransportId::Parse("trtype:tcp traddr:127.0.0.1 trsvcid:4420 subnqn:nqn.x:b")->Key());
+}
+
+TEST(TransportId, SubnqnIsCheckedAgainstTheControllersNqn) {
+  auto id = TransportId::Parse("trtype:vfiouser traddr:/tmp/emu subnqn:nqn.2019-07.io.spdk:cnode1");
+  char reported[256] = "nqn.2019-07.io.spdk:cnode1";
+  EXPECT_TRUE(CheckSubsystemNqn(*id, std::string_view(reported, sizeof(reported))));
+  char other[256] = "nqn.2024-01.io.nvmux:emu:NVMUXEMU0001";
+  Status st = CheckSubsystemNqn(*id, std::string_view(other, sizeof(other)));
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code, ENODEV);
+  EXPECT_NE(st.error().message.find("'nqn.2024-01.io.nvmux:emu:NVMUXEMU0001'"), std::string::npos) << st.error().message;
+  EXPECT_NE(st.error().message.find("'nqn.2019-07.io.spdk:cnode1'"), std::string::npos) << st.error().message;
+  EXPECT_TRUE(CheckSubsystemNqn(*TransportId::Parse("trtype:vfiouser traddr:/tmp/emu"), other));
+}
+
 TEST(TransportId, DifferentControllersDiffer) {
   EXPECT_FALSE(*TransportId::Parse("trtype:pcie traddr:04:00.0") == *TransportId::Parse("trtype:pcie traddr:04:00.1"));
   EXPECT_FALSE(*TransportId::Parse("trtype:vfiouser traddr:/a") == *TransportId::Parse("trtype:vfiouser traddr:/b"));

@@ -32,7 +32,8 @@ struct TransportId {
   AddressFamily adrfam = AddressFamily::kNone;
   std::string traddr;   // vfiouser: socket directory; pcie: DDDD:BB:DD.F (normalised); tcp: IP address
   std::string trsvcid;  // tcp: port
-  std::string subnqn;   // tcp: subsystem NQN (default: the discovery NQN)
+  std::string subnqn;   // tcp: subsystem NQN (default: the discovery NQN); vfiouser: optional, checked
+                        // against the controller's NQN at attach (SPDK's host needs one there)
   std::string hostnqn;
   std::optional<uint32_t> nsid;  // "ns": restrict to one namespace
 
@@ -44,9 +45,16 @@ struct TransportId {
 
   // Canonical string; Parse(ToString()) == *this.
   std::string ToString() const;
+  // The controller this names, as a group records it: ToString() without a
+  // vfiouser/pcie subnqn (which only checks the controller, never selects it).
+  std::string Key() const;
 
   // Same controller: equal canonical fields (PCIe addresses compare normalised).
   bool operator==(const TransportId& other) const = default;
 };
+
+// Ok if `trid` names no subnqn, or the one the controller reports (Identify
+// Controller SUBNQN, `reported`, NUL-padded). Errors: ENODEV naming both NQNs.
+Status CheckSubsystemNqn(const TransportId& trid, std::string_view reported);
 
 }  // namespace nvmux
