@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# nvmux-emu as SPDK's host sees it, beside SPDK's own vfio-user target, in one
+# run (issue 15): each device on CPU 1, SPDK's spdk_nvme_perf on CPU 0, 4 KiB
+# random reads at QD 1 and QD 32 over a 512 MiB namespace (the size of
+# SPDK's RAM disk), against
+#   - nvmux-emu, RAM backing (the default), started fresh: its first run is a
+#     new user's first run (no warm-up), reported on its own;
+#   - nvmux-emu, null backing (no media cost);
+#   - SPDK's nvmf_tgt with its 512 MiB RAM disk (the reference).
+# nvmux's own driver (nvmux-perf, QD 1) runs on the same devices for
+# comparison. Devices take turns within each run, so drift hits all alike.
+# Prints medians of IOPS and average latency per device and load, and the
+# ratios the issue names (emulator / SPDK's target).
+#
+#   scripts/bench/spdk-peer.sh [--short] [BUILD_DIR] [RUNS]   (default 3 runs x 5 s; --short: 1 x 1 s)
+#
+# Needs NVMUX_SPDK_DIR (default: ../shared/peers/spdk beside the checkout).
+# Reserves hugepages and gives them back; leaves no process behind.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+runs=3
+seconds=5
+build=$root/build
+positional=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --short) runs=1; seconds=1; shift ;;
+    -*) echo "spdk-peer.sh: unknown option '$1' (allowed: --short, BUILD_DIR, RUNS)" >&2; exit 2 ;;
+    *) positional+=("$1"); shift ;;
+  esac
+done
+[ ${#positional[@]} -ge 1 ] && build=${positional[0]}
+[ ${#positional[@]} -ge 2 ] && runs=${positional[1]}
+[[ "$runs" =~ ^[1-9][0-9]*$ ]] || { echo "spdk-peer.sh: RUNS '$runs' must be a positive number" >&2; exit 2; }
+spdk=${NVMUX_SPDK_DIR:-$(cd "$root/.." && pwd)/shared/peers/spdk}
+[ -x "$spdk/bin/spdk_nvme_perf" ] || {
+  echo "spdk-peer.sh: no SPDK build at $spdk (set NVMUX_SPDK_DIR to one with bin/spdk_nvme_perf)" >&2; exit 2; }
+emu=$build/tools/emu/nvmux-emu
+perf=$build/tools/perf/nvmux-perf
+for b in "$emu" "$perf"; do
+  [ -x "$b" ] || { echo "spdk-peer.sh: $b is missing: build first (cmake --build $build)" >&2; exit 2; }
+done
+# shellcheck disable=SC1091
+source "$spdk/env.sh"
+
+work=$(mktemp -d /tmp/nvmux-spdk-peer.XXXXXX)
+export SPDK_PEER_RUN=$work/target
+emu_pid=""
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  [ -n "$emu_pid" ] && { kill -TERM "$emu_pid" 2>/dev/null || true; wait "$emu_pid" 2>/dev/null || true; }
+  "$spdk/target.sh" stop >/dev/null 2>&1 || true
+  spdk_peer_clean
+  rm -rf "$work"
+  "$root/scripts/hugepages.sh" release >/dev/null || true
+  exit $rc
+}
+trap cleanup EXIT INT TERM
+# SPDK's target takes 1 GiB; its perf and nvmux-perf a little each.
+"$root/scripts/hugepages.sh" reserve 1024 >/dev/null
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# Starts a device; sets spdk_trid (SPDK's spelling) and nvmux_trid.
+start_device() {  # emu-ram | emu-null | spdk
+  case $1 in
+    emu-*)
+      rm -rf "$work/emu"
+      taskset -c 1 "$emu" --socket "$work/emu" --ns size=512M --backing "${1#emu-}" > "$work/emu.log" 2>&1 &
+      emu_pid=$!
+      for _ in $(seq 200); do [ -S "$work/emu/cntrl" ] && break; sleep 0.05; done
+      [ -S "$work/emu/cntrl" ] || { echo "spdk-peer.sh: nvmux-emu did not start:" >&2; cat "$work/emu.log" >&2; exit 1; }
+      spdk_trid="trtype:VFIOUSER traddr:$work/emu subnqn:nqn.2024-01.io.nvmux:emu:NVMUXEMU0001"
+      nvmux_trid="trtype:vfiouser traddr:$work/emu" ;;
+    spdk)
+      spdk_trid=$(SPDK_TARGET_CPUMASK=0x2 "$spdk/target.sh" start vfiouser "$work/spdk-vfu" | tail -n 1)
+      nvmux_trid="trtype:vfiouser traddr:$work/spdk-vfu" ;;
+  esac
+}
+stop_device() {
+  case $1 in
+    emu-*) kill -TERM "$emu_pid"; wait "$emu_pid" 2>/dev/null || true; emu_pid="" ;;
+    spdk) "$spdk/target.sh" stop >/dev/null ;;
+  esac
+}
+
+# "IOPS AVG_US MAX_US" from a Total row.
+spdk_perf() {  # depth
+  taskset -c 0 "$spdk/bin/spdk_nvme_perf" -g -r "$spdk_trid" -q "$1" -o 4096 -w randread -t "$seconds" -c 0x1 \
+    > "$work/perf.out" 2>&1 || { cat "$work/perf.out" >&2; exit 1; }
+  spdk_peer_clean
+  awk '/^Total/ { print $3, $5, $7 }' "$work/perf.out"
+}
+nvmux_perf() {  # depth
+  "$perf" -r "$nvmux_trid" -q "$1" -o 4096 -w randread -t "$seconds" -c 0x1 --no-live \
+    > "$work/perf.out" 2>&1 || { cat "$work/perf.out" >&2; exit 1; }
+  awk '/^Total/ { print $3, $5, $7 }' "$work/perf.out"
+}
+
+declare -A iops lat
+add() {  # key "IOPS AVG MAX"
+  local v=($2)
+  iops[$1]+="${v[0]} "
+  lat[$1]+="${v[1]} "
+  printf '  %-34s %12.0f IOPS  avg %8.2f us  max %10.2f us\n' "$1" "${v[0]}" "${v[1]}" "${v[2]}"
+}
+
+echo "spdk-peer.sh: $runs run(s) x $seconds s, 4 KiB randread, devices on CPU 1, perf on CPU 0; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+for ((r = 1; r <= runs; r++)); do
+  echo "run $r"
+  for dev in emu-ram emu-null spdk; do
+    start_device "$dev"
+    # The first QD 1 run on a fresh device: no warm-up (a new user's first run).
+    add "$dev spdk_perf qd1 first" "$(spdk_perf 1)"
+    add "$dev spdk_perf qd1" "$(spdk_perf 1)"
+    add "$dev spdk_perf qd32" "$(spdk_perf 32)"
+    add "$dev nvmux_perf qd1" "$(nvmux_perf 1)"
+    stop_device "$dev"
+  done
+done
+
+m() { printf '%s\n' ${1} | median; }
+echo
+echo "Medians over $runs run(s) (IOPS / average latency in us):"
+printf '%-12s %22s %22s %22s %22s\n' device "spdk_perf QD1 (first)" "spdk_perf QD1" "spdk_perf QD32" "nvmux-perf QD1"
+for dev in emu-ram emu-null spdk; do
+  row=$(printf '%-12s' "$dev")
+  for load in "spdk_perf qd1 first" "spdk_perf qd1" "spdk_perf qd32" "nvmux_perf qd1"; do
+    k="$dev $load"
+    row+=$(printf ' %11.0f / %7.2f' "$(m "${iops[$k]}")" "$(m "${lat[$k]}")")
+  done
+  echo "$row"
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }'; }
+echo
+echo "Goals (issue 15), emulator RAM backing / SPDK's target, same run:"
+echo "  spdk_perf QD32 IOPS:         $(ratio "$(m "${iops[emu-ram spdk_perf qd32]}")" "$(m "${iops[spdk spdk_perf qd32]}")")x (goal >= 1.2)"
+echo "  spdk_perf QD1 avg latency:   $(ratio "$(m "${lat[emu-ram spdk_perf qd1]}")" "$(m "${lat[spdk spdk_perf qd1]}")")x (goal <= 0.8)"
+echo "  first QD1 run / steady QD1:  $(ratio "$(m "${iops[emu-ram spdk_perf qd1 first]}")" "$(m "${iops[emu-ram spdk_perf qd1]}")")x IOPS (goal >= 0.9)"
+echo "  null backing, QD32 IOPS:     $(ratio "$(m "${iops[emu-null spdk_perf qd32]}")" "$(m "${iops[spdk spdk_perf qd32]}")")x"
+echo "nvmux-perf / spdk_perf, QD1 IOPS, same device:"
+for dev in emu-ram emu-null spdk; do
+  echo "  $dev: $(ratio "$(m "${iops[$dev nvmux_perf qd1]}")" "$(m "${iops[$dev spdk_perf qd1]}")")x"
+done
