@@ -32,6 +32,10 @@ Result<std::unique_ptr<Transport>> OpenTransport(const TransportId& trid) {
 
 Result<std::unique_ptr<Controller>> Controller::Connect(Env& env, const TransportId& trid,
                                                         const ControllerOptions& options) {
+  if (trid.traddr.empty())
+    return Fail(EINVAL, std::string("transport id 'trtype:") + ToString(trid.trtype) +
+                            "' names no controller (traddr is missing): give traddr, or, in a group, find its "
+                            "controllers with GroupControllers() or a probe");
   // A secondary reaches the device through what the primary shares.
   if (env.role() == Role::kSecondary) return AttachController(env, trid, nullptr, options);
   // A primary that took its group over adopts what the dead one published.

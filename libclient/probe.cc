@@ -70,9 +70,34 @@ bool IsSecondary(Env& env) { return env.role() == Role::kSecondary; }
 
 // Does the probe's `filter` name the controller `trid`? A secondary's filter
 // without traddr names every controller of its trtype.
-bool Matches(Env& env, const TransportId& filter, const TransportId& trid) {
-  if (IsSecondary(env) && filter.traddr.empty()) return filter.trtype == trid.trtype;
-  return filter == trid;
+// No filter: every controller (a secondary's probe with no transport id).
+bool Matches(Env& env, const std::optional<TransportId>& filter, const TransportId& trid) {
+  if (!filter) return IsSecondary(env);
+  if (IsSecondary(env) && filter->traddr.empty()) return filter->trtype == trid.trtype;
+  return filter->Key() == trid.Key();
+}
+
+// The group's published, live entries as transport ids.
+Result<std::vector<TransportId>> PublishedTrids(Env& env) {
+  std::vector<TransportId> out;
+  auto published = PublishedControllers(env.group());
+  if (!published) {
+    if (published.error().code == ENOENT) return out;  // nothing published yet
+    return published.error();
+  }
+  for (SharedController* c : *published) {
+    if (std::atomic_ref<uint32_t>(c->removed).load(std::memory_order_acquire) != 0 ||
+        std::atomic_ref<uint32_t>(c->failed).load(std::memory_order_acquire) != 0)
+      continue;  // on its way out: the primary retires it
+    auto trid = TransportId::Parse(c->trid);
+    if (!trid) {
+      NVMUX_LOG(kWarning, "probe: the group publishes an unparsable transport id '%s': %s", c->trid,
+                trid.error().message.c_str());
+      continue;
+    }
+    out.push_back(*trid);
+  }
+  return out;
 }
 
 bool PathExists(const std::string& path) {
@@ -116,7 +141,7 @@ struct ProbeContext::Impl {
 
   std::shared_ptr<Prober::Registry> registry;
   bool one_shot = false;  // no registry semantics (the free ProbeAsync)
-  TransportId filter;
+  std::optional<TransportId> filter;  // none: every controller of the group
   ProbeFn probe;
   AttachFn attach;
   RemoveFn remove;
@@ -168,29 +193,19 @@ Status ProbeContext::Impl::Scan() {
   }
   // 2. What the filter names now.
   if (!IsSecondary(e)) {
-    if (filter.traddr.empty())
-      return Fail(EINVAL, "probe '" + filter.ToString() + "': traddr is required outside a group's secondary "
-                          "(nothing to enumerate for trtype " + ToString(filter.trtype) + ")");
-    Candidate(filter);
+    if (!filter)
+      return Fail(EINVAL, "probe without a transport id: only a group's secondary can enumerate (its primary's "
+                          "controllers); name the controller, e.g. 'trtype:vfiouser traddr:DIR'");
+    if (filter->traddr.empty())
+      return Fail(EINVAL, "probe '" + filter->ToString() + "': traddr is required outside a group's secondary "
+                          "(nothing to enumerate for trtype " + ToString(filter->trtype) + ")");
+    Candidate(*filter);
     return Ok();
   }
-  auto published = PublishedControllers(e.group());
-  if (!published) {
-    if (published.error().code == ENOENT) return Ok();  // nothing published yet
-    return published.error();
-  }
-  for (SharedController* c : *published) {
-    if (std::atomic_ref<uint32_t>(c->removed).load(std::memory_order_acquire) != 0 ||
-        std::atomic_ref<uint32_t>(c->failed).load(std::memory_order_acquire) != 0)
-      continue;  // on its way out: the primary retires it
-    auto trid = TransportId::Parse(c->trid);
-    if (!trid) {
-      NVMUX_LOG(kWarning, "probe: the group publishes an unparsable transport id '%s': %s", c->trid,
-                trid.error().message.c_str());
-      continue;
-    }
-    if (Matches(e, filter, *trid)) Candidate(*trid);
-  }
+  auto published = PublishedTrids(e);
+  if (!published) return published.error();
+  for (const TransportId& trid : *published)
+    if (Matches(e, filter, trid)) Candidate(trid);
   return Ok();
 }
 
@@ -289,9 +304,23 @@ std::unique_ptr<ProbeContext> Prober::ProbeAsync(const TransportId& trid, ProbeF
   return std::unique_ptr<ProbeContext>(new ProbeContext(std::move(impl)));
 }
 
+std::unique_ptr<ProbeContext> Prober::ProbeAsync(ProbeFn probe, AttachFn attach, RemoveFn remove) {
+  std::unique_ptr<ProbeContext> ctx = ProbeAsync(TransportId{}, std::move(probe), std::move(attach), std::move(remove));
+  ctx->impl_->filter.reset();
+  return ctx;
+}
+
 Result<std::vector<std::unique_ptr<Controller>>> Prober::Probe(const TransportId& trid, const ProbeFn& probe,
                                                                const AttachFn& attach, const RemoveFn& remove) {
-  std::unique_ptr<ProbeContext> ctx = ProbeAsync(trid, probe, attach, remove);
+  return PollToEnd(ProbeAsync(trid, probe, attach, remove));
+}
+
+Result<std::vector<std::unique_ptr<Controller>>> Prober::Probe(const ProbeFn& probe, const AttachFn& attach,
+                                                               const RemoveFn& remove) {
+  return PollToEnd(ProbeAsync(probe, attach, remove));
+}
+
+Result<std::vector<std::unique_ptr<Controller>>> Prober::PollToEnd(std::unique_ptr<ProbeContext> ctx) {
   Status st = ctx->Poll();
   while (!ctx->done()) {
     std::this_thread::yield();
@@ -307,6 +336,20 @@ void Prober::Adopt(Controller& ctrlr) { registry_->Remember(ctrlr); }
 size_t Prober::known() {
   registry_->DropDestroyed();
   return registry_->known.size();
+}
+
+Result<std::vector<TransportId>> GroupControllers(Env& env) {
+  if (!IsSecondary(env))
+    return Fail(EINVAL, "finding a group's controllers needs a group's secondary (Env with a group id); "
+                        "otherwise name the controller with its transport id");
+  auto trids = PublishedTrids(env);
+  if (!trids) return trids.error();
+  if (trids->empty()) {
+    std::string g = std::to_string(env.group_id().value_or(0));
+    return Fail(ENOENT, "group " + g + " has no controllers: start nvmuxd -i " + g +
+                            " with -r TRID (for example -r 'trtype:vfiouser traddr:DIR' of an nvmux-emu --socket DIR)");
+  }
+  return trids;
 }
 
 std::unique_ptr<ProbeContext> ProbeAsync(Env& env, const TransportId& trid, ProbeFn probe, AttachFn attach) {

@@ -102,7 +102,14 @@ Result<TransportId> TransportId::Parse(std::string_view text) {
   else return Bad("trtype '" + *trtype + "' is not supported (allowed: vfiouser, pcie, tcp)");
 
   auto traddr = get("traddr");
-  if (!traddr) return Bad(std::string("trtype ") + nvmux::ToString(id.trtype) + " needs traddr");
+  if (!traddr) {
+    // trtype alone: every controller of that type (a group's secondary
+    // probes the ones its primary published); nothing to connect to.
+    if (kv.size() > 1)
+      return Bad(std::string("trtype ") + nvmux::ToString(id.trtype) + " needs traddr (or give trtype alone: "
+                 "every controller of that type a group's primary published)");
+    return id;
+  }
   if (auto adrfam = get("adrfam")) {
     std::string f = Lower(*adrfam);
     if (f == "ipv4") id.adrfam = AddressFamily::kIpv4;
@@ -179,7 +186,7 @@ Status CheckSubsystemNqn(const TransportId& trid, std::string_view reported) {
 std::string TransportId::ToString() const {
   std::string s = std::string("trtype:") + nvmux::ToString(trtype);
   if (adrfam != AddressFamily::kNone) s += std::string(" adrfam:") + nvmux::ToString(adrfam);
-  s += " traddr:" + traddr;
+  if (!traddr.empty()) s += " traddr:" + traddr;
   if (!trsvcid.empty()) s += " trsvcid:" + trsvcid;
   if (!subnqn.empty()) s += " subnqn:" + subnqn;
   if (nsid) s += " ns:" + std::to_string(*nsid);

@@ -64,6 +64,16 @@ TEST(TransportId, SubnqnIsCheckedAgainstTheControllersNqn) {
   EXPECT_TRUE(CheckSubsystemNqn(*TransportId::Parse("trtype:vfiouser traddr:/tmp/emu"), other));
 }
 
+// A trtype alone names every controller of that type (a secondary's probe
+// of its group); it parses, with no address.
+TEST(TransportId, TrtypeAloneNamesNoAddress) {
+  auto id = TransportId::Parse("trtype:VFIOUSER");
+  ASSERT_TRUE(id) << id.error().message;
+  EXPECT_EQ(id->trtype, TransportType::kVfioUser);
+  EXPECT_TRUE(id->traddr.empty());
+  EXPECT_EQ(id->ToString(), "trtype:vfiouser");
+}
+
 TEST(TransportId, DifferentControllersDiffer) {
   EXPECT_FALSE(*TransportId::Parse("trtype:pcie traddr:04:00.0") == *TransportId::Parse("trtype:pcie traddr:04:00.1"));
   EXPECT_FALSE(*TransportId::Parse("trtype:vfiouser traddr:/a") == *TransportId::Parse("trtype:vfiouser traddr:/b"));
@@ -86,7 +96,7 @@ TEST_P(TransportIdBad, IsEINVALNamingTheCulprit) {
 INSTANTIATE_TEST_SUITE_P(
     Malformed, TransportIdBad,
     ::testing::Values(BadCase{"", "missing trtype"}, BadCase{"traddr:/x", "missing trtype"},
-                      BadCase{"trtype:rdma traddr:1.2.3.4", "'rdma'"}, BadCase{"trtype:pcie", "needs traddr"},
+                      BadCase{"trtype:rdma traddr:1.2.3.4", "'rdma'"}, BadCase{"trtype:pcie ns:1", "needs traddr"},
                       BadCase{"trtype:pcie traddr:04:00", "'04:00'"}, BadCase{"trtype:pcie traddr:zz:00.0", "'zz:00.0'"},
                       BadCase{"trtype:pcie traddr:00:20.0", "'00:20.0'"}, BadCase{"trtype:vfiouser traddr:rel/dir", "'rel/dir'"},
                       BadCase{"trtype:vfiouser traddr:/a colour:blue", "'colour'"},

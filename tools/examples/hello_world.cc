@@ -10,6 +10,7 @@
 
 #include "nvmux/controller.h"
 #include "nvmux/env.h"
+#include "nvmux/probe.h"
 
 namespace {
 
@@ -37,9 +38,16 @@ bool Wait(nvmux::IoQpair& qpair, Done& d) {
 }
 
 int Run(const std::string& trid_text, std::optional<int> group) {
-  auto trid = nvmux::TransportId::Parse(trid_text);
-  if (!trid) {
-    std::fprintf(stderr, "hello_world: -r '%s': %s\n", trid_text.c_str(), trid.error().message.c_str());
+  std::optional<nvmux::TransportId> trid;
+  if (!trid_text.empty()) {
+    auto parsed = nvmux::TransportId::Parse(trid_text);
+    if (!parsed) {
+      std::fprintf(stderr, "hello_world: -r '%s': %s\n", trid_text.c_str(), parsed.error().message.c_str());
+      return 2;
+    }
+    trid = *parsed;
+  } else if (!group) {
+    std::fprintf(stderr, "hello_world: which controller? give -r TRID, or -i GROUP for nvmuxd -i GROUP's first\n");
     return 2;
   }
   nvmux::EnvOptions options;
@@ -49,6 +57,15 @@ int Run(const std::string& trid_text, std::optional<int> group) {
   if (!env) {
     std::fprintf(stderr, "hello_world: %s\n", env.error().message.c_str());
     return 1;
+  }
+  if (!trid) {
+    // -i alone: the first controller the group's primary published.
+    auto published = nvmux::GroupControllers(**env);
+    if (!published) {
+      std::fprintf(stderr, "hello_world: -i %d: %s\n", *group, published.error().message.c_str());
+      return 1;
+    }
+    trid = published->front();
   }
   auto ctrlr = nvmux::Controller::Connect(**env, *trid);
   if (!ctrlr) {
@@ -101,11 +118,12 @@ int Run(const std::string& trid_text, std::optional<int> group) {
 int main(int argc, char** argv) {
   CLI::App app{"nvmux hello world: write a string to LBA 0 and read it back"};
   app.footer(
-      "Examples:\n  nvmux-hello-world -r 'trtype:vfiouser traddr:/tmp/nvmux-emu'\n  nvmux-hello-world -i 0 -r "
-      "'trtype:vfiouser traddr:/tmp/nvmux-emu'");
+      "Examples:\n  nvmux-hello-world -r 'trtype:vfiouser traddr:/tmp/nvmux-emu'\n  nvmux-hello-world -i 0   (the "
+      "first controller of nvmuxd -i 0, as its secondary)");
   std::string trid;
   std::optional<int> group;
-  app.add_option("-r,--transport-id", trid, "controller to use (SPDK-style transport id)")->required();
+  app.add_option("-r,--transport-id", trid,
+                 "controller to use (SPDK-style transport id); with -i and no -r: the group's first controller");
   app.add_option("-i,--shm-id", group, "shared-memory group id (join nvmuxd -i N as a secondary)");
   CLI11_PARSE(app, argc, argv);
   return Run(trid, group);

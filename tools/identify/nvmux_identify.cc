@@ -21,6 +21,7 @@
 #include <system_error>
 
 #include "nvmux/controller.h"
+#include "nvmux/probe.h"
 #include "nvmux/env.h"
 #include "nvmux/transport_id.h"
 #include "shm/base/log.h"
@@ -46,7 +47,7 @@ struct Args {
 
 // Everything the command line asks for, validated.
 struct Request {
-  nvmux::TransportId trid;
+  std::optional<nvmux::TransportId> trid;  // none: every controller of the group
   std::optional<int> group_id;
   std::optional<uint32_t> nsid;
 };
@@ -78,9 +79,13 @@ std::optional<int> Validate(const Args& args, Request& req) {
       return Usage("-L/--log-level '" + args.log_level + "': allowed error, warning, notice, info, debug (or 0-4)");
     nvmux::SetLogLevel(*level);
   }
-  auto trid = nvmux::TransportId::Parse(args.trid);
-  if (!trid) return Usage("-r/--transport-id '" + args.trid + "': " + trid.error().message);
-  req.trid = *trid;
+  if (args.trid.empty() && args.shm_id.empty())
+    return Usage("which controller? give -r TRID, or -i GROUP for the controllers of nvmuxd -i GROUP");
+  if (!args.trid.empty()) {
+    auto trid = nvmux::TransportId::Parse(args.trid);
+    if (!trid) return Usage("-r/--transport-id '" + args.trid + "': " + trid.error().message);
+    req.trid = *trid;
+  }
   if (!args.shm_id.empty()) {
     auto id = ParseNumber(args.shm_id, 0, nvmux::shm::kMaxGroupId);
     if (!id)
@@ -88,7 +93,7 @@ std::optional<int> Validate(const Args& args, Request& req) {
                    std::to_string(nvmux::shm::kMaxGroupId) + " (the -i of nvmuxd)");
     req.group_id = static_cast<int>(*id);
   }
-  req.nsid = req.trid.nsid;
+  if (req.trid) req.nsid = req.trid->nsid;
   if (!args.nsid.empty()) {
     auto id = ParseNumber(args.nsid, 1, 0xFFFFFFFE);
     if (!id) return Usage("-n/--namespace '" + args.nsid + "': allowed a namespace id 1..4294967294");
@@ -114,26 +119,14 @@ std::optional<int> CheckTraddr(const nvmux::TransportId& trid) {
   return std::nullopt;
 }
 
-int Run(const Args& args) {
-  Request req;
-  if (auto rc = Validate(args, req)) return *rc;
-  if (auto rc = CheckTraddr(req.trid)) return *rc;
-
-  nvmux::EnvOptions env_options;
-  env_options.name = kProgram;
-  env_options.group_id = req.group_id;
-  auto env = nvmux::Env::Init(env_options);
-  if (!env) {
-    if (req.group_id) return Failed("-i/--shm-id " + std::to_string(*req.group_id) + ": " + env.error().message);
-    return Failed(env.error().message);
-  }
-  auto ctrlr = nvmux::Controller::Connect(**env, req.trid);
+// Identifies one controller and prints its report (text, or JSON).
+int Identify(nvmux::Env& env, const Args& args, const Request& req, const nvmux::TransportId& trid) {
+  auto ctrlr = nvmux::Controller::Connect(env, trid);
   if (!ctrlr) {
     // The driver's messages usually name the transport id or traddr already.
     const std::string& why = ctrlr.error().message;
-    const bool named =
-        why.find(req.trid.ToString()) != std::string::npos || why.find(req.trid.traddr) != std::string::npos;
-    return Failed("-r/--transport-id" + (named ? std::string() : " '" + req.trid.ToString() + "'") + ": " + why);
+    const bool named = why.find(trid.ToString()) != std::string::npos || why.find(trid.traddr) != std::string::npos;
+    return Failed("-r/--transport-id" + (named ? std::string() : " '" + trid.ToString() + "'") + ": " + why);
   }
 
   nvmux::identify::GatherOptions gather;
@@ -146,11 +139,47 @@ int Run(const Args& args) {
     return Failed(report.error().message);
   }
   if (args.json) {
-    std::cout << nvmux::identify::ToJson(*report) << '\n';
+    std::cout << nvmux::identify::ToJson(*report);
   } else {
     nvmux::identify::PrintText(std::cout, *report);
     if (args.hex) nvmux::identify::PrintHex(std::cout, *report);
   }
+  return 0;
+}
+
+int Run(const Args& args) {
+  Request req;
+  if (auto rc = Validate(args, req)) return *rc;
+  if (req.trid)
+    if (auto rc = CheckTraddr(*req.trid)) return *rc;
+
+  nvmux::EnvOptions env_options;
+  env_options.name = kProgram;
+  env_options.group_id = req.group_id;
+  auto env = nvmux::Env::Init(env_options);
+  if (!env) {
+    if (req.group_id) return Failed("-i/--shm-id " + std::to_string(*req.group_id) + ": " + env.error().message);
+    return Failed(env.error().message);
+  }
+  std::vector<nvmux::TransportId> trids;
+  if (req.trid) {
+    trids.push_back(*req.trid);
+  } else {
+    // -i alone: every controller the group's primary published (as
+    // spdk_nvme_identify shows every controller it finds).
+    auto published = nvmux::GroupControllers(**env);
+    if (!published) return Failed("-i/--shm-id " + std::to_string(*req.group_id) + ": " + published.error().message);
+    trids = std::move(*published);
+  }
+  // JSON: one object for -r, an array (one object per controller) for -i alone.
+  const bool array = args.json && !req.trid;
+  if (array) std::cout << '[';
+  for (size_t i = 0; i < trids.size(); ++i) {
+    if (array && i > 0) std::cout << ',';
+    if (int rc = Identify(**env, args, req, trids[i]); rc != 0) return rc;
+  }
+  if (array) std::cout << ']';
+  if (args.json) std::cout << '\n';
   std::cout.flush();
   if (!std::cout) return Failed("writing the report to stdout failed");
   return 0;
@@ -167,7 +196,8 @@ int main(int argc, char** argv) {
       "  nvmux-identify -r 'trtype:vfiouser traddr:/tmp/nvmux-emu'\n"
       "  nvmux-identify -r 'trtype:vfiouser traddr:/tmp/nvmux-emu' -n 2 -x\n"
       "  nvmux-identify -r 'trtype:vfiouser traddr:/tmp/nvmux-emu' --json | jq '.namespaces[].nsze'\n"
-      "  nvmux-identify -i 0 -r 'trtype:vfiouser traddr:/tmp/nvmux-emu'   (as a secondary of nvmuxd -i 0)\n"
+      "  nvmux-identify -i 0                                          (every controller of nvmuxd -i 0, as its secondary)\n"
+      "  nvmux-identify -i 0 -r 'trtype:vfiouser traddr:/tmp/nvmux-emu'   (one of them)\n"
       "An emulated controller to try it on: nvmux-emu --socket /tmp/nvmux-emu --ns size=64M,lbads=512\n"
       "Exit status: 0 printed; 1 the controller or namespace could not be read; 2 bad command line.");
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
@@ -176,16 +206,17 @@ int main(int argc, char** argv) {
   Args args;
   app.add_option("-r,--transport-id", args.trid,
                  "controller, as an SPDK transport id: 'trtype:vfiouser traddr:DIR' (keys trtype, traddr, trsvcid, "
-                 "subnqn, adrfam, ns, hostnqn)")
-      ->type_name("TRID")
-      ->required();
+                 "subnqn, adrfam, ns, hostnqn); with -i and no -r: every controller of the group")
+      ->type_name("TRID");
   app.add_option("-i,--shm-id", args.shm_id,
                  "shared-memory group id: join nvmuxd -i N as a secondary (default: standalone)")
       ->type_name("GROUP");
   app.add_option("-n,--namespace", args.nsid, "show only this namespace (default: every active namespace)")
       ->type_name("NSID");
   auto* hex = app.add_flag("-x,--hex", args.hex, "hex dumps of the raw pages after the text");
-  app.add_flag("--json", args.json, "one JSON object (schema in tools/identify/identify_json.h), nothing else")
+  app.add_flag("--json", args.json,
+               "one JSON object (schema in tools/identify/identify_json.h), nothing else; with -i alone an array "
+               "of them, one per controller")
       ->excludes(hex);
   app.add_option("-L,--log-level", args.log_level,
                  "driver log on stderr: error, warning (default), notice, info or debug")

@@ -261,7 +261,7 @@ TEST_F(NvmuxIdentifyTest, BadCommandLinesAreUsageErrors) {
   const ToolRun missing = Identify({});
   EXPECT_EQ(missing.exit_code, 2);
   ExpectOneLineError(missing);
-  EXPECT_NE(missing.err.find("--transport-id is required"), std::string::npos) << missing.err;
+  EXPECT_NE(missing.err.find("which controller? give -r TRID, or -i GROUP"), std::string::npos) << missing.err;
 
   const struct {
     std::vector<std::string> args;

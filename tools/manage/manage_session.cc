@@ -2,7 +2,7 @@
 
 #include <iostream>
 
-#include "libclient/shared/shared_registry.h"
+#include "nvmux/probe.h"
 #include "tools/manage/manage_output.h"
 
 namespace nvmux::manage {
@@ -23,18 +23,12 @@ Result<std::unique_ptr<Session>> Session::Open(const Target& target, bool all) {
   if (target.trid) {
     trids.push_back(*target.trid);
   } else {
-    // The controllers nvmuxd published, by their canonical transport ids.
-    auto published = PublishedControllers(s->env_->group());
-    if (!published) return published.error();
-    for (SharedController* c : *published) {
-      auto trid = TransportId::Parse(c->trid);
-      if (!trid) return Fail(EPROTO, "group controller '" + std::string(c->trid) + "': " + trid.error().message);
-      trids.push_back(*trid);
-      if (!all) break;
-    }
-    if (trids.empty())
-      return Fail(ENOENT, "group " + std::to_string(*target.group) + " has no controllers: start nvmuxd -i " +
-                              std::to_string(*target.group) + " with -r TRID");
+    // The controllers nvmuxd published.
+    auto published = GroupControllers(*s->env_);
+    if (!published) return Fail(published.error().code, "-i " + std::to_string(*target.group) + ": " +
+                                                            published.error().message);
+    trids = std::move(*published);
+    if (!all) trids.resize(1);
   }
   for (const TransportId& trid : trids) {
     auto ctrlr = Controller::Connect(*s->env_, trid);

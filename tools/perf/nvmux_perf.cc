@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "nvmux/controller.h"
+#include "nvmux/probe.h"
 #include "nvmux/env.h"
 #include "shm/base/clock.h"
 #include "tools/perf/io_pattern.h"
@@ -344,11 +345,6 @@ int Run(const PerfOptions& o) {
     }
     trids.push_back(*trid);
   }
-  if (trids.empty()) {
-    PrintError("-i " + std::to_string(o.group_id.value_or(0)) +
-               " without -r: finding the group's controllers is not available yet; name each controller with -r");
-    return kExitUsage;
-  }
   EnvOptions eo;
   eo.name = "nvmux-perf";
   eo.group_id = o.group_id;
@@ -358,6 +354,15 @@ int Run(const PerfOptions& o) {
   if (!env) {
     PrintError(env.error().message);
     return kExitFailure;
+  }
+  if (trids.empty()) {
+    // -i alone: every controller the group's primary published.
+    auto published = GroupControllers(**env);
+    if (!published) {
+      PrintError("-i " + std::to_string(o.group_id.value_or(0)) + ": " + published.error().message);
+      return kExitFailure;
+    }
+    trids = std::move(*published);
   }
   InstallSignalHandlers();
   int rc = RunWithEnv(**env, o, trids);

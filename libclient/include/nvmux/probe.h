@@ -108,6 +108,12 @@ class Prober {
   [[nodiscard]] Result<std::vector<std::unique_ptr<Controller>>> Probe(const TransportId& trid, const ProbeFn& probe,
                                                                        const AttachFn& attach,
                                                                        const RemoveFn& remove = {});
+  // The same with no transport id: in a group's secondary, every controller
+  // the primary published (as SPDK's probe with no trid finds every local
+  // controller); elsewhere Poll() fails with EINVAL naming what to give.
+  [[nodiscard]] std::unique_ptr<ProbeContext> ProbeAsync(ProbeFn probe, AttachFn attach, RemoveFn remove = {});
+  [[nodiscard]] Result<std::vector<std::unique_ptr<Controller>>> Probe(const ProbeFn& probe, const AttachFn& attach,
+                                                                       const RemoveFn& remove = {});
   // Remembers a controller attached otherwise (Controller::Connect), so that
   // probes skip it and report its removal. The caller keeps ownership.
   void Adopt(Controller& ctrlr);
@@ -118,8 +124,17 @@ class Prober {
   struct Registry;  // internal (libclient/probe.cc)
 
  private:
+  static Result<std::vector<std::unique_ptr<Controller>>> PollToEnd(std::unique_ptr<ProbeContext> ctx);
   std::shared_ptr<Registry> registry_;
 };
+
+// In a group's secondary: the transport ids of the controllers the group's
+// primary published and has not withdrawn (removed, failed), in the order
+// it published them; connect to each with Controller::Connect. Errors:
+// EINVAL (not a secondary: name the controller with its transport id),
+// ENOENT (the group has none: "group N has no controllers: start nvmuxd -i N
+// with -r TRID").
+[[nodiscard]] Result<std::vector<TransportId>> GroupControllers(Env& env);
 
 // A one-shot probe (no registry: every controller found is attached, no
 // removal is reported), started without blocking.
