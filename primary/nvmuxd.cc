@@ -8,7 +8,10 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <iostream>
 
 #include "libclient/core/controller_state.h"
@@ -24,6 +27,21 @@ using namespace nvmux;
 
 namespace {
 constexpr size_t kHeapSlackMb = 32;
+
+// The transport ids of a controllers file: one per line, blank lines and
+// '#' comments skipped. Errors: ENOENT etc. naming the path.
+Result<std::vector<std::string>> ReadControllersFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Fail(errno != 0 ? errno : ENOENT, "cannot read " + path + ": " + std::strerror(errno));
+  std::vector<std::string> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (size_t hash = line.find('#'); hash != std::string::npos) line.resize(hash);
+    size_t b = line.find_first_not_of(" \t\r"), e = line.find_last_not_of(" \t\r");
+    if (b != std::string::npos) out.push_back(line.substr(b, e - b + 1));
+  }
+  return out;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -32,6 +50,7 @@ int main(int argc, char** argv) {
       "Examples:\n"
       "  nvmuxd -i 0 -r 'trtype:vfiouser traddr:/tmp/nvmux-emu'   serve one controller to group 0\n"
       "  nvmuxd -i 3 -m 0x1 --log-level info -r ... -r ...\n"
+      "  nvmuxd -i 0 -c /etc/nvmux/nvmuxd-0.conf                one transport id per line\n"
       "Secondaries join with the same group id: nvmux-perf -i 0 ...");
   int group_id = 0;
   std::string cores, level_text;
@@ -42,6 +61,11 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::Range(0, shm::kMaxGroupId));
   app.add_option("-r,--trid", trids, "transport id of a controller to attach (repeatable)");
+  std::string controllers_file;
+  app.add_option("-c,--controllers-file", controllers_file,
+                 "more controllers to attach, one transport id per line ('#' starts a comment); what the systemd "
+                 "unit nvmuxd@N reads from /etc/nvmux/nvmuxd-N.conf")
+      ->type_name("FILE");
   app.add_option("-m,--cores", cores, "core mask (0x3) or list ([0-1]) for nvmuxd's thread");
   app.add_option("--hugemem", hugemem,
                  "MiB of hugepage memory to preallocate (default: the DMA pool, " +
@@ -59,6 +83,14 @@ int main(int argc, char** argv) {
       return 2;
     }
     SetLogLevel(*level);
+  }
+  if (!controllers_file.empty()) {
+    auto lines = ReadControllersFile(controllers_file);
+    if (!lines) {
+      std::cerr << "nvmuxd: --controllers-file: " << lines.error().message << "\n";
+      return 2;
+    }
+    trids.insert(trids.end(), lines->begin(), lines->end());
   }
   std::vector<TransportId> parsed;
   for (const std::string& t : trids) {

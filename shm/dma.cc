@@ -19,23 +19,6 @@ DmaRecordState GetState(const DmaRecord& r) {
 
 }  // namespace
 
-DmaBuffer& DmaBuffer::operator=(DmaBuffer&& other) noexcept {
-  if (this != &other) {
-    if (owner_ != nullptr) owner_->Release(*this);
-    owner_ = std::exchange(other.owner_, nullptr);
-    addr_ = std::exchange(other.addr_, nullptr);
-    iova_ = other.iova_;
-    size_ = other.size_;
-    record_ = other.record_;
-    owner_slot_ = other.owner_slot_;
-  }
-  return *this;
-}
-
-DmaBuffer::~DmaBuffer() {
-  if (owner_ != nullptr) owner_->Release(*this);
-}
-
 void DmaAllocator::InitState(DmaTableState& state, uint32_t capacity) {
   std::memset(&state, 0, sizeof(state));
   state.capacity = capacity < kMaxDmaRecords ? capacity : kMaxDmaRecords;
@@ -199,3 +182,24 @@ DmaAllocator::Usage DmaAllocator::TotalUsage() const {
 }
 
 }  // namespace nvmux::shm
+
+namespace nvmux {
+
+DmaBuffer& DmaBuffer::operator=(DmaBuffer&& other) noexcept {
+  if (this != &other) {
+    if (owner_ != nullptr) owner_->Release(*this);
+    owner_ = std::exchange(other.owner_, nullptr);
+    addr_ = std::exchange(other.addr_, nullptr);
+    iova_ = other.iova_;
+    size_ = other.size_;
+    record_ = other.record_;
+    owner_slot_ = other.owner_slot_;
+  }
+  return *this;
+}
+
+DmaBuffer::~DmaBuffer() {
+  if (owner_ != nullptr) owner_->Release(*this);
+}
+
+}  // namespace nvmux

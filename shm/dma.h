@@ -20,6 +20,7 @@
 #include <string_view>
 #include <type_traits>
 
+#include "nvmux/dma_buffer.h"
 #include "shm/base/result.h"
 #include "shm/robust_mutex.h"
 
@@ -31,7 +32,7 @@ constexpr uint32_t kMaxDmaRecords = 8192;
 // it ends with the group. A primary that takes a group over adopts it.
 constexpr uint32_t kGroupOwner = 0xFFFFFFFFu;
 
-enum class DmaOwner { kProcess, kGroup };
+using DmaOwner = nvmux::DmaOwner;
 
 enum class DmaRecordState : uint32_t { kFree = 0, kAllocating = 1, kLive = 2, kFreeing = 3 };
 
@@ -73,32 +74,9 @@ uint64_t FreeDmaOwnedBy(DmaTableState& table, DmaBackend& backend, uint32_t slot
 // group lock is held (the lock's repair callback, before any Guard exists).
 void RepairDmaTable(DmaTableState& table);
 
-class DmaAllocator;
-
-// One allocation. Move-only; frees itself on destruction.
-class DmaBuffer {
- public:
-  DmaBuffer() = default;
-  DmaBuffer(DmaBuffer&& other) noexcept { *this = std::move(other); }
-  DmaBuffer& operator=(DmaBuffer&& other) noexcept;
-  DmaBuffer(const DmaBuffer&) = delete;
-  DmaBuffer& operator=(const DmaBuffer&) = delete;
-  ~DmaBuffer();
-
-  void* data() const { return addr_; }
-  uint64_t iova() const { return iova_; }
-  size_t size() const { return size_; }
-  explicit operator bool() const { return addr_ != nullptr; }
-
- private:
-  friend class DmaAllocator;
-  DmaAllocator* owner_ = nullptr;
-  void* addr_ = nullptr;
-  uint64_t iova_ = 0;
-  size_t size_ = 0;
-  uint32_t record_ = 0;
-  uint32_t owner_slot_ = 0;  // the record's owner: a slot or kGroupOwner
-};
+// One allocation (public: nvmux/dma_buffer.h). Move-only; frees itself on
+// destruction through its DmaAllocator.
+using DmaBuffer = nvmux::DmaBuffer;
 
 class DmaAllocator {
  public:
@@ -137,7 +115,7 @@ class DmaAllocator {
   DmaBackend& backend() { return backend_; }
 
  private:
-  friend class DmaBuffer;
+  friend nvmux::DmaBuffer;
   void Release(DmaBuffer& buffer);
 
   DmaTableState& state_;

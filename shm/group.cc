@@ -5,6 +5,7 @@
 
 #include <thread>
 
+#include "nvmux/version.h"
 #include "shm/base/log.h"
 #include "shm/base/scope_guard.h"
 
@@ -16,6 +17,20 @@ constexpr char kProcessTable[] = "nvmux.process_table";
 constexpr char kDmaTable[] = "nvmux.dma_table";
 
 std::string G(int id) { return "group " + std::to_string(id); }
+
+std::string VersionText(uint32_t number) {
+  return std::to_string(number >> 16) + "." + std::to_string((number >> 8) & 0xFF) + "." + std::to_string(number & 0xFF);
+}
+
+// "nvmux 0.1.0 (ABI 2)": the release and shared-memory ABI a lock file's
+// primary was built with.
+std::string Release(const LockFileHeader& h) {
+  std::string release = h.nvmux_version == 0 ? "an nvmux release before 0.1.0" : "nvmux " + VersionText(h.nvmux_version);
+  return release + " (ABI " + std::to_string(h.abi_version) + ")";
+}
+std::string ThisRelease(uint32_t abi) {
+  return "nvmux " + VersionText(NVMUX_VERSION_NUMBER) + " (ABI " + std::to_string(abi) + ")";
+}
 
 // The group this process is a member of (-1: none). Opening and closing the
 // group's lock file from a member would drop its POSIX locks, so the
@@ -123,12 +138,11 @@ Status Group::OpenPrimary(const GroupOptions& o) {
   // secondary joins first and reads the flag second, so one of us sees the other.
   ProcessIdentity self = SelfIdentity();
   auto previous = lock_file_->ReadHeader();
-  NVMUX_TRY(lock_file_->WriteHeader(LockFileHeader{{}, o.abi_version, self.pid, self.start_time, 0, 0}));
+  NVMUX_TRY(lock_file_->WriteHeader(LockFileHeader{{}, o.abi_version, self.pid, self.start_time, 0, NVMUX_VERSION_NUMBER}));
   if (auto member = lock_file_->OtherLiveMember()) {
     if (previous && previous->abi_version != o.abi_version)
-      return Fail(EPROTONOSUPPORT, G(id_) + " was created by nvmux ABI version " +
-                                       std::to_string(previous->abi_version) + "; this primary is built with ABI "
-                                       "version " + std::to_string(o.abi_version) + ": it cannot take the group over");
+      return Fail(EPROTONOSUPPORT, G(id_) + " was created by " + Release(*previous) + "; this primary is " +
+                                       ThisRelease(o.abi_version) + ": it cannot take the group over");
     return TakeOver(o, *member, previous ? previous->primary_pid : 0);
   }
   std::vector<std::string> stale = ListGroupFiles(*paths_);
@@ -142,7 +156,7 @@ Status Group::OpenPrimary(const GroupOptions& o) {
   became_primary_ = true;
   NVMUX_TRY(StartEal(o, EalProcType::kPrimary, paths_->prefix));
   NVMUX_TRY(CreateSegment(o));
-  NVMUX_TRY(lock_file_->WriteHeader(LockFileHeader{{}, o.abi_version, self.pid, self.start_time, 1, 0}));
+  NVMUX_TRY(lock_file_->WriteHeader(LockFileHeader{{}, o.abi_version, self.pid, self.start_time, 1, NVMUX_VERSION_NUMBER}));
   g_member_group = id_;
   return Ok();
 }
@@ -166,7 +180,7 @@ Status Group::TakeOver(const GroupOptions& o, pid_t member, pid_t dead_primary) 
   NVMUX_TRY(AttachSegment(o));
   NVMUX_TRY(Finish(o));
   ProcessIdentity self = SelfIdentity();
-  NVMUX_TRY(lock_file_->WriteHeader(LockFileHeader{{}, o.abi_version, self.pid, self.start_time, 1, 0}));
+  NVMUX_TRY(lock_file_->WriteHeader(LockFileHeader{{}, o.abi_version, self.pid, self.start_time, 1, NVMUX_VERSION_NUMBER}));
   g_member_group = id_;
   return Ok();
 }
@@ -192,9 +206,8 @@ Status Group::OpenSecondary(const GroupOptions& o) {
     }
     auto header = lock_file_->ReadHeader();
     if (header && header->abi_version != o.abi_version)
-      return Fail(EPROTONOSUPPORT, G(id_) + " was created by nvmux ABI version " +
-                                       std::to_string(header->abi_version) + "; this process is built with ABI version " +
-                                       std::to_string(o.abi_version) + ": run the same nvmux build in every process");
+      return Fail(EPROTONOSUPPORT, G(id_) + " was created by " + Release(*header) + "; this process is " +
+                                       ThisRelease(o.abi_version) + ": run the same nvmux release in every process");
     // Ready, and written by the primary holding the role now (not a dead one's
     // flag); a holder in another pid namespace reads as pid 0.
     if (header && header->ready == 1 && (*holder == 0 || header->primary_pid == *holder)) break;

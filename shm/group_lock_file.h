@@ -35,7 +35,7 @@ struct LockFileHeader {
   int32_t primary_pid;
   uint64_t primary_start_time;
   uint32_t ready;        // 1 once the primary has published the segment
-  uint32_t reserved;
+  uint32_t nvmux_version;  // the primary's release, NVMUX_VERSION_NUMBER (0: before 0.1.0 recorded it)
 };
 static_assert(sizeof(LockFileHeader) == 32);
 

@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 
+#include "nvmux/version.h"
 #include "test/util/subprocess.h"
 
 namespace nvmux::shm {
@@ -171,8 +172,11 @@ TEST_F(GroupTest, OtherAbiVersionIsRefusedNamingBoth) {
   Subprocess& s = Start("secondary", {"--abi", "999"});
   auto line = s.ReadLine();
   ASSERT_TRUE(line);
-  EXPECT_NE(line->find("ABI version " + std::to_string(kAbiVersion)), std::string::npos) << *line;
-  EXPECT_NE(line->find("ABI version 999"), std::string::npos) << *line;
+  // Both releases and both ABIs: "... created by nvmux 0.1.0 (ABI 2); this process is nvmux 0.1.0 (ABI 999) ...".
+  const std::string release = "nvmux " + std::string(NVMUX_VERSION_STRING);
+  EXPECT_NE(line->find("created by " + release + " (ABI " + std::to_string(kAbiVersion) + ")"), std::string::npos)
+      << *line;
+  EXPECT_NE(line->find("this process is " + release + " (ABI 999)"), std::string::npos) << *line;
   Quit(primary);
 }
 

@@ -1,10 +1,17 @@
 #include "nvmux/env.h"
 
 #include "libclient/core/dma_page_map.h"
+#include "nvmux/version.h"
 #include "shm/group.h"
 #include "shm/mem_events.h"
+#include "shm/segment.h"
 
 namespace nvmux {
+
+VersionInfo Version() {
+  return VersionInfo{NVMUX_VERSION_MAJOR, NVMUX_VERSION_MINOR, NVMUX_VERSION_PATCH, shm::kAbiVersion,
+                     NVMUX_VERSION_STRING};
+}
 
 const char* ToString(Role role) {
   switch (role) {
@@ -67,7 +74,7 @@ std::optional<int> Env::group_id() const {
   return group_->id();
 }
 
-Result<DmaBuffer> Env::AllocDma(size_t size, size_t align, std::string_view tag, shm::DmaOwner owner) {
+Result<DmaBuffer> Env::AllocDma(size_t size, size_t align, std::string_view tag, DmaOwner owner) {
   if (size == 0) return Fail(EINVAL, "DMA allocation of 0 bytes");
   if (align < 4 || (align & (align - 1)) != 0)
     return Fail(EINVAL, "DMA alignment " + std::to_string(align) + " must be a power of two >= 4");

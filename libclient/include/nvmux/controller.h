@@ -38,7 +38,7 @@
 #include "nvmux/spec/identify.h"
 #include "nvmux/spec/registers.h"
 #include "nvmux/transport_id.h"
-#include "shm/base/result.h"
+#include "nvmux/result.h"
 
 namespace nvmux {
 

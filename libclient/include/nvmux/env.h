@@ -13,13 +13,14 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
-#include "shm/base/result.h"
-#include "shm/dma.h"
+#include "nvmux/dma_buffer.h"
+#include "nvmux/result.h"
 
 namespace nvmux {
 
@@ -29,9 +30,17 @@ class MemEventSubscription;
 }  // namespace shm
 class DmaPageMap;
 
-// A zeroed DMA buffer: data() for the CPU, iova() for the device. Move-only;
-// frees itself on destruction.
-using DmaBuffer = shm::DmaBuffer;
+// The nvmux library this process runs with (nvmux/version.h has the release
+// the application was compiled against, NVMUX_VERSION_*), and the
+// shared-memory ABI its groups use.
+struct VersionInfo {
+  int major;
+  int minor;
+  int patch;
+  uint32_t abi;        // processes of one group must agree on it
+  const char* string;  // "0.1.0"
+};
+VersionInfo Version();
 
 enum class Role { kStandalone, kPrimary, kSecondary };
 const char* ToString(Role role);
@@ -61,12 +70,12 @@ class Env {
 
   // Zeroed DMA memory. `align` a power of two (>= 4 bytes). Memory is freed
   // with its DmaBuffer, or when this process dies; group-owned memory
-  // (shm::DmaOwner::kGroup, for state the whole group needs, like admin
-  // queues) outlives its allocator's death (see shm/dma.h).
+  // (DmaOwner::kGroup, for state the whole group needs, like admin
+  // queues) outlives its allocator's death (see nvmux/dma_buffer.h).
   // Errors: EINVAL (size 0, bad alignment), ENOMEM (out of hugepage memory;
   // says how much is free).
   [[nodiscard]] Result<DmaBuffer> AllocDma(size_t size, size_t align = 4096, std::string_view tag = "user",
-                                           shm::DmaOwner owner = shm::DmaOwner::kProcess);
+                                           DmaOwner owner = DmaOwner::kProcess);
 
   // Is [data, data + length) DMA memory? (What the driver checks before
   // handing a buffer to a device.)

@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "nvmux/qpair.h"
-#include "shm/base/result.h"
+#include "nvmux/result.h"
 
 namespace nvmux {
 

@@ -57,7 +57,7 @@
 #include <vector>
 
 #include "nvmux/controller.h"
-#include "shm/base/result.h"
+#include "nvmux/result.h"
 
 namespace nvmux {
 

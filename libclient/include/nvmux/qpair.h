@@ -32,7 +32,7 @@
 #include "nvmux/io_types.h"
 #include "nvmux/namespace.h"
 #include "nvmux/spec/command.h"
-#include "shm/base/result.h"
+#include "nvmux/result.h"
 
 namespace nvmux {
 

@@ -17,7 +17,7 @@
 #include <string>
 #include <string_view>
 
-#include "shm/base/result.h"
+#include "nvmux/result.h"
 
 namespace nvmux {
 
