@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "shm/base/log.h"
+#include "shm/dpdk_lock_doctor.h"
 
 namespace nvmux::shm {
 namespace {
@@ -59,6 +60,9 @@ std::vector<MemSegment> SegmentsOf(const void* addr, size_t len) {
 }
 
 void OnEvent(rte_mem_event type, const void* addr, size_t len, void*) {
+  // DPDK calls this with its hotplug lock held; subscribers may block in a
+  // DMA_MAP for seconds: the lock doctor must see that a live process holds it.
+  DpdkSection section;
   std::vector<MemSegment> segments = SegmentsOf(addr, len);
   std::lock_guard<std::mutex> guard(g_mutex);
   for (Subscriber& s : g_subscribers) s.fn(type == RTE_MEM_EVENT_ALLOC, segments);
@@ -91,6 +95,7 @@ Result<std::unique_ptr<MemEventSubscription>> SubscribeMemEvents(MemEventFn fn) 
       g_registered = true;
     }
   }
+  DpdkSection section;
   rte_mcfg_mem_read_lock();
   std::vector<MemSegment> existing;
   rte_memseg_walk_thread_unsafe(CollectOne, &existing);
