@@ -64,7 +64,7 @@ for k in $(seq "$kills"); do
   reaped=
   for _ in $(seq 200); do
     census=$("$child" census -i "$group" 2>/dev/null || true)
-    reaped=$(grep -o "\[$victim,[0-9]*\]" <<<"$census" | head -n1 | tr -d '[]' | cut -d, -f2)
+    reaped=$(grep -o "\[$victim,[0-9]*\]" <<<"$census" | head -n1 | tr -d '[]' | cut -d, -f2 || true)
     [ -n "$reaped" ] && break
     sleep 0.02
   done
