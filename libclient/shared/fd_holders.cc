@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "shm/base/log.h"
+#include "shm/base/test_point.h"
 #include "shm/process_identity.h"
 
 namespace nvmux {
@@ -38,6 +39,7 @@ void RecordFdHolder(SharedController& c, shm::RobustLock& lock, uint32_t slot, u
   FdHolder& h = c.fd_holders[slot];
   std::atomic_ref<uint32_t>(h.generation).store(0, std::memory_order_release);
   std::atomic_thread_fence(std::memory_order_release);
+  NVMUX_TEST_POINT("fd.record.withdrawn");  // under the controller's lock, the record half written
   h.count = static_cast<uint32_t>(std::min<size_t>(fds.size(), kMaxHeldFds));
   for (uint32_t i = 0; i < kMaxHeldFds; ++i) {
     h.fds[i] = i < h.count ? fds[i] : -1;
@@ -90,6 +92,7 @@ Result<TakenFds> TakeFdsFromHolder(SharedController& c, const shm::ProcessTable&
       out.fds.push_back(std::move(fd));
     }
     if (out.fds.empty()) continue;
+    NVMUX_TEST_POINT("fd.take.taken");  // duplicates held, not yet checked
     // The numbers were read before pidfd_getfd: a holder that is exiting
     // (or leaving) may have closed them meanwhile and opened something
     // else at the same numbers. The record must still be this holder's,
