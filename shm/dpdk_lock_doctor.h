@@ -11,18 +11,19 @@
 // process takes and releases the lock: no dependency on DPDK's private
 // struct layout), then Check() looks at them. A word that stays non-zero
 // and unchanged for `stuck_after` is reset to free, with a warning, but
-// only while no live process is inside a DpdkSection: a lock word has no
-// owner to ask, so every nvmux call into DPDK that takes one of these locks
-// (rte_eal_init, memzone and rte_malloc calls, the memory-event callback,
-// which runs under the hotplug lock and may block in a DMA_MAP for seconds)
-// runs inside a DpdkSection, which a live process announces with a read
-// lock on byte kDpdkSectionByte of the group's lock file. The kernel drops
-// that lock when the process dies, so a word still held when no live
-// process is in a section (and for `stuck_after` after the last one left)
-// was left by a dead one. What is not covered: DPDK's own threads taking
-// these locks outside any nvmux call (its IPC thread in the primary, while
-// it allocates memory for a secondary before calling the memory-event
-// callback), which are short.
+// only while no live process declares that it holds one of DPDK's locks.
+// A lock word has no owner to ask, so a process says it instead: where
+// nvmux code runs while holding such a lock for possibly long (the
+// memory-event callback, which DPDK calls with its hotplug lock held and
+// which may block in a DMA_MAP for seconds; the walk of the existing
+// memory when subscribing) it holds a DpdkSection, a read lock on byte
+// kDpdkSectionByte of the group's lock file, which the kernel drops when
+// the process dies. A section is entered only once the lock is held,
+// never around a call that may wait for it: a process waiting for a lock
+// a dead process left would otherwise keep the doctor from releasing it.
+// Holds inside DPDK calls that nvmux does not see (rte_eal_init, memzone
+// and heap calls) are short, so the stuck period still tells those apart
+// from a holder that died.
 //
 // Thread safety: Create on the main thread after EAL is up; Check from one
 // thread. Only the group's primary runs a doctor. DpdkSection: any thread.
@@ -44,10 +45,10 @@ namespace nvmux::shm {
 // read-locks while inside a DpdkSection.
 inline constexpr off_t kDpdkSectionByte = 32;
 
-// RAII: this process is inside a call into DPDK that may hold one of its
-// non-robust shared locks. Nests, across threads too (one read lock per
-// process, counted). Never blocks on other processes; without a bound lock
-// file (see Bind) it only counts.
+// RAII: this process holds one of DPDK's non-robust shared locks (enter
+// it only once the lock is held). Nests, across threads too (one read lock
+// per process, counted). Never blocks on other processes; without a bound
+// lock file (see Bind) it only counts.
 class DpdkSection {
  public:
   DpdkSection();

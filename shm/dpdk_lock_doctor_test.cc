@@ -42,8 +42,9 @@ class DpdkLockDoctorTest : public ::testing::Test {
       WaitExit(child_);
     }
   }
-  // A process that, like a DPDK call made inside a DpdkSection, takes the
-  // "lock" (the word) and holds it until killed.
+  // A process that takes the "lock" (the word) and holds it until killed,
+  // inside a DpdkSection as nvmux code holding a DPDK lock is (the
+  // memory-event callback), or outside one as DPDK's own code is.
   void SpawnHolder(bool in_section) {
     Pipe holding;
     child_ = ForkChild([&] {

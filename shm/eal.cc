@@ -13,7 +13,6 @@
 #include <string>
 
 #include "shm/base/log.h"
-#include "shm/dpdk_lock_doctor.h"
 
 namespace nvmux::shm {
 namespace {
@@ -95,7 +94,6 @@ std::vector<std::string> BuildEalArgs(const EalOptions& o) {
 
 HeapStats ReadHeapStats() {
   HeapStats out;
-  DpdkSection section;  // each heap's spinlock
   for (unsigned socket = 0; socket < RTE_MAX_NUMA_NODES; ++socket) {
     rte_malloc_socket_stats s{};
     if (rte_malloc_get_socket_stats(static_cast<int>(socket), &s) != 0) continue;
@@ -125,11 +123,7 @@ Status InitEal(const EalOptions& options) {
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  int rc = 0;
-  {
-    DpdkSection section;  // maps the group's memory under DPDK's hotplug and fbarray locks
-    rc = rte_eal_init(static_cast<int>(args.size()), argv.data());
-  }
+  int rc = rte_eal_init(static_cast<int>(args.size()), argv.data());
   if (rc < 0) {
     int err = rte_errno != 0 ? rte_errno : EIO;
     return Fail(err, std::string("DPDK EAL initialisation failed: ") + rte_strerror(err));
@@ -152,7 +146,6 @@ void CleanupEal() {
 }
 
 Result<void*> ReserveMemzone(const char* name, size_t size) {
-  DpdkSection section;
   const rte_memzone* mz = rte_memzone_reserve_aligned(name, size, SOCKET_ID_ANY, 0, 4096);
   if (mz == nullptr)
     return Fail(rte_errno == EEXIST ? EEXIST : ENOMEM,
@@ -162,7 +155,6 @@ Result<void*> ReserveMemzone(const char* name, size_t size) {
 }
 
 Result<void*> LookupMemzone(const char* name, size_t& size_out) {
-  DpdkSection section;
   const rte_memzone* mz = rte_memzone_lookup(name);
   if (mz == nullptr) return Fail(ENOENT, std::string("memzone ") + name + " not found");
   size_out = mz->len;
@@ -170,20 +162,15 @@ Result<void*> LookupMemzone(const char* name, size_t& size_out) {
 }
 
 void FreeMemzone(const char* name) {
-  DpdkSection section;
   if (const rte_memzone* mz = rte_memzone_lookup(name)) rte_memzone_free(mz);
 }
 
 void* RteDmaBackend::Allocate(size_t size, size_t align, std::string_view tag) {
   std::string name(tag);
-  DpdkSection section;
   return rte_zmalloc(name.c_str(), size, static_cast<unsigned>(align));
 }
 
-void RteDmaBackend::Free(void* addr) {
-  DpdkSection section;
-  rte_free(addr);
-}
+void RteDmaBackend::Free(void* addr) { rte_free(addr); }
 
 uint64_t VirtToIova(const void* addr) { return rte_mem_virt2iova(addr); }
 

@@ -89,8 +89,8 @@ Status Group::OpenLockFile(ProcessRole role, int id) {
 }
 
 Status Group::StartEal(const GroupOptions& o, EalProcType type, const std::string& prefix) {
-  // From here on this process may hold DPDK's shared locks: its calls into
-  // DPDK announce themselves on the lock file (see dpdk_lock_doctor.h).
+  // From here on this process may hold DPDK's shared locks: nvmux code that
+  // holds one for long says so on the lock file (see dpdk_lock_doctor.h).
   if (lock_file_) DpdkSection::Bind(lock_file_->fd());
   Status up = InitEal(EalOptions{o.name, prefix, type, o.cores, type == EalProcType::kSecondary ? 0 : o.mem_mb, false});
   if (!up) return Fail(up.error().code, (id_ >= 0 ? G(id_) + ": " : "") + up.error().message);
