@@ -239,6 +239,18 @@ class CrashPointTest : public ::testing::TestWithParam<std::string> {
     return d;
   }
 
+  // The device holds every group AER (a re-arm may be on its way: waits up
+  // to 2 s). Checked before the takeover too, since a new primary re-arms
+  // what the group's count says is missing and would hide a loss.
+  void ExpectGroupAersOutstanding(const char* when) {
+    DeviceQueues d = Device();
+    for (int i = 0; i < 40 && d.aers != kGroupAers; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      d = Device();
+    }
+    EXPECT_EQ(d.aers, kGroupAers) << when << ": the group's AERs are not all outstanding on the device: " << d.raw;
+  }
+
   // Every queue on the device is one the group records as in use.
   void ExpectDeviceQueuesRecorded(const char* when) {
     Census c = test::TakeCensus(MP_CHILD, id_);
@@ -303,6 +315,7 @@ TEST_P(CrashPointTest, GroupKeepsItsInvariants) {
     EXPECT_TRUE(c.Reaped(pid)) << "the killed secondary " << pid << " was not reaped: " << c.raw;
     ExpectDeviceQueuesRecorded("after the reaper ran");
   }
+  ExpectGroupAersOutstanding("before the takeover");
   EnsureDaemon();
   if (HasFatalFailure()) return;
 
@@ -361,13 +374,8 @@ TEST_P(CrashPointTest, GroupKeepsItsInvariants) {
   EXPECT_EQ(end.dma_records, baseline.dma_records) << "DMA records leaked: " << baseline.raw << "\n" << end.raw;
   EXPECT_EQ(end.dma_bytes, baseline.dma_bytes) << "DMA bytes leaked: " << baseline.raw << "\n" << end.raw;
   ExpectDeviceQueuesRecorded("at the end");
-  DeviceQueues d = Device();
-  for (int i = 0; i < 40 && d.aers != kGroupAers; ++i) {  // a re-arm may be on its way
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    d = Device();
-  }
-  EXPECT_EQ(d.aers, kGroupAers) << "the group's AERs are not all outstanding on the device: " << d.raw;
-  std::printf("[%s] device at the end: %s\n", GetParam().c_str(), d.raw.c_str());
+  ExpectGroupAersOutstanding("at the end");
+  std::printf("[%s] device at the end: %s\n", GetParam().c_str(), Device().raw.c_str());
 }
 
 INSTANTIATE_TEST_SUITE_P(Points, CrashPointTest, ::testing::ValuesIn(Points()),
