@@ -1,5 +1,6 @@
 #include "shm/dpdk_lock_doctor.h"
 
+#include <fcntl.h>
 #include <rte_eal.h>
 #include <rte_eal_memconfig.h>
 #include <rte_fbarray.h>
@@ -11,12 +12,30 @@
 #include <atomic>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 
 #include "shm/base/log.h"
 
 namespace nvmux::shm {
 namespace {
+
+// This process's sections: the depth, and the lock file the read lock is on.
+std::mutex g_section_mutex;
+int g_section_fd = -1;
+uint32_t g_section_depth = 0;
+
+Status SetSectionLock(int fd, short type) {
+  struct flock fl {};
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = kDpdkSectionByte;
+  fl.l_len = 1;
+  // Read locks never conflict with each other, and nobody write-locks this
+  // byte (the doctor only asks with F_GETLK): F_SETLK does not wait.
+  if (::fcntl(fd, F_SETLK, &fl) != 0) return ErrnoError("DPDK section lock");
+  return Ok();
+}
 
 constexpr size_t kScanWords = 256;  // the locks sit near the start of DPDK's rte_mem_config
 
@@ -138,6 +157,45 @@ int CollectFbarrayLocks(const rte_memseg_list* msl, void* arg) {
 
 }  // namespace
 
+DpdkSection::DpdkSection() {
+  std::lock_guard<std::mutex> guard(g_section_mutex);
+  if (g_section_depth++ == 0 && g_section_fd >= 0) {
+    Status st = SetSectionLock(g_section_fd, F_RDLCK);
+    if (!st) NVMUX_LOG(kWarning, "%s: the DPDK lock doctor may misjudge this process", st.error().ToString().c_str());
+  }
+}
+
+DpdkSection::~DpdkSection() {
+  std::lock_guard<std::mutex> guard(g_section_mutex);
+  if (--g_section_depth == 0 && g_section_fd >= 0) (void)SetSectionLock(g_section_fd, F_UNLCK);
+}
+
+void DpdkSection::Bind(int lock_file_fd) {
+  std::lock_guard<std::mutex> guard(g_section_mutex);
+  if (g_section_fd >= 0 && g_section_depth > 0) (void)SetSectionLock(g_section_fd, F_UNLCK);
+  g_section_fd = lock_file_fd;
+  if (g_section_fd >= 0 && g_section_depth > 0) (void)SetSectionLock(g_section_fd, F_RDLCK);
+}
+
+bool DpdkSection::AnyLive() {
+  std::lock_guard<std::mutex> guard(g_section_mutex);
+  if (g_section_depth > 0) return true;  // F_GETLK never reports the caller's own locks
+  if (g_section_fd < 0) return true;
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = kDpdkSectionByte;
+  fl.l_len = 1;
+  if (::fcntl(g_section_fd, F_GETLK, &fl) != 0) return true;
+  return fl.l_type != F_UNLCK;
+}
+
+DpdkLockDoctor DpdkLockDoctor::Watching(std::vector<std::pair<std::string, int32_t*>> words) {
+  DpdkLockDoctor doctor;
+  for (auto& [name, word] : words) doctor.locks_.push_back(Watched{std::move(name), word});
+  return doctor;
+}
+
 Result<DpdkLockDoctor> DpdkLockDoctor::Create() {
   Mapping mapping = FindSharedConfig();
   if (mapping.start == nullptr) return Fail(ENOENT, "DPDK's shared config is not mapped in this process");
@@ -178,6 +236,11 @@ Result<DpdkLockDoctor> DpdkLockDoctor::Create() {
 
 std::vector<std::string> DpdkLockDoctor::Check(int64_t now_ns, Nanos stuck_after) {
   std::vector<std::string> repaired;
+  // Asked once per check, only when some word is a candidate (cheap then:
+  // one fcntl). A live process inside a section may hold any of the words
+  // legitimately (nvmuxd's own memory-event callback holds the hotplug
+  // lock across a DMA_MAP of up to 5 s): restart every wait instead.
+  bool asked = false, live = false;
   for (Watched& w : locks_) {
     std::atomic_ref<int32_t> word(*w.word);
     int32_t v = word.load(std::memory_order_acquire);
@@ -187,11 +250,19 @@ std::vector<std::string> DpdkLockDoctor::Check(int64_t now_ns, Nanos stuck_after
       continue;
     }
     if (now_ns - w.since_ns < stuck_after.count()) continue;
+    if (!asked) {
+      live = DpdkSection::AnyLive();
+      asked = true;
+    }
+    if (live) {
+      w.since_ns = now_ns;
+      continue;
+    }
     int32_t expected = v;
     if (word.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) {
       std::ostringstream msg;
       msg << "DPDK's " << w.name << " was held (value 0x" << std::hex << v << std::dec << ") for "
-          << (now_ns - w.since_ns) / 1'000'000 << " ms, most likely by a killed process; released it";
+          << (now_ns - w.since_ns) / 1'000'000 << " ms, with no live process inside DPDK: left by a killed process; released it";
       NVMUX_LOG(kWarning, "%s", msg.str().c_str());
       repaired.push_back(msg.str());
     }

@@ -8,6 +8,7 @@
 #include "nvmux/version.h"
 #include "shm/base/log.h"
 #include "shm/base/scope_guard.h"
+#include "shm/dpdk_lock_doctor.h"
 
 namespace nvmux::shm {
 namespace {
@@ -103,6 +104,9 @@ Status Group::OpenLockFile(ProcessRole role, int id) {
 }
 
 Status Group::StartEal(const GroupOptions& o, EalProcType type, const std::string& prefix) {
+  // From here on this process may hold DPDK's shared locks: nvmux code that
+  // holds one for long says so on the lock file (see dpdk_lock_doctor.h).
+  if (lock_file_) DpdkSection::Bind(lock_file_->fd());
   Status up = InitEal(EalOptions{o.name, prefix, type, o.cores, type == EalProcType::kSecondary ? 0 : o.mem_mb, false});
   if (!up) return Fail(up.error().code, (id_ >= 0 ? G(id_) + ": " : "") + up.error().message);
   eal_up_ = true;
@@ -342,6 +346,7 @@ Group::~Group() {
   if (became_primary_ && last && paths_) {
     RemoveGroupFiles(*paths_, false);  // while still holding the role lock
   }
+  if (lock_file_) DpdkSection::Bind(-1);
   lock_file_.reset();
   if (!standalone_prefix_.empty()) {
     GroupPaths sa;

@@ -7,6 +7,7 @@
 // LockFileHeader; locks and contents are independent):
 //   byte 0            primary role: write-locked by the nvmux primary for life
 //   byte 1            membership: read-locked by every process of the group
+//   byte 32           inside DPDK: read-locked while in a DpdkSection (dpdk_lock_doctor.h)
 //   byte 64 + slot    process-table slot: write-locked by the slot's owner
 //
 // Caveat of POSIX locks: closing any fd of the file drops all of this
@@ -78,6 +79,9 @@ class GroupLockFile {
   Status WriteHeader(const LockFileHeader& header);
   // Errors: ENODATA if the primary has not written a header yet.
   Result<LockFileHeader> ReadHeader() const;
+
+  // The open file, for DpdkSection's byte lock (which must use this one fd).
+  int fd() const { return fd_.get(); }
 
  private:
   explicit GroupLockFile(UniqueFd fd) : fd_(std::move(fd)) {}

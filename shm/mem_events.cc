@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "shm/base/log.h"
+#include "shm/dpdk_lock_doctor.h"
 
 namespace nvmux::shm {
 namespace {
@@ -59,6 +61,9 @@ std::vector<MemSegment> SegmentsOf(const void* addr, size_t len) {
 }
 
 void OnEvent(rte_mem_event type, const void* addr, size_t len, void*) {
+  // DPDK calls this with its hotplug lock held; subscribers may block in a
+  // DMA_MAP for seconds: the lock doctor must see that a live process holds it.
+  DpdkSection holding;
   std::vector<MemSegment> segments = SegmentsOf(addr, len);
   std::lock_guard<std::mutex> guard(g_mutex);
   for (Subscriber& s : g_subscribers) s.fn(type == RTE_MEM_EVENT_ALLOC, segments);
@@ -92,6 +97,7 @@ Result<std::unique_ptr<MemEventSubscription>> SubscribeMemEvents(MemEventFn fn) 
     }
   }
   rte_mcfg_mem_read_lock();
+  std::optional<DpdkSection> holding(std::in_place);  // held now: subscribers may block in a DMA_MAP
   std::vector<MemSegment> existing;
   rte_memseg_walk_thread_unsafe(CollectOne, &existing);
   uint64_t id;
@@ -101,6 +107,7 @@ Result<std::unique_ptr<MemEventSubscription>> SubscribeMemEvents(MemEventFn fn) 
     if (!existing.empty()) fn(true, existing);
     g_subscribers.push_back({id, std::move(fn)});
   }
+  holding.reset();
   rte_mcfg_mem_read_unlock();
   return std::unique_ptr<MemEventSubscription>(new MemEventSubscription(id));
 }

@@ -1,5 +1,6 @@
 #include "libclient/shared/fd_holders.h"
 
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -7,6 +8,7 @@
 #include <cstring>
 
 #include "shm/base/log.h"
+#include "shm/base/test_point.h"
 #include "shm/process_identity.h"
 
 namespace nvmux {
@@ -14,6 +16,19 @@ namespace {
 
 int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 int PidfdGetfd(int pidfd, int fd) { return static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, fd, 0)); }
+
+// The identity of an open file; all zero when fstat fails (a record no
+// taker will accept, which is the safe side).
+FdIdentity IdentityOf(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return FdIdentity{};
+  return FdIdentity{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+                    static_cast<uint32_t>(st.st_mode & S_IFMT), 1};
+}
+
+bool SameFile(const FdIdentity& a, const FdIdentity& b) {
+  return a.valid != 0 && b.valid != 0 && a.type == b.type && a.dev == b.dev && a.ino == b.ino;
+}
 
 }  // namespace
 
@@ -24,8 +39,12 @@ void RecordFdHolder(SharedController& c, shm::RobustLock& lock, uint32_t slot, u
   FdHolder& h = c.fd_holders[slot];
   std::atomic_ref<uint32_t>(h.generation).store(0, std::memory_order_release);
   std::atomic_thread_fence(std::memory_order_release);
+  NVMUX_TEST_POINT("fd.record.withdrawn");  // under the controller's lock, the record half written
   h.count = static_cast<uint32_t>(std::min<size_t>(fds.size(), kMaxHeldFds));
-  for (uint32_t i = 0; i < kMaxHeldFds; ++i) h.fds[i] = i < h.count ? fds[i] : -1;
+  for (uint32_t i = 0; i < kMaxHeldFds; ++i) {
+    h.fds[i] = i < h.count ? fds[i] : -1;
+    h.identity[i] = i < h.count ? IdentityOf(fds[i]) : FdIdentity{};
+  }
   h.doorbell_file_offset = doorbell_file_offset;
   std::atomic_ref<uint32_t>(h.generation).store(generation, std::memory_order_release);
 }
@@ -72,7 +91,26 @@ Result<TakenFds> TakeFdsFromHolder(SharedController& c, const shm::ProcessTable&
       }
       out.fds.push_back(std::move(fd));
     }
-    if (!out.fds.empty()) return out;
+    if (out.fds.empty()) continue;
+    NVMUX_TEST_POINT("fd.take.taken");  // duplicates held, not yet checked
+    // The numbers were read before pidfd_getfd: a holder that is exiting
+    // (or leaving) may have closed them meanwhile and opened something
+    // else at the same numbers. The record must still be this holder's,
+    // and every fd taken the very file it recorded; else try another.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (std::atomic_ref<uint32_t>(shared.generation).load(std::memory_order_acquire) != generation) {
+      last = Fail(ESTALE, "process " + std::to_string(p.id.pid) + " dropped its fd record while its fds were taken");
+      continue;
+    }
+    bool same = true;
+    for (uint32_t i = 0; i < out.fds.size() && same; ++i) {
+      if (SameFile(IdentityOf(out.fds[i].get()), h.identity[i])) continue;
+      same = false;
+      last = Fail(ESTALE, "fd " + std::to_string(h.fds[i]) + " of process " + std::to_string(p.id.pid) +
+                              " is no longer the file it recorded (closed and reused): not taken");
+      NVMUX_LOG(kNotice, "%s", last.message.c_str());
+    }
+    if (same) return out;
   }
   return last;
 }

@@ -45,11 +45,18 @@ struct TakenFds {
 };
 
 // Duplicates the fds of a live holder other than `self_slot`, checking its
-// identity (pid and start time) against the process table.
-// Errors: ENOENT (no live process holds them), EPERM (no ptrace access:
-// names the pid and what to change), ENOSYS (kernel older than 5.6).
+// identity (pid and start time) against the process table. Each fd taken
+// must be the file its holder recorded (fstat type, device and inode, kept
+// in the record by RecordFdHolder) and the record must still be that
+// holder's after taking: a holder that is exiting may have closed the
+// numbers and reused them for other files; such fds are closed and the
+// next holder is tried. (Anonymous-inode files such as eventfds all share
+// one inode, so for them the check is by type only.)
+// Errors: ENOENT (no live process holds them), ESTALE (the only holders'
+// fds were no longer the recorded files), EPERM (no ptrace access: names
+// the pid and what to change), ENOSYS (kernel older than 5.6).
 // Reads the records without the lock (each is checked against its
-// generation before and after copying).
+// generation before and after copying, and again after taking).
 [[nodiscard]] Result<TakenFds> TakeFdsFromHolder(SharedController& c, const shm::ProcessTable& processes,
                                                  uint32_t self_slot);
 // The same, as the SharedFds a transport is built from (doorbells,

@@ -79,11 +79,20 @@ inline constexpr uint32_t kEntryRetired = 3;
 
 // A process holding the controller's fds (see fd_holders.h); one per slot.
 inline constexpr uint32_t kMaxHeldFds = 6;
+// What fstat(2) said of a held fd when its holder recorded it: a taker
+// checks that the fd it took at that number is still that file.
+struct FdIdentity {
+  uint64_t dev;
+  uint64_t ino;
+  uint32_t type;   // st_mode & S_IFMT (0 for anonymous inodes: eventfds)
+  uint32_t valid;  // 1: fstat succeeded when recording
+};
 struct FdHolder {
   uint32_t generation;  // the holder slot's generation (0: none)
   uint32_t count;
   int32_t fds[kMaxHeldFds];  // fd numbers in the holder: doorbells, connection, then kick fds
   uint64_t doorbell_file_offset;
+  FdIdentity identity[kMaxHeldFds];  // of fds[i], as the holder saw it when recording
 };
 
 struct SharedController {

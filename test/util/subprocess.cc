@@ -111,6 +111,14 @@ Result<int> Subprocess::Wait(Nanos timeout) {
   }
 }
 
+std::optional<int> Subprocess::TryWait() {
+  if (pid_ <= 0) return std::nullopt;
+  int status = 0;
+  if (::waitpid(pid_, &status, WNOHANG) != pid_) return std::nullopt;
+  pid_ = -1;
+  return status;
+}
+
 std::string DescribeStatus(int s) {
   if (WIFEXITED(s)) return "exited " + std::to_string(WEXITSTATUS(s));
   if (WIFSIGNALED(s)) return "killed by signal " + std::to_string(WTERMSIG(s));

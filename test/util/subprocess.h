@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,6 +40,9 @@ class Subprocess {
   void Kill(int sig);
   // Waits for exit; returns the wait status. Errors: ETIMEDOUT (child then killed).
   Result<int> Wait(Nanos timeout = std::chrono::seconds(10));
+  // The wait status if the child has exited (reaping it), else nullopt;
+  // never blocks.
+  std::optional<int> TryWait();
   bool running() const { return pid_ > 0; }
 
  private:

@@ -90,7 +90,8 @@ std::string Emulator::ExecuteControl(std::string_view line) {
     return "ok " + std::string(buf) + controller_->faults().Describe() +
            " sleeps=" + std::to_string(deep_sleeps_.load(std::memory_order_relaxed)) +
            " woken=" + std::to_string(deep_wakes_.load(std::memory_order_relaxed)) +
-           " asleep=" + (deep_asleep_.load(std::memory_order_relaxed) ? "1" : "0");
+           " asleep=" + (deep_asleep_.load(std::memory_order_relaxed) ? "1" : "0") + " " +
+           controller_->QueueSummary();
   }
   if (command == "corrupt") {
     auto v = ParseNumbers("corrupt", args, {"lba", "ns"});

@@ -309,6 +309,17 @@ void Controller::SurpriseRemove() {
   NVMUX_LOG(kWarning, "nvmux-emu: surprise removal injected");
 }
 
+std::string Controller::QueueSummary() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto ids = [](const auto& queues) {
+    std::string out;
+    for (size_t qid = 1; qid < queues.size(); ++qid)
+      if (queues[qid]) out += (out.empty() ? "" : ",") + std::to_string(qid);
+    return out.empty() ? std::string("-") : out;
+  };
+  return "aers=" + std::to_string(aer_cids_.size()) + " sqs=" + ids(sqs_) + " cqs=" + ids(cqs_);
+}
+
 Status Controller::CorruptBlock(uint32_t nsid, uint64_t lba) {
   std::lock_guard<std::mutex> lock(mutex_);
   Namespace* ns = FindAllocated(nsid);

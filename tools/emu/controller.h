@@ -24,6 +24,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -126,6 +127,10 @@ class Controller {
   // data-verify sees corruption). ENOENT: no such namespace; EINVAL: lba out
   // of range or a null backing; the backing's error otherwise.
   [[nodiscard]] Status CorruptBlock(uint32_t nsid, uint64_t lba);
+  // The queues that exist on the device and the AERs it holds, for the
+  // control socket's `status`: "aers=N sqs=1,2 cqs=1,2" (I/O queues only;
+  // "-" when none), so tests can compare a host's records with the device.
+  std::string QueueSummary() const;
 
  private:
   struct CompletionQueue {
