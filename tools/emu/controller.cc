@@ -246,6 +246,7 @@ void Controller::ScanStrayDoorbells() {
 Status Controller::MapDma(int fd, uint64_t fd_offset, uint64_t iova, uint64_t size, bool readable,
                           bool writable) {
   std::lock_guard<std::mutex> lock(mutex_);
+  if (fd < 0) return dma_.MapFdless(iova, size, readable, writable);
   return dma_.Map(fd, fd_offset, iova, size, readable, writable);
 }
 
@@ -268,6 +269,17 @@ Status Controller::SetMsixEventfds(uint32_t start, std::vector<UniqueFd> fds) {
   }
   for (size_t i = 0; i < fds.size(); ++i) msix_[start + i] = std::move(fds[i]);
   return Ok();
+}
+
+Controller::ClientState Controller::client_state() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ClientState st;
+  st.dma_maps = dma_.count();
+  st.fdless_maps = dma_.fdless_count();
+  for (const auto& fd : msix_) st.msix_fds += fd.valid() ? 1 : 0;
+  for (size_t q = 1; q < sqs_.size(); ++q) st.io_sqs += sqs_[q].has_value() ? 1 : 0;
+  for (size_t q = 1; q < cqs_.size(); ++q) st.io_cqs += cqs_[q].has_value() ? 1 : 0;
+  return st;
 }
 
 void Controller::ClearMsix() {
