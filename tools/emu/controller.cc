@@ -246,8 +246,10 @@ void Controller::ScanStrayDoorbells() {
 Status Controller::MapDma(int fd, uint64_t fd_offset, uint64_t iova, uint64_t size, bool readable,
                           bool writable) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (fd < 0) return dma_.MapFdless(iova, size, readable, writable);
-  return dma_.Map(fd, fd_offset, iova, size, readable, writable);
+  Status done = fd < 0 ? dma_.MapFdless(iova, size, readable, writable)
+                        : dma_.Map(fd, fd_offset, iova, size, readable, writable);
+  if (done && fd >= 0) detached_ = false;
+  return done;
 }
 
 Status Controller::UnmapDma(uint64_t iova, uint64_t size) {
@@ -259,6 +261,7 @@ void Controller::DropClient() {
   std::lock_guard<std::mutex> lock(mutex_);
   dma_.UnmapAll();
   for (auto& fd : msix_) fd.Reset();
+  detached_ = true;
 }
 
 Status Controller::SetMsixEventfds(uint32_t start, std::vector<UniqueFd> fds) {
@@ -342,6 +345,11 @@ bool Controller::Poll() {
   if (faults_.CfsDue(MonotonicNanos())) Fatal("injected by --fault cfs");
   running_.store(csts_.rdy() != 0 && csts_.cfs() == 0, std::memory_order_relaxed);
   if (csts_.rdy() == 0 || csts_.cfs() != 0) return false;
+  // No client memory (the client went, or unmapped everything): nothing can
+  // be fetched or completed, and touching the queues or shadow doorbells
+  // would only declare a fatal error the next client would have to clear.
+  // The queues wait as they are until memory is mapped again.
+  if (detached_) return false;
   bool work = false;
   for (auto& cq : cqs_) {
     if (cq) UpdateCqHead(*cq);

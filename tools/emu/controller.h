@@ -68,7 +68,9 @@ class Controller {
   [[nodiscard]] Status MapDma(int fd, uint64_t fd_offset, uint64_t iova, uint64_t size, bool readable,
                               bool writable);
   [[nodiscard]] Status UnmapDma(uint64_t iova, uint64_t size);
-  // The client went away: forget its memory and interrupts, keep the rest.
+  // The client went away (or unmapped all): forget its memory and
+  // interrupts, keep the rest. Poll() then does nothing until a DMA_MAP
+  // with an fd brings shared memory again.
   void DropClient();
 
   // What a client holds in the controller, for the control socket's
@@ -362,6 +364,7 @@ class Controller {
   FaultInjector faults_;
   std::vector<DelayedCompletion> delayed_;  // dropped by a controller reset
   std::atomic<bool> removed_{false};
+  bool detached_ = false;  // DropClient() ran and no shared memory was mapped since
 };
 
 }  // namespace nvmux::emu
