@@ -265,6 +265,14 @@ TEST_F(VfioUserTest, IrqInfoAndSetIrqsErrors) {
   auto intx = client().GetIrqInfo(kPciIntxIrq);
   ASSERT_TRUE(intx);
   EXPECT_EQ(intx->count, 1u);
+  // The error IRQ (QEMU wires it for AER recovery): one, never raised.
+  auto err = client().GetIrqInfo(kPciErrIrq);
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->count, 1u);
+  EXPECT_NE(err->flags & kIrqInfoEventfd, 0u);
+  auto req = client().GetIrqInfo(kPciReqIrq);
+  ASSERT_TRUE(req);
+  EXPECT_EQ(req->count, 0u);
   auto bad = client().GetIrqInfo(7);
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().code, EINVAL);
@@ -283,6 +291,7 @@ TEST_F(VfioUserTest, IrqInfoAndSetIrqsErrors) {
   EXPECT_TRUE(client().SetIrqs(kPciMsixIrq, kIrqSetDataEventfd | kIrqSetActionTrigger, 0, 1, fds));
   EXPECT_TRUE(client().SetIrqs(kPciMsixIrq, kIrqSetDataNone | kIrqSetActionTrigger, 0, 0));
   EXPECT_TRUE(client().SetIrqs(kPciIntxIrq, kIrqSetDataEventfd | kIrqSetActionTrigger, 0, 1, fds));
+  EXPECT_TRUE(client().SetIrqs(kPciErrIrq, kIrqSetDataEventfd | kIrqSetActionTrigger, 0, 1, fds));
 }
 
 // QEMU sends the MSI-X vectors it has no eventfd for as DATA_EVENTFD with

@@ -106,25 +106,26 @@ qemu_cmd=("$qemu" -L "$qemu_dir/share/qemu" -accel tcg -machine q35 -smp 2 -m 51
   -object memory-backend-memfd,id=mem,size=512M,share=on -machine memory-backend=mem
   -device "{\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"$dir/cntrl\",\"type\":\"unix\"}}"
   -kernel "$cache/vmlinux" -initrd "$cache/initramfs.cpio.gz"
-  -display none -nodefaults -no-reboot -serial "file:$tmp/serial.log")
+  -display none -nodefaults -no-reboot)
 
 boot() {  # $1: mode; starts QEMU in the background
-  : >"$tmp/serial.log"
-  echo "RUN: ${qemu_cmd[*]} -append 'console=ttyS0 quiet panic=-1 nvmux.mode=$1'"
+  serial=$tmp/serial-$1.log qemu_log=$tmp/qemu-$1.log
+  : >"$serial"
+  echo "RUN: ${qemu_cmd[*]} -serial file:$serial -append 'console=ttyS0 quiet panic=-1 nvmux.mode=$1'"
   boot_start=$(date +%s.%N)
-  "${qemu_cmd[@]}" -append "console=ttyS0 quiet panic=-1 nvmux.mode=$1" >"$tmp/qemu.log" 2>&1 &
+  "${qemu_cmd[@]}" -serial "file:$serial" -append "console=ttyS0 quiet panic=-1 nvmux.mode=$1" >"$qemu_log" 2>&1 &
   qemu_pid=$!
 }
 since() { echo "$(date +%s.%N) $boot_start" | awk '{printf "%.1f", $1 - $2}'; }
 show_guest() {
-  echo "----- guest serial log -----"; cat "$tmp/serial.log"
-  echo "----- qemu -----"; cat "$tmp/qemu.log"
+  echo "----- guest serial log -----"; cat "$serial"
+  echo "----- qemu -----"; cat "$qemu_log"
   echo "----- nvmux-emu -----"; tail -50 "$tmp/emu.log"
 }
-result() { sed -n "s/^GUEST-RESULT .*\\b$1=\\([^ ]*\\).*/\\1/p" "$tmp/serial.log" | tr -d '\r' | head -1; }
+result() { sed -n "s/^GUEST-RESULT .*\\b$1=\\([^ ]*\\).*/\\1/p" "$serial" | tr -d '\r' | head -1; }
 # The whole rest of the line; Identify's ASCII fields are space-padded and
 # sysfs shows the padding: trailing spaces are dropped, as nvmux-identify does.
-result_line() { sed -n "s/^GUEST-RESULT $1=//p" "$tmp/serial.log" | tr -d '\r' | head -1 | sed 's/ *$//'; }
+result_line() { sed -n "s/^GUEST-RESULT $1=//p" "$serial" | tr -d '\r' | head -1 | sed 's/ *$//'; }
 expect() {  # key expected description
   local got
   got=$(result "$1")
@@ -159,9 +160,11 @@ expect ns2.sectors $((ns2_bytes / 512)) "namespace 2 size"
 expect ns2.lbs 4096 "namespace 2 logical block size"
 expect ns1.data ok "namespace 1 data read back equal after drop_caches"
 expect ns2.data ok "namespace 2 data read back equal after drop_caches"
+expect reset_controller ok "controller reset from the driver (reset_controller), data still there"
+expect reset_pci ok "PCI function reset, data still there"
 expect ns1.fs ok "ext2 made, mounted, file written and read back on namespace 1"
 expect ns2.fs ok "ext2 made, mounted, file written and read back on namespace 2"
-expect errors_in_dmesg 0 "no nvme errors, timeouts or resets in the guest's kernel log"
+expect errors_in_dmesg 0 "no nvme errors, timeouts or aborts in the guest's kernel log"
 expect done 1 "the guest ran to its clean shutdown"
 [ "$qemu_rc" = 0 ] && pass "QEMU exited 0 after poweroff" || fail "QEMU exited $qemu_rc"
 [ $failures = 0 ] || show_guest
@@ -171,11 +174,11 @@ check_survived "the guest's clean shutdown"
 failures_before=$failures
 boot stress
 deadline=$((SECONDS + 240))
-until [ "$(grep -c '^GUEST-RESULT stress_rounds=' "$tmp/serial.log")" -ge 2 ] || [ $SECONDS -ge $deadline ] ||
+until [ "$(grep -c '^GUEST-RESULT stress_rounds=' "$serial")" -ge 2 ] || [ $SECONDS -ge $deadline ] ||
       ! kill -0 "$qemu_pid" 2>/dev/null; do
   sleep 0.2
 done
-if [ "$(grep -c '^GUEST-RESULT stress_rounds=' "$tmp/serial.log")" -ge 2 ]; then
+if [ "$(grep -c '^GUEST-RESULT stress_rounds=' "$serial")" -ge 2 ]; then
   pass "the guest does I/O in a loop (after $(since) s)"
 else
   fail "the stress guest never got its I/O going"

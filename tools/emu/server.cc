@@ -408,6 +408,10 @@ uint32_t Server::IrqCount(uint32_t index) const {
   switch (index) {
     case kPciIntxIrq: return 1;
     case kPciMsixIrq: return controller_.msix_vectors();
+    // The error IRQ (QEMU registers one for AER recovery and warns when
+    // there is none): offered and accepted, never raised, since the
+    // emulated function has no PCIe errors to report.
+    case kPciErrIrq: return 1;
   }
   return 0;
 }
@@ -419,8 +423,9 @@ Result<Server::Reply> Server::GetIrqInfo(std::span<const uint8_t> payload) {
   IrqInfo info;
   info.index = in->index;
   info.count = IrqCount(in->index);
-  info.flags = kIrqInfoEventfd | (in->index == kPciIntxIrq ? kIrqInfoMaskable | kIrqInfoAutomasked
-                                                           : kIrqInfoNoresize);
+  info.flags = info.count == 0 ? 0
+               : kIrqInfoEventfd | (in->index == kPciIntxIrq ? kIrqInfoMaskable | kIrqInfoAutomasked
+                                                             : kIrqInfoNoresize);
   Reply r;
   AppendStruct(r.payload, info);
   return r;
@@ -455,7 +460,8 @@ Result<Server::Reply> Server::SetIrqs(std::span<const uint8_t> payload, std::vec
     if (fds.empty()) fds.resize(s->count);  // invalid fds clear the vectors
     NVMUX_TRY(controller_.SetMsixEventfds(s->start, std::move(fds)));
   }
-  // INTx is never raised and masking is not modelled: accepted as no-ops.
+  // INTx and the error IRQ are never raised and masking is not modelled:
+  // accepted as no-ops (their eventfds are closed).
   return Reply{};
 }
 
