@@ -139,6 +139,14 @@ for ns in $namespaces; do
   result ns$id.fs=$([ $ok = 1 ] && echo ok || echo bad)
 done
 # Errors or timeouts the driver logged (the resets asked for above log none).
+# Interrupts: MSI-X vectors the driver uses (admin + one per I/O queue) and
+# how many interrupts they took (the data above completed through them).
+# /proc/interrupts names MSI-X vectors "PCI-MSI" too; the function offers
+# only MSI-X (no MSI capability), so these are MSI-X vectors.
+result msix_vectors=$(grep -c 'PCI-MSI.*nvme0q' /proc/interrupts) \
+  msix_interrupts=$(grep 'PCI-MSI.*nvme0q' /proc/interrupts |
+    awk '{for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i} END {print n + 0}')
+grep 'nvme0q' /proc/interrupts
 result errors_in_dmesg=$(dmesg | grep -ci 'nvme.*\(error\|timeout\|failed\|abort\)')
 dmesg | grep -i 'nvme'
 finish

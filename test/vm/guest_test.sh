@@ -164,6 +164,11 @@ expect reset_controller ok "controller reset from the driver (reset_controller),
 expect reset_pci ok "PCI function reset, data still there"
 expect ns1.fs ok "ext2 made, mounted, file written and read back on namespace 1"
 expect ns2.fs ok "ext2 made, mounted, file written and read back on namespace 2"
+vectors=$(result msix_vectors) interrupts=$(result msix_interrupts)
+# -smp 2: the admin queue and two I/O queues, each with its own vector.
+[ "${vectors:-0}" -ge 3 ] && [ "${interrupts:-0}" -gt 50 ] &&
+  pass "MSI-X: $vectors vectors, $interrupts interrupts (SET_IRQS eventfds)" ||
+  fail "MSI-X: msix_vectors='$vectors' (>= 3 expected), msix_interrupts='$interrupts' (> 50 expected)"
 expect errors_in_dmesg 0 "no nvme errors, timeouts or aborts in the guest's kernel log"
 expect done 1 "the guest ran to its clean shutdown"
 [ "$qemu_rc" = 0 ] && pass "QEMU exited 0 after poweroff" || fail "QEMU exited $qemu_rc"
