@@ -194,6 +194,19 @@ TEST_F(OptionalFeaturesTest, DoorbellBufferConfigErrors) {
   EXPECT_TRUE(HasStatus(dev_->Admin(Dbbc(0x5000'0000'0000ull, pages.iova)), kGen, sc::kDataTransferError));
 }
 
+// A client that goes (QEMU killed) with shadow doorbells and I/O queues
+// configured: between clients the device touches none of the gone memory,
+// so the next client finds no fatal status (it used to: the new connection
+// published EventIdx into the unmapped buffer and set CSTS.CFS).
+TEST_F(OptionalFeaturesTest, ClientGoneWithShadowDoorbellsLeavesNoFatalStatus) {
+  DmaMemory::Buffer pages = dev_->mem().Alloc(2 * 4096);
+  ASSERT_TRUE(IsSuccess(dev_->Admin(Dbbc(pages.iova, pages.iova + 4096))));
+  dev_->Reconnect();
+  EXPECT_EQ(dev_->Csts().cfs(), 0);
+  EXPECT_EQ(dev_->Csts().rdy(), 1);
+  EXPECT_TRUE(IsSuccess(dev_->Admin(AdminCmd(admin::kKeepAlive))));
+}
+
 TEST_F(OptionalFeaturesTest, ShadowDoorbellsCarryTailsAndHeads) {
   DmaMemory::Buffer data = dev_->mem().Alloc(4096);
   // Some I/O through the real doorbells first so tail/head are not zero.

@@ -265,6 +265,14 @@ TEST_F(VfioUserTest, IrqInfoAndSetIrqsErrors) {
   auto intx = client().GetIrqInfo(kPciIntxIrq);
   ASSERT_TRUE(intx);
   EXPECT_EQ(intx->count, 1u);
+  // The error IRQ (QEMU wires it for AER recovery): one, never raised.
+  auto err = client().GetIrqInfo(kPciErrIrq);
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->count, 1u);
+  EXPECT_NE(err->flags & kIrqInfoEventfd, 0u);
+  auto req = client().GetIrqInfo(kPciReqIrq);
+  ASSERT_TRUE(req);
+  EXPECT_EQ(req->count, 0u);
   auto bad = client().GetIrqInfo(7);
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().code, EINVAL);
@@ -283,6 +291,23 @@ TEST_F(VfioUserTest, IrqInfoAndSetIrqsErrors) {
   EXPECT_TRUE(client().SetIrqs(kPciMsixIrq, kIrqSetDataEventfd | kIrqSetActionTrigger, 0, 1, fds));
   EXPECT_TRUE(client().SetIrqs(kPciMsixIrq, kIrqSetDataNone | kIrqSetActionTrigger, 0, 0));
   EXPECT_TRUE(client().SetIrqs(kPciIntxIrq, kIrqSetDataEventfd | kIrqSetActionTrigger, 0, 1, fds));
+  EXPECT_TRUE(client().SetIrqs(kPciErrIrq, kIrqSetDataEventfd | kIrqSetActionTrigger, 0, 1, fds));
+}
+
+// QEMU sends the MSI-X vectors it has no eventfd for as DATA_EVENTFD with
+// count N and no fds (its -1 entries): those vectors are de-assigned.
+TEST_F(VfioUserTest, SetIrqsEventfdWithoutFdsClearsVectors) {
+  UniqueFd a(::eventfd(0, EFD_CLOEXEC)), b(::eventfd(0, EFD_CLOEXEC));
+  int fds[2] = {a.get(), b.get()};
+  ASSERT_TRUE(client().SetIrqs(kPciMsixIrq, kIrqSetDataEventfd | kIrqSetActionTrigger, 0, 2, fds));
+  EXPECT_EQ(dev_->emulator().controller().client_state().msix_fds, 2u);
+  ASSERT_TRUE(client().SetIrqs(kPciMsixIrq, kIrqSetDataEventfd | kIrqSetActionTrigger, 1, 3, {}));
+  EXPECT_EQ(dev_->emulator().controller().client_state().msix_fds, 1u);
+  Status s = client().SetIrqs(kPciMsixIrq, kIrqSetDataEventfd | kIrqSetActionTrigger, 0, 1000000, {});
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, EINVAL);
+  dev_->Reconnect();
+  EXPECT_EQ(dev_->emulator().controller().client_state().msix_fds, 0u);
 }
 
 TEST_F(VfioUserTest, DmaMapErrors) {
@@ -297,7 +322,7 @@ TEST_F(VfioUserTest, DmaMapErrors) {
   s = client().DmaMap(fd.get(), 0, base - 4096, 8192);
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().code, EEXIST);
-  // Beyond the end of the file; unaligned; zero size; no fd.
+  // Beyond the end of the file; unaligned; zero size.
   for (auto [off, iova, size, expect] :
        {std::tuple<uint64_t, uint64_t, uint64_t, int>{1 << 20, base + (2 << 20), 4096, EINVAL},
         {0, base + (2 << 20) + 12, 4096, EINVAL},
@@ -306,9 +331,6 @@ TEST_F(VfioUserTest, DmaMapErrors) {
     ASSERT_FALSE(s) << iova;
     EXPECT_EQ(s.error().code, expect);
   }
-  s = client().DmaMap(-1, 0, base + (4 << 20), 4096);
-  ASSERT_FALSE(s);
-  EXPECT_EQ(s.error().code, EINVAL);
   // Unmap must name an existing mapping exactly.
   s = client().DmaUnmap(base, 4096);
   ASSERT_FALSE(s);
@@ -319,6 +341,76 @@ TEST_F(VfioUserTest, DmaMapErrors) {
   EXPECT_EQ(s.error().code, ENOENT);
   // After the unmap the range is free again.
   EXPECT_TRUE(client().DmaMap(fd.get(), 0, base + 4096, 4096));
+}
+
+// The spec's fd-less DMA regions (QEMU maps its BIOS ROM so): accepted,
+// checked and unmapped like any other, never accessed; a command whose data
+// lies there fails with Data Transfer Error and the controller carries on.
+TEST_F(VfioUserTest, FdlessDmaRegions) {
+  const uint64_t rom = 0x50'0000'0000ull;
+  ASSERT_TRUE(client().DmaMap(-1, 0, rom, 64 << 10, kDmaFlagRead));
+  EXPECT_EQ(dev_->emulator().controller().client_state().fdless_maps, 1u);
+  // Same checks as with an fd: overlap, alignment, size.
+  UniqueFd fd(::memfd_create("dma", MFD_CLOEXEC));
+  ASSERT_EQ(::ftruncate(fd.get(), 1 << 20), 0);
+  for (auto [iova, size, expect] : {std::tuple<uint64_t, uint64_t, int>{rom + 4096, 4096, EEXIST},
+                                    {rom + (1 << 20) + 12, 4096, EINVAL},
+                                    {rom + (1 << 20), 0, EINVAL}}) {
+    Status s = client().DmaMap(-1, 0, iova, size);
+    ASSERT_FALSE(s) << iova;
+    EXPECT_EQ(s.error().code, expect) << iova;
+  }
+  Status s = client().DmaMap(fd.get(), 0, rom - 4096, 8192);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, EEXIST);
+  // Data pointing into it: Data Transfer Error, for reads and writes.
+  ASSERT_TRUE(dev_->Enable());
+  dev_->CreateIoQueuePair(1, 16);
+  for (uint8_t opc : {spec::nvm::kRead, spec::nvm::kWrite}) {
+    spec::Sqe sqe = IoCmd(opc, 1, 0, 1);
+    sqe.prp1 = rom;
+    EXPECT_TRUE(HasStatus(dev_->Io(1, sqe), spec::sct::kGeneric, spec::sc::kDataTransferError)) << int{opc};
+  }
+  // A buffer straddling shared memory and the fd-less region fails whole.
+  ASSERT_TRUE(client().DmaMap(fd.get(), 0, rom - (1 << 20), 1 << 20));
+  spec::Sqe straddle = IoCmd(spec::nvm::kRead, 1, 0, 2);
+  straddle.prp1 = rom - 512;
+  straddle.prp2 = rom;
+  EXPECT_TRUE(HasStatus(dev_->Io(1, straddle), spec::sct::kGeneric, spec::sc::kDataTransferError));
+  EXPECT_TRUE(IsSuccess(dev_->Io(1, IoCmd(spec::nvm::kFlush, 1, 0, 1))));
+  // Unmap names it exactly, once.
+  s = client().DmaUnmap(rom, 4096);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, ENOENT);
+  EXPECT_TRUE(client().DmaUnmap(rom, 64 << 10));
+  s = client().DmaUnmap(rom, 64 << 10);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, ENOENT);
+  EXPECT_EQ(dev_->emulator().controller().client_state().fdless_maps, 0u);
+  // A disconnect forgets fd-less regions too.
+  ASSERT_TRUE(client().DmaMap(-1, 0, rom, 4096));
+  dev_->Reconnect();
+  EXPECT_EQ(dev_->emulator().controller().client_state().fdless_maps, 0u);
+  EXPECT_TRUE(client().DmaMap(-1, 0, rom, 4096));
+}
+
+// QEMU's client asks for region info with argsz = sizeof(RegionInfo) first
+// and refuses a reply whose CAPS flag points outside what it sent.
+TEST_F(VfioUserTest, RegionInfoShortArgszHasNoCapsOutsideIt) {
+  for (uint32_t idx = 0; idx < kPciNumRegions; ++idx) {
+    std::vector<uint8_t> payload;
+    RegionInfo req;
+    req.index = idx;
+    AppendStruct(payload, req);
+    auto reply = client().Call(Command::kDeviceGetRegionInfo, payload);
+    ASSERT_TRUE(reply) << idx;
+    auto info = ReadStruct<RegionInfo>(reply->payload);
+    ASSERT_TRUE(info) << idx;
+    if ((info->flags & kRegionFlagCaps) != 0) {
+      EXPECT_GE(info->cap_offset, sizeof(RegionInfo)) << idx;
+      EXPECT_LE(info->cap_offset, req.argsz) << idx;
+    }
+  }
 }
 
 TEST_F(VfioUserTest, MalformedRequestsGetErrorReplies) {

@@ -84,14 +84,17 @@ std::string Emulator::ExecuteControl(std::string_view line) {
   }
   if (command == "status") {
     auto csts = controller_->ReadRegister(spec::kRegCsts, 4);
+    const Controller::ClientState client = controller_->client_state();
     char buf[64];
     std::snprintf(buf, sizeof(buf), "removed=%d csts=0x%08x ", controller_->removed() ? 1 : 0,
                   csts ? static_cast<uint32_t>(*csts) : 0xFFFFFFFFu);
     return "ok " + std::string(buf) + controller_->faults().Describe() +
            " sleeps=" + std::to_string(deep_sleeps_.load(std::memory_order_relaxed)) +
            " woken=" + std::to_string(deep_wakes_.load(std::memory_order_relaxed)) +
-           " asleep=" + (deep_asleep_.load(std::memory_order_relaxed) ? "1" : "0") + " " +
-           controller_->QueueSummary();
+           " asleep=" + (deep_asleep_.load(std::memory_order_relaxed) ? "1" : "0") +
+           " dma_maps=" + std::to_string(client.dma_maps) + " fdless=" + std::to_string(client.fdless_maps) +
+           " msix_fds=" + std::to_string(client.msix_fds) + " io_sqs=" + std::to_string(client.io_sqs) +
+           " io_cqs=" + std::to_string(client.io_cqs) + " " + controller_->QueueSummary();
   }
   if (command == "corrupt") {
     auto v = ParseNumbers("corrupt", args, {"lba", "ns"});

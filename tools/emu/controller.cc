@@ -246,7 +246,10 @@ void Controller::ScanStrayDoorbells() {
 Status Controller::MapDma(int fd, uint64_t fd_offset, uint64_t iova, uint64_t size, bool readable,
                           bool writable) {
   std::lock_guard<std::mutex> lock(mutex_);
-  return dma_.Map(fd, fd_offset, iova, size, readable, writable);
+  Status done = fd < 0 ? dma_.MapFdless(iova, size, readable, writable)
+                        : dma_.Map(fd, fd_offset, iova, size, readable, writable);
+  if (done && fd >= 0) detached_ = false;
+  return done;
 }
 
 Status Controller::UnmapDma(uint64_t iova, uint64_t size) {
@@ -258,6 +261,7 @@ void Controller::DropClient() {
   std::lock_guard<std::mutex> lock(mutex_);
   dma_.UnmapAll();
   for (auto& fd : msix_) fd.Reset();
+  detached_ = true;
 }
 
 Status Controller::SetMsixEventfds(uint32_t start, std::vector<UniqueFd> fds) {
@@ -268,6 +272,17 @@ Status Controller::SetMsixEventfds(uint32_t start, std::vector<UniqueFd> fds) {
   }
   for (size_t i = 0; i < fds.size(); ++i) msix_[start + i] = std::move(fds[i]);
   return Ok();
+}
+
+Controller::ClientState Controller::client_state() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ClientState st;
+  st.dma_maps = dma_.count();
+  st.fdless_maps = dma_.fdless_count();
+  for (const auto& fd : msix_) st.msix_fds += fd.valid() ? 1 : 0;
+  for (size_t q = 1; q < sqs_.size(); ++q) st.io_sqs += sqs_[q].has_value() ? 1 : 0;
+  for (size_t q = 1; q < cqs_.size(); ++q) st.io_cqs += cqs_[q].has_value() ? 1 : 0;
+  return st;
 }
 
 void Controller::ClearMsix() {
@@ -341,6 +356,11 @@ bool Controller::Poll() {
   if (faults_.CfsDue(MonotonicNanos())) Fatal("injected by --fault cfs");
   running_.store(csts_.rdy() != 0 && csts_.cfs() == 0, std::memory_order_relaxed);
   if (csts_.rdy() == 0 || csts_.cfs() != 0) return false;
+  // No client memory (the client went, or unmapped everything): nothing can
+  // be fetched or completed, and touching the queues or shadow doorbells
+  // would only declare a fatal error the next client would have to clear.
+  // The queues wait as they are until memory is mapped again.
+  if (detached_) return false;
   bool work = false;
   for (auto& cq : cqs_) {
     if (cq) UpdateCqHead(*cq);

@@ -65,11 +65,25 @@ class Controller {
   // A doorbell write that came by message (offset within BAR0, >= 0x1000).
   void WriteDoorbell(uint32_t offset, uint32_t value);
 
+  // fd < 0: an fd-less region (DmaSpace::MapFdless; fd_offset ignored).
   [[nodiscard]] Status MapDma(int fd, uint64_t fd_offset, uint64_t iova, uint64_t size, bool readable,
                               bool writable);
   [[nodiscard]] Status UnmapDma(uint64_t iova, uint64_t size);
-  // The client went away: forget its memory and interrupts, keep the rest.
+  // The client went away (or unmapped all): forget its memory and
+  // interrupts, keep the rest. Poll() then does nothing until a DMA_MAP
+  // with an fd brings shared memory again.
   void DropClient();
+
+  // What a client holds in the controller, for the control socket's
+  // `status` (after a client goes, dma_maps and msix_fds are 0).
+  struct ClientState {
+    size_t dma_maps = 0;     // every DMA region, fd-less ones included
+    size_t fdless_maps = 0;  // of which fd-less
+    size_t msix_fds = 0;     // MSI-X vectors with an eventfd
+    size_t io_sqs = 0;       // I/O queues (kept across clients until a reset)
+    size_t io_cqs = 0;
+  };
+  ClientState client_state() const;
 
   // MSI-X vector eventfds (taken over); an invalid fd clears the vector.
   uint32_t msix_vectors() const { return msix_vectors_; }
@@ -355,6 +369,7 @@ class Controller {
   FaultInjector faults_;
   std::vector<DelayedCompletion> delayed_;  // dropped by a controller reset
   std::atomic<bool> removed_{false};
+  bool detached_ = false;  // DropClient() ran and no shared memory was mapped since
 };
 
 }  // namespace nvmux::emu

@@ -7,7 +7,7 @@
 
 namespace nvmux::emu {
 
-Status DmaSpace::Map(int fd, uint64_t fd_offset, uint64_t iova, uint64_t size, bool readable, bool writable) {
+Status DmaSpace::CheckNew(uint64_t fd_offset, uint64_t iova, uint64_t size) const {
   auto describe = [&] {
     return "DMA map iova " + std::to_string(iova) + " size " + std::to_string(size);
   };
@@ -23,6 +23,32 @@ Status DmaSpace::Map(int fd, uint64_t fd_offset, uint64_t iova, uint64_t size, b
     auto prev = std::prev(next);
     if (prev->first + prev->second.size > iova) return Fail(EEXIST, describe() + ": overlaps a mapping");
   }
+  return Ok();
+}
+
+Status DmaSpace::MapFdless(uint64_t iova, uint64_t size, bool readable, bool writable) {
+  NVMUX_TRY(CheckNew(0, iova, size));
+  maps_.emplace(iova, Mapping{size, nullptr, readable, writable});
+  ++fdless_count_;
+  return Ok();
+}
+
+bool DmaSpace::TouchesFdless(uint64_t iova, uint64_t len) const {
+  if (fdless_count_ == 0 || len == 0) return false;
+  const uint64_t end = iova + len < iova ? UINT64_MAX : iova + len;
+  auto it = maps_.upper_bound(iova);
+  if (it != maps_.begin()) --it;
+  for (; it != maps_.end() && it->first < end; ++it) {
+    if (it->second.local == nullptr && it->first + it->second.size > iova) return true;
+  }
+  return false;
+}
+
+Status DmaSpace::Map(int fd, uint64_t fd_offset, uint64_t iova, uint64_t size, bool readable, bool writable) {
+  auto describe = [&] {
+    return "DMA map iova " + std::to_string(iova) + " size " + std::to_string(size);
+  };
+  NVMUX_TRY(CheckNew(fd_offset, iova, size));
   // A mapping past the end of a file would SIGBUS on access: refuse it.
   struct stat st{};
   if (::fstat(fd, &st) != 0) return ErrnoError(describe() + ": fstat");
@@ -44,14 +70,21 @@ Status DmaSpace::Unmap(uint64_t iova, uint64_t size) {
     return Fail(ENOENT, "DMA unmap iova " + std::to_string(iova) + " size " + std::to_string(size) +
                             ": no mapping with exactly that range");
   }
-  ::munmap(it->second.local, it->second.size);
+  if (it->second.local != nullptr) {
+    ::munmap(it->second.local, it->second.size);
+  } else {
+    --fdless_count_;
+  }
   maps_.erase(it);
   return Ok();
 }
 
 void DmaSpace::UnmapAll() {
-  for (auto& [iova, m] : maps_) ::munmap(m.local, m.size);
+  for (auto& [iova, m] : maps_) {
+    if (m.local != nullptr) ::munmap(m.local, m.size);
+  }
   maps_.clear();
+  fdless_count_ = 0;
 }
 
 uint8_t* DmaSpace::Translate(uint64_t iova, uint64_t len, bool for_write) const {
@@ -63,6 +96,7 @@ uint8_t* DmaSpace::Translate(uint64_t iova, uint64_t len, bool for_write) const 
   uint64_t off = iova - it->first;
   if (off >= m.size || m.size - off < len) return nullptr;
   if (for_write ? !m.writable : !m.readable) return nullptr;
+  if (m.local == nullptr) return nullptr;  // fd-less: reachable only by message
   return m.local + off;
 }
 
@@ -76,6 +110,7 @@ bool DmaSpace::Covered(uint64_t iova, uint64_t len, bool for_write) const {
     const Mapping& m = it->second;
     if (at - it->first >= m.size) return false;
     if (for_write ? !m.writable : !m.readable) return false;
+    if (m.local == nullptr) return false;  // fd-less
     at = it->first + m.size;
   }
   return true;

@@ -7,6 +7,16 @@
 // would (data buffers may span a host's separate registrations). Mappings
 // never overlap.
 //
+// Fd-less regions (MapFdless): the vfio-user spec lets a client register
+// memory it cannot share (QEMU: the BIOS ROM) without an fd; a server may
+// then reach it only with VFIO_USER_DMA_READ/WRITE messages to the client.
+// nvmux-emu does not send those (see tools/emu/README.md, "Fd-less DMA"):
+// such a region is recorded (it counts against the mapping limit, takes
+// part in overlap checks and must be unmapped exactly like any other), but
+// Translate/TranslateEach never resolve into it, so a command whose data
+// points there fails with Data Transfer Error and a queue placed there is
+// a fatal controller error (CSTS.CFS), as for unmapped memory.
+//
 // Errors: Map returns EINVAL (zero size, unaligned, overflow, range beyond
 // the file, unknown flags), EEXIST (overlaps a mapping), ENOSPC (too many
 // mappings) or the mmap errno; Unmap returns ENOENT unless (iova, size)
@@ -35,6 +45,10 @@ class DmaSpace {
   // Maps [fd_offset, fd_offset + size) of fd at iova. The fd is not kept.
   [[nodiscard]] Status Map(int fd, uint64_t fd_offset, uint64_t iova, uint64_t size, bool readable,
                            bool writable);
+  // Records [iova, iova + size) as an fd-less region (same checks as Map).
+  [[nodiscard]] Status MapFdless(uint64_t iova, uint64_t size, bool readable, bool writable);
+  // Whether any byte of [iova, iova + len) lies in an fd-less region.
+  bool TouchesFdless(uint64_t iova, uint64_t len) const;
   [[nodiscard]] Status Unmap(uint64_t iova, uint64_t size);
   void UnmapAll();
 
@@ -61,16 +75,20 @@ class DmaSpace {
   }
 
   size_t count() const { return maps_.size(); }
+  size_t fdless_count() const { return fdless_count_; }
 
  private:
   struct Mapping {
     uint64_t size;
-    uint8_t* local;
+    uint8_t* local;  // nullptr: an fd-less region
     bool readable;
     bool writable;
   };
   // Whether every byte of [iova, iova + len) is mapped with the access.
   bool Covered(uint64_t iova, uint64_t len, bool for_write) const;
+  // The Map/MapFdless argument and overlap checks.
+  [[nodiscard]] Status CheckNew(uint64_t fd_offset, uint64_t iova, uint64_t size) const;
+  size_t fdless_count_ = 0;
   uint32_t max_maps_;
   std::map<uint64_t, Mapping> maps_;  // iova -> mapping
 };

@@ -99,5 +99,40 @@ TEST_F(DmaSpaceTest, UnmapExactOnly) {
   EXPECT_EQ(dma.count(), 0u);
 }
 
+TEST_F(DmaSpaceTest, FdlessRegionsAreRecordedButNeverTranslated) {
+  DmaSpace dma(4);
+  ASSERT_TRUE(dma.MapFdless(0x20000, 8192, true, true));
+  ASSERT_TRUE(dma.Map(fd_.get(), 0, 0x1F000, 4096, true, true));  // adjacent, below
+  EXPECT_EQ(dma.count(), 2u);
+  EXPECT_EQ(dma.fdless_count(), 1u);
+  EXPECT_EQ(dma.Translate(0x20000, 16, false), nullptr);
+  EXPECT_EQ(dma.Translate(0x20000, 16, true), nullptr);
+  EXPECT_NE(dma.Translate(0x1F000, 16, false), nullptr);
+  EXPECT_FALSE(dma.TranslateEach(0x1FF00, 0x200, false, [](uint8_t*, uint64_t) { FAIL() << "called"; }))
+      << "a range running from shared memory into an fd-less region";
+  EXPECT_TRUE(dma.TouchesFdless(0x1FF00, 0x200));
+  EXPECT_TRUE(dma.TouchesFdless(0x21FFF, 1));
+  EXPECT_FALSE(dma.TouchesFdless(0x1F000, 4096));
+  EXPECT_FALSE(dma.TouchesFdless(0x22000, 4096));
+  // Same argument and overlap checks as Map.
+  EXPECT_EQ(dma.MapFdless(0x21000, 4096, true, false).error().code, EEXIST);
+  EXPECT_EQ(dma.MapFdless(0x30001, 4096, true, false).error().code, EINVAL);
+  EXPECT_EQ(dma.MapFdless(0x30000, 0, true, false).error().code, EINVAL);
+  EXPECT_EQ(dma.Map(fd_.get(), 0, 0x21000, 4096, true, true).error().code, EEXIST);
+  // Unmap: exact range only; then the space is free for a real mapping.
+  EXPECT_EQ(dma.Unmap(0x20000, 4096).error().code, ENOENT);
+  ASSERT_TRUE(dma.Unmap(0x20000, 8192));
+  EXPECT_EQ(dma.fdless_count(), 0u);
+  ASSERT_TRUE(dma.Map(fd_.get(), 0, 0x20000, 8192, true, true));
+  EXPECT_NE(dma.Translate(0x20000, 16, true), nullptr);
+  // Fd-less regions count against the limit; UnmapAll forgets them.
+  ASSERT_TRUE(dma.MapFdless(0x40000, 4096, true, false));
+  ASSERT_TRUE(dma.MapFdless(0x50000, 4096, true, false));
+  EXPECT_EQ(dma.MapFdless(0x60000, 4096, true, false).error().code, ENOSPC);
+  dma.UnmapAll();
+  EXPECT_EQ(dma.count(), 0u);
+  EXPECT_EQ(dma.fdless_count(), 0u);
+}
+
 }  // namespace
 }  // namespace nvmux::emu

@@ -52,7 +52,9 @@ void Controller::UpdateCqHead(CompletionQueue& cq) {
 bool Controller::WriteCqe(CompletionQueue& cq, const Cqe& cqe) {
   uint8_t* slot = dma_.Translate(cq.base + static_cast<uint64_t>(cq.tail) * sizeof(Cqe), sizeof(Cqe), true);
   if (slot == nullptr) {
-    Fatal("completion queue entry not DMA-mapped");
+    const uint64_t at = cq.base + static_cast<uint64_t>(cq.tail) * sizeof(Cqe);
+    Fatal(dma_.TouchesFdless(at, sizeof(Cqe)) ? "completion queue entry in an fd-less DMA region (no DMA_WRITE)"
+                                              : "completion queue entry not DMA-mapped");
     return false;
   }
   // Everything but the status word first; the status (with the phase tag)
@@ -131,7 +133,9 @@ bool Controller::ProcessSq(SubmissionQueue& sq) {
     const uint8_t* entry =
         dma_.Translate(sq.base + static_cast<uint64_t>(sq.head) * sizeof(Sqe), sizeof(Sqe), false);
     if (entry == nullptr) {
-      Fatal("submission queue entry not DMA-mapped");
+      const uint64_t at = sq.base + static_cast<uint64_t>(sq.head) * sizeof(Sqe);
+      Fatal(dma_.TouchesFdless(at, sizeof(Sqe)) ? "submission queue entry in an fd-less DMA region (no DMA_READ)"
+                                                : "submission queue entry not DMA-mapped");
       return false;
     }
     std::memcpy(&sqe, entry, sizeof(sqe));

@@ -284,9 +284,19 @@ Result<Server::Reply> Server::DmaMap(std::span<const uint8_t> payload, std::vect
   auto m = ReadStruct<DmaMapPayload>(payload);
   if (!m || m->argsz < sizeof(DmaMapPayload)) return Invalid("DMA_MAP payload shorter than 32 bytes");
   if ((m->flags & ~(kDmaFlagRead | kDmaFlagWrite)) != 0) return Invalid("DMA_MAP flags unknown");
-  if (fds.size() != 1) return Invalid("DMA_MAP needs exactly one fd (fd-less DMA is not supported)");
-  NVMUX_TRY(controller_.MapDma(fds[0].get(), m->offset, m->address, m->size, (m->flags & kDmaFlagRead) != 0,
-                               (m->flags & kDmaFlagWrite) != 0));
+  if (fds.size() > 1) return Invalid("DMA_MAP takes at most one fd, got " + std::to_string(fds.size()));
+  const bool readable = (m->flags & kDmaFlagRead) != 0, writable = (m->flags & kDmaFlagWrite) != 0;
+  if (fds.empty()) {
+    // The spec's fd-less region (QEMU maps its BIOS ROM so): recorded, never
+    // accessed; see DmaSpace::MapFdless for what a command pointing there gets.
+    NVMUX_TRY(controller_.MapDma(-1, 0, m->address, m->size, readable, writable));
+    NVMUX_LOG(kInfo,
+              "nvmux-emu: fd-less DMA region [0x%llx, +0x%llx) recorded; the device does not access it "
+              "(no VFIO_USER_DMA_READ/WRITE): commands pointing there fail",
+              static_cast<unsigned long long>(m->address), static_cast<unsigned long long>(m->size));
+    return Reply{};
+  }
+  NVMUX_TRY(controller_.MapDma(fds[0].get(), m->offset, m->address, m->size, readable, writable));
   return Reply{};
 }
 
@@ -345,15 +355,18 @@ Result<Server::Reply> Server::GetRegionInfo(std::span<const uint8_t> payload) {
   // BAR0: the doorbell page is mmap-able from the doorbell memfd, whose file
   // offset 0 is BAR0 offset 0.
   const uint32_t needed = sizeof(RegionInfo) + sizeof(SparseMmapCap) + sizeof(SparseMmapArea);
-  info.flags |= kRegionFlagMmap | kRegionFlagCaps;
+  info.flags |= kRegionFlagMmap;
   info.offset = 0;
   info.argsz = needed;
   r.fd = doorbell_fd_;
   if (in->argsz < needed) {
-    info.cap_offset = 0;  // the client asks again with argsz = needed
+    // No room for the capability chain: argsz says how much it needs and
+    // the client asks again. The CAPS flag stays off in this reply: QEMU
+    // refuses a CAPS flag whose cap_offset lies outside the argsz it sent.
     AppendStruct(r.payload, info);
     return r;
   }
+  info.flags |= kRegionFlagCaps;
   info.cap_offset = sizeof(RegionInfo);
   AppendStruct(r.payload, info);
   SparseMmapCap cap;
@@ -395,6 +408,10 @@ uint32_t Server::IrqCount(uint32_t index) const {
   switch (index) {
     case kPciIntxIrq: return 1;
     case kPciMsixIrq: return controller_.msix_vectors();
+    // The error IRQ (QEMU registers one for AER recovery and warns when
+    // there is none): offered and accepted, never raised, since the
+    // emulated function has no PCIe errors to report.
+    case kPciErrIrq: return 1;
   }
   return 0;
 }
@@ -406,8 +423,9 @@ Result<Server::Reply> Server::GetIrqInfo(std::span<const uint8_t> payload) {
   IrqInfo info;
   info.index = in->index;
   info.count = IrqCount(in->index);
-  info.flags = kIrqInfoEventfd | (in->index == kPciIntxIrq ? kIrqInfoMaskable | kIrqInfoAutomasked
-                                                           : kIrqInfoNoresize);
+  info.flags = info.count == 0 ? 0
+               : kIrqInfoEventfd | (in->index == kPciIntxIrq ? kIrqInfoMaskable | kIrqInfoAutomasked
+                                                             : kIrqInfoNoresize);
   Reply r;
   AppendStruct(r.payload, info);
   return r;
@@ -422,8 +440,11 @@ Result<Server::Reply> Server::SetIrqs(std::span<const uint8_t> payload, std::vec
   if (std::popcount(data) != 1 || std::popcount(action) != 1 || (s->flags & ~(data | action)) != 0) {
     return Invalid("DEVICE_SET_IRQS needs exactly one DATA_ and one ACTION_ flag");
   }
-  if ((data == kIrqSetDataEventfd) != !fds.empty() ||
-      (data == kIrqSetDataEventfd && fds.size() != s->count)) {
+  // DATA_EVENTFD carries one fd per vector, or none at all: QEMU sends the
+  // vectors it has no eventfd for that way (-1 entries of the VFIO ioctl),
+  // which de-assigns them.
+  if ((data != kIrqSetDataEventfd && !fds.empty()) ||
+      (data == kIrqSetDataEventfd && !fds.empty() && fds.size() != s->count)) {
     return Invalid("DEVICE_SET_IRQS: " + std::to_string(fds.size()) + " fds for count " + std::to_string(s->count));
   }
   const uint32_t count = IrqCount(s->index);
@@ -436,9 +457,11 @@ Result<Server::Reply> Server::SetIrqs(std::span<const uint8_t> payload, std::vec
                    " beyond the " + std::to_string(count) + " of index " + std::to_string(s->index));
   }
   if (s->index == kPciMsixIrq && action == kIrqSetActionTrigger && data == kIrqSetDataEventfd) {
+    if (fds.empty()) fds.resize(s->count);  // invalid fds clear the vectors
     NVMUX_TRY(controller_.SetMsixEventfds(s->start, std::move(fds)));
   }
-  // INTx is never raised and masking is not modelled: accepted as no-ops.
+  // INTx and the error IRQ are never raised and masking is not modelled:
+  // accepted as no-ops (their eventfds are closed).
   return Reply{};
 }
 

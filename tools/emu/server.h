@@ -11,8 +11,11 @@
 //
 // Regions: BAR0 (16 KiB: registers trapped, doorbell page [0x1000,0x2000)
 // offered as a sparse mmap of the doorbell memfd, the rest reads zero), BAR4
-// MSI-X table, BAR5 MSI-X PBA, config space (PciConfig). IRQs: INTx (accepted,
-// never raised), MSI-X (eventfds, one per vector).
+// MSI-X table, BAR5 MSI-X PBA, config space (PciConfig). IRQs: INTx and the
+// error IRQ (accepted, never raised), MSI-X (eventfds, one per vector).
+// DMA: regions with an fd are mapped; fd-less ones (the spec allows them;
+// QEMU maps its ROMs so) are recorded but never accessed: nvmux-emu sends no
+// VFIO_USER_DMA_READ/WRITE (DmaSpace::MapFdless says what commands get).
 //
 // Io fds (DEVICE_GET_REGION_IO_FDS): BAR0 offers one ioeventfd for the
 // whole doorbell page (one sub-region [0x1000, 0x2000), no datamatch; the

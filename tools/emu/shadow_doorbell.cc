@@ -90,6 +90,7 @@ bool Controller::CqBlocked(const CompletionQueue& cq) const {
 }
 
 void Controller::SetPollingEventIdx() {
+  if (detached_) return;  // no client memory: nothing to publish into (see Poll)
   for (size_t qid = 1; qid < sqs_.size(); ++qid) {
     if (sqs_[qid]) WriteEventIdx(2u * static_cast<uint32_t>(qid), PollingEventIdx(sqs_[qid]->tail, sqs_[qid]->size));
     if (cqs_[qid]) WriteEventIdx(2u * static_cast<uint32_t>(qid) + 1, PollingEventIdx(cqs_[qid]->head, cqs_[qid]->size));
@@ -106,7 +107,7 @@ void Controller::SetClientKicks(bool on) {
 std::optional<int64_t> Controller::PrepareToSleep() {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!client_kicks_.load(std::memory_order_relaxed) || shadow_doorbells_ == 0 || event_idx_ == 0) return std::nullopt;
-  if (removed() || csts_.rdy() == 0 || csts_.cfs() != 0 || !delayed_.empty()) return std::nullopt;
+  if (removed() || csts_.rdy() == 0 || csts_.cfs() != 0 || !delayed_.empty() || detached_) return std::nullopt;
   // "Notify me": any new tail crosses what was consumed; a CQ head only
   // matters when completions or fetches wait for room.
   for (size_t qid = 1; qid < sqs_.size(); ++qid) {
