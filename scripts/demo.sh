@@ -40,7 +40,40 @@ echo "== nvmux demo: dependencies"
 "$root/scripts/deps.sh"
 echo "== nvmux demo: build ($build)"
 cmake -S "$root" -B "$build" >/dev/null
-cmake --build "$build" -j "$(nproc)" >/dev/null
+# One line that updates with the build's progress ([done/total] and the file),
+# the full log in build/build.log. A first build takes 10-20 minutes on 2
+# cores; later ones only rebuild what changed.
+if [ ! -x "$build/tools/perf/nvmux-perf" ]; then
+  echo "   first build: roughly 10-20 minutes on 2 cores (full log: $build/build.log)"
+fi
+progress() {
+  local line pct step=-1 shown=""
+  while IFS= read -r line; do
+    printf '%s\n' "$line" >> "$build/build.log"
+    pct=""
+    if [[ "$line" =~ ^\[\ *([0-9]+)%\] ]]; then pct=${BASH_REMATCH[1]}            # make: [ 45%]
+    elif [[ "$line" =~ ^\[([0-9]+)/([0-9]+)\] ]]; then                          # ninja: [12/300]
+      pct=$((100 * BASH_REMATCH[1] / BASH_REMATCH[2]))
+    fi
+    [ -n "$pct" ] || continue
+    shown=${line:0:100}
+    if [ -t 1 ]; then
+      printf '\r   %-100s' "$shown"
+    elif [ $((pct / 10)) -gt "$step" ]; then
+      step=$((pct / 10))
+      echo "   $shown"       # not a terminal: a line every 10 %
+    fi
+  done
+  if [ -t 1 ] && [ -n "$shown" ]; then printf '\r%-104s\r' ""; fi
+  echo "   build done"
+}
+: > "$build/build.log"
+if ! cmake --build "$build" -j "$(nproc)" 2>&1 | progress; then
+  echo "demo.sh: the build failed; its errors:" >&2
+  grep -E -A3 "error|warning:" "$build/build.log" | head -60 >&2
+  exit 1
+fi
+
 echo "== nvmux demo: hugepages"
 "$root/scripts/hugepages.sh" reserve 512
 "$root/scripts/hugepages.sh" status
@@ -63,11 +96,11 @@ for _ in $(seq 200); do grep -q "$ready" "$work/nvmuxd.log" 2>/dev/null && break
 cat "$work/nvmuxd.log"
 grep -q "$ready" "$work/nvmuxd.log" || { echo "nvmuxd did not come up"; exit 1; }
 
-echo "== nvmux demo: nvmux-identify -i $group -r '$trid' (a secondary)"
-"$build/tools/identify/nvmux-identify" -i "$group" -r "$trid"
+echo "== nvmux demo: nvmux-identify -i $group (a secondary: the group's controllers, found by the group id alone)"
+"$build/tools/identify/nvmux-identify" -i "$group"
 
 echo "== nvmux demo: nvmux-perf -i $group -q 32 -o 4096 -w randread -t 5 (a secondary)"
-"$build/tools/perf/nvmux-perf" -i "$group" -r "$trid" -q 32 -o 4096 -w randread -t 5 -c 0x1
+"$build/tools/perf/nvmux-perf" -i "$group" -q 32 -o 4096 -w randread -t 5 -c 0x1
 
 echo "== nvmux demo: the group as nvmux-manage sees it"
 "$build/tools/manage/nvmux-manage" status -i "$group"
