@@ -44,6 +44,11 @@ struct EmulatorOptions {
   uint16_t io_queues = 64; // I/O SQs and CQs offered (Number of Queues maximum)
   std::string serial = "NVMUXEMU0001";
   std::vector<FaultRule> faults;  // armed when the emulator is created
+  // Keep Alive: when the host set a non-zero KATO and no Keep Alive command
+  // arrived within it, the controller logs Keep Alive Timer Expired and
+  // sets CSTS.CFS (NVMe base spec, Keep Alive). false: accepted, never
+  // enforced (--keep-alive off).
+  bool enforce_keep_alive = true;
 };
 
 // Parses "size=1G,lbads=512,ms=0,ext=0" (any subset, any order). Sizes take
