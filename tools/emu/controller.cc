@@ -45,6 +45,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const EmulatorOptions& op
     auto ns = Namespace::Create(static_cast<uint32_t>(i + 1), nss[i], options.backing);
     if (!ns) return ns.error();
     ctrl->namespaces_[i] = std::move(*ns);
+    NVMUX_LOG(kNotice, "nvmux-emu: namespace %zu: %s", i + 1, ctrl->namespaces_[i]->backing().Describe().c_str());
   }
   const int64_t now = MonotonicNanos();
   for (const FaultRule& rule : options.faults) ctrl->faults_.Add(rule, now);
