@@ -3,7 +3,9 @@
 # started fresh on CPU 1 with each RAM backing, then nvmux-perf on CPU 0,
 # QD 1 4 KiB randread over the whole namespace with no warm-up: 1 s (the
 # first second), 5 s, and 1 s again (steady state). Also the emulator's
-# start-up time (spawn to its socket) and what its log says it populated.
+# start-up time (spawn to its socket), what its log says it populated, and
+# the page faults it took during the first second (minflt+majflt of
+# /proc/PID/stat: a figure the machine's load does not move).
 # Prints, per backing, the medians over the runs of start-up time, first-
 # second IOPS, steady IOPS and their ratio.
 #
@@ -47,9 +49,11 @@ perf_iops() {  # $1 = seconds; prints the Total row's IOPS
 }
 
 echo "== first second vs steady state: $runs run(s) per backing; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-10s %10s %14s %14s %8s  %s\n' backing start_s first_iops steady_iops ratio "emulator's log (last run)"
+faults() { awk '{ print $10 + $12 }' "/proc/$1/stat"; }
+printf '%-10s %10s %14s %14s %8s %13s  %s\n' backing start_s first_iops steady_iops ratio first_faults \
+  "emulator's log (last run)"
 for backing in ram ram-lazy; do
-  starts="" firsts="" steadies="" ratios=""
+  starts="" firsts="" steadies="" ratios="" faultss=""
   for _ in $(seq "$runs"); do
     rm -rf "$work/emu"
     t0=$(now_ns)
@@ -58,7 +62,9 @@ for backing in ram ram-lazy; do
     for _ in $(seq 2000); do [ -S "$work/emu/cntrl" ] && break; sleep 0.005; done
     [ -S "$work/emu/cntrl" ] || { echo "first-second.sh: nvmux-emu did not start:" >&2; cat "$work/emu.log" >&2; exit 1; }
     t1=$(now_ns)
+    f0=$(faults "$emu_pid")
     first=$(perf_iops 1)
+    faultss+="$(( $(faults "$emu_pid") - f0 )) "
     perf_iops 5 > /dev/null
     steady=$(perf_iops 1)
     kill -TERM "$emu_pid"; wait "$emu_pid" 2>/dev/null || true; emu_pid=""
@@ -66,8 +72,8 @@ for backing in ram ram-lazy; do
     firsts+="$first " steadies+="$steady "
     ratios+="$(awk -v f="$first" -v s="$steady" 'BEGIN { printf "%.3f", f / s }') "
   done
-  printf '%-10s %10s %14s %14s %8s  %s\n' "$backing" "$(printf '%s\n' $starts | median)" \
+  printf '%-10s %10s %14s %14s %8s %13s  %s\n' "$backing" "$(printf '%s\n' $starts | median)" \
     "$(printf '%s\n' $firsts | median)" "$(printf '%s\n' $steadies | median)" "$(printf '%s\n' $ratios | median)" \
-    "$(grep -o 'namespace 1: .*' "$work/emu.log" | head -1)"
-  echo "   runs: start [$starts] first [$firsts] steady [$steadies] ratio [$ratios]"
+    "$(printf '%s\n' $faultss | median)" "$(grep -o 'namespace 1: .*' "$work/emu.log" | head -1)"
+  echo "   runs: start [$starts] first [$firsts] steady [$steadies] ratio [$ratios] faults [$faultss]"
 done

@@ -47,8 +47,8 @@ class Controller {
   static constexpr uint32_t kBar0Size = 0x4000;
   static constexpr uint16_t kCntlid = 1;
   static constexpr uint8_t kKas = 10;  // Identify KAS: Keep Alive granularity in 100 ms units (1 s)
-  // NVM capacity that Namespace Management may allocate (TNVMCAP); RAM
-  // backings reserve no memory until written.
+  // NVM capacity that Namespace Management may allocate (TNVMCAP);
+  // ram-lazy backings reserve no memory until written.
   static constexpr uint64_t kTotalCapacity = 1ull << 40;
 
   // doorbells: the 4 KiB doorbell page (BAR0 0x1000), zeroed by the caller.
