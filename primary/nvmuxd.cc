@@ -74,6 +74,12 @@ int main(int argc, char** argv) {
   app.add_option("--admin-poll-ms", admin_poll_ms, "admin queue polling period when idle (1-1000 ms)")
       ->check(CLI::Range(1, 1000));
   app.add_option("--log-level", level_text, "error, warning (default), notice, info or debug");
+  ControllerOptions ctrlr_options;
+  app.add_option("--keep-alive-ms", ctrlr_options.keep_alive_timeout_ms,
+                 "Keep Alive Timeout (KATO) set on controllers that support keep-alive, 0 = none. Whichever "
+                 "group process polls the admin queue sends Keep Alive at half of it")
+      ->capture_default_str()
+      ->check(CLI::Range(0u, 3'600'000u));
   CLI11_PARSE(app, argc, argv);
 
   if (!level_text.empty()) {
@@ -129,7 +135,7 @@ int main(int argc, char** argv) {
                 group_id, static_cast<int>((*env)->group().dead_primary()));
   std::vector<std::unique_ptr<Controller>> controllers;
   for (const TransportId& trid : parsed) {
-    auto ctrlr = Controller::Connect(**env, trid);
+    auto ctrlr = Controller::Connect(**env, trid, ctrlr_options);
     if (!ctrlr) {
       std::cerr << "nvmuxd: -r '" << trid.ToString() << "': " << ctrlr.error().message << "\n";
       controllers.clear();

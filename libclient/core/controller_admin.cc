@@ -351,7 +351,14 @@ Status Controller::ArmAdminBackground() {
   std::lock_guard<std::recursive_mutex> guard(s_->admin_mutex);
   if (s_->shared_admin != nullptr) {
     s_->shared_admin->SetEventHandler([this](const spec::Cqe& cpl) { OnEvent(cpl); });
-    if (!s_->owns_device) return Ok();  // the primary arms the group's AERs and keep-alive
+    if (!s_->owns_device) {
+      // The primary arms the group's AERs and sets the KATO. Keep Alive is
+      // sent by every process that polls the shared admin queue (at half
+      // the KATO in force, read back from the device), so a device that
+      // enforces it keeps the controller while the primary is dead.
+      ArmKeepAlive();
+      return Ok();
+    }
   }
   // Namespace attribute notices must be enabled to be reported.
   if (s_->data.ctrlr.oaes & spec::kOaesNsAttributeNotices) {
@@ -367,13 +374,29 @@ Status Controller::ArmAdminBackground() {
     for (uint32_t i = 0; i < aers; ++i) SubmitAer();
   }
   if (s_->data.ctrlr.kas != 0 && s_->options.keep_alive_timeout_ms > 0) {
-    // KATO in ms; keep-alive sent at half of it (KAS is the granularity, 100 ms units).
+    // KATO in ms (KAS is the granularity, 100 ms units; the device may round up).
     auto st = SetFeature(spec::fid::kKeepAliveTimer, s_->options.keep_alive_timeout_ms);
     if (!st) NVMUX_LOG(kNotice, "setting the keep-alive timeout: %s", st.error().message.c_str());
-    s_->keep_alive_interval_ns = int64_t{s_->options.keep_alive_timeout_ms} * 500'000;
-    s_->next_keep_alive_ns = MonotonicNanos() + s_->keep_alive_interval_ns;
+    ArmKeepAlive();
   }
   return Ok();
+}
+
+void Controller::ArmKeepAlive() {
+  s_->keep_alive_interval_ns = 0;
+  if (s_->data.ctrlr.kas == 0) return;
+  // The KATO in force, as the device reports it (a secondary did not set
+  // it; the device may have rounded what the primary asked for). Keep Alive
+  // is sent at half of it, from Poll.
+  auto kato = GetFeature(spec::fid::kKeepAliveTimer);
+  if (!kato) {
+    NVMUX_LOG(kNotice, "reading the keep-alive timeout: %s", kato.error().message.c_str());
+    if (!s_->owns_device || s_->options.keep_alive_timeout_ms == 0) return;
+    kato = s_->options.keep_alive_timeout_ms;  // what was asked for
+  }
+  if (*kato == 0) return;
+  s_->keep_alive_interval_ns = int64_t{*kato} * 500'000;
+  s_->next_keep_alive_ns = MonotonicNanos() + s_->keep_alive_interval_ns;
 }
 
 Status Controller::RefreshNamespaces() {

@@ -32,7 +32,7 @@ class ControllerBringupTest : public ::testing::Test {
     char tmpl[] = "/tmp/nvmux-bringup-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    auto emu = test::Subprocess::Spawn({NVMUX_EMU, "--socket", dir_});
+    auto emu = test::Subprocess::Spawn({NVMUX_EMU, "--socket", dir_, "--backing", "ram-lazy"});
     ASSERT_TRUE(emu);
     emu_ = std::make_unique<test::Subprocess>(std::move(*emu));
     for (int i = 0; i < 200 && !std::filesystem::exists(dir_ + "/cntrl"); ++i)

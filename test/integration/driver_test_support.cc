@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -51,6 +52,11 @@ Result<std::unique_ptr<EmuProcess>> EmuProcess::Start(const std::vector<std::str
   if (std::filesystem::exists(kSetpriv)) argv = {kSetpriv, "--pdeathsig", "TERM", "--"};
   argv.insert(argv.end(), {NVMUX_EMU, "--socket", dir});
   argv.insert(argv.end(), args.begin(), args.end());
+  // Tests start hundreds of emulators: lazy RAM unless a test chose a
+  // backing (the populated default costs start-up time and hugepages).
+  if (std::find(args.begin(), args.end(), "--backing") == args.end()) {
+    argv.insert(argv.end(), {"--backing", "ram-lazy"});
+  }
   auto child = Subprocess::Spawn(argv);
   if (!child) return child.error();
   std::unique_ptr<EmuProcess> emu(new EmuProcess(dir, std::move(*child)));

@@ -40,7 +40,7 @@ class MultiProcessTest : public ::testing::Test {
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     trid_ = "trtype:vfiouser traddr:" + dir_;
-    emu_ = Start({NVMUX_EMU, "--socket", dir_});
+    emu_ = Start({NVMUX_EMU, "--socket", dir_, "--backing", "ram-lazy"});
     for (int i = 0; i < 200 && !std::filesystem::exists(dir_ + "/cntrl"); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     StartDaemon();

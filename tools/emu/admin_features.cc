@@ -25,6 +25,8 @@ bool FeatureSupported(uint8_t fid) {
     case fid::kAsyncEventConfig:
     case fid::kTimestamp:
     case fid::kKeepAliveTimer:
+    case fid::kInterruptVectorConfig:
+    case fid::kHostBehaviorSupport:
       return true;
   }
   return false;
@@ -39,6 +41,8 @@ constexpr uint8_t kThselUnder = 1;
 // Async Event Configuration bits this controller honours: the SMART
 // critical warnings (7:0) and Namespace Attribute Notices (8).
 constexpr uint32_t kAecSupported = 0x1FF;
+// Identify KAS in 100 ms units: KATO is kept in multiples of it.
+constexpr uint32_t kKatoGranularityMs = Controller::kKas * 100u;
 
 }  // namespace
 
@@ -60,6 +64,18 @@ Controller::Outcome Controller::GetFeatures(const Sqe& sqe) {
   }();
   const Features& f = current ? features_ : defaults;
   switch (fid) {
+    case fid::kInterruptVectorConfig: {
+      // The vector must exist (one per CQ the controller offers, plus admin).
+      const uint32_t iv = sqe.cdw11 & 0xFFFF;
+      if (iv >= msix_vectors_) return {kInvalidField};
+      const bool cd = iv == 0 || (iv < f.iv_coalescing_disabled.size() && f.iv_coalescing_disabled[iv] != 0);
+      return {kSuccess, iv | (cd ? kIvConfigCd : 0u)};
+    }
+    case fid::kHostBehaviorSupport: {
+      uint8_t data[kHostBehaviorSupportBytes] = {};
+      data[0] = f.host_behavior_acre;
+      return {TransferToHost(sqe, data)};
+    }
     case fid::kArbitration: return {kSuccess, f.arbitration};
     case fid::kPowerManagement: return {kSuccess, f.power_management};
     case fid::kTemperatureThreshold: {
@@ -145,8 +161,35 @@ Controller::Outcome Controller::SetFeatures(const Sqe& sqe) {
       f.async_event_config = v & kAecSupported;
       return {kSuccess};
     case fid::kKeepAliveTimer:
-      f.keep_alive_timer = v;
+      // KATO is rounded up to the KAS granularity (the value in force is
+      // what Get Features reports); 0 turns the timer off. Setting it
+      // (re)starts the timer, as a Keep Alive command does.
+      f.keep_alive_timer = v == 0 ? 0u
+                                  : static_cast<uint32_t>(std::min<uint64_t>(
+                                        (uint64_t{v} + kKatoGranularityMs - 1) / kKatoGranularityMs * kKatoGranularityMs,
+                                        UINT32_MAX / kKatoGranularityMs * kKatoGranularityMs));
+      RestartKeepAlive();
       return {kSuccess};
+    case fid::kInterruptVectorConfig: {
+      const uint32_t iv = v & 0xFFFF;
+      if (iv >= msix_vectors_) return {kInvalidField};
+      // Vector 0: the admin CQ's, never coalesced; CD stays 1 whatever is asked.
+      if (iv == 0) return {kSuccess};
+      if (f.iv_coalescing_disabled.size() < msix_vectors_) f.iv_coalescing_disabled.resize(msix_vectors_, 0);
+      f.iv_coalescing_disabled[iv] = (v & kIvConfigCd) != 0 ? 1 : 0;
+      return {kSuccess};
+    }
+    case fid::kHostBehaviorSupport: {
+      uint8_t data[kHostBehaviorSupportBytes] = {};
+      CompletionStatus st = TransferFromHost(sqe, data);
+      if (!st.ok()) return {st};
+      // ACRE: 0 or 1. The CRDT fields are 0, so enabling it changes no
+      // completion (CRD stays 0). Bytes 1-511 are reserved in NVMe 1.4
+      // (later revisions' fields are not offered) and not stored.
+      if (data[0] > 1) return {kInvalidField};
+      f.host_behavior_acre = data[0];
+      return {kSuccess};
+    }
     case fid::kTimestamp: {
       uint8_t data[8] = {};
       CompletionStatus st = TransferFromHost(sqe, data);

@@ -32,8 +32,10 @@ Controller::Outcome Controller::FormatNvm(const Sqe& sqe) {
     if (format.size_bytes == 0) return {Dnr(sct::kCommandSpecific, sc::kInvalidFormat)};
     auto fresh = Namespace::Create(ns->nsid(), format, options_.backing);
     if (!fresh) return {Retry(sct::kGeneric, sc::kInternalError)};
-    // A file backing keeps its old contents until erased.
-    if (!(*fresh)->backing().Zero(0, (*fresh)->capacity_bytes())) return {Retry(sct::kGeneric, sc::kInternalError)};
+    // A file backing keeps its old contents until erased (fresh memory is zero).
+    if (options_.backing.kind == BackingKind::kFile && !(*fresh)->backing().Zero(0, (*fresh)->capacity_bytes())) {
+      return {Retry(sct::kGeneric, sc::kInternalError)};
+    }
     ns = std::move(*fresh);
   }
   return {kSuccess};

@@ -53,7 +53,7 @@ void Controller::FillIdentifyController(IdentifyController& id) const {
   id.npss = 0;
   id.wctemp = 0x157;
   id.cctemp = 0x175;
-  id.kas = 10;  // 100 ms units
+  id.kas = kKas;  // 100 ms units
   id.sqes = 0x66;
   id.cqes = 0x44;
   id.maxcmd = 0;
@@ -81,6 +81,12 @@ Controller::Outcome Controller::Identify(const Sqe& sqe) {
   switch (cns) {
     case cns::kNamespace:
     case cns::kNamespaceIdDescriptors: {
+      if (sqe.nsid == 0xFFFFFFFF && cns == cns::kNamespace) {
+        // With Namespace Management (OACS.NMS), the capabilities common to
+        // all namespaces: what a namespace created here may use.
+        Namespace::FillCommonIdentify(*reinterpret_cast<IdentifyNamespace*>(bounce_.data()));
+        break;
+      }
       if (sqe.nsid == 0 || sqe.nsid == 0xFFFFFFFF || sqe.nsid > kMaxNamespaces) return {kInvalidNamespace};
       Namespace* ns = FindNamespace(sqe.nsid);
       if (cns == cns::kNamespace) {

@@ -58,7 +58,9 @@ Controller::Outcome Controller::ExecuteAdmin(const Sqe& sqe) {
     case admin::kSetFeatures: return SetFeatures(sqe);
     case admin::kGetFeatures: return GetFeatures(sqe);
     case admin::kAsyncEventRequest: return AsyncEventRequest(sqe);
-    case admin::kKeepAlive: return {kSuccess};  // KAS is set; the timer is not enforced
+    case admin::kKeepAlive:
+      RestartKeepAlive();
+      return {kSuccess};
     case admin::kFormatNvm: return FormatNvm(sqe);
     case admin::kDoorbellBufferConfig: return DoorbellBufferConfig(sqe);
     case admin::kNamespaceManagement: return NamespaceManagement(sqe);

@@ -45,6 +45,7 @@ Result<std::unique_ptr<Controller>> Controller::Create(const EmulatorOptions& op
     auto ns = Namespace::Create(static_cast<uint32_t>(i + 1), nss[i], options.backing);
     if (!ns) return ns.error();
     ctrl->namespaces_[i] = std::move(*ns);
+    NVMUX_LOG(kNotice, "nvmux-emu: namespace %zu: %s", i + 1, ctrl->namespaces_[i]->backing().Describe().c_str());
   }
   const int64_t now = MonotonicNanos();
   for (const FaultRule& rule : options.faults) ctrl->faults_.Add(rule, now);
@@ -217,6 +218,26 @@ void Controller::Fatal(const char* why) {
   csts_.set_cfs(1);
 }
 
+void Controller::RestartKeepAlive() { keep_alive_at_ns_ = MonotonicNanos(); }
+
+std::optional<int64_t> Controller::KeepAliveDeadline() const {
+  if (!options_.enforce_keep_alive || features_.keep_alive_timer == 0) return std::nullopt;
+  return keep_alive_at_ns_ + int64_t{features_.keep_alive_timer} * 1'000'000;
+}
+
+void Controller::CheckKeepAlive(int64_t now_ns) {
+  std::optional<int64_t> deadline = KeepAliveDeadline();
+  if (!deadline || now_ns < *deadline) return;
+  // The host is presumed gone: log it (no command, so CID FFFFh), stop
+  // processing commands and report a fatal status, which only a controller
+  // reset clears. The timer stops with it.
+  RecordError(0, 0xFFFF, Dnr(sct::kGeneric, sc::kKeepAliveTimerExpired), 0);
+  NVMUX_LOG(kWarning, "nvmux-emu: keep alive timer expired (KATO %u ms without a Keep Alive command)",
+            features_.keep_alive_timer);
+  features_.keep_alive_timer = 0;
+  Fatal("keep alive timer expired");
+}
+
 void Controller::WriteDoorbell(uint32_t offset, uint32_t value) {
   std::lock_guard<std::mutex> lock(mutex_);
   uint32_t index = (offset - kDoorbellBase) / 4;
@@ -353,7 +374,9 @@ Status Controller::CorruptBlock(uint32_t nsid, uint64_t lba) {
 bool Controller::Poll() {
   std::lock_guard<std::mutex> lock(mutex_);
   if (removed()) return false;
-  if (faults_.CfsDue(MonotonicNanos())) Fatal("injected by --fault cfs");
+  const int64_t now = MonotonicNanos();
+  if (faults_.CfsDue(now)) Fatal("injected by --fault cfs");
+  if (csts_.rdy() != 0 && csts_.cfs() == 0) CheckKeepAlive(now);
   running_.store(csts_.rdy() != 0 && csts_.cfs() == 0, std::memory_order_relaxed);
   if (csts_.rdy() == 0 || csts_.cfs() != 0) return false;
   // No client memory (the client went, or unmapped everything): nothing can

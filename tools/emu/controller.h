@@ -47,8 +47,9 @@ class Controller {
   static constexpr uint32_t kErrorLogEntries = 64;
   static constexpr uint32_t kBar0Size = 0x4000;
   static constexpr uint16_t kCntlid = 1;
-  // NVM capacity that Namespace Management may allocate (TNVMCAP); RAM
-  // backings reserve no memory until written.
+  static constexpr uint8_t kKas = 10;  // Identify KAS: Keep Alive granularity in 100 ms units (1 s)
+  // NVM capacity that Namespace Management may allocate (TNVMCAP);
+  // ram-lazy backings reserve no memory until written.
   static constexpr uint64_t kTotalCapacity = 1ull << 40;
 
   // doorbells: the 4 KiB doorbell page (BAR0 0x1000), zeroed by the caller.
@@ -201,7 +202,12 @@ class Controller {
     uint64_t timestamp_base_ms = 0;
     int64_t timestamp_set_at_ns = 0;
     bool timestamp_set = false;
-    uint32_t keep_alive_timer = 0;
+    uint32_t keep_alive_timer = 0;  // KATO in ms, rounded up to KAS granularity; 0 = off
+    // Interrupt Vector Configuration: Coalescing Disable per I/O vector
+    // (index = vector). Vector 0 serves the admin CQ, where coalescing never
+    // applies, so it always reports CD = 1.
+    std::vector<uint8_t> iv_coalescing_disabled;
+    uint8_t host_behavior_acre = 0;  // Host Behavior Support byte 0
   };
 
   Controller(const EmulatorOptions& options, uint32_t* doorbells);
@@ -213,6 +219,13 @@ class Controller {
   void Enable();
   void ResetLocked();
   void Fatal(const char* why);
+  // Keep Alive: (re)starts the timer (Set Features KATO, Keep Alive command).
+  void RestartKeepAlive();
+  // Whether a non-zero KATO passed without a Keep Alive (then enforced:
+  // error log entry and CSTS.CFS). Called by Poll.
+  void CheckKeepAlive(int64_t now_ns);
+  // When the keep-alive timer expires, if enforced and running.
+  std::optional<int64_t> KeepAliveDeadline() const;
   uint32_t LoadDoorbell(uint32_t index) const;
   void StoreDoorbell(uint32_t index, uint32_t value);
   // SQ tail / CQ head as the host last wrote it: the shadow doorbell buffer
@@ -332,6 +345,7 @@ class Controller {
   std::vector<std::optional<CompletionQueue>> cqs_;
   std::vector<UniqueFd> msix_;
   Features features_;
+  int64_t keep_alive_at_ns_ = 0;  // last Keep Alive (or KATO set)
 
   // Asynchronous events.
   std::deque<uint16_t> aer_cids_;

@@ -64,23 +64,31 @@ void Namespace::MarkUncorrectable(uint64_t slba, uint64_t nlb) {
   uncorrectable_[slba] = slba + nlb;
 }
 
-void Namespace::FillIdentify(spec::IdentifyNamespace& id) const {
-  id.nsze = nsze_;
-  id.ncap = nsze_;
-  id.nuse = nsze_;
+void Namespace::FillCommonIdentify(spec::IdentifyNamespace& id) {
   // Deallocated blocks read as zeroes.
   id.nsfeat = 0;
   id.dlfeat = spec::kDlfeatReadZeroes | spec::kDlfeatWriteZeroesDeallocates;
   id.nlbaf = kNumLbaFormats - 1;
-  id.flbas = static_cast<uint8_t>(FindLbaFormat(options_.block_size, options_.metadata_size));
-  if (options_.extended_lba) id.flbas |= spec::kFlbasExtended;
   id.mc = spec::kMcExtended | spec::kMcSeparate;
   id.dpc = 0;  // no protection information
-  id.dps = 0;
   id.nmic = 0;
   // Reservation types 1-6; no persist-through-power-loss.
   id.rescap = 0;
   for (uint8_t rtype = 1; rtype <= 6; ++rtype) id.rescap |= spec::RescapType(rtype);
+  id.msrc = kCopyMaxSourceRanges - 1;  // 0's based
+  id.mssrl = kCopyMaxSingleRange;
+  id.mcl = kCopyMaxLength;
+  for (int i = 0; i < kNumLbaFormats; ++i) id.lbaf[i] = kLbaFormats[i];
+}
+
+void Namespace::FillIdentify(spec::IdentifyNamespace& id) const {
+  FillCommonIdentify(id);
+  id.nsze = nsze_;
+  id.ncap = nsze_;
+  id.nuse = nsze_;
+  id.flbas = static_cast<uint8_t>(FindLbaFormat(options_.block_size, options_.metadata_size));
+  if (options_.extended_lba) id.flbas |= spec::kFlbasExtended;
+  id.dps = 0;
   // Optimal I/O boundary of 128 KiB so the driver's boundary split is testable.
   id.noiob = static_cast<uint16_t>((128u * 1024) / options_.block_size);
   id.npwg = 0;
@@ -88,10 +96,6 @@ void Namespace::FillIdentify(spec::IdentifyNamespace& id) const {
   id.npdg = 0;
   id.npda = 0;
   id.nows = 0;
-  id.msrc = kCopyMaxSourceRanges - 1;  // 0's based
-  id.mssrl = kCopyMaxSingleRange;
-  id.mcl = kCopyMaxLength;
-  for (int i = 0; i < kNumLbaFormats; ++i) id.lbaf[i] = kLbaFormats[i];
   // NGUID / EUI64: stable per namespace id.
   const uint8_t oui[3] = {0x4E, 0x56, 0x4D};
   std::memcpy(id.nguid, oui, 3);

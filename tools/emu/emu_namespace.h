@@ -62,6 +62,10 @@ class Namespace {
 
   // Fills an Identify Namespace page (the caller zeroes it first).
   void FillIdentify(spec::IdentifyNamespace& id) const;
+  // Identify Namespace for NSID FFFFFFFFh: the capabilities common to every
+  // namespace (LBA formats, metadata, deallocation, reservations, Copy
+  // limits); size, format in use and identifiers are per namespace and 0.
+  static void FillCommonIdentify(spec::IdentifyNamespace& id);
   // Fills the CNS 03h descriptor list (4096 bytes, zeroed by the caller).
   void FillDescriptors(uint8_t* page) const;
 

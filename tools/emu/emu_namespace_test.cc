@@ -51,9 +51,16 @@ TEST(Namespace, IdentifyAndDescriptors) {
   EXPECT_EQ(page[12], spec::kNidtNguid);
 }
 
-TEST(Backing, RamZeroReleasesAndReadsZero) {
-  auto b = MakeBacking(BackingKind::kRam, 1, 64 * 1024);
+// Both RAM kinds: the populated one clears in place, the lazy one gives
+// whole pages back; either way the range reads as zeroes, the edges keep
+// their data, and Direct() exposes the same bytes unless a fault is set.
+class RamBackingTest : public ::testing::TestWithParam<BackingKind> {};
+
+TEST_P(RamBackingTest, ZeroReadsZeroAndDirectSeesTheSameBytes) {
+  auto b = MakeBacking(GetParam(), 1, 64 * 1024);
   ASSERT_TRUE(b);
+  EXPECT_NE((*b)->Describe().find(GetParam() == BackingKind::kRam ? "populated" : "lazy"), std::string::npos)
+      << (*b)->Describe();
   std::vector<uint8_t> data(64 * 1024, 0xAB);
   ASSERT_TRUE((*b)->Write(0, data));
   ASSERT_TRUE((*b)->Zero(100, 20000));
@@ -62,8 +69,25 @@ TEST(Backing, RamZeroReleasesAndReadsZero) {
   EXPECT_EQ(out[99], 0xAB);
   for (size_t i = 100; i < 20100; ++i) ASSERT_EQ(out[i], 0) << i;
   EXPECT_EQ(out[20100], 0xAB);
+  uint8_t* direct = (*b)->Direct(0, 64 * 1024, false);
+  ASSERT_NE(direct, nullptr);
+  EXPECT_EQ(direct[99], 0xAB);
+  EXPECT_EQ(direct[100], 0);
+  direct[5] = 0x11;  // a write through Direct is what Read returns
+  ASSERT_TRUE((*b)->Read(0, out));
+  EXPECT_EQ(out[5], 0x11);
   (*b)->SetFaults(true, false);
   EXPECT_EQ((*b)->Read(0, out).error().code, EIO);
+  EXPECT_EQ((*b)->Direct(0, 4096, false), nullptr) << "an injected read fault must not be bypassed";
+  EXPECT_NE((*b)->Direct(0, 4096, true), nullptr);
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, RamBackingTest, ::testing::Values(BackingKind::kRam, BackingKind::kRamLazy));
+
+TEST(Backing, NullAndFileHaveNoDirectMemory) {
+  auto b = MakeBacking(BackingKind::kNull, 1, 64 * 1024);
+  ASSERT_TRUE(b);
+  EXPECT_EQ((*b)->Direct(0, 4096, false), nullptr);
 }
 
 }  // namespace

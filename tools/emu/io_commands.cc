@@ -147,7 +147,18 @@ Controller::Outcome Controller::ReadWrite(Namespace& ns, const Sqe& sqe) {
 
   const uint64_t hbs = ns.host_block_size();
   const uint64_t chunk_blocks = std::max<uint64_t>(1, kChunkBytes / hbs);
-  for (uint64_t done = 0; done < nlb;) {
+  // A memory backing with the host's layout (no interleaved metadata):
+  // copy straight between it and the host's DMA memory, no bounce buffer.
+  uint8_t* direct = nullptr;
+  if (sqe.opc != nvm::kCompare && !ns.extended_lba()) direct = ns.backing().Direct(ns.DataOffset(slba), len, !is_read);
+  if (direct != nullptr) {
+    if (is_read) {
+      host_.CopyIn(0, std::span<const uint8_t>(direct, static_cast<size_t>(len)));
+    } else {
+      host_.CopyOut(0, std::span<uint8_t>(direct, static_cast<size_t>(len)));
+    }
+  }
+  for (uint64_t done = direct != nullptr ? nlb : 0; done < nlb;) {
     const uint64_t n = std::min(chunk_blocks, nlb - done);
     const uint64_t bytes = n * hbs;
     if (sqe.opc == nvm::kCompare) {

@@ -39,13 +39,14 @@ Result<uint64_t> ParseSize(std::string_view text) {
 
 Result<BackingSpec> ParseBacking(std::string_view text) {
   if (text == "ram") return BackingSpec(BackingKind::kRam);
+  if (text == "ram-lazy") return BackingSpec(BackingKind::kRamLazy);
   if (text == "null") return BackingSpec(BackingKind::kNull);
   if (text.starts_with("file:")) {
     std::string_view path = text.substr(5);
     if (path.empty()) return Fail(EINVAL, "--backing file: needs a path (file:PATH)");
     return BackingSpec(BackingKind::kFile, std::string(path));
   }
-  return Fail(EINVAL, "--backing '" + std::string(text) + "' is not one of: ram, null, file:PATH");
+  return Fail(EINVAL, "--backing '" + std::string(text) + "' is not one of: ram, ram-lazy, null, file:PATH");
 }
 
 std::string BackingPath(const BackingSpec& backing, uint32_t nsid) {

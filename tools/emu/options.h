@@ -17,12 +17,18 @@
 
 namespace nvmux::emu {
 
-enum class BackingKind { kRam, kNull, kFile };
+// kRam: memory allocated and populated when the namespace is created
+// (hugepages where the pool has room, else 4 KiB pages), so the first pass
+// over the namespace runs at steady-state speed. kRamLazy: an anonymous
+// MAP_NORESERVE mapping, memory committed only where written (fast start,
+// page faults on first touch). The command line defaults to kRam; the
+// library (in-process tests, which create many emulators) to kRamLazy.
+enum class BackingKind { kRam, kRamLazy, kNull, kFile };
 
 // Where namespaces keep their blocks. kFile: namespace 1 in `path`, namespace
 // N > 1 in "<path>.N" (BackingPath).
 struct BackingSpec {
-  BackingSpec(BackingKind k = BackingKind::kRam, std::string p = {})  // NOLINT: implicit from a kind
+  BackingSpec(BackingKind k = BackingKind::kRamLazy, std::string p = {})  // NOLINT: implicit from a kind
       : kind(k), path(std::move(p)) {}
   BackingKind kind;
   std::string path;  // kFile only
@@ -44,12 +50,17 @@ struct EmulatorOptions {
   uint16_t io_queues = 64; // I/O SQs and CQs offered (Number of Queues maximum)
   std::string serial = "NVMUXEMU0001";
   std::vector<FaultRule> faults;  // armed when the emulator is created
+  // Keep Alive: when the host set a non-zero KATO and no Keep Alive command
+  // arrived within it, the controller logs Keep Alive Timer Expired and
+  // sets CSTS.CFS (NVMe base spec, Keep Alive). false: accepted, never
+  // enforced (--keep-alive off).
+  bool enforce_keep_alive = true;
 };
 
 // Parses "size=1G,lbads=512,ms=0,ext=0" (any subset, any order). Sizes take
 // an optional K/M/G/T binary suffix.
 [[nodiscard]] Result<NamespaceOptions> ParseNamespaceOptions(std::string_view text);
-// Parses "ram", "null" or "file:PATH".
+// Parses "ram", "ram-lazy", "null" or "file:PATH".
 [[nodiscard]] Result<BackingSpec> ParseBacking(std::string_view text);
 // The file of namespace nsid for a kFile backing: path, or "<path>.<nsid>" for nsid > 1.
 std::string BackingPath(const BackingSpec& backing, uint32_t nsid);

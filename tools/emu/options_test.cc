@@ -46,6 +46,8 @@ TEST(Options, ParseNamespaceErrorsNameTheItem) {
 
 TEST(Options, Backing) {
   EXPECT_EQ(ParseBacking("ram")->kind, BackingKind::kRam);
+  EXPECT_EQ(ParseBacking("ram-lazy")->kind, BackingKind::kRamLazy);
+  EXPECT_EQ(BackingSpec().kind, BackingKind::kRamLazy) << "the library's default (tests create many emulators)";
   EXPECT_EQ(ParseBacking("null")->kind, BackingKind::kNull);
   EXPECT_FALSE(ParseBacking("file"));
   EXPECT_FALSE(ParseBacking("file:"));

@@ -133,8 +133,12 @@ std::optional<int64_t> Controller::PrepareToSleep() {
     SetPollingEventIdx();
     return std::nullopt;
   }
-  if (std::optional<int64_t> cfs_at = faults_.CfsDeadline()) return std::max<int64_t>(*cfs_at - MonotonicNanos(), 0);
-  return INT64_MAX;
+  // Timers that need the poller: a deferred CFS, the keep-alive expiry.
+  int64_t until = INT64_MAX;
+  if (std::optional<int64_t> cfs_at = faults_.CfsDeadline()) until = std::min(until, *cfs_at);
+  if (std::optional<int64_t> ka_at = KeepAliveDeadline()) until = std::min(until, *ka_at);
+  if (until == INT64_MAX) return INT64_MAX;
+  return std::max<int64_t>(until - MonotonicNanos(), 0);
 }
 
 void Controller::EndSleep() {

@@ -208,6 +208,8 @@ class Controller {
   explicit Controller(std::unique_ptr<ControllerState> state);
   // After init: AERs armed, keep-alive scheduled.
   [[nodiscard]] Status ArmAdminBackground();
+  // Schedules Keep Alive at half the KATO the device reports (none if 0).
+  void ArmKeepAlive();
   void SubmitAer();
   void OnEvent(const spec::Cqe& cpl);
   [[nodiscard]] Status RunInit();

@@ -24,6 +24,7 @@ inline constexpr uint8_t kAutonomousPowerStateTransition = 0x0C;
 inline constexpr uint8_t kHostMemoryBuffer = 0x0D;
 inline constexpr uint8_t kTimestamp = 0x0E;
 inline constexpr uint8_t kKeepAliveTimer = 0x0F;
+inline constexpr uint8_t kHostBehaviorSupport = 0x16;
 inline constexpr uint8_t kHostIdentifier = 0x81;
 inline constexpr uint8_t kReservationNotificationMask = 0x82;
 inline constexpr uint8_t kReservationPersistence = 0x83;
@@ -41,5 +42,13 @@ inline constexpr uint8_t kSupportedCapabilities = 3;
 inline constexpr uint32_t kFeatureCapSaveable = 1u << 0;
 inline constexpr uint32_t kFeatureCapNsSpecific = 1u << 1;
 inline constexpr uint32_t kFeatureCapChangeable = 1u << 2;
+
+// Interrupt Vector Configuration (09h) CDW11 / DW0: IV in bits 15:0,
+// Coalescing Disable in bit 16.
+inline constexpr uint32_t kIvConfigCd = 1u << 16;
+
+// Host Behavior Support (16h): a 512-byte data structure; byte 0 is ACRE
+// (Advanced Command Retry Enable, 0 or 1), the rest reserved in NVMe 1.4.
+inline constexpr uint32_t kHostBehaviorSupportBytes = 512;
 
 }  // namespace nvmux::spec

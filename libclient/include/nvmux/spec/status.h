@@ -42,6 +42,8 @@ inline constexpr uint8_t kMetadataSglLengthInvalid = 0x10;
 inline constexpr uint8_t kSglDescriptorTypeInvalid = 0x11;
 inline constexpr uint8_t kInvalidUseOfCmb = 0x12;
 inline constexpr uint8_t kPrpOffsetInvalid = 0x13;
+inline constexpr uint8_t kKeepAliveTimerExpired = 0x19;
+inline constexpr uint8_t kKeepAliveTimeoutInvalid = 0x1A;
 // Generic, NVM command set range.
 inline constexpr uint8_t kLbaOutOfRange = 0x80;
 inline constexpr uint8_t kCapacityExceeded = 0x81;
