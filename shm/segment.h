@@ -32,7 +32,7 @@
 namespace nvmux::shm {
 
 // Bump when any type placed in shared memory changes layout or meaning.
-constexpr uint32_t kAbiVersion = 2;  // 2: fd holders, shadow doorbell pages, group-owned DMA
+constexpr uint32_t kAbiVersion = 3;  // 2: fd holders, shadow doorbell pages, group-owned DMA; 3: admin mailboxes with completion slots, intents
 constexpr uint64_t kSegmentMagic = 0x4d48535855564d4eull;  // "NVMUXSHM"
 
 struct SegmentHeader {

@@ -6,11 +6,10 @@
 
 namespace nvmux {
 
-Status QueueRing::Push(const spec::Sqe& cmd) {
+Status QueueRing::Stage(const spec::Sqe& cmd) {
   if (Full())
     return Fail(EAGAIN, "submission queue full (" + std::to_string(entries_ - 1) + " commands outstanding)");
   sq_[x_.sq_tail] = cmd;
-  if (++x_.sq_tail == entries_) x_.sq_tail = 0;
   return Ok();
 }
 
@@ -49,9 +48,10 @@ void QueueRing::RingSq() {
   Kick();
 }
 
-std::optional<spec::Cqe> QueueRing::Pop() {
-  volatile spec::Cqe* slot = &cq_[x_.cq_head];
-  if ((slot->status & 1u) != x_.phase) return std::nullopt;
+std::optional<spec::Cqe> QueueRing::Peek() const {
+  const uint32_t pos = x_.cq;
+  volatile spec::Cqe* slot = &cq_[pos & RingIndices::kHeadMask];
+  if ((slot->status & 1u) != pos >> 16) return std::nullopt;
   // Read the rest of the entry only after seeing its phase tag.
   std::atomic_thread_fence(std::memory_order_acquire);
   spec::Cqe c;
@@ -61,23 +61,28 @@ std::optional<spec::Cqe> QueueRing::Pop() {
   c.sqid = slot->sqid;
   c.cid = slot->cid;
   c.status = slot->status;
-  x_.sq_head = c.sqhd < entries_ ? c.sqhd : c.sqhd % entries_;
-  if (++x_.cq_head == entries_) {
-    x_.cq_head = 0;
-    x_.phase ^= 1;
-  }
   return c;
 }
 
+void QueueRing::Consume(const spec::Cqe& c) {
+  x_.sq_head = c.sqhd < entries_ ? c.sqhd : c.sqhd % entries_;
+  const uint32_t pos = x_.cq;
+  // Past the last entry: head 0 and the phase flipped, in the same store.
+  const uint32_t next = (pos & RingIndices::kHeadMask) + 1 == entries_ ? (pos & RingIndices::kPhaseBit) ^ RingIndices::kPhaseBit
+                                                                       : pos + 1;
+  std::atomic_ref<uint32_t>(x_.cq).store(next, std::memory_order_relaxed);
+}
+
 void QueueRing::RingCq() {
-  if (x_.cq_head == x_.cq_rung) return;
+  const uint32_t head = x_.cq_head();
+  if (head == x_.cq_rung) return;
   const uint32_t old = x_.cq_rung;
-  x_.cq_rung = x_.cq_head;
+  x_.cq_rung = head;
   if (doorbells_.shadow_cq_head != nullptr) {
     shadow_updates_++;
-    if (!UpdateShadow(doorbells_.shadow_cq_head, doorbells_.eventidx_cq, x_.cq_head, old)) return;
+    if (!UpdateShadow(doorbells_.shadow_cq_head, doorbells_.eventidx_cq, head, old)) return;
   }
-  *doorbells_.cq_head = x_.cq_head;
+  *doorbells_.cq_head = head;
   cq_doorbell_writes_++;
   Kick();
 }
