@@ -438,10 +438,13 @@ bool Controller::BeginDetach() {
   if (!s_->qpairs.empty())
     NVMUX_LOG(kError, "controller %s destroyed with %zu queue pair(s) still allocated (free them first)",
               s_->trid.ToString().c_str(), s_->qpairs.size());
-  if (s_->shared != nullptr && !s_->owns_device && !s_->failed) {
+  if (s_->shared != nullptr && !s_->owns_device && !s_->failed && !s_->removed &&
+      std::atomic_ref<uint32_t>(s_->shared->removed).load(std::memory_order_acquire) == 0 &&
+      std::atomic_ref<uint32_t>(s_->shared->failed).load(std::memory_order_acquire) == 0) {
     // A secondary leaving the group: nobody would delete these queues after
     // us (the reaper only sees dead processes) and their rings go with our
-    // memory, so delete them now and give their ids back.
+    // memory, so delete them now and give their ids back. (Not when the
+    // device is gone or failed: nothing would answer.)
     for (QpairState* q : s_->qpairs) {
       q->DeleteOnDevice();
       auto lock = s_->shared_admin->lock().Lock();
