@@ -13,6 +13,12 @@ Status QueueRing::Stage(const spec::Sqe& cmd) {
   return Ok();
 }
 
+Status QueueRing::Push(const spec::Sqe& cmd) {
+  NVMUX_TRY(Stage(cmd));
+  CommitStaged();
+  return Ok();
+}
+
 bool QueueRing::UpdateShadow(uint32_t* shadow, uint32_t* eventidx, uint32_t value, uint32_t old) {
   // Store -> load ordering (x86 would otherwise let the EventIdx load pass
   // the shadow store still in the store buffer): pairs with the device's
@@ -48,9 +54,12 @@ void QueueRing::RingSq() {
   Kick();
 }
 
-std::optional<spec::Cqe> QueueRing::Peek() const {
-  const uint32_t pos = x_.cq;
-  volatile spec::Cqe* slot = &cq_[pos & RingIndices::kHeadMask];
+namespace {
+
+// The completion at CQ position `pos` (head and phase, RingIndices::cq) if
+// its phase tag says it is new.
+inline std::optional<spec::Cqe> ReadIfNew(const spec::Cqe* cq, uint32_t pos) {
+  const volatile spec::Cqe* slot = &cq[pos & RingIndices::kHeadMask];
   if ((slot->status & 1u) != pos >> 16) return std::nullopt;
   // Read the rest of the entry only after seeing its phase tag.
   std::atomic_thread_fence(std::memory_order_acquire);
@@ -64,13 +73,30 @@ std::optional<spec::Cqe> QueueRing::Peek() const {
   return c;
 }
 
+// The position after `pos`: past the last entry, head 0 and the phase flipped.
+inline uint32_t NextCqPosition(uint32_t pos, uint32_t entries) {
+  return (pos & RingIndices::kHeadMask) + 1 == entries ? (pos & RingIndices::kPhaseBit) ^ RingIndices::kPhaseBit
+                                                       : pos + 1;
+}
+
+}  // namespace
+
+std::optional<spec::Cqe> QueueRing::Peek() const { return ReadIfNew(cq_, x_.cq); }
+
 void QueueRing::Consume(const spec::Cqe& c) {
   x_.sq_head = c.sqhd < entries_ ? c.sqhd : c.sqhd % entries_;
+  // One store moves head and phase together.
+  std::atomic_ref<uint32_t>(x_.cq).store(NextCqPosition(x_.cq, entries_), std::memory_order_relaxed);
+}
+
+// Peek + Consume in one call (the I/O path).
+std::optional<spec::Cqe> QueueRing::Pop() {
   const uint32_t pos = x_.cq;
-  // Past the last entry: head 0 and the phase flipped, in the same store.
-  const uint32_t next = (pos & RingIndices::kHeadMask) + 1 == entries_ ? (pos & RingIndices::kPhaseBit) ^ RingIndices::kPhaseBit
-                                                                       : pos + 1;
-  std::atomic_ref<uint32_t>(x_.cq).store(next, std::memory_order_relaxed);
+  std::optional<spec::Cqe> c = ReadIfNew(cq_, pos);
+  if (!c) return c;
+  x_.sq_head = c->sqhd < entries_ ? c->sqhd : c->sqhd % entries_;
+  std::atomic_ref<uint32_t>(x_.cq).store(NextCqPosition(pos, entries_), std::memory_order_relaxed);
+  return c;
 }
 
 void QueueRing::RingCq() {

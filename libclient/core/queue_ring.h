@@ -97,11 +97,7 @@ class QueueRing {
   uint32_t InFlight() const { return (x_.sq_tail + entries_ - x_.sq_head) % entries_; }
 
   // Copies `cmd` to the SQ tail. Errors: EAGAIN when full.
-  Status Push(const spec::Sqe& cmd) {
-    NVMUX_TRY(Stage(cmd));
-    CommitStaged();
-    return Ok();
-  }
+  Status Push(const spec::Sqe& cmd);
   // Push in two steps, for callers that record intent between them (the
   // shared admin queue): Stage copies the entry to the tail slot without
   // making it part of the ring; CommitStaged advances the tail (one store).
@@ -112,11 +108,7 @@ class QueueRing {
   // are pending.
   void RingSq();
   // The next new completion, if any (advances the CQ head; updates SQ head).
-  std::optional<spec::Cqe> Pop() {
-    auto c = Peek();
-    if (c) Consume(*c);
-    return c;
-  }
+  std::optional<spec::Cqe> Pop();
   // Pop in two steps, for callers that must finish with a completion before
   // it leaves the ring (the shared admin queue routes it first, so a holder
   // killed in between leaves it there for the next one): Peek reads the
