@@ -175,9 +175,10 @@ Result<std::unique_ptr<ControllerState>> ImportController(Env& env, const Transp
   s->max_transfer = c.max_transfer;
   s->qid_used.assign(size_t{std::min(c.io_sq_granted, c.io_cq_granted)} + 1, false);
   s->options.admin_queue_size = static_cast<uint16_t>(c.admin_entries);
-  auto admin = std::make_unique<SharedAdminQueue>(c, s->doorbells(0), SelfSlot(env), SelfGeneration(env));
-  s->shared_admin = admin.get();
-  s->admin = std::move(admin);
+  auto admin = SharedAdminQueue::Open(c, s->doorbells(0), SelfSlot(env), SelfGeneration(env));
+  if (!admin) return admin.error();
+  s->shared_admin = admin->get();
+  s->admin = std::move(*admin);
   if (!held.empty())
     RecordFdHolder(c, s->shared_admin->lock(), SelfSlot(env), SelfGeneration(env), held, doorbell_file_offset);
   return s;
@@ -263,9 +264,10 @@ Result<std::unique_ptr<Controller>> ControllerAttach::Prepare(Env& env, const Tr
     c.doorbell_offset = static_cast<uint32_t>(exported->doorbell_bar_offset);
     c.doorbell_bytes = static_cast<uint32_t>(exported->doorbell_bytes);
     s->shared = &c;
-    auto admin = std::make_unique<SharedAdminQueue>(c, s->doorbells(0), SelfSlot(env), SelfGeneration(env));
-    s->shared_admin = admin.get();
-    s->admin = std::move(admin);
+    auto admin = SharedAdminQueue::Open(c, s->doorbells(0), SelfSlot(env), SelfGeneration(env));
+    if (!admin) return admin.error();
+    s->shared_admin = admin->get();
+    s->admin = std::move(*admin);
   } else {
     s->admin_ring = std::make_unique<QueueRing>(reinterpret_cast<spec::Sqe*>(base),
                                                 reinterpret_cast<spec::Cqe*>(base + sq_bytes), entries, s->doorbells(0));
@@ -436,6 +438,19 @@ bool Controller::BeginDetach() {
   if (!s_->qpairs.empty())
     NVMUX_LOG(kError, "controller %s destroyed with %zu queue pair(s) still allocated (free them first)",
               s_->trid.ToString().c_str(), s_->qpairs.size());
+  if (s_->shared != nullptr && !s_->owns_device && !s_->failed && !s_->removed &&
+      std::atomic_ref<uint32_t>(s_->shared->removed).load(std::memory_order_acquire) == 0 &&
+      std::atomic_ref<uint32_t>(s_->shared->failed).load(std::memory_order_acquire) == 0) {
+    // A secondary leaving the group: nobody would delete these queues after
+    // us (the reaper only sees dead processes) and their rings go with our
+    // memory, so delete them now and give their ids back. (Not when the
+    // device is gone or failed: nothing would answer.)
+    for (QpairState* q : s_->qpairs) {
+      q->DeleteOnDevice();
+      auto lock = s_->shared_admin->lock().Lock();
+      if (lock) s_->shared->qids[q->qid] = SharedQid{};
+    }
+  }
   for (QpairState* q : s_->qpairs) q->ctrlr_gone = true;
   AbortAllAdmin();  // commands never answered (a SyncAdmin timed out on them) complete, freeing their waiters
   s_->alive.reset();

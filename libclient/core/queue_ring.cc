@@ -6,11 +6,16 @@
 
 namespace nvmux {
 
-Status QueueRing::Push(const spec::Sqe& cmd) {
+Status QueueRing::Stage(const spec::Sqe& cmd) {
   if (Full())
     return Fail(EAGAIN, "submission queue full (" + std::to_string(entries_ - 1) + " commands outstanding)");
   sq_[x_.sq_tail] = cmd;
-  if (++x_.sq_tail == entries_) x_.sq_tail = 0;
+  return Ok();
+}
+
+Status QueueRing::Push(const spec::Sqe& cmd) {
+  NVMUX_TRY(Stage(cmd));
+  CommitStaged();
   return Ok();
 }
 
@@ -49,9 +54,13 @@ void QueueRing::RingSq() {
   Kick();
 }
 
-std::optional<spec::Cqe> QueueRing::Pop() {
-  volatile spec::Cqe* slot = &cq_[x_.cq_head];
-  if ((slot->status & 1u) != x_.phase) return std::nullopt;
+namespace {
+
+// The completion at CQ position `pos` (head and phase, RingIndices::cq) if
+// its phase tag says it is new.
+inline std::optional<spec::Cqe> ReadIfNew(const spec::Cqe* cq, uint32_t pos) {
+  const volatile spec::Cqe* slot = &cq[pos & RingIndices::kHeadMask];
+  if ((slot->status & 1u) != pos >> 16) return std::nullopt;
   // Read the rest of the entry only after seeing its phase tag.
   std::atomic_thread_fence(std::memory_order_acquire);
   spec::Cqe c;
@@ -61,23 +70,45 @@ std::optional<spec::Cqe> QueueRing::Pop() {
   c.sqid = slot->sqid;
   c.cid = slot->cid;
   c.status = slot->status;
+  return c;
+}
+
+// The position after `pos`: past the last entry, head 0 and the phase flipped.
+inline uint32_t NextCqPosition(uint32_t pos, uint32_t entries) {
+  return (pos & RingIndices::kHeadMask) + 1 == entries ? (pos & RingIndices::kPhaseBit) ^ RingIndices::kPhaseBit
+                                                       : pos + 1;
+}
+
+}  // namespace
+
+std::optional<spec::Cqe> QueueRing::Peek() const { return ReadIfNew(cq_, x_.cq); }
+
+void QueueRing::Consume(const spec::Cqe& c) {
   x_.sq_head = c.sqhd < entries_ ? c.sqhd : c.sqhd % entries_;
-  if (++x_.cq_head == entries_) {
-    x_.cq_head = 0;
-    x_.phase ^= 1;
-  }
+  // One store moves head and phase together.
+  std::atomic_ref<uint32_t>(x_.cq).store(NextCqPosition(x_.cq, entries_), std::memory_order_relaxed);
+}
+
+// Peek + Consume in one call (the I/O path).
+std::optional<spec::Cqe> QueueRing::Pop() {
+  const uint32_t pos = x_.cq;
+  std::optional<spec::Cqe> c = ReadIfNew(cq_, pos);
+  if (!c) return c;
+  x_.sq_head = c->sqhd < entries_ ? c->sqhd : c->sqhd % entries_;
+  std::atomic_ref<uint32_t>(x_.cq).store(NextCqPosition(pos, entries_), std::memory_order_relaxed);
   return c;
 }
 
 void QueueRing::RingCq() {
-  if (x_.cq_head == x_.cq_rung) return;
+  const uint32_t head = x_.cq_head();
+  if (head == x_.cq_rung) return;
   const uint32_t old = x_.cq_rung;
-  x_.cq_rung = x_.cq_head;
+  x_.cq_rung = head;
   if (doorbells_.shadow_cq_head != nullptr) {
     shadow_updates_++;
-    if (!UpdateShadow(doorbells_.shadow_cq_head, doorbells_.eventidx_cq, x_.cq_head, old)) return;
+    if (!UpdateShadow(doorbells_.shadow_cq_head, doorbells_.eventidx_cq, head, old)) return;
   }
-  *doorbells_.cq_head = x_.cq_head;
+  *doorbells_.cq_head = head;
   cq_doorbell_writes_++;
   Kick();
 }

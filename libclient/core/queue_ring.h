@@ -57,10 +57,28 @@ constexpr bool DoorbellNeedsEvent(uint16_t event_idx, uint16_t new_idx, uint16_t
 // The ring's positions. A queue pair keeps them in the QueueRing; the
 // group's shared admin queue keeps them in shared memory (standard layout,
 // no pointers) so that every process of the group drives the same ring.
+//
+// The CQ head and the expected phase tag are ONE word (`cq`: head in bits
+// 0-15, phase in bit 16), advanced by one 32-bit atomic store: a process
+// killed while consuming a completion leaves either the old position or the
+// new one, never a flipped phase with the old head (the admin queue would
+// stall for good) nor a head of 0 with the old phase (stale entries would
+// look new). Heads fit 16 bits because a queue has at most 65536 entries.
 struct RingIndices {
+  static constexpr uint32_t kPhaseBit = 1u << 16;
+  static constexpr uint32_t kHeadMask = kPhaseBit - 1;
   uint32_t sq_tail = 0, sq_head = 0, sq_rung = 0;
-  uint32_t cq_head = 0, cq_rung = 0;
-  uint32_t phase = 1;  // the controller posts phase 1 on its first pass
+  uint32_t cq = kPhaseBit;  // head 0, phase 1: the controller posts phase 1 on its first pass
+  uint32_t cq_rung = 0;     // the CQ head last published to the device
+  uint32_t cq_head() const { return cq & kHeadMask; }
+  uint32_t phase() const { return cq >> 16; }
+  // Makes the next RingSq/RingCq write both doorbells whatever they last
+  // wrote (after a holder of shared positions died between a position
+  // update and its doorbell write).
+  void ForceDoorbells() {
+    sq_rung = sq_tail + 1;
+    cq_rung = cq_head() + 1;
+  }
 };
 static_assert(std::is_standard_layout_v<RingIndices> && std::is_trivially_copyable_v<RingIndices>);
 
@@ -80,11 +98,27 @@ class QueueRing {
 
   // Copies `cmd` to the SQ tail. Errors: EAGAIN when full.
   Status Push(const spec::Sqe& cmd);
+  // Push in two steps, for callers that record intent between them (the
+  // shared admin queue): Stage copies the entry to the tail slot without
+  // making it part of the ring; CommitStaged advances the tail (one store).
+  // Errors: EAGAIN when full.
+  Status Stage(const spec::Sqe& cmd);
+  void CommitStaged() { x_.sq_tail = x_.sq_tail + 1 == entries_ ? 0 : x_.sq_tail + 1; }
   // Publishes pushed commands: one doorbell write (or shadow update) if any
   // are pending.
   void RingSq();
   // The next new completion, if any (advances the CQ head; updates SQ head).
   std::optional<spec::Cqe> Pop();
+  // Pop in two steps, for callers that must finish with a completion before
+  // it leaves the ring (the shared admin queue routes it first, so a holder
+  // killed in between leaves it there for the next one): Peek reads the
+  // entry at the head if it is new; Consume(c) advances past it (one atomic
+  // store of head and phase) and records the SQ head it reports.
+  std::optional<spec::Cqe> Peek() const;
+  void Consume(const spec::Cqe& c);
+  // The head-and-phase word (see RingIndices): tells whether a Consume
+  // happened since it was read.
+  uint32_t cq_position() const { return x_.cq; }
   // Publishes consumed completions: one doorbell write (or shadow update) if any.
   void RingCq();
   // Points the ring at other doorbells (shadow doorbells switched on or off
@@ -98,6 +132,7 @@ class QueueRing {
   // Tails and heads published through the shadow page (real writes not included).
   uint64_t shadow_doorbell_updates() const { return shadow_updates_; }
   uint32_t sq_tail() const { return x_.sq_tail; }
+  uint32_t cq_head() const { return x_.cq_head(); }
   // Back to the state of a freshly created queue (the caller zeroes the CQ
   // memory): after the controller was reset or the queue re-created.
   void Reset() { x_ = RingIndices{}; }
@@ -105,8 +140,7 @@ class QueueRing {
   // positions say (a pushed entry whose doorbell was not rung, consumed
   // completions whose head was not written).
   void Resync() {
-    x_.sq_rung = x_.sq_tail + 1;  // force both doorbell writes
-    x_.cq_rung = x_.cq_head + 1;
+    x_.ForceDoorbells();
     RingSq();
     RingCq();
   }

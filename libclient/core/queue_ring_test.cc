@@ -67,6 +67,36 @@ spec::Sqe Cmd(uint16_t cid, uint32_t value) {
   return s;
 }
 
+// Issue 16: the CQ head and the expected phase are one word (RingIndices::cq)
+// that Consume moves with one store, so a process killed while consuming a
+// completion of a shared ring leaves the old position or the new one, never
+// a flipped phase with the old head. Peek leaves the entry where it is.
+TEST(QueueRing, PeekLeavesTheEntryAndConsumeMovesHeadAndPhaseTogether) {
+  FakeDevice dev(4);
+  RingIndices shared;
+  QueueRing ring(dev.sq.data(), dev.cq.data(), 4, dev.doorbells(), &shared);
+  EXPECT_EQ(shared.cq, RingIndices::kPhaseBit) << "head 0, phase 1 on a fresh queue";
+  for (uint16_t i = 0; i < 10; ++i) {
+    dev.Post(i);
+    const uint32_t before = shared.cq;
+    auto c = ring.Peek();
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->cid, i);
+    EXPECT_EQ(shared.cq, before);
+    ASSERT_TRUE(ring.Peek());
+    EXPECT_EQ(ring.Peek()->cid, i) << "Peek must not consume";
+    ring.Consume(*c);
+    const uint32_t head = (i + 1u) % 4u;
+    const uint32_t phase = ((i + 1u) / 4u) % 2u == 0 ? 1u : 0u;
+    EXPECT_EQ(shared.cq, head | (phase << 16)) << "after completion " << i;
+    EXPECT_EQ(shared.cq_head(), head);
+    EXPECT_EQ(shared.phase(), phase);
+    EXPECT_FALSE(ring.Peek());
+    ring.RingCq();
+    EXPECT_EQ(dev.cq_head_db, head);
+  }
+}
+
 TEST(QueueRing, PushRingPopInOrderWithOneDoorbellPerBatch) {
   FakeDevice dev(8);
   QueueRing ring(dev.sq.data(), dev.cq.data(), 8, dev.doorbells());

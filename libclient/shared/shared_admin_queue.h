@@ -1,17 +1,40 @@
 // SharedAdminQueue: the admin queue of a controller shared by every process
 // of a group (DESIGN.md section 5). Any process submits and polls, under the
 // controller's robust lock; each command's tracker records the submitting
-// process (slot + generation), and a completion polled by another process
-// is copied into the submitter's mailbox, so each process runs only its own
-// callbacks, when it polls. The group's AERs belong to no process: whoever
-// polls their completion fans the event out to every process's mailbox and
-// re-arms, so events keep flowing as long as anyone polls.
+// process (slot + generation), and every completion is routed to the
+// submitter's mailbox, so each process runs only its own callbacks, when it
+// polls. The group's AERs belong to no process: whoever polls their
+// completion fans the event out to every process's mailbox, and whoever
+// polls keeps `aer_target` AERs in flight.
 //
-// A holder of the lock that dies is repaired by the next locker: the ring
-// positions in shared memory are published again (a pushed command whose
-// doorbell was not rung goes to the device; consumed completions' head is
-// written). A command whose tracker was taken but never pushed stays
-// orphaned until the reaper forgets the dead process.
+// Invariants (under the lock, restored by the next locker after a holder
+// died; see ARCHITECTURE.md "Invariants of the shared admin queue"):
+//  - A tracker is in flight iff its command is on the ring or its
+//    completion has not been routed yet. Submitting records its intent
+//    (submit_cid, submit_tail) before taking the tracker; if the holder died
+//    before the SQ tail moved, the next locker frees the tracker, else the
+//    command stands (its doorbell is written again).
+//  - A completion leaves the CQ only after it was routed and its tracker
+//    freed: polling records intent (poll_pending, poll_position), routes,
+//    frees, then advances the head and phase in one atomic store
+//    (RingIndices::cq). The next locker routes the entry at the recorded
+//    position again if the head did not move. Routing again is harmless:
+//    a completion goes to the slot of its cookie (rewritten, not added), an
+//    event carries its number and a mailbox that has it skips it.
+//  - A process has at most kMaxSharedAdminEntries commands in flight (its
+//    cookies), so its completion slots never overflow; only events can be
+//    dropped (a mailbox holds kMailboxEvents), and are counted
+//    (Mailbox::dropped, SharedController::events_dropped).
+//  - Group AERs in flight = trackers owned by kAerOwner (aers_outstanding is
+//    a copy for status). Each Poll tops them up to aer_target, so an AER
+//    whose completion was polled in any number, whose re-arm failed (ring
+//    full) or whose poller died is re-armed by a later poll. An AER that
+//    completes with an error lowers the target by one (the device refuses).
+//  - A completion whose submitter is gone (its mailbox generation differs,
+//    or ForgetSlot/the destructor cleared the tracker's generation) frees
+//    its tracker and is counted as orphaned.
+// Every step has a crash-test point (NVMUX_DIE_AT=admin.submit.*,
+// admin.poll.*, admin.rearm.*).
 //
 // Thread safety: all methods from any thread of the process (the caller
 // serialises per process, as the Controller's admin mutex does; the robust
@@ -20,6 +43,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "libclient/core/admin_channel.h"
@@ -34,7 +58,12 @@ class SharedAdminQueue final : public AdminChannel {
 
   // Registers this process's mailbox. REQUIRES: the controller's lock and
   // admin ring are initialised (the primary did so before publishing).
-  SharedAdminQueue(SharedController& ctrl, Doorbells doorbells, uint32_t slot, uint32_t generation);
+  // Errors: EBUSY when this process (slot and generation) has the
+  // controller's admin queue open already (one process attaching the same
+  // shared controller twice: both objects would share cookies); the lock's
+  // errors.
+  static Result<std::unique_ptr<SharedAdminQueue>> Open(SharedController& ctrl, Doorbells doorbells, uint32_t slot,
+                                                        uint32_t generation);
   ~SharedAdminQueue() override;
 
   Status Submit(const spec::Sqe& cmd, Done done) override;
@@ -46,17 +75,33 @@ class SharedAdminQueue final : public AdminChannel {
 
   // Events (AEN completions) delivered to this process, from Poll().
   void SetEventHandler(EventFn fn) { on_event_ = std::move(fn); }
-  // Arms `count` group AERs unless that many are outstanding already.
+  // Keeps `count` group AERs in flight from now on (this call and every
+  // later Poll of any process top them up). Errors: EAGAIN when fewer could
+  // be armed now (the ring is full; later polls arm the rest).
   Status ArmGroupAers(uint32_t count);
-  // The reaper: drops what a dead process had here (its mailbox, its
-  // trackers' completions). Returns how many items were released.
+  // The reaper: drops what a dead process had here (its mailbox; its
+  // trackers' completions will be dropped and the trackers freed when they
+  // arrive). Returns how many items were released.
   uint64_t ForgetSlot(uint32_t slot);
 
+  // The controller's lock. Lockers outside this class must not change the
+  // admin queue's fields (trackers, ring, mailboxes, intents).
   shm::RobustLock& lock() { return lock_; }
 
  private:
+  SharedAdminQueue(SharedController& ctrl, Doorbells doorbells, uint32_t slot, uint32_t generation);
+  // Lock() then Settle(): every locker first finishes or rolls back the
+  // step a dead holder recorded (also when another program's repair, like
+  // nvmux-manage's, marked the lock consistent without doing it).
+  Result<shm::RobustLock::Guard> Lock();
+  void Settle();
   Status SubmitLocked(const spec::Sqe& cmd, uint32_t owner, uint32_t generation, uint32_t cookie);
-  void Deliver(uint32_t slot, MailKind kind, uint32_t cookie, const spec::Cqe& cpl);
+  // Routes completion `c` (at the CQ head) and frees its tracker. `again`:
+  // a repair repeating a dead poller's step.
+  void Route(const spec::Cqe& c, bool again);
+  void FanOut(SharedAdminTracker& t, const spec::Cqe& c);
+  // Arms group AERs up to aer_target; stops quietly when the ring is full.
+  void TopUpAers();
 
   SharedController& c_;
   QueueRing ring_;

@@ -2,7 +2,8 @@
 // segment (DESIGN.md section 4): what the primary learnt bringing it up
 // (identify data, namespaces, limits), the admin queue's ring positions and
 // trackers, the I/O queue-id allocator, and one mailbox per process slot for
-// routed admin completions and asynchronous events.
+// routed admin completions and asynchronous events. Its admin-queue fields'
+// invariants are described in shared_admin_queue.h.
 //
 // Every field is standard layout and trivially copyable; there are no
 // pointers (the admin rings are named by IOVA, which equals the virtual
@@ -28,7 +29,9 @@ inline constexpr uint32_t kMaxSharedControllers = 8;
 inline constexpr uint32_t kMaxSharedNamespaces = 16;
 inline constexpr uint32_t kMaxSharedAdminEntries = 64;
 inline constexpr uint32_t kMaxSharedQids = 256;
-inline constexpr uint32_t kMailboxEntries = 64;
+// Group events (AENs) a process's mailbox holds until it polls; more are
+// dropped (counted). Its routed completions have a slot per cookie instead.
+inline constexpr uint32_t kMailboxEvents = 16;
 inline constexpr uint32_t kAerOwner = 0xFFFFFFFFu;  // tracker owner of the group's AERs
 inline constexpr char kSharedControllersName[] = "nvmux.controllers";
 
@@ -42,20 +45,35 @@ struct SharedAdminTracker {
   int64_t submitted_ns;
 };
 
-enum class MailKind : uint32_t { kCompletion = 0, kEvent = 1 };
+// A group event waiting in a mailbox. `seq` numbers the group's events
+// (SharedController::event_seq): fanning one out again after a poller died
+// midway does not deliver it twice.
+struct MailEvent {
+  uint32_t seq;
+  uint32_t reserved;
+  spec::Cqe cpl;
+};
 
-struct MailboxEntry {
-  uint32_t kind;    // MailKind
-  uint32_t cookie;  // kCompletion: the owner's callback index
+// A routed admin completion waiting for its submitter: one slot per cookie
+// (the submitter's callback index, below kMaxSharedAdminEntries). A process
+// has at most one command per cookie in flight, so a slot is never needed
+// twice before the owner empties it: completions are never dropped, and
+// routing one again (after the router died midway) rewrites the same slot.
+struct MailCompletion {
+  uint32_t ready;  // 1: cpl is waiting for the owner
+  uint32_t order;  // SharedController::routed_order when routed (callbacks run in completion order)
   spec::Cqe cpl;
 };
 
 struct Mailbox {
-  uint32_t generation;  // owner generation the entries are for (0: unused)
-  uint32_t head;        // next to read (owner)
-  uint32_t tail;        // next to write (router)
-  uint32_t dropped;     // overflowed
-  MailboxEntry entries[kMailboxEntries];
+  uint32_t generation;      // owner generation the entries are for (0: unused)
+  uint32_t head;            // events: next to read (owner)
+  uint32_t tail;            // events: next to write (router)
+  uint32_t dropped;         // events dropped because `events` was full
+  uint32_t last_event_seq;  // the last group event this mailbox got (or dropped)
+  uint32_t reserved;
+  MailEvent events[kMailboxEvents];
+  MailCompletion completions[kMaxSharedAdminEntries];  // by cookie
 };
 
 enum class QidState : uint32_t { kFree = 0, kInUse = 1 };
@@ -122,8 +140,8 @@ struct SharedController {
   uint64_t admin_sq_iova;
   uint64_t admin_cq_iova;
   RingIndices admin_ring;
-  uint32_t aers_outstanding;
-  uint32_t reserved;
+  uint32_t aers_outstanding;  // group AERs in flight: recounted from the trackers after each change (for status)
+  uint32_t aer_target;        // group AERs to keep in flight (ArmGroupAers; 0 while the queue is reset)
   SharedAdminTracker trackers[kMaxSharedAdminEntries];
   SharedQid qids[kMaxSharedQids];  // [0] is the admin queue
   Mailbox mailboxes[shm::kMaxProcesses];
@@ -132,6 +150,15 @@ struct SharedController {
   uint64_t admin_routed;   // completions delivered to another process's mailbox
   uint64_t aens;
   uint64_t orphaned;       // completions for dead processes, dropped
+  uint64_t events_dropped;  // events dropped from full mailboxes (sum of Mailbox::dropped ever)
+  // Intent of the admin-queue step under way (shared_admin_queue.h): the
+  // next locker finishes or rolls back the step of a holder that died.
+  uint32_t submit_cid;     // cid + 1 of the command being submitted; 0: none
+  uint32_t submit_tail;    // the SQ tail before its entry
+  uint32_t poll_pending;   // 1: the completion at `poll_position` is being routed
+  uint32_t poll_position;  // admin_ring.cq (head and phase) when its routing began
+  uint32_t event_seq;      // the last group event number handed out
+  uint32_t routed_order;   // the last MailCompletion::order handed out
   FdHolder fd_holders[shm::kMaxProcesses];  // under `lock`
   // Shadow doorbells (Doorbell Buffer Config), set by the primary at each
   // controller (re)initialisation: the IOVAs (= addresses in every process)

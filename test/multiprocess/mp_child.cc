@@ -105,8 +105,11 @@ std::optional<Joined> Join(int group, const std::string& trid_text, const char* 
   return Joined{std::move(*env), std::move(*ctrlr)};
 }
 
+// The queue pair `io --leak-qpair` never frees.
+IoQpair* volatile g_leaked_qpair = nullptr;  // volatile: a write-only global would be optimised away
+
 int RunIo(int group, const std::string& trid_text, uint64_t lba0, uint64_t blocks, double seconds, uint32_t qd,
-          int admin_ms) {
+          int admin_ms, bool leak_qpair) {
   auto joined = Join(group, trid_text, "mp_child");
   if (!joined) return 1;
   std::unique_ptr<Env>* env = &joined->env;
@@ -194,6 +197,13 @@ int RunIo(int group, const std::string& trid_text, uint64_t lba0, uint64_t block
   while ((*qpair)->outstanding() > 0)
     if (!(*qpair)->ProcessCompletions()) return 1;
   std::printf("done %llu\n", static_cast<unsigned long long>(ios));
+  std::fflush(stdout);
+  if (leak_qpair) {
+    // Leaves with the queue pair still allocated (the Controller and Env
+    // are destroyed as usual): its queue must not outlive us on the device.
+    // (Kept reachable from a global so LeakSanitizer does not count it.)
+    g_leaked_qpair = qpair->release();
+  }
   return errors == 0 ? 0 : 1;
 }
 
@@ -293,6 +303,8 @@ int main(int argc, char** argv) {
   io->add_option("--qd", qd);
   int admin_ms = 0;
   io->add_option("--admin-ms", admin_ms, "also read the SMART log (an admin command) every N ms");
+  bool leak_qpair = false;
+  io->add_flag("--leak-qpair", leak_qpair, "exit without freeing the queue pair");
   auto* admin = app.add_subcommand("admin", "join, run admin commands, leave");
   admin->add_option("-i", group)->required();
   admin->add_option("-r", trid)->required();
@@ -301,7 +313,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   // SIGTERM: finish what is outstanding and report, as a clean stop.
   signal(SIGTERM, [](int) { nvmux::g_stop.store(true); });
-  if (io->parsed()) return nvmux::RunIo(group, trid, lba, blocks, seconds, qd, admin_ms);
+  if (io->parsed()) return nvmux::RunIo(group, trid, lba, blocks, seconds, qd, admin_ms, leak_qpair);
   if (admin->parsed()) return nvmux::RunAdmin(group, trid);
   return nvmux::Census(group);
 }

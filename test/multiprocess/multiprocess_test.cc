@@ -169,6 +169,23 @@ TEST_F(MultiProcessTest, AdminClientsComeAndGoWhileTwoSecondariesDoVerifiedIo) {
   EXPECT_EQ(after.heap_bytes, before.heap_bytes) << before.raw << "\n" << after.raw;
 }
 
+// Issue 16 (minor): a secondary that exits cleanly with a queue pair still
+// allocated deletes its queue on the device and gives the id back (its
+// rings go with its memory; the reaper only handles dead processes).
+TEST_F(MultiProcessTest, SecondaryExitingWithALiveQpairDeletesItsQueueAndFreesTheId) {
+  Subprocess& leaker = Child(0, 0.2, 1024, {"--leak-qpair"});
+  ExpectReady(leaker);
+  ExpectCleanFinish(leaker);
+  Census after = WaitForQids(0);
+  EXPECT_TRUE(after.qids.empty()) << after.raw;
+  EXPECT_EQ(after.admin_in_flight, 0u) << after.raw;
+  // The id is free on the device too: the next secondary creates its queue
+  // under it (Create I/O CQ fails with Invalid Queue Identifier otherwise).
+  Subprocess& next = Child(1024, 0.2);
+  ExpectReady(next);
+  ExpectCleanFinish(next);
+}
+
 TEST_F(MultiProcessTest, KilledSecondaryIsReapedAndItsQueuesDeletedWhileOthersContinue) {
   Census before = TakeCensus();
   Subprocess& survivor = Child(0, 3.0);

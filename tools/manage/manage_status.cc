@@ -37,11 +37,11 @@ Copied CopyController(SharedController& shared) {
   // (QueueRing::Resync) writes both doorbells from the shared positions. We
   // have no doorbell mapping, so we make the positions say "not yet
   // written"; the next process to submit (RingSq) or poll (RingCq, every
-  // poll) writes them. Nothing else under this lock needs repair: trackers,
-  // queue ids and mailboxes are written intent-first.
+  // poll) writes them. Nothing else needs repair here: queue ids and DMA
+  // records are written intent-first, and the admin queue's recorded step
+  // (submit_cid, poll_pending) is settled by the driver's next locker.
   shm::RobustLock lock(shared.lock, [&shared]() -> Status {
-    shared.admin_ring.sq_rung = shared.admin_ring.sq_tail + 1;
-    shared.admin_ring.cq_rung = shared.admin_ring.cq_head + 1;
+    shared.admin_ring.ForceDoorbells();
     return Ok();
   });
   auto guard = lock.Lock(kControllerLockWait);
