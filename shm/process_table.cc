@@ -88,10 +88,12 @@ Result<uint32_t> ProcessTable::Register(ProcessRole role, std::string_view name,
     for (uint32_t i = 0; i < state_.capacity && !chosen; ++i) {
       ProcessSlot& s = state_.slots[i];
       auto st = static_cast<SlotState>(Load(s.state));
-      if (pass == 1 && st != SlotState::kFree && !locks_.SlotHeldByOther(i)) {
+      if (pass == 1 && st != SlotState::kFree && !locks_.SlotHeldByOther(i) && !ReaperAlive(i)) {
         // A full table may still hold dead processes: reap one inline.
         // Inline, under the lock: only the locked hooks (a process registers
         // before it has attached any controller, so it has no device hooks).
+        // Known gap: the dead process's rings are then freed without its
+        // queues being deleted (only nvmuxd's reaper can delete them).
         NVMUX_LOG(kNotice, "reaping dead process %d (slot %u) to make room", s.pid, i);
         ReapLocked(i);
         st = SlotState::kFree;
@@ -153,6 +155,12 @@ Status ProcessTable::Unregister() {
   return Ok();
 }
 
+bool ProcessTable::ReaperAlive(uint32_t slot) const {
+  const ProcessSlot& s = state_.slots[slot];
+  return Load(s.state) == static_cast<uint32_t>(SlotState::kReaping) && s.reaper_slot < state_.capacity &&
+         IsAlive(s.reaper_slot) && Load(state_.slots[s.reaper_slot].generation) == s.reaper_generation;
+}
+
 bool ProcessTable::IsAlive(uint32_t slot) const {
   if (self_slot_ && *self_slot_ == slot) return true;
   return locks_.SlotHeldByOther(slot);
@@ -200,9 +208,7 @@ Result<ReapRecord> ProcessTable::Reap(uint32_t slot, uint32_t generation) {
     if (Load(s.state) == static_cast<uint32_t>(SlotState::kFree) || Load(s.generation) != generation)
       return Fail(ENOENT, "slot " + std::to_string(slot) + " was already reaped");
     if (IsAlive(slot)) return Fail(EBUSY, "process " + std::to_string(s.pid) + " in slot " + std::to_string(slot) + " is alive");
-    if (Load(s.state) == static_cast<uint32_t>(SlotState::kReaping) && s.reaper_slot != me &&
-        s.reaper_slot < state_.capacity && IsAlive(s.reaper_slot) &&
-        Load(state_.slots[s.reaper_slot].generation) == s.reaper_generation)
+    if (s.reaper_slot != me && ReaperAlive(slot))
       return Fail(EINPROGRESS, "process " + std::to_string(s.pid) + " in slot " + std::to_string(slot) +
                                    " is being reaped by slot " + std::to_string(s.reaper_slot));
     // Intent: this process reaps the slot (a reaper that dies hands it to the next).

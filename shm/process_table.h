@@ -142,6 +142,9 @@ class ProcessTable {
 
  private:
   ProcessInfo InfoOf(uint32_t slot) const;
+  // True if `slot` is kReaping and its recorded reaper still lives
+  // (this process included).
+  bool ReaperAlive(uint32_t slot) const;
   // The locked phase: locked hooks, history, slot freed. `device_released`
   // is what the device hooks reported.
   ReapRecord ReapLocked(uint32_t slot, uint64_t device_released = 0);

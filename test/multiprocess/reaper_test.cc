@@ -238,6 +238,36 @@ TEST_F(ReaperTest, UnconfirmedQueueDeletionKeepsIdAndRingsUntilTheDeviceConfirms
   ExpectCleanFinish(next, "a secondary after the quarantine");
 }
 
+// Item 6: a namespace-change event that arrives while the reaper waits on
+// the device (a 3 s Delete I/O SQ) is handled by nvmuxd's next ordinary
+// poll: it reads the Changed Namespace List, which unmasks the event type
+// on the device, so the next namespace change reaches the secondaries too.
+// (Handled inside the reaper's nested poll under the group lock, reading
+// the log failed with EDEADLK and no later namespace event ever came.)
+TEST_F(ReaperTest, NamespaceEventDuringReapingIsHandledAndTheNextOneArrives) {
+  std::string trid = StartEmu();
+  StartDaemon({trid});
+  Subprocess& observer = Io(trid, 0, 120);
+  ExpectReady(observer);
+  Subprocess& victim = Io(trid, 2048, 60);
+  ExpectReady(victim);
+  Control(trid, "delay us=3000000 opc=0x00 queue=admin");
+  int victim_pid = victim.pid();
+  Kill9(victim);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // inside the delayed delete
+  Control(trid, "aen type=2 info=0 lid=4");
+  auto first = observer.ReadUntil("aen", std::chrono::seconds(20));
+  ASSERT_TRUE(first) << "the first namespace event did not reach the secondary";
+  ReapCensus c = WaitCensus([&](const ReapCensus& x) { return x.Reaped(victim_pid); }, std::chrono::seconds(30));
+  ASSERT_TRUE(c.Reaped(victim_pid)) << c.raw;
+  Control(trid, "clear");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // nvmuxd's ordinary polls
+  Control(trid, "aen type=2 info=0 lid=4");
+  auto second = observer.ReadUntil("aen", std::chrono::seconds(10));
+  EXPECT_TRUE(second) << "a later namespace event never arrived: the Changed Namespace List was not read";
+  Stop(observer, "the observing secondary");
+}
+
 // Item 6: nvmuxd killed at each step of reaping a dead secondary; the
 // restarted nvmuxd takes the group over and finishes the reap (a repeated
 // delete that the device answers "Invalid Queue Identifier" counts as
