@@ -1,5 +1,6 @@
 #include "libclient/core/reap_queues.h"
 
+#include <utility>
 #include <vector>
 
 #include "libclient/core/controller_state.h"
