@@ -9,12 +9,14 @@
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iostream>
 
 #include "libclient/core/controller_state.h"
+#include "libclient/core/reap_queues.h"
 #include "nvmux/controller.h"
 #include "nvmux/env.h"
 #include "primary/hotplug.h"
@@ -161,12 +163,31 @@ int main(int argc, char** argv) {
   if (!doctor) NVMUX_LOG(kWarning, "nvmuxd: DPDK lock doctor unavailable: %s", doctor.error().message.c_str());
   else NVMUX_LOG(kInfo, "nvmuxd: watching %zu of DPDK's shared locks", doctor->watched());
   timespec zero{0, 0};
+  // Queues of dead processes whose deletion the device did not confirm stay
+  // quarantined (libclient/core/reap_queues.h); they are retried, with the
+  // period doubling up to a minute (each try may wait two admin timeouts)
+  // and starting again at 1 s after each reap.
+  constexpr int64_t kRetryFirstNs = 1'000'000'000, kRetryMaxNs = 60'000'000'000;
+  int64_t retry_period_ns = kRetryFirstNs;
+  int64_t next_retry_ns = MonotonicNanos() + retry_period_ns;
+  uint64_t reaped_seen = 0;
   Status run = reaper.Run(
       [&] {
         for (auto& c : controllers) {
           if (c->failed()) continue;
           auto n = c->ProcessAdminCompletions();
           if (!n) NVMUX_LOG(kError, "nvmuxd: %s: %s", c->trid().ToString().c_str(), n.error().message.c_str());
+        }
+        if (int64_t now = MonotonicNanos(); reaper.reaped() != reaped_seen || now >= next_retry_ns) {
+          if (reaper.reaped() != reaped_seen) {
+            reaped_seen = reaper.reaped();
+            retry_period_ns = kRetryFirstNs;
+          } else {
+            for (auto& c : controllers)
+              if (!c->failed()) (void)RetryQuarantinedQueues(*c);
+            retry_period_ns = std::min(retry_period_ns * 2, kRetryMaxNs);
+          }
+          next_retry_ns = MonotonicNanos() + retry_period_ns;
         }
         if (doctor) doctor->Check(MonotonicNanos());
         hotplug.Poll(MonotonicNanos());

@@ -13,7 +13,7 @@ Status Reaper::Step(shm::DeathWatcher& watcher, Nanos period) {
       ++reaped_;
       NVMUX_LOG(kNotice, "reaped %s (pid %d): released %llu item(s)", rec->name, rec->pid,
                 static_cast<unsigned long long>(rec->released_items));
-    } else if (rec.error().code != ENOENT) {
+    } else if (rec.error().code != ENOENT && rec.error().code != EINPROGRESS) {
       NVMUX_LOG(kWarning, "cannot reap pid %d: %s", p.id.pid, rec.error().ToString().c_str());
     }
   }

@@ -1,8 +1,12 @@
 // Reaper: the primary's housekeeping loop over the group's process table.
-// Waits for deaths (pidfd events plus lock sweeps, see shm/death_watcher.h),
-// reaps each dead process within milliseconds (running the group's cleanup
-// hooks: DMA memory today; I/O queues and mailboxes as libclient adds them),
-// and returns when asked to stop.
+// Waits for deaths (pidfd events plus lock sweeps, see shm/death_watcher.h)
+// and reaps each dead process (shm/process_table.h): the intent under the
+// group lock; the device hooks (libclient/core/reap_queues.h: delete its
+// I/O queues, drop its mailbox) without it, so a slow device delays only
+// this thread; then, under the lock again, its DMA memory is freed (except
+// rings the device did not confirm it stopped using: quarantined). A slot
+// left kReaping by a reaper that died is reaped again. Returns when asked
+// to stop.
 //
 // Thread safety: Run() on one thread; RequestStop() from any thread or a
 // signal handler.

@@ -129,6 +129,41 @@ uint64_t FreeDmaOwnedBy(DmaTableState& table, DmaBackend& backend, uint32_t slot
 
 uint64_t DmaAllocator::FreeAllOwnedBy(uint32_t slot) { return FreeDmaOwnedBy(state_, backend_, slot); }
 
+namespace {
+
+bool Contains(const DmaRecord& r, uint64_t iova) {
+  return GetState(r) == DmaRecordState::kLive && r.iova != 0 && iova >= r.iova && iova - r.iova < r.size;
+}
+
+}  // namespace
+
+Result<bool> DmaAllocator::Quarantine(uint64_t iova, uint32_t slot) {
+  auto guard = lock_.Lock();
+  if (!guard) return guard.error();
+  for (uint32_t i = 0; i < state_.capacity; ++i) {
+    DmaRecord& r = state_.records[i];
+    if (!Contains(r, iova)) continue;
+    if (r.owner_slot == kQuarantineOwner) return true;
+    if (r.owner_slot != slot) continue;
+    // One store: the record is the dead slot's or the quarantine's, never neither.
+    std::atomic_ref<uint32_t>(r.owner_slot).store(kQuarantineOwner, std::memory_order_release);
+    return true;
+  }
+  return false;
+}
+
+Result<bool> DmaAllocator::ReleaseQuarantined(uint64_t iova) {
+  auto guard = lock_.Lock();
+  if (!guard) return guard.error();
+  for (uint32_t i = 0; i < state_.capacity; ++i) {
+    DmaRecord& r = state_.records[i];
+    if (r.owner_slot != kQuarantineOwner || !Contains(r, iova)) continue;
+    FreeRecord(backend_, r);
+    return true;
+  }
+  return false;
+}
+
 void RepairDmaTable(DmaTableState& table) {
   for (uint32_t i = 0; i < table.capacity; ++i) {
     DmaRecord& r = table.records[i];

@@ -31,6 +31,11 @@ constexpr uint32_t kMaxDmaRecords = 8192;
 // controller's admin queue): reaping never frees it; its holder frees it, or
 // it ends with the group. A primary that takes a group over adopts it.
 constexpr uint32_t kGroupOwner = 0xFFFFFFFFu;
+// Owner of a dead process's memory that a device may still write into (the
+// rings of an I/O queue whose deletion the device did not confirm): reaping
+// never frees it; the reaper releases it once the device confirmed the
+// deletion or a controller reset deleted every queue.
+constexpr uint32_t kQuarantineOwner = 0xFFFFFFFEu;
 
 using DmaOwner = nvmux::DmaOwner;
 
@@ -100,6 +105,14 @@ class DmaAllocator {
   // Frees every allocation owned by `slot` (a dead process). Idempotent.
   // REQUIRES: the group lock is held (runs from a reap hook).
   uint64_t FreeAllOwnedBy(uint32_t slot);
+  // The live allocation of `slot` that contains `iova` becomes
+  // kQuarantineOwner's (a device may still write into it): reaping `slot`
+  // no longer frees it. Returns true if such an allocation was found (or is
+  // quarantined already). Takes the group lock. Errors: lock errors.
+  Result<bool> Quarantine(uint64_t iova, uint32_t slot);
+  // Frees the quarantined allocation that contains `iova`; returns whether
+  // one was found. Takes the group lock. Errors: lock errors.
+  Result<bool> ReleaseQuarantined(uint64_t iova);
   // Repairs records left mid-change by a lock holder that died.
   // REQUIRES: the group lock is held (runs from the lock's repair callback).
   void RepairAfterOwnerDeath();

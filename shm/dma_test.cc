@@ -130,6 +130,53 @@ TEST_F(DmaTest, SurvivorFreesWhatADeadProcessAllocated) {
   EXPECT_EQ(dma.TotalUsage().allocations, 0u);
 }
 
+// A dead process's ring a device may still use: quarantined (by any address
+// inside it), it survives the reap of its slot, and is freed only by
+// ReleaseQuarantined.
+TEST_F(DmaTest, QuarantinedMemorySurvivesTheReapUntilReleased) {
+  testing::Pipe done;
+  pid_t child = testing::ForkChild([&] {
+    RobustLock lock(s_->lock, nullptr);
+    ArenaBackend backend(s_->arena);
+    DmaAllocator dma(s_->table, lock, backend, 9);
+    auto rings = dma.Allocate(8192, 4096, "io-rings");
+    auto other = dma.Allocate(4096, 4096, "buffer");
+    if (!rings || !other) return 1;
+    done.Signal();
+    for (;;) pause();
+  });
+  ASSERT_TRUE(done.Wait());
+  ::kill(child, SIGKILL);
+  testing::WaitExit(child);
+  RobustLock lock(s_->lock, nullptr);
+  ArenaBackend backend(s_->arena);
+  DmaAllocator dma(s_->table, lock, backend, 1);
+  uint64_t rings_iova = 0;
+  for (const DmaRecord& r : s_->table.records)
+    if (std::strcmp(r.tag, "io-rings") == 0) rings_iova = r.iova;
+  ASSERT_NE(rings_iova, 0u);
+  auto q = dma.Quarantine(rings_iova + 4096, 9);  // the CQ half
+  ASSERT_TRUE(q && *q);
+  auto again = dma.Quarantine(rings_iova, 9);  // the SQ half: the same record
+  ASSERT_TRUE(again && *again);
+  auto not_his = dma.Quarantine(rings_iova, 3);
+  ASSERT_TRUE(not_his);
+  EXPECT_TRUE(*not_his);  // already quarantined, whoever asks
+  {
+    auto g = lock.Lock();
+    EXPECT_EQ(dma.FreeAllOwnedBy(9), 1u);  // the buffer only
+  }
+  EXPECT_EQ(dma.UsageOf(kQuarantineOwner).allocations, 1u);
+  EXPECT_EQ(dma.UsageOf(kQuarantineOwner).bytes, 8192u);
+  auto released = dma.ReleaseQuarantined(rings_iova + 100);
+  ASSERT_TRUE(released && *released);
+  auto twice = dma.ReleaseQuarantined(rings_iova);
+  ASSERT_TRUE(twice);
+  EXPECT_FALSE(*twice);
+  EXPECT_EQ(dma.TotalUsage().allocations, 0u);
+  EXPECT_EQ(s_->arena.frees, 2u);
+}
+
 TEST_F(DmaTest, GroupOwnedMemorySurvivesItsAllocatorsDeathAndIsAdopted) {
   testing::Pipe done;
   pid_t child = testing::ForkChild([&] {

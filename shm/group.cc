@@ -281,6 +281,7 @@ Status Group::Finish(const GroupOptions& o) {
       dt = *d;
       ProcessTable::InitState(*pt);
       DmaAllocator::InitState(*dt);
+      if (o.construct_tables) NVMUX_TRY(o.construct_tables(*segment_, *guard));
     }
   }
   if (role_ == ProcessRole::kStandalone) {

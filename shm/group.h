@@ -24,6 +24,7 @@
 // Only one Group per process (DPDK EAL initialises once).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -54,6 +55,11 @@ struct GroupOptions {
   size_t dma_pool_mb = kDefaultDmaPoolMb;  // primary: the group's DMA pool (dma_pool.h)
   Nanos attach_timeout = std::chrono::seconds(1);
   uint32_t abi_version = kAbiVersion;   // tests set another to check refusal
+  // Primary creating the group: constructs the upper layers' named tables in
+  // the segment before it is published (under the group lock), so nothing
+  // allocates in the segment later: Boost's segment manager has no repair
+  // for a holder that dies mid-allocation.
+  std::function<Status(Segment&, const Segment::Guard&)> construct_tables;
 };
 
 // What a group looks like from outside (no EAL needed).

@@ -88,8 +88,12 @@ Result<uint32_t> ProcessTable::Register(ProcessRole role, std::string_view name,
     for (uint32_t i = 0; i < state_.capacity && !chosen; ++i) {
       ProcessSlot& s = state_.slots[i];
       auto st = static_cast<SlotState>(Load(s.state));
-      if (pass == 1 && st != SlotState::kFree && !locks_.SlotHeldByOther(i)) {
+      if (pass == 1 && st != SlotState::kFree && !locks_.SlotHeldByOther(i) && !ReaperAlive(i)) {
         // A full table may still hold dead processes: reap one inline.
+        // Inline, under the lock: only the locked hooks (a process registers
+        // before it has attached any controller, so it has no device hooks).
+        // Known gap: the dead process's rings are then freed without its
+        // queues being deleted (only nvmuxd's reaper can delete them).
         NVMUX_LOG(kNotice, "reaping dead process %d (slot %u) to make room", s.pid, i);
         ReapLocked(i);
         st = SlotState::kFree;
@@ -130,6 +134,8 @@ Result<uint32_t> ProcessTable::Register(ProcessRole role, std::string_view name,
 
 Status ProcessTable::Unregister() {
   if (!self_slot_) return Ok();
+  // Device work first, without the group lock (as when reaping).
+  for (auto& hook : device_hooks_) hook(*self_slot_);
   auto guard = lock_.Lock();
   if (!guard) return guard.error();
   uint32_t slot = *self_slot_;
@@ -149,6 +155,12 @@ Status ProcessTable::Unregister() {
   return Ok();
 }
 
+bool ProcessTable::ReaperAlive(uint32_t slot) const {
+  const ProcessSlot& s = state_.slots[slot];
+  return Load(s.state) == static_cast<uint32_t>(SlotState::kReaping) && s.reaper_slot < state_.capacity &&
+         IsAlive(s.reaper_slot) && Load(state_.slots[s.reaper_slot].generation) == s.reaper_generation;
+}
+
 bool ProcessTable::IsAlive(uint32_t slot) const {
   if (self_slot_ && *self_slot_ == slot) return true;
   return locks_.SlotHeldByOther(slot);
@@ -163,11 +175,15 @@ std::vector<ProcessInfo> ProcessTable::FindDead() const {
   return dead;
 }
 
-ReapRecord ProcessTable::ReapLocked(uint32_t slot) {
+ReapRecord ProcessTable::ReapLocked(uint32_t slot, uint64_t device_released) {
   ProcessSlot& s = state_.slots[slot];
-  Store(s.state, static_cast<uint32_t>(SlotState::kReaping));  // intent, for a reaper that dies
-  NVMUX_TEST_POINT("process.reap.intent");
-  uint64_t released = 0;
+  if (Load(s.state) != static_cast<uint32_t>(SlotState::kReaping)) {
+    s.reaper_slot = self_slot_.value_or(kMaxProcesses);
+    s.reaper_generation = self_generation_;
+    Store(s.state, static_cast<uint32_t>(SlotState::kReaping));  // intent, for a reaper that dies
+    NVMUX_TEST_POINT("process.reap.intent");
+  }
+  uint64_t released = device_released;
   for (auto& hook : hooks_) released += hook(slot);
   ReapRecord rec{};
   rec.pid = s.pid;
@@ -184,13 +200,33 @@ ReapRecord ProcessTable::ReapLocked(uint32_t slot) {
 
 Result<ReapRecord> ProcessTable::Reap(uint32_t slot, uint32_t generation) {
   if (slot >= state_.capacity) return Fail(EINVAL, "bad slot " + std::to_string(slot));
+  ProcessSlot& s = state_.slots[slot];
+  const uint32_t me = self_slot_.value_or(kMaxProcesses);
+  {
+    auto guard = lock_.Lock();
+    if (!guard) return guard.error();
+    if (Load(s.state) == static_cast<uint32_t>(SlotState::kFree) || Load(s.generation) != generation)
+      return Fail(ENOENT, "slot " + std::to_string(slot) + " was already reaped");
+    if (IsAlive(slot)) return Fail(EBUSY, "process " + std::to_string(s.pid) + " in slot " + std::to_string(slot) + " is alive");
+    if (s.reaper_slot != me && ReaperAlive(slot))
+      return Fail(EINPROGRESS, "process " + std::to_string(s.pid) + " in slot " + std::to_string(slot) +
+                                   " is being reaped by slot " + std::to_string(s.reaper_slot));
+    // Intent: this process reaps the slot (a reaper that dies hands it to the next).
+    s.reaper_slot = me;
+    s.reaper_generation = self_generation_;
+    Store(s.state, static_cast<uint32_t>(SlotState::kReaping));
+    Bump(state_.changes);
+    NVMUX_TEST_POINT("process.reap.intent");
+  }
+  // The device hooks, outside the group lock.
+  uint64_t device_released = 0;
+  for (auto& hook : device_hooks_) device_released += hook(slot);
   auto guard = lock_.Lock();
   if (!guard) return guard.error();
-  ProcessSlot& s = state_.slots[slot];
-  if (Load(s.state) == static_cast<uint32_t>(SlotState::kFree) || Load(s.generation) != generation)
-    return Fail(ENOENT, "slot " + std::to_string(slot) + " was already reaped");
-  if (IsAlive(slot)) return Fail(EBUSY, "process " + std::to_string(s.pid) + " in slot " + std::to_string(slot) + " is alive");
-  ReapRecord rec = ReapLocked(slot);
+  if (Load(s.state) != static_cast<uint32_t>(SlotState::kReaping) || Load(s.generation) != generation ||
+      s.reaper_slot != me || s.reaper_generation != self_generation_)
+    return Fail(ENOENT, "slot " + std::to_string(slot) + " was reaped meanwhile by another process");
+  ReapRecord rec = ReapLocked(slot, device_released);
   NVMUX_LOG(kNotice, "reaped dead process %d (%s, slot %u): released %llu item(s)", rec.pid, rec.name, slot,
             static_cast<unsigned long long>(rec.released_items));
   return rec;

@@ -6,14 +6,21 @@
 // the kernel drops it on death, so "slot in use and lock not held" means the
 // owner is dead, in any pid namespace, whatever process now has its pid.
 //
-// Reaping a dead slot runs this process's cleanup hooks (e.g. free the dead
-// process's DMA memory) under the group lock, then frees the slot. Any process
-// may reap; the primary's reaper normally does (see death_watcher.h).
+// Reaping a dead slot has three phases. Under the group lock: the slot
+// becomes kReaping and records its reaper (slot + generation): the intent.
+// Without the group lock: the device hooks (the driver deletes the dead
+// process's I/O queues on the device: round trips of up to seconds, which
+// must not stall every other process's DMA allocation, registration and
+// lookups). Under the group lock again: the locked hooks (free the dead
+// process's DMA memory, except what a device hook quarantined), then the
+// slot is freed. Any process may reap; the primary's reaper normally does
+// (see death_watcher.h).
 //
 // Invariant that makes repair unnecessary: a slot leaves kFree only after its
 // byte lock is taken, so a non-free slot whose lock is free is dead, whatever
 // moment its owner died at. Hooks must be idempotent: a reaper that dies
-// mid-reap leaves the slot kReaping and the next reaper runs them again.
+// mid-reap leaves the slot kReaping and the next reaper runs them again
+// (while the recorded reaper lives, nobody else reaps that slot).
 //
 // Thread safety: methods take the group lock themselves unless they take a
 // Guard (proof the caller holds it). Snapshot() may run without the lock.
@@ -51,6 +58,8 @@ struct ProcessSlot {
   uint64_t attach_realtime_ns;
   uint64_t core_words[CoreSet::kMaxCores / 64];
   char name[32];
+  uint32_t reaper_slot;        // kReaping: the slot reaping it (kMaxProcesses: none)
+  uint32_t reaper_generation;  // and that slot's generation
 };
 
 struct ReapRecord {
@@ -84,8 +93,9 @@ struct ProcessInfo {
 
 class ProcessTable {
  public:
-  // Runs under the group lock while a dead slot is reaped; returns how many
-  // things it released. Must be idempotent.
+  // Runs while a dead slot is reaped (locked hooks under the group lock,
+  // device hooks without it); returns how many things it released. Must be
+  // idempotent.
   using CleanupHook = std::function<uint64_t(uint32_t slot)>;
 
   // Primary only, before the segment is published.
@@ -106,17 +116,22 @@ class ProcessTable {
   std::optional<uint32_t> self_slot() const { return self_slot_; }
   uint32_t self_generation() const { return self_generation_; }
 
+  // A hook run under the group lock (frees shared records).
   void AddCleanupHook(CleanupHook hook) { hooks_.push_back(std::move(hook)); }
-  // A hook that must run before the others (the driver deletes a dead
-  // process's I/O queues on the device before its DMA memory is freed).
-  void AddCleanupHookFirst(CleanupHook hook) { hooks_.insert(hooks_.begin(), std::move(hook)); }
+  // A hook run WITHOUT the group lock, before the locked hooks (the driver
+  // deletes a dead process's I/O queues on the device before its DMA memory
+  // is freed). It may block on a device; it must take whatever locks it
+  // needs itself. Not run by Register's inline reap (see there).
+  void AddDeviceCleanupHook(CleanupHook hook) { device_hooks_.push_back(std::move(hook)); }
 
   // True if the slot's owner is alive (always true for this process's slot).
   bool IsAlive(uint32_t slot) const;
   // Non-free slots whose owners are dead, with their generations.
   std::vector<ProcessInfo> FindDead() const;
-  // Reaps one dead slot if it still holds `generation`. Errors: ENOENT
-  // (already reaped or reused), EBUSY (owner alive), lock errors.
+  // Reaps one dead slot if it still holds `generation` (the three phases
+  // above). Blocks as long as the device hooks do. Errors: ENOENT (already
+  // reaped or reused), EBUSY (owner alive), EINPROGRESS (another live
+  // process is reaping it), lock errors.
   Result<ReapRecord> Reap(uint32_t slot, uint32_t generation);
 
   // Consistent-enough copy of every non-free slot (reads without the lock).
@@ -127,12 +142,18 @@ class ProcessTable {
 
  private:
   ProcessInfo InfoOf(uint32_t slot) const;
-  ReapRecord ReapLocked(uint32_t slot);
+  // True if `slot` is kReaping and its recorded reaper still lives
+  // (this process included).
+  bool ReaperAlive(uint32_t slot) const;
+  // The locked phase: locked hooks, history, slot freed. `device_released`
+  // is what the device hooks reported.
+  ReapRecord ReapLocked(uint32_t slot, uint64_t device_released = 0);
 
   ProcessTableState& state_;
   RobustLock& lock_;
   GroupLockFile& locks_;
   std::vector<CleanupHook> hooks_;
+  std::vector<CleanupHook> device_hooks_;
   std::optional<uint32_t> self_slot_;
   uint32_t self_generation_ = 0;
 };

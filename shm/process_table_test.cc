@@ -122,6 +122,76 @@ TEST_F(ProcessTableTest, KilledProcessIsFoundDeadAndReapedOnce) {
   EXPECT_EQ(v.table.Snapshot().size(), 1u);
 }
 
+// Device hooks (queue deletion on a device: seconds) run without the group
+// lock, before the locked hooks (DMA memory), which run with it.
+TEST_F(ProcessTableTest, DeviceHooksRunWithoutTheGroupLockBeforeLockedHooks) {
+  View v(*shared_, file_.path());
+  ASSERT_TRUE(v.table.Register(ProcessRole::kPrimary, "p", CoreSet::CurrentAffinity()));
+  std::vector<std::string> order;
+  v.table.AddDeviceCleanupHook([&](uint32_t) -> uint64_t {
+    order.push_back(v.lock.TryLock() ? "device:unlocked" : "device:locked");
+    return 2;
+  });
+  v.table.AddCleanupHook([&](uint32_t) -> uint64_t {
+    order.push_back(v.lock.TryLock() ? "locked:unlocked" : "locked:locked");
+    return 1;
+  });
+  pid_t child = SpawnRegistered();
+  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  WaitExit(child);
+  auto dead = v.table.FindDead();
+  ASSERT_EQ(dead.size(), 1u);
+  auto rec = v.table.Reap(dead[0].slot, dead[0].generation);
+  ASSERT_TRUE(rec) << rec.error().message;
+  EXPECT_EQ(rec->released_items, 3u);
+  EXPECT_EQ(order, (std::vector<std::string>{"device:unlocked", "locked:locked"}));
+}
+
+// A reaper killed inside its device hooks leaves the slot kReaping; while it
+// lived nobody else reaped the slot, and the next reaper runs every hook again.
+TEST_F(ProcessTableTest, ReaperKilledInItsDeviceHooksIsFinishedByTheNext) {
+  pid_t victim = SpawnRegistered();
+  ASSERT_EQ(::kill(victim, SIGKILL), 0);
+  WaitExit(victim);
+  Pipe in_hook;
+  pid_t reaper = ForkChild([&] {
+    View r(*shared_, file_.path());
+    if (!r.table.Register(ProcessRole::kPrimary, "reaper", CoreSet::CurrentAffinity())) return 1;
+    r.table.AddDeviceCleanupHook([&](uint32_t) -> uint64_t {
+      in_hook.Signal();
+      for (;;) pause();  // killed here
+    });
+    auto dead = r.table.FindDead();
+    if (dead.size() != 1) return 2;
+    (void)r.table.Reap(dead[0].slot, dead[0].generation);
+    return 3;
+  });
+  ASSERT_TRUE(in_hook.Wait());
+  View v(*shared_, file_.path());
+  ASSERT_TRUE(v.table.Register(ProcessRole::kSecondary, "next", CoreSet::CurrentAffinity()));
+  int device_runs = 0, locked_runs = 0;
+  v.table.AddDeviceCleanupHook([&](uint32_t) -> uint64_t { return ++device_runs, 0; });
+  v.table.AddCleanupHook([&](uint32_t) -> uint64_t { return ++locked_runs, 0; });
+  auto dead = v.table.FindDead();
+  ASSERT_EQ(dead.size(), 1u);
+  auto busy = v.table.Reap(dead[0].slot, dead[0].generation);
+  ASSERT_FALSE(busy);
+  EXPECT_EQ(busy.error().code, EINPROGRESS) << busy.error().message;
+  EXPECT_EQ(device_runs, 0);
+  ASSERT_EQ(::kill(reaper, SIGKILL), 0);
+  WaitExit(reaper);
+  bool victim_reaped = false;
+  for (const ProcessInfo& d : v.table.FindDead()) {
+    auto rec = v.table.Reap(d.slot, d.generation);
+    ASSERT_TRUE(rec) << rec.error().message;
+    victim_reaped |= rec->pid == victim;
+  }
+  EXPECT_TRUE(victim_reaped);
+  EXPECT_EQ(device_runs, 2);  // the victim's, then the dead reaper's own slot
+  EXPECT_EQ(locked_runs, 2);
+  EXPECT_TRUE(v.table.FindDead().empty());
+}
+
 TEST_F(ProcessTableTest, LiveProcessIsNotReaped) {
   View v(*shared_, file_.path());
   ASSERT_TRUE(v.table.Register(ProcessRole::kPrimary, "p", CoreSet::CurrentAffinity()));

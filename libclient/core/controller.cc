@@ -13,6 +13,7 @@
 #include "libclient/core/dma_page_map.h"
 #include "libclient/core/io_queue.h"
 #include "libclient/core/qpair_state.h"
+#include "libclient/core/reap_queues.h"
 #include "libclient/shared/fd_holders.h"
 #include "libclient/shared/fd_share.h"
 #include "libclient/shared/imported_transport.h"
@@ -24,6 +25,8 @@
 #include "shm/base/clock.h"
 #include "shm/base/format.h"
 #include "shm/base/log.h"
+#include "shm/base/scope_guard.h"
+#include "shm/base/test_point.h"
 
 namespace nvmux {
 namespace {
@@ -75,39 +78,6 @@ namespace {
 uint32_t SelfSlot(Env& env) { return env.group().self_slot(); }
 uint32_t SelfGeneration(Env& env) { return env.group().processes().self_generation(); }
 
-// The reaper's part for one controller: delete the dead process's I/O
-// queues on the device, free their ids, drop its admin mailbox. Runs under
-// the group lock in the reaping process, before the dead process's DMA
-// memory is freed (the queues' rings live there).
-uint64_t CleanupDeadSlot(Controller& ctrlr, ControllerState& s, uint32_t slot) {
-  std::vector<uint16_t> qids;
-  {
-    auto guard = s.shared_admin->lock().Lock();
-    if (!guard) return 0;
-    for (uint32_t q = 1; q < kMaxSharedQids; ++q)
-      if (s.shared->qids[q].state == static_cast<uint32_t>(QidState::kInUse) && s.shared->qids[q].owner_slot == slot)
-        qids.push_back(static_cast<uint16_t>(q));
-  }
-  uint64_t released = 0;
-  for (uint16_t q : qids) {
-    if (s.shared->qids[q].on_device) {
-      IoQueueDeleteCommands d = DeleteIoQueueCommands(q);
-      auto sq = ctrlr.SyncAdmin(d.delete_sq);
-      auto cq = ctrlr.SyncAdmin(d.delete_cq);
-      if (!sq || !cq)
-        NVMUX_LOG(kWarning, "reaper: deleting I/O queue %u of dead slot %u: %s", q, slot,
-                  (!sq ? sq.error() : cq.error()).message.c_str());
-    }
-    auto guard = s.shared_admin->lock().Lock();
-    s.shared->qids[q] = SharedQid{};
-    ++released;
-  }
-  released += s.shared_admin->ForgetSlot(slot);
-  if (!qids.empty())
-    NVMUX_LOG(kNotice, "reaper: deleted %zu I/O queue(s) of dead slot %u on %s", qids.size(), slot, s.trid.ToString().c_str());
-  return released;
-}
-
 // The fds of a published controller: from the primary through DPDK's IPC,
 // or, when no DPDK primary answers (it died; a primary that took the group
 // over is DPDK's secondary), from any process holding them (fd_holders.h).
@@ -150,6 +120,7 @@ Result<std::unique_ptr<ControllerState>> ImportController(Env& env, const Transp
   s->owns_device = adopting;
   s->adopted = adopting;
   if (adopting) {
+    NVMUX_TEST_POINT("takeover.adopt.begin");
     auto mem = env.group().dma().Adopt(c.admin_sq_iova);
     if (!mem) return Fail(mem.error().code, "adopting the admin queue of " + trid.ToString() + ": " + mem.error().message);
     s->admin_memory = std::move(*mem);
@@ -161,6 +132,7 @@ Result<std::unique_ptr<ControllerState>> ImportController(Env& env, const Transp
       s->shadow_memory = std::move(*shadow);
       s->shadow_doorbells = true;
     }
+    NVMUX_TEST_POINT("takeover.adopt.memory");
   }
   s->data.cap = spec::Cap{c.cap};
   s->data.vs = spec::Vs{c.vs};
@@ -242,37 +214,56 @@ Result<std::unique_ptr<Controller>> ControllerAttach::Prepare(Env& env, const Tr
   uint16_t entries = s->options.admin_queue_size;
   size_t sq_bytes = RoundUp(size_t{entries} * sizeof(spec::Sqe), kPage);
   size_t cq_bytes = RoundUp(size_t{entries} * sizeof(spec::Cqe), kPage);
-  // A group's admin queue outlives its primary (a new primary adopts it).
-  auto mem = env.AllocDma(sq_bytes + cq_bytes + kPage, kPage, "admin-queue",
-                          env.role() == Role::kPrimary ? shm::DmaOwner::kGroup : shm::DmaOwner::kProcess);
-  if (!mem) return mem.error();
-  s->admin_memory = std::move(*mem);
-  auto* base = static_cast<uint8_t*>(s->admin_memory.data());
+  size_t admin_bytes = sq_bytes + cq_bytes + kPage;
   if (env.role() == Role::kPrimary) {
     // The group's copy: the admin queue lives in shared state from the start.
     auto exported = s->transport->Export();
     if (!exported)
       return Fail(ENOTSUP, std::string("transport ") + s->transport->name() + " cannot be shared with secondaries");
-    auto sc = ReserveSharedController(env.group(), trid.Key());
-    if (!sc) return sc.error();
-    SharedController& c = **sc;
+    // Reserve first: the entry records this process as its reserver (so a
+    // later primary reclaims it if this one dies before publishing), then
+    // each group-owned allocation as soon as it exists (so the reclaimer
+    // frees it).
+    auto reservation = ReserveSharedController(env.group(), trid.Key());
+    if (!reservation) return reservation.error();
+    SharedController& c = *reservation->entry;
+    // A reclaimed entry's leftovers: freed after this attach's init has
+    // disabled the controller (until then the device may write there).
+    for (uint64_t iova : reservation->stale_group_iovas)
+      if (auto stale = env.group().dma().Adopt(iova)) s->stale_memory.push_back(std::move(*stale));
+    s->stale_quarantined = std::move(reservation->stale_quarantined_iovas);
+    // A process dying from here on leaves a reserved entry that the next
+    // Reserve reclaims (freeing what is recorded below); an error retires it.
+    ScopeGuard retire([&] { ReleaseSharedController(env.group(), c); });
+    ControllerState& st = *s;
+    st.shared = &c;
+    NVMUX_TEST_POINT("ctrl.attach.reserved");
+    // A group's admin queue outlives its primary (a new primary adopts it).
+    auto mem = env.AllocDma(admin_bytes, kPage, "admin-queue", shm::DmaOwner::kGroup);
+    if (!mem) return mem.error();
+    st.admin_memory = std::move(*mem);
+    auto* base = static_cast<uint8_t*>(st.admin_memory.data());
+    c.admin_sq_iova = DmaPageMap::Iova(base);
     NVMUX_TRY(shm::InitRobustMutex(c.lock));
     c.admin_entries = entries;
-    c.admin_sq_iova = DmaPageMap::Iova(base);
     c.admin_cq_iova = DmaPageMap::Iova(base + sq_bytes);
     c.admin_ring = RingIndices{};
     c.doorbell_offset = static_cast<uint32_t>(exported->doorbell_bar_offset);
     c.doorbell_bytes = static_cast<uint32_t>(exported->doorbell_bytes);
-    s->shared = &c;
-    auto admin = SharedAdminQueue::Open(c, s->doorbells(0), SelfSlot(env), SelfGeneration(env));
+    auto admin = SharedAdminQueue::Open(c, st.doorbells(0), SelfSlot(env), SelfGeneration(env));
     if (!admin) return admin.error();
-    s->shared_admin = admin->get();
-    s->admin = std::move(*admin);
-  } else {
-    s->admin_ring = std::make_unique<QueueRing>(reinterpret_cast<spec::Sqe*>(base),
-                                                reinterpret_cast<spec::Cqe*>(base + sq_bytes), entries, s->doorbells(0));
-    s->admin = std::make_unique<AdminQueue>(*s->admin_ring);
+    st.shared_admin = admin->get();
+    st.admin = std::move(*admin);
+    retire.Dismiss();  // from here on the Controller's destruction retires it
+    return std::unique_ptr<Controller>(new Controller(std::move(s)));
   }
+  auto mem = env.AllocDma(admin_bytes, kPage, "admin-queue", shm::DmaOwner::kProcess);
+  if (!mem) return mem.error();
+  s->admin_memory = std::move(*mem);
+  auto* base = static_cast<uint8_t*>(s->admin_memory.data());
+  s->admin_ring = std::make_unique<QueueRing>(reinterpret_cast<spec::Sqe*>(base),
+                                              reinterpret_cast<spec::Cqe*>(base + sq_bytes), entries, s->doorbells(0));
+  s->admin = std::make_unique<AdminQueue>(*s->admin_ring);
   return std::unique_ptr<Controller>(new Controller(std::move(s)));
 }
 
@@ -281,6 +272,7 @@ Status ControllerAttach::Finish(Controller& controller) {
   Env& env = ctrlr->env();
   const TransportId& trid = ctrlr->trid();
   if (ControllerState& st = ctrlr->state(); st.shared != nullptr && st.owns_device) {
+    NVMUX_TEST_POINT(st.adopted ? "takeover.adopt.ready" : "ctrl.attach.initialised");
     PublishController(st);
     auto exported = st.transport->Export();
     if (!exported) return Fail(ENOTSUP, std::string("transport ") + st.transport->name() + " cannot be shared");
@@ -296,10 +288,12 @@ Status ControllerAttach::Finish(Controller& controller) {
                    exported->doorbell_file_offset);
     std::weak_ptr<int> alive = st.alive;
     Controller* raw = ctrlr;
-    env.group().processes().AddCleanupHookFirst([alive, raw](uint32_t slot) -> uint64_t {
+    // Device work: run by the reaper outside the group lock (reap_queues.h).
+    env.group().processes().AddDeviceCleanupHook([alive, raw](uint32_t slot) -> uint64_t {
       if (alive.expired()) return 0;
-      return CleanupDeadSlot(*raw, raw->state(), slot);
+      return DeleteDeadQueues(*raw, slot);
     });
+    NVMUX_TEST_POINT(st.adopted ? "takeover.adopt.published" : "ctrl.attach.published");
     PublishSharedController(*st.shared);
   }
   NVMUX_TRY(ctrlr->ArmAdminBackground());
@@ -333,11 +327,18 @@ std::unique_ptr<ControllerInit> Controller::StartInit() {
     // Group-owned like the admin queue: secondaries' queues use it after the primary died.
     auto shadow = s_->env.AllocDma(2 * kPage, kPage, "shadow-doorbells",
                                    s_->env.role() == Role::kPrimary ? shm::DmaOwner::kGroup : shm::DmaOwner::kProcess);
-    if (shadow)
+    if (shadow) {
       s_->shadow_memory = std::move(*shadow);
-    else
+      // Recorded at once (still off): if this primary dies before publishing,
+      // whoever reclaims the entry frees the pages (shared_registry.h).
+      if (s_->shared != nullptr && s_->owns_device) {
+        s_->shared->shadow_doorbell_iova = DmaPageMap::Iova(s_->shadow_memory.data());
+        s_->shared->eventidx_iova = s_->shared->shadow_doorbell_iova + kPage;
+      }
+    } else {
       NVMUX_LOG(kWarning, "controller %s: no DMA memory for shadow doorbells (%s); using real doorbells only",
                 s_->trid.ToString().c_str(), shadow.error().message.c_str());
+    }
   }
   InitOptions io;
   if (s_->shadow_memory) {
@@ -385,6 +386,14 @@ Status Controller::FinishInit(const ControllerInit& init) {
   }
   s_->qid_used[0] = true;
   s_->SetNamespaces(std::move(nsids), std::move(datas));
+  if (s_->shared != nullptr && s_->owns_device) {
+    // The controller was disabled by this init: no queue of an earlier
+    // attach or of quarantined ids exists on the device any more.
+    s_->stale_memory.clear();
+    for (uint64_t iova : s_->stale_quarantined) (void)s_->env.group().dma().ReleaseQuarantined(iova);
+    s_->stale_quarantined.clear();
+    (void)ReleaseQuarantinedAfterReset(*s_->handle);
+  }
   return Ok();
 }
 

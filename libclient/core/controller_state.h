@@ -88,6 +88,13 @@ struct ControllerState {
   DmaBuffer shadow_memory;
   bool shadow_doorbells = false;
   std::shared_ptr<int> alive = std::make_shared<int>(0);  // for hooks that may outlive us
+  // Reaping (reap_queues.h): while > 0, events that need admin round trips
+  // or DMA memory (a namespace change) wait for the next ordinary poll.
+  uint32_t defer_events = 0;
+  // What a dead reserver or the entry's earlier use left (shared_registry.h,
+  // Reservation): freed once this attach's init disabled the controller.
+  std::vector<DmaBuffer> stale_memory;
+  std::vector<uint64_t> stale_quarantined;
 
   // Marks the controller failed (logged once, with why).
   void Fail(const std::string& why);

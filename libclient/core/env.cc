@@ -2,6 +2,7 @@
 
 #include "libclient/core/dma_page_map.h"
 #include "nvmux/version.h"
+#include "libclient/shared/shared_registry.h"
 #include "shm/group.h"
 #include "shm/mem_events.h"
 #include "shm/segment.h"
@@ -28,6 +29,8 @@ Result<std::unique_ptr<Env>> Env::Init(const EnvOptions& options) {
   g.create = options.primary;
   g.name = options.name;
   g.mem_mb = options.mem_mb;
+  // The controller registry exists before the segment is published.
+  if (options.primary) g.construct_tables = ConstructControllerTable;
   if (options.primary && !options.group_id)
     return Fail(EINVAL, "a primary needs a group id (-i N); without one the process runs standalone");
   if (!options.core_mask.empty()) {

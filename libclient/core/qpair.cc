@@ -108,7 +108,7 @@ Result<std::unique_ptr<IoQpair>> Controller::AllocIoQpair(const IoQpairOptions& 
         SharedQid& sq = cs.shared->qids[id];
         if (sq.state == static_cast<uint32_t>(QidState::kFree)) {
           sq = SharedQid{static_cast<uint32_t>(QidState::kInUse), cs.env.group().self_slot(),
-                         cs.env.group().processes().self_generation(), 0};
+                         cs.env.group().processes().self_generation(), 0, 0, 0};
           q->qid = static_cast<uint16_t>(id);
           break;
         }
@@ -171,7 +171,13 @@ Status QpairState::CreateOnDevice() {
   IoQueueCommands c = CreateIoQueueCommands(qid, entries, sq_iova, cq_iova);
   // Intent before the commands: if this process dies from here on, the
   // reaper deletes whatever part of the queue pair reached the device.
-  if (cs->shared != nullptr) cs->shared->qids[qid].on_device = 1;
+  if (cs->shared != nullptr) {
+    // The rings too: the reaper keeps them out of reuse until the device
+    // confirmed the queue's deletion.
+    cs->shared->qids[qid].sq_iova = sq_iova;
+    cs->shared->qids[qid].cq_iova = cq_iova;
+    cs->shared->qids[qid].on_device = 1;
+  }
   c.create_sq.cdw11 |= static_cast<uint32_t>(options.qprio) << 1;
   auto cq = ctrlr->SyncAdmin(c.create_cq);
   if (!cq && cs->shared != nullptr) cs->shared->qids[qid].on_device = 0;

@@ -76,13 +76,19 @@ struct Mailbox {
   MailCompletion completions[kMaxSharedAdminEntries];  // by cookie
 };
 
-enum class QidState : uint32_t { kFree = 0, kInUse = 1 };
+// kDeleting: the reaper recorded that it deletes the (dead) owner's queue;
+// kQuarantined: the device did not confirm the deletion, so neither the id
+// nor the rings (DMA records moved to shm::kQuarantineOwner) are reused
+// until a later Delete succeeds or a controller reset deleted every queue.
+enum class QidState : uint32_t { kFree = 0, kInUse = 1, kDeleting = 2, kQuarantined = 3 };
 
 struct SharedQid {
   uint32_t state;  // QidState
   uint32_t owner_slot;
   uint32_t owner_generation;
-  uint32_t on_device;  // Create I/O CQ/SQ succeeded, not yet deleted
+  uint32_t on_device;  // Create I/O CQ/SQ sent (intent) or succeeded, not yet deleted
+  uint64_t sq_iova;    // the rings the device was given (0 until Create I/O CQ/SQ is sent)
+  uint64_t cq_iova;
 };
 
 // SharedController::in_use. A retired entry is one the primary detached
@@ -169,6 +175,11 @@ struct SharedController {
   uint64_t eventidx_iova;
   uint32_t shadow_doorbells;
   uint32_t reserved2;
+  // Who reserved the entry (in_use == kEntryReserved): the primary's slot
+  // and generation. An entry still reserved by a dead process is reclaimed
+  // by the next Reserve for its trid (shared_registry.h).
+  uint32_t reserver_slot;
+  uint32_t reserver_generation;
 };
 
 struct SharedControllerTable {

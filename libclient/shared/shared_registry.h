@@ -13,18 +13,37 @@
 
 namespace nvmux {
 
-// The table, created on first use when `create` (primary).
-// Errors: ENOENT (no table: the primary published no controller yet),
-// lock and segment errors.
-[[nodiscard]] Result<SharedControllerTable*> FindControllerTable(shm::Group& group, bool create);
+// Constructs the (empty) table: the primary creating a group, before the
+// segment is published (shm::GroupOptions::construct_tables), so no process
+// ever allocates in the segment while others use it.
+[[nodiscard]] Status ConstructControllerTable(shm::Segment& segment, const shm::Segment::Guard& guard);
+
+// The table. Errors: ENOENT (no table: the group was not created by an
+// nvmux primary), lock and segment errors.
+[[nodiscard]] Result<SharedControllerTable*> FindControllerTable(shm::Group& group);
+
+// What Reserve hands over besides the entry: memory a dead reserver or
+// earlier attach left on the entry (group-owned admin queue and shadow
+// doorbell pages; quarantined I/O rings of the entry's previous use). The
+// device may still write into it until the new attach disabled the
+// controller: the caller frees it after its initialisation (Adopt and drop,
+// DmaAllocator::ReleaseQuarantined).
+struct Reservation {
+  SharedController* entry = nullptr;
+  std::vector<uint64_t> stale_group_iovas;
+  std::vector<uint64_t> stale_quarantined_iovas;
+};
 
 // Primary: a fresh entry for `trid` (zeroed but for attach_generation,
-// which goes up by one; in_use is set by Publish). Takes a free entry, else
+// which goes up by one; in_use is kEntryReserved until Publish), recording
+// this process as its reserver (slot, generation). Takes a free entry, else
 // reclaims a retired one no live process still uses (no registered mailbox
-// of a live slot generation).
-// Errors: EEXIST (already attached by this group), ENOSPC (table full: every
-// entry attached or retired and still held by a live process).
-[[nodiscard]] Result<SharedController*> ReserveSharedController(shm::Group& group, const std::string& trid);
+// of a live slot generation). An entry for `trid` still reserved by a dead
+// process (a primary killed mid-attach) is reclaimed.
+// Errors: EEXIST (already attached by this group, or being attached by a
+// live process: names it), ENOSPC (table full: every entry attached or
+// retired and still held by a live process).
+[[nodiscard]] Result<Reservation> ReserveSharedController(shm::Group& group, const std::string& trid);
 // Primary: makes the entry visible to secondaries (release ordering).
 void PublishSharedController(SharedController& c);
 // Primary: the controller is detached (on detach, device removal or

@@ -38,7 +38,7 @@ std::unique_ptr<SharedController> Sample() {
   c->namespaces[0].lbaf[1] = spec::LbaFormat{8, 12, 0};
   c->admin_entries = 32;
   auto in_use = [](uint32_t slot, uint32_t generation) {
-    return SharedQid{static_cast<uint32_t>(QidState::kInUse), slot, generation, 1};
+    return SharedQid{static_cast<uint32_t>(QidState::kInUse), slot, generation, 1, 0, 0};
   };
   c->qids[1] = in_use(2, 5);
   c->qids[2] = in_use(2, 5);
