@@ -1,5 +1,7 @@
 #include "libclient/vfiouser/vfio_user_transport.h"
 
+#include <cstdlib>
+
 #include "nvmux/spec/registers.h"
 #include "shm/base/log.h"
 
@@ -55,6 +57,13 @@ Result<std::unique_ptr<VfioUserTransport>> VfioUserTransport::Open(const std::st
 }
 
 void VfioUserTransport::TakeDoorbellIoeventfd(const std::string& socket_dir) {
+  // NVMUX_VFIOUSER_NO_KICK=1: behave as hosts that never take the ioeventfd
+  // (SPDK's, a Linux guest through QEMU) do, so scripts/bench/wake.sh can
+  // measure what their first command after idle costs. Not for production.
+  if (const char* no_kick = std::getenv("NVMUX_VFIOUSER_NO_KICK"); no_kick != nullptr && *no_kick == '1') {
+    NVMUX_LOG(kNotice, "vfio-user: %s: NVMUX_VFIOUSER_NO_KICK=1: doorbells written without the kick", socket_dir.c_str());
+    return;
+  }
   auto io = client_->GetRegionIoFds(kPciBar0Region);
   if (!io) {
     NVMUX_LOG(kDebug, "vfio-user: %s: no doorbell ioeventfd (%s); the device polls", socket_dir.c_str(),

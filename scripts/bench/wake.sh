@@ -4,7 +4,9 @@
 # and 200 ms of idleness, beside the machine's own thread wake-up after the
 # same idle time (the reference, measured in the same run); medians of 21
 # rounds each.
-#   scripts/bench/wake.sh [BUILD_DIR] [-- extra nvmux-bench-wake options]
+#   scripts/bench/wake.sh [--no-kick] [BUILD_DIR] [-- extra nvmux-bench-wake options]
+# --no-kick: the driver writes doorbells without the ioeventfd kick, as SPDK's
+# host and a Linux guest (through QEMU) do: what their first command costs.
 # Reserves hugepages and gives them back; leaves no process behind.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -12,7 +14,8 @@ build=$root/build
 while [ $# -gt 0 ]; do
   case "$1" in
     --) shift; break ;;
-    -*) echo "wake.sh: unknown option '$1' (allowed: BUILD_DIR, -- OPTIONS)" >&2; exit 2 ;;
+    --no-kick) export NVMUX_VFIOUSER_NO_KICK=1; shift ;;
+    -*) echo "wake.sh: unknown option '$1' (allowed: --no-kick, BUILD_DIR, -- OPTIONS)" >&2; exit 2 ;;
     *) build=$1; shift ;;
   esac
 done
@@ -32,5 +35,5 @@ trap cleanup EXIT
 taskset -c 1 "$emu" --socket "$dir" >/dev/null 2>&1 &
 emu_pid=$!
 for _ in $(seq 100); do [ -S "$dir/cntrl" ] && break; sleep 0.05; done
-echo "== nvmux: first command after idle (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "== nvmux: first command after idle${NVMUX_VFIOUSER_NO_KICK:+, doorbells without the kick (as SPDK's host)} (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
 "$bench" -r "trtype:vfiouser traddr:$dir" -c 0 --device-cpu 1 "$@"
