@@ -35,5 +35,5 @@ trap cleanup EXIT
 taskset -c 1 "$emu" --socket "$dir" >/dev/null 2>&1 &
 emu_pid=$!
 for _ in $(seq 100); do [ -S "$dir/cntrl" ] && break; sleep 0.05; done
-echo "== nvmux: first command after idle${NVMUX_VFIOUSER_NO_KICK:+, doorbells without the kick (as SPDK's host)} (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "== nvmux: first command after idle${NVMUX_VFIOUSER_NO_KICK:+, doorbells without the kick, as the SPDK host writes them} (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
 "$bench" -r "trtype:vfiouser traddr:$dir" -c 0 --device-cpu 1 "$@"
