@@ -100,7 +100,8 @@ nvmux_perf() {  # depth
 
 declare -A iops lat
 add() {  # key "IOPS AVG MAX"
-  local v=($2)
+  local v
+  read -r -a v <<< "$2"
   iops[$1]+="${v[0]} "
   lat[$1]+="${v[1]} "
   printf '  %-34s %12.0f IOPS  avg %8.2f us  max %10.2f us\n' "$1" "${v[0]}" "${v[1]}" "${v[2]}"
