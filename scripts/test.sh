@@ -18,6 +18,10 @@ cd "$root"
 "$root/scripts/deps.sh"
 
 jobs=$(nproc)
+# The suite's hugepages (the fixture reserves them, and gives them back): the
+# emulator's populated RAM namespaces and SPDK's target (1 GiB) take theirs
+# from the same pool as every DPDK process, two tests at a time.
+export NVMUX_HUGEPAGES=${NVMUX_HUGEPAGES:-2048}
 builds=${NVMUX_TEST_BUILDS:-plain asan}
 status=0
 # Fuzzing (clang, libFuzzer) first, in CI or when asked: NVMUX_FUZZ_SECONDS=N
