@@ -60,7 +60,8 @@ int main(int argc, char** argv) {
     if (!trids) return Fail("finding the group's controllers", trids.error().ToString());
     auto ctrlr = nvmux::Controller::Connect(**env, trids->front());
     if (!ctrlr) return Fail("attaching", ctrlr.error().ToString());
-    nvmux::Namespace& ns = *(*ctrlr)->GetNamespace((*ctrlr)->active_namespaces().at(0));
+    if ((*ctrlr)->active_namespaces().empty()) return Fail("namespaces", "the controller has no active namespace");
+    nvmux::Namespace& ns = *(*ctrlr)->GetNamespace((*ctrlr)->active_namespaces()[0]);
     auto qpair = (*ctrlr)->AllocIoQpair();
     if (!qpair) return Fail("queue pair", qpair.error().ToString());
     auto buffer = (*env)->AllocDma(ns.extended_sector_size());
