@@ -637,6 +637,9 @@ TEST_F(VfioUserTest, FdlessDmaBadRepliesFailTheCommand) {
       EXPECT_TRUE(HasStatus(cqe, spec::sct::kGeneric, spec::sc::kDataTransferError))
           << static_cast<int>(mode) << " opc " << int{opc};
     }
+    // One request each way was sent (and answered wrongly), no retry.
+    EXPECT_EQ(host.reads(), 1) << static_cast<int>(mode);
+    EXPECT_EQ(host.writes(), 1) << static_cast<int>(mode);
   }
   EXPECT_TRUE(client().GetDeviceInfo());
   EXPECT_FALSE(client().broken());
