@@ -12,7 +12,9 @@
 // Thread safety: every public method takes the controller mutex (removed()
 // and Running() read atomics; faults() is a thread-safe FaultInjector); they
 // may be called from any thread. Poll() holds it while it processes a batch, so
-// DMA_UNMAP never races with a command using that memory.
+// DMA_UNMAP never races with a command using that memory; it releases it
+// only to exchange DMA_READ/WRITE messages for fd-less command data, when
+// no command holds pointers into client memory (fdless_staging.h).
 // Ownership: the doorbell page is borrowed and must outlive the controller.
 #pragma once
 
