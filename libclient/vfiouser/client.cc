@@ -118,6 +118,34 @@ Result<Message> Client::CallRaw(const Header& header, std::span<const uint8_t> b
   return CallLocked(header, bytes, {}, true);
 }
 
+Result<Message> Client::ReceiveRequest(int timeout_ms, int cancel_fd) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (broken_) return Fail(ENXIO, "vfio-user: connection already lost");
+  auto msg = RecvMessage(sock_.get(), timeout_ms, kMaxMessageSize, kMaxMsgFdsLimit, cancel_fd);
+  if (!msg) {
+    if (msg.error().code == ETIMEDOUT || msg.error().code == ECANCELED) return msg.error();
+    return Broken(msg.error());
+  }
+  if ((msg->header.flags & kFlagTypeMask) != kFlagTypeCommand) {
+    return Broken(Fail(EPROTO, "vfio-user: unexpected reply (msg_id " + std::to_string(msg->header.msg_id) +
+                                   ") while waiting for a server request"));
+  }
+  return msg;
+}
+
+Status Client::SendReply(const Header& request, std::span<const uint8_t> payload, uint32_t error_no) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (broken_) return Fail(ENXIO, "vfio-user: connection already lost");
+  Header h;
+  h.msg_id = request.msg_id;
+  h.cmd = request.cmd;
+  h.flags = kFlagTypeReply | (error_no != 0 ? kFlagError : 0u);
+  h.error_no = error_no;
+  Status sent = SendMessage(sock_.get(), h, payload);
+  if (!sent) return Broken(sent.error());
+  return Ok();
+}
+
 Result<Capabilities> Client::Negotiate() {
   std::vector<uint8_t> payload;
   AppendStruct(payload, VersionPayload{kVersionMajor, kVersionMinor});

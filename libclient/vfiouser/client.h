@@ -125,6 +125,17 @@ class Client {
   // reads one reply. For malformed-message tests.
   [[nodiscard]] Result<Message> CallRaw(const Header& header, std::span<const uint8_t> bytes);
 
+  // Server-to-client requests (DMA_READ / DMA_WRITE), for a client that
+  // serves memory it did not share: waits up to timeout_ms for one message
+  // and returns it (ETIMEDOUT if none came; the connection stays usable).
+  // A reply-typed message here is EPROTO. Not to be mixed with a Call
+  // running on another thread (one reader per socket).
+  [[nodiscard]] Result<Message> ReceiveRequest(int timeout_ms, int cancel_fd = -1);
+  // Answers `request` with payload, or with an error reply carrying
+  // error_no when it is non-zero. Tests may send any payload (malformed
+  // replies included).
+  [[nodiscard]] Status SendReply(const Header& request, std::span<const uint8_t> payload, uint32_t error_no = 0);
+
   bool broken() const { return broken_; }
   int socket_fd() const { return sock_.get(); }
 

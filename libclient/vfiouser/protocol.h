@@ -211,6 +211,15 @@ struct RegionAccess {
 };
 static_assert(sizeof(RegionAccess) == 16);
 
+// DMA_READ / DMA_WRITE (server to client): the DMA_WRITE request and the
+// DMA_READ reply carry `count` data bytes after it; a DMA_WRITE reply
+// carries this struct or nothing.
+struct DmaRw {
+  uint64_t address = 0;
+  uint64_t count = 0;
+};
+static_assert(sizeof(DmaRw) == 16);
+
 // Defaults and hard limits of this implementation.
 inline constexpr uint32_t kDefaultMaxMsgFds = 8;
 inline constexpr uint32_t kDefaultMaxDataXferSize = 1u << 20;

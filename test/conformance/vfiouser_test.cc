@@ -6,7 +6,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -343,11 +345,99 @@ TEST_F(VfioUserTest, DmaMapErrors) {
   EXPECT_TRUE(client().DmaMap(fd.get(), 0, base + 4096, 4096));
 }
 
+// A client that serves memory it did not share: answers the server's
+// DMA_READ / DMA_WRITE requests on the test client's connection from a
+// buffer standing for the fd-less region [base, base + size), on a thread,
+// until destroyed. The test makes no Call() on the connection meanwhile
+// (the harness rings doorbells through the mmapped page). Modes other than
+// kServe answer wrongly, to check the server's handling of bad replies.
+class FdlessHost {
+ public:
+  enum class Mode { kServe, kSilent, kErrorReply, kShortRead, kWrongAddress, kWrongCommand };
+  FdlessHost(Client& client, uint64_t base, size_t size, Mode mode = Mode::kServe)
+      : client_(client), base_(base), memory_(size, 0), mode_(mode), stop_(::eventfd(0, EFD_CLOEXEC)) {
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~FdlessHost() {
+    uint64_t one = 1;
+    (void)!::write(stop_.get(), &one, sizeof(one));
+    thread_.join();
+  }
+  void Fill(uint64_t iova, std::span<const uint8_t> bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::memcpy(memory_.data() + (iova - base_), bytes.data(), bytes.size());
+  }
+  std::vector<uint8_t> Bytes(uint64_t iova, size_t n) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return std::vector<uint8_t>(memory_.begin() + static_cast<ptrdiff_t>(iova - base_),
+                                memory_.begin() + static_cast<ptrdiff_t>(iova - base_ + n));
+  }
+  int reads() const { return reads_.load(); }
+  int writes() const { return writes_.load(); }
+  // Requests that were not well-formed or fell outside the region.
+  int bad_requests() const { return bad_.load(); }
+
+ private:
+  void Serve() {
+    for (;;) {
+      auto msg = client_.ReceiveRequest(100, stop_.get());
+      if (!msg) {
+        if (msg.error().code == ETIMEDOUT) continue;
+        return;  // stopping (ECANCELED) or the connection went
+      }
+      const auto cmd = static_cast<Command>(msg->header.cmd);
+      auto rw = ReadStruct<DmaRw>(msg->payload);
+      const bool is_read = cmd == Command::kDmaRead, is_write = cmd == Command::kDmaWrite;
+      if (!rw || (!is_read && !is_write) || rw->address < base_ || rw->count > memory_.size() ||
+          rw->address - base_ > memory_.size() - rw->count ||
+          msg->payload.size() != sizeof(DmaRw) + (is_write ? rw->count : 0)) {
+        ++bad_;
+        (void)client_.SendReply(msg->header, {}, EINVAL);
+        continue;
+      }
+      (is_read ? reads_ : writes_)++;
+      const size_t off = static_cast<size_t>(rw->address - base_), n = static_cast<size_t>(rw->count);
+      std::vector<uint8_t> reply;
+      AppendStruct(reply, *rw);
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (is_write && mode_ == Mode::kServe) {
+          std::memcpy(memory_.data() + off, msg->payload.data() + sizeof(DmaRw), n);
+        }
+        if (is_read) reply.insert(reply.end(), memory_.begin() + static_cast<ptrdiff_t>(off),
+                                  memory_.begin() + static_cast<ptrdiff_t>(off + n));
+      }
+      Header answered = msg->header;
+      switch (mode_) {
+        case Mode::kServe: break;
+        case Mode::kSilent: continue;
+        case Mode::kErrorReply: (void)client_.SendReply(answered, {}, EFAULT); continue;
+        case Mode::kShortRead: reply.resize(reply.size() - 1); break;
+        case Mode::kWrongAddress: std::memcpy(reply.data(), &(rw->address += 4096), 8); break;
+        case Mode::kWrongCommand:
+          answered.cmd = static_cast<uint16_t>(is_read ? Command::kDmaWrite : Command::kDmaRead);
+          break;
+      }
+      (void)client_.SendReply(answered, reply);
+    }
+  }
+
+  Client& client_;
+  const uint64_t base_;
+  std::mutex mutex_;
+  std::vector<uint8_t> memory_;
+  const Mode mode_;
+  UniqueFd stop_;
+  std::atomic<int> reads_{0}, writes_{0}, bad_{0};
+  std::thread thread_;
+};
+
+constexpr uint64_t kRom = 0x50'0000'0000ull;
+
 // The spec's fd-less DMA regions (QEMU maps its BIOS ROM so): accepted,
-// checked and unmapped like any other, never accessed; a command whose data
-// lies there fails with Data Transfer Error and the controller carries on.
+// checked and unmapped like any other.
 TEST_F(VfioUserTest, FdlessDmaRegions) {
-  const uint64_t rom = 0x50'0000'0000ull;
+  const uint64_t rom = kRom;
   ASSERT_TRUE(client().DmaMap(-1, 0, rom, 64 << 10, kDmaFlagRead));
   EXPECT_EQ(dev_->emulator().controller().client_state().fdless_maps, 1u);
   // Same checks as with an fd: overlap, alignment, size.
@@ -363,20 +453,13 @@ TEST_F(VfioUserTest, FdlessDmaRegions) {
   Status s = client().DmaMap(fd.get(), 0, rom - 4096, 8192);
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().code, EEXIST);
-  // Data pointing into it: Data Transfer Error, for reads and writes.
+  // The region is read-only for the device: a Read into it is refused
+  // without any message (Data Transfer Error), as for shared memory.
   ASSERT_TRUE(dev_->Enable());
   dev_->CreateIoQueuePair(1, 16);
-  for (uint8_t opc : {spec::nvm::kRead, spec::nvm::kWrite}) {
-    spec::Sqe sqe = IoCmd(opc, 1, 0, 1);
-    sqe.prp1 = rom;
-    EXPECT_TRUE(HasStatus(dev_->Io(1, sqe), spec::sct::kGeneric, spec::sc::kDataTransferError)) << int{opc};
-  }
-  // A buffer straddling shared memory and the fd-less region fails whole.
-  ASSERT_TRUE(client().DmaMap(fd.get(), 0, rom - (1 << 20), 1 << 20));
-  spec::Sqe straddle = IoCmd(spec::nvm::kRead, 1, 0, 2);
-  straddle.prp1 = rom - 512;
-  straddle.prp2 = rom;
-  EXPECT_TRUE(HasStatus(dev_->Io(1, straddle), spec::sct::kGeneric, spec::sc::kDataTransferError));
+  spec::Sqe read = IoCmd(spec::nvm::kRead, 1, 0, 1);
+  read.prp1 = rom;
+  EXPECT_TRUE(HasStatus(dev_->Io(1, read), spec::sct::kGeneric, spec::sc::kDataTransferError));
   EXPECT_TRUE(IsSuccess(dev_->Io(1, IoCmd(spec::nvm::kFlush, 1, 0, 1))));
   // Unmap names it exactly, once.
   s = client().DmaUnmap(rom, 4096);
@@ -392,6 +475,196 @@ TEST_F(VfioUserTest, FdlessDmaRegions) {
   dev_->Reconnect();
   EXPECT_EQ(dev_->emulator().controller().client_state().fdless_maps, 0u);
   EXPECT_TRUE(client().DmaMap(-1, 0, rom, 4096));
+}
+
+std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
+  std::vector<uint8_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>(seed + i * 7 + (i >> 9));
+  return v;
+}
+
+// Command data in an fd-less region moves by DMA_READ (host -> device) and
+// DMA_WRITE (device -> host), answered by the client; PRP lists there are
+// fetched too.
+TEST_F(VfioUserTest, FdlessDataServedByDmaReadWrite) {
+  ASSERT_TRUE(client().DmaMap(-1, 0, kRom, 64 << 10, kDmaFlagRead | kDmaFlagWrite));
+  ASSERT_TRUE(dev_->Enable());
+  dev_->CreateIoQueuePair(1, 16);
+  DmaMemory::Buffer shared = dev_->mem().Alloc(16 << 10);
+  FdlessHost host(client(), kRom, 64 << 10);
+  // Write 1 block from the region, read it back into shared memory.
+  const std::vector<uint8_t> one = Pattern(512, 3);
+  host.Fill(kRom + 0x100, one);
+  spec::Sqe write = IoCmd(spec::nvm::kWrite, 1, 10, 1);
+  write.prp1 = kRom + 0x100;
+  EXPECT_TRUE(IsSuccess(dev_->Io(1, write)));
+  EXPECT_GE(host.reads(), 1);
+  spec::Sqe check = IoCmd(spec::nvm::kRead, 1, 10, 1);
+  check.prp1 = shared.iova;
+  ASSERT_TRUE(IsSuccess(dev_->Io(1, check)));
+  EXPECT_EQ(std::memcmp(shared.ptr, one.data(), one.size()), 0) << "the bytes the client served were stored";
+
+  // 12 KiB (24 blocks) whose PRP list lies in the region, data pages in
+  // the region (two) and in shared memory (one).
+  const std::vector<uint8_t> big = Pattern(12 << 10, 11);
+  host.Fill(kRom + 0x2000, std::span(big).subspan(0, 4096));
+  host.Fill(kRom + 0x5000, std::span(big).subspan(4096, 4096));
+  std::memcpy(shared.ptr + 0x1000, big.data() + 8192, 4096);
+  const uint64_t list[2] = {kRom + 0x5000, shared.iova + 0x1000};
+  host.Fill(kRom + 0x8000, std::span(reinterpret_cast<const uint8_t*>(list), sizeof(list)));
+  write = IoCmd(spec::nvm::kWrite, 1, 100, 24);
+  write.prp1 = kRom + 0x2000;
+  write.prp2 = kRom + 0x8000;
+  EXPECT_TRUE(IsSuccess(dev_->Io(1, write)));
+  std::memset(shared.ptr, 0, 16 << 10);
+  check = IoCmd(spec::nvm::kRead, 1, 100, 24);
+  check.prp1 = shared.iova;
+  check.prp2 = shared.iova + 0x1000;
+  // Three pages of shared memory: a PRP list there.
+  DmaMemory::Buffer lst = dev_->mem().Alloc(4096);
+  const uint64_t list2[2] = {shared.iova + 0x1000, shared.iova + 0x2000};
+  std::memcpy(lst.ptr, list2, sizeof(list2));
+  check.prp2 = lst.iova;
+  ASSERT_TRUE(IsSuccess(dev_->Io(1, check)));
+  EXPECT_EQ(std::memcmp(shared.ptr, big.data(), big.size()), 0);
+
+  // Read into the region: arrives by DMA_WRITE, with the right bytes.
+  spec::Sqe read = IoCmd(spec::nvm::kRead, 1, 100, 24);
+  read.prp1 = kRom + 0x2000;
+  read.prp2 = kRom + 0x8000;  // the same list: pages kRom+0x5000 and shared+0x1000
+  std::memset(shared.ptr + 0x1000, 0, 4096);
+  host.Fill(kRom + 0x2000, std::vector<uint8_t>(4096, 0));
+  host.Fill(kRom + 0x5000, std::vector<uint8_t>(4096, 0));
+  EXPECT_TRUE(IsSuccess(dev_->Io(1, read)));
+  EXPECT_GE(host.writes(), 2);
+  EXPECT_EQ(host.Bytes(kRom + 0x2000, 4096), std::vector<uint8_t>(big.begin(), big.begin() + 4096));
+  EXPECT_EQ(host.Bytes(kRom + 0x5000, 4096), std::vector<uint8_t>(big.begin() + 4096, big.begin() + 8192));
+  EXPECT_EQ(std::memcmp(shared.ptr + 0x1000, big.data() + 8192, 4096), 0);
+
+  // Identify Controller into the region, as into shared memory.
+  spec::Sqe identify = AdminCmd(spec::admin::kIdentify);
+  identify.cdw10 = spec::cns::kController;
+  identify.prp1 = shared.iova;
+  ASSERT_TRUE(IsSuccess(dev_->Admin(identify)));
+  const std::vector<uint8_t> expected(shared.ptr, shared.ptr + 4096);
+  identify.prp1 = kRom + 0xA000;
+  ASSERT_TRUE(IsSuccess(dev_->Admin(identify)));
+  EXPECT_EQ(host.Bytes(kRom + 0xA000, 4096), expected);
+
+  // Compare reads its data by DMA_READ too.
+  spec::Sqe compare = IoCmd(spec::nvm::kCompare, 1, 10, 1);
+  host.Fill(kRom + 0xC000, one);
+  compare.prp1 = kRom + 0xC000;
+  EXPECT_TRUE(IsSuccess(dev_->Io(1, compare)));
+  host.Fill(kRom + 0xC000, Pattern(512, 99));
+  EXPECT_TRUE(HasStatus(dev_->Io(1, compare), spec::sct::kMediaError, spec::sc::kCompareFailure));
+  EXPECT_EQ(host.bad_requests(), 0);
+}
+
+// A client that never answers: the command completes with Data Transfer
+// Error after the server's reply timeout, and the emulator keeps serving
+// (registers by message while it waited, the connection, other commands).
+TEST_F(VfioUserTest, FdlessDmaWithoutReplyFailsTheCommand) {
+  ASSERT_TRUE(client().DmaMap(-1, 0, kRom, 64 << 10, kDmaFlagRead | kDmaFlagWrite));
+  ASSERT_TRUE(dev_->Enable());
+  dev_->CreateIoQueuePair(1, 16);
+  auto& io_sq = dev_->sq(1);
+  auto& io_cq = dev_->cq(1);
+  {
+    FdlessHost host(client(), kRom, 64 << 10, FdlessHost::Mode::kSilent);
+    spec::Sqe write = IoCmd(spec::nvm::kWrite, 1, 0, 1);
+    write.cid = 0x77;
+    write.prp1 = kRom;
+    dev_->Submit(io_sq, write);
+    auto cqe = dev_->WaitCqe(io_cq, std::chrono::milliseconds(emu::Server::kDmaReplyTimeoutMs * 4));
+    ASSERT_TRUE(HasStatus(cqe, spec::sct::kGeneric, spec::sc::kDataTransferError));
+    EXPECT_EQ(cqe->cid, 0x77);
+    EXPECT_EQ(host.reads(), 1);
+  }
+  EXPECT_TRUE(client().GetDeviceInfo());
+  EXPECT_EQ(dev_->Csts().cfs(), 0);
+  DmaMemory::Buffer shared = dev_->mem().Alloc(4096);
+  spec::Sqe read = IoCmd(spec::nvm::kRead, 1, 0, 1);
+  read.prp1 = shared.iova;
+  EXPECT_TRUE(IsSuccess(dev_->Io(1, read)));
+}
+
+// While the poller waits for a DMA_READ reply, register accesses by
+// message are still answered (no deadlock on the controller lock).
+TEST_F(VfioUserTest, FdlessDmaWaitDoesNotBlockRegisterAccess) {
+  ASSERT_TRUE(client().DmaMap(-1, 0, kRom, 64 << 10, kDmaFlagRead | kDmaFlagWrite));
+  ASSERT_TRUE(dev_->Enable());
+  dev_->CreateIoQueuePair(1, 16);
+  // Serve by hand: submit, take the DMA_READ, then read CSTS and write
+  // INTMS by message before answering it.
+  spec::Sqe write = IoCmd(spec::nvm::kWrite, 1, 0, 1);
+  write.prp1 = kRom;
+  dev_->Submit(dev_->sq(1), write);
+  auto request = client().ReceiveRequest(5000);
+  ASSERT_TRUE(request) << request.error().ToString();
+  ASSERT_EQ(request->header.cmd, static_cast<uint16_t>(Command::kDmaRead));
+  EXPECT_EQ(dev_->Csts().rdy(), 1);
+  dev_->SetReg32(spec::kRegIntms, 1);
+  dev_->SetReg32(spec::kRegIntmc, 1);
+  auto rw = ReadStruct<DmaRw>(request->payload);
+  ASSERT_TRUE(rw);
+  EXPECT_EQ(rw->address, kRom);
+  EXPECT_EQ(rw->count, 512u);
+  std::vector<uint8_t> reply;
+  AppendStruct(reply, *rw);
+  const std::vector<uint8_t> data = Pattern(512, 5);
+  reply.insert(reply.end(), data.begin(), data.end());
+  ASSERT_TRUE(client().SendReply(request->header, reply));
+  EXPECT_TRUE(IsSuccess(dev_->WaitCqe(dev_->cq(1))));
+}
+
+// Malformed replies (error flag, short data, wrong address, wrong command)
+// fail the command with Data Transfer Error; the server does not crash or
+// drop the client.
+TEST_F(VfioUserTest, FdlessDmaBadRepliesFailTheCommand) {
+  ASSERT_TRUE(client().DmaMap(-1, 0, kRom, 64 << 10, kDmaFlagRead | kDmaFlagWrite));
+  ASSERT_TRUE(dev_->Enable());
+  dev_->CreateIoQueuePair(1, 16);
+  for (auto mode : {FdlessHost::Mode::kErrorReply, FdlessHost::Mode::kShortRead, FdlessHost::Mode::kWrongAddress,
+                    FdlessHost::Mode::kWrongCommand}) {
+    FdlessHost host(client(), kRom, 64 << 10, mode);
+    for (uint8_t opc : {spec::nvm::kWrite, spec::nvm::kRead}) {
+      spec::Sqe sqe = IoCmd(opc, 1, 0, 1);
+      sqe.prp1 = kRom + 0x1000;
+      // Within the reply timeout: the bad reply is refused at once.
+      dev_->Submit(dev_->sq(1), sqe);
+      auto cqe = dev_->WaitCqe(dev_->cq(1), std::chrono::milliseconds(emu::Server::kDmaReplyTimeoutMs * 4));
+      EXPECT_TRUE(HasStatus(cqe, spec::sct::kGeneric, spec::sc::kDataTransferError))
+          << static_cast<int>(mode) << " opc " << int{opc};
+    }
+    // One request each way was sent (and answered wrongly), no retry.
+    EXPECT_EQ(host.reads(), 1) << static_cast<int>(mode);
+    EXPECT_EQ(host.writes(), 1) << static_cast<int>(mode);
+  }
+  EXPECT_TRUE(client().GetDeviceInfo());
+  EXPECT_FALSE(client().broken());
+  EXPECT_EQ(dev_->Csts().cfs(), 0);
+  // A reply to nothing we asked is still an error reply.
+  std::vector<uint8_t> rw(16, 0);
+  auto stray = client().Call(Command::kDmaRead, rw, {}, kFlagTypeReply);
+  ASSERT_FALSE(stray);
+  EXPECT_EQ(stray.error().code, EINVAL);
+  EXPECT_TRUE(client().GetDeviceInfo());
+}
+
+// Queues in an fd-less region stay refused: CSTS.CFS.
+TEST_F(VfioUserTest, FdlessQueuesAreFatal) {
+  ASSERT_TRUE(client().DmaMap(-1, 0, kRom, 64 << 10, kDmaFlagRead | kDmaFlagWrite));
+  ASSERT_TRUE(dev_->Enable());
+  EXPECT_TRUE(IsSuccess(dev_->Admin(CreateCq(1, 16, kRom))));
+  EXPECT_TRUE(IsSuccess(dev_->Admin(CreateSq(1, 16, kRom + 0x1000, 1))));
+  dev_->WriteDoorbell(2, 1);  // SQ 1 tail: the entry lies in the region
+  bool cfs = false;
+  for (int i = 0; i < 2000 && !cfs; ++i) {
+    cfs = dev_->Csts().cfs() != 0;
+    if (!cfs) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_TRUE(cfs);
 }
 
 // QEMU's client asks for region info with argsz = sizeof(RegionInfo) first

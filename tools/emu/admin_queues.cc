@@ -12,6 +12,7 @@ using namespace nvmux::spec;
 namespace {
 
 constexpr CompletionStatus kInvalidField = Dnr(sct::kGeneric, sc::kInvalidField);
+constexpr CompletionStatus kDataTransferError = {sct::kGeneric, sc::kDataTransferError, false};
 
 }  // namespace
 
@@ -74,9 +75,15 @@ spec::CompletionStatus Controller::MapData(const Sqe& sqe, uint64_t len, bool de
     SglDescriptor sgl1;
     std::memcpy(static_cast<void*>(&sgl1), reinterpret_cast<const uint8_t*>(&sqe) + offsetof(Sqe, prp1),
                 sizeof(sgl1));  // DPTR, bytes 24..39
-    return MapSgl(dma_, sgl1, len, device_writes, host_);
+    CompletionStatus st = MapSgl(dma_, sgl1, len, device_writes, host_);
+    if (staging_.pending()) [[unlikely]] return kDataTransferError;  // parked: bytes to fetch first
+    return st;
   }
-  return MapPrps(dma_, sqe.prp1, sqe.prp2, len, page_size_, device_writes, host_);
+  CompletionStatus st = MapPrps(dma_, sqe.prp1, sqe.prp2, len, page_size_, device_writes, host_);
+  // Bytes in fd-less memory not fetched yet: fail without side effects;
+  // ProcessSq parks the command instead of completing it.
+  if (staging_.pending()) [[unlikely]] return kDataTransferError;
+  return st;
 }
 
 spec::CompletionStatus Controller::TransferToHost(const Sqe& sqe, std::span<const uint8_t> data) {

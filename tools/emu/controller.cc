@@ -31,9 +31,15 @@ Controller::Controller(const EmulatorOptions& options, uint32_t* doorbells)
       .set_mpsmax(4);  // 4 KiB .. 64 KiB
   features_.nsqa = options.io_queues;
   features_.ncqa = options.io_queues;
+  dma_.set_staging(&staging_);
 }
 
 Controller::~Controller() = default;
+
+void Controller::SetDmaMessenger(DmaMessenger* messenger) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  messenger_ = messenger;
+}
 
 Result<std::unique_ptr<Controller>> Controller::Create(const EmulatorOptions& options, uint32_t* doorbells) {
   NVMUX_TRY(Validate(options));
@@ -187,6 +193,10 @@ void Controller::Enable() {
 }
 
 void Controller::ResetLocked() {
+  ++generation_;
+  parked_.active = false;
+  held_.active = false;
+  staging_.EndCommand();
   for (auto& sq : sqs_) sq.reset();
   for (auto& cq : cqs_) cq.reset();
   aer_cids_.clear();
@@ -283,6 +293,9 @@ void Controller::DropClient() {
   dma_.UnmapAll();
   for (auto& fd : msix_) fd.Reset();
   detached_ = true;
+  ++generation_;
+  held_.active = false;
+  staging_.EndCommand();
 }
 
 Status Controller::SetMsixEventfds(uint32_t start, std::vector<UniqueFd> fds) {
@@ -372,7 +385,7 @@ Status Controller::CorruptBlock(uint32_t nsid, uint64_t lba) {
 }
 
 bool Controller::Poll() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::unique_lock<std::mutex> lock(mutex_);
   if (removed()) return false;
   const int64_t now = MonotonicNanos();
   if (faults_.CfsDue(now)) Fatal("injected by --fault cfs");
@@ -393,6 +406,12 @@ bool Controller::Poll() {
     if (!sq) continue;
     work |= ProcessSq(*sq);
     if (csts_.cfs() != 0) return true;
+    if (!staging_.idle()) [[unlikely]] {
+      // A command needs fd-less memory: served with the mutex released, so
+      // the queue state may have moved on; the next Poll() goes on.
+      ServeFdless(lock);
+      return true;
+    }
   }
   if (!work && (++poll_count_ % 16) == 0) ScanStrayDoorbells();
   return work;

@@ -12,7 +12,9 @@
 // Thread safety: every public method takes the controller mutex (removed()
 // and Running() read atomics; faults() is a thread-safe FaultInjector); they
 // may be called from any thread. Poll() holds it while it processes a batch, so
-// DMA_UNMAP never races with a command using that memory.
+// DMA_UNMAP never races with a command using that memory; it releases it
+// only to exchange DMA_READ/WRITE messages for fd-less command data, when
+// no command holds pointers into client memory (fdless_staging.h).
 // Ownership: the doorbell page is borrowed and must outlive the controller.
 #pragma once
 
@@ -34,6 +36,7 @@
 #include "tools/emu/dma_space.h"
 #include "tools/emu/emu_namespace.h"
 #include "tools/emu/faults.h"
+#include "tools/emu/fdless_staging.h"
 #include "tools/emu/options.h"
 #include "tools/emu/prp.h"
 #include "tools/emu/sgl.h"
@@ -94,8 +97,15 @@ class Controller {
   // Controller-level reset (DEVICE_RESET, FLR): as CC.EN 1 -> 0, and CC = 0.
   void Reset();
 
-  // Processes queued work; returns whether anything was done.
+  // Processes queued work; returns whether anything was done. A command
+  // whose data lies in fd-less DMA regions is served through the messenger
+  // (fdless_staging.h) with the controller mutex released during the
+  // exchange, so the socket thread can take it meanwhile.
   bool Poll();
+  // The transport that reaches fd-less regions (borrowed; null: commands
+  // into them get Data Transfer Error). Set before the poller starts, or
+  // to null after it stopped.
+  void SetDmaMessenger(DmaMessenger* messenger);
 
   // Doorbell kicks (the vfio-user ioeventfd of the doorbell page). The
   // server calls SetClientKicks(true) once it handed the current client the
@@ -259,6 +269,12 @@ class Controller {
 
   // Queue processing (queue_engine.cc).
   bool ProcessSq(SubmissionQueue& sq);
+  // Serves the fd-less staging of the command ProcessSq parked or held:
+  // rounds of DMA_READ / DMA_WRITE with `lock` released, then re-running
+  // the parked command or posting the held completion.
+  void ServeFdless(std::unique_lock<std::mutex>& lock);
+  // Records an outcome for completion (error log, delay faults, CQ).
+  void Finish(uint16_t sqid, const spec::Sqe& sqe, const Outcome& outcome, uint64_t delay_us);
   void UpdateCqHead(CompletionQueue& cq);
   bool CqHasRoom(const CompletionQueue& cq) const;
   void PostCompletion(CompletionQueue& cq, spec::Cqe cqe);
@@ -378,6 +394,29 @@ class Controller {
   uint32_t poll_count_ = 0;
   std::atomic<bool> running_{false};
   std::atomic<bool> client_kicks_{false};  // the client took the doorbell ioeventfd
+
+  // Fd-less command data (fdless_staging.h). A command waiting for bytes
+  // is parked: its SQ entry is fetched again (with the same fault
+  // decision); one whose device->host bytes are staged has its completion
+  // held until they were written back.
+  FdlessStaging staging_;
+  DmaMessenger* messenger_ = nullptr;
+  struct Parked {
+    bool active = false;
+    uint16_t sqid = 0;
+    uint16_t head = 0;
+    FaultDecision fault;
+  } parked_;
+  struct Held {
+    bool active = false;
+    uint16_t sqid = 0;
+    spec::Sqe sqe;
+    Outcome outcome;
+    uint64_t delay_us = 0;
+  } held_;
+  // Bumped by a reset and by DropClient: a round that finds it changed
+  // drops what it staged (the queues or the client are gone).
+  uint64_t generation_ = 0;
 
   // Fault injection.
   FaultInjector faults_;

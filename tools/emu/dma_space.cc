@@ -100,7 +100,7 @@ uint8_t* DmaSpace::Translate(uint64_t iova, uint64_t len, bool for_write) const 
   return m.local + off;
 }
 
-bool DmaSpace::Covered(uint64_t iova, uint64_t len, bool for_write) const {
+bool DmaSpace::Covered(uint64_t iova, uint64_t len, bool for_write, bool allow_fdless) const {
   if (len == 0 || iova + len < iova) return false;
   auto it = maps_.upper_bound(iova);
   if (it == maps_.begin()) return false;
@@ -110,7 +110,7 @@ bool DmaSpace::Covered(uint64_t iova, uint64_t len, bool for_write) const {
     const Mapping& m = it->second;
     if (at - it->first >= m.size) return false;
     if (for_write ? !m.writable : !m.readable) return false;
-    if (m.local == nullptr) return false;  // fd-less
+    if (m.local == nullptr && !allow_fdless) return false;  // fd-less
     at = it->first + m.size;
   }
   return true;

@@ -10,12 +10,12 @@
 // Fd-less regions (MapFdless): the vfio-user spec lets a client register
 // memory it cannot share (QEMU: the BIOS ROM) without an fd; a server may
 // then reach it only with VFIO_USER_DMA_READ/WRITE messages to the client.
-// nvmux-emu does not send those (see tools/emu/README.md, "Fd-less DMA"):
-// such a region is recorded (it counts against the mapping limit, takes
+// Such a region is recorded (it counts against the mapping limit, takes
 // part in overlap checks and must be unmapped exactly like any other), but
-// Translate/TranslateEach never resolve into it, so a command whose data
-// points there fails with Data Transfer Error and a queue placed there is
-// a fatal controller error (CSTS.CFS), as for unmapped memory.
+// Translate/TranslateEach never resolve into it: a queue placed there is a
+// fatal controller error (CSTS.CFS), as for unmapped memory. Command data
+// there is reached through staging() (fdless_staging.h), which the PRP and
+// SGL walks consult only after a translation failed.
 //
 // Errors: Map returns EINVAL (zero size, unaligned, overflow, range beyond
 // the file, unknown flags), EEXIST (overlaps a mapping), ENOSPC (too many
@@ -32,6 +32,8 @@
 #include "shm/base/result.h"
 
 namespace nvmux::emu {
+
+class FdlessStaging;
 
 class DmaSpace {
  public:
@@ -74,6 +76,28 @@ class DmaSpace {
     return true;
   }
 
+  // Like TranslateEach, but fd-less regions count as mapped: calls
+  // add(iova, local, n) per piece, local == nullptr for a piece of an
+  // fd-less region. false (nothing called) unless every byte is mapped
+  // with the access. len 0: false.
+  template <class Add>
+  bool ForEachPiece(uint64_t iova, uint64_t len, bool for_write, Add&& add) const {
+    if (!Covered(iova, len, for_write, /*allow_fdless=*/true)) return false;
+    while (len > 0) {
+      auto it = std::prev(maps_.upper_bound(iova));
+      const uint64_t off = iova - it->first, n = std::min(len, it->second.size - off);
+      add(iova, it->second.local == nullptr ? nullptr : it->second.local + off, n);
+      iova += n;
+      len -= n;
+    }
+    return true;
+  }
+
+  // Where command data in fd-less regions is staged (null: nowhere, such
+  // data is a Data Transfer Error). Set by the owner; not owned.
+  FdlessStaging* staging() const { return staging_; }
+  void set_staging(FdlessStaging* staging) { staging_ = staging; }
+
   size_t count() const { return maps_.size(); }
   size_t fdless_count() const { return fdless_count_; }
 
@@ -85,11 +109,13 @@ class DmaSpace {
     bool writable;
   };
   // Whether every byte of [iova, iova + len) is mapped with the access.
-  bool Covered(uint64_t iova, uint64_t len, bool for_write) const;
+  // allow_fdless: fd-less regions count too.
+  bool Covered(uint64_t iova, uint64_t len, bool for_write, bool allow_fdless = false) const;
   // The Map/MapFdless argument and overlap checks.
   [[nodiscard]] Status CheckNew(uint64_t fd_offset, uint64_t iova, uint64_t size) const;
   size_t fdless_count_ = 0;
   uint32_t max_maps_;
+  FdlessStaging* staging_ = nullptr;
   std::map<uint64_t, Mapping> maps_;  // iova -> mapping
 };
 

@@ -11,6 +11,7 @@ using namespace nvmux::spec;
 namespace {
 
 constexpr CompletionStatus kInvalidField = Dnr(sct::kGeneric, sc::kInvalidField);
+constexpr CompletionStatus kDataTransferError = {sct::kGeneric, sc::kDataTransferError, false};
 constexpr CompletionStatus kLbaOutOfRange = Dnr(sct::kGeneric, sc::kLbaOutOfRange);
 constexpr CompletionStatus kReadError = Retry(sct::kMediaError, sc::kUnrecoveredReadError);
 constexpr CompletionStatus kWriteFault = Retry(sct::kMediaError, sc::kWriteFault);
@@ -138,6 +139,7 @@ Controller::Outcome Controller::ReadWrite(Namespace& ns, const Sqe& sqe) {
   const uint64_t md_len = separate_md ? nlb * ns.metadata_size() : 0;
   if (separate_md) {
     st = MapContiguous(dma_, sqe.mptr, md_len, is_read, meta_);
+    if (staging_.pending()) [[unlikely]] return {kDataTransferError};  // parked, see MapData
     if (!st.ok()) return {st};
   }
   if (sqe.opc != nvm::kWrite && ns.AnyUncorrectable(slba, nlb)) {

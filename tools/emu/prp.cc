@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "tools/emu/fdless_staging.h"
+
 namespace nvmux::emu {
 
 using spec::CompletionStatus;
@@ -66,7 +68,10 @@ constexpr CompletionStatus kDataTransferError = {spec::sct::kGeneric, spec::sc::
 }  // namespace
 
 bool AddDmaRange(const DmaSpace& dma, uint64_t iova, uint64_t len, bool device_writes, HostBuffer& out) {
-  return dma.TranslateEach(iova, len, device_writes, [&](uint8_t* p, uint64_t n) { out.Add(p, n); });
+  if (dma.TranslateEach(iova, len, device_writes, [&](uint8_t* p, uint64_t n) { out.Add(p, n); })) return true;
+  // Not all in shared memory: maybe (partly) in fd-less regions.
+  FdlessStaging* staging = dma.staging();
+  return staging != nullptr && staging->Add(dma, iova, len, device_writes, out);
 }
 
 CompletionStatus MapContiguous(const DmaSpace& dma, uint64_t iova, uint64_t len, bool device_writes,
@@ -102,8 +107,10 @@ CompletionStatus MapPrps(const DmaSpace& dma, uint64_t prp1, uint64_t prp2, uint
     // Entries to read from this list page: the data pages it can hold, plus
     // the chain pointer in its last slot if more pages remain than slots.
     const uint64_t used = std::min(slots, pages_left);
-    const auto* entries = reinterpret_cast<const uint64_t*>(dma.Translate(list, used * 8, false));
-    if (entries == nullptr) return kDataTransferError;
+    const uint8_t* list_bytes = dma.Translate(list, used * 8, false);
+    if (list_bytes == nullptr && dma.staging() != nullptr) list_bytes = dma.staging()->List(dma, list, used * 8);
+    if (list_bytes == nullptr) return kDataTransferError;
+    const auto* entries = reinterpret_cast<const uint64_t*>(list_bytes);
     for (uint64_t i = 0; i < used; ++i) {
       uint64_t entry;
       std::memcpy(&entry, entries + i, sizeof(entry));

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "shm/base/clock.h"
+#include "shm/base/log.h"
 #include "tools/emu/controller.h"
 
 namespace nvmux::emu {
@@ -53,7 +54,7 @@ bool Controller::WriteCqe(CompletionQueue& cq, const Cqe& cqe) {
   uint8_t* slot = dma_.Translate(cq.base + static_cast<uint64_t>(cq.tail) * sizeof(Cqe), sizeof(Cqe), true);
   if (slot == nullptr) {
     const uint64_t at = cq.base + static_cast<uint64_t>(cq.tail) * sizeof(Cqe);
-    Fatal(dma_.TouchesFdless(at, sizeof(Cqe)) ? "completion queue entry in an fd-less DMA region (no DMA_WRITE)"
+    Fatal(dma_.TouchesFdless(at, sizeof(Cqe)) ? "completion queue entry in an fd-less DMA region (not served)"
                                               : "completion queue entry not DMA-mapped");
     return false;
   }
@@ -134,7 +135,7 @@ bool Controller::ProcessSq(SubmissionQueue& sq) {
         dma_.Translate(sq.base + static_cast<uint64_t>(sq.head) * sizeof(Sqe), sizeof(Sqe), false);
     if (entry == nullptr) {
       const uint64_t at = sq.base + static_cast<uint64_t>(sq.head) * sizeof(Sqe);
-      Fatal(dma_.TouchesFdless(at, sizeof(Sqe)) ? "submission queue entry in an fd-less DMA region (no DMA_READ)"
+      Fatal(dma_.TouchesFdless(at, sizeof(Sqe)) ? "submission queue entry in an fd-less DMA region (not served)"
                                                 : "submission queue entry not DMA-mapped");
       return false;
     }
@@ -143,24 +144,38 @@ bool Controller::ProcessSq(SubmissionQueue& sq) {
     return true;
   };
   auto finish = [&](const Sqe& sqe, const Outcome& outcome, uint64_t delay_us) {
-    if (outcome.deferred) return;
-    if (!outcome.status.ok()) RecordError(sq.qid, sqe.cid, outcome.status, sqe.nsid);
-    if (delay_us > 0) {
-      // Injected delay: the command has run; its completion waits.
-      delayed_.push_back({MonotonicNanos() + static_cast<int64_t>(delay_us) * 1000, sq.qid, sqe.cid, outcome});
-      return;
+    Finish(sq.qid, sqe, outcome, delay_us);
+  };
+  // After a command ran: whether fd-less data stops the batch here (the
+  // command parked at `at`, or its completion held for a write-back).
+  auto staged = [&](uint16_t at, const FaultDecision& fault, const Sqe& sqe, const Outcome& outcome) {
+    if (staging_.pending()) {
+      staging_.DropWrites();
+      sq.head = at;  // fetched again once its bytes are here
+      parked_ = {true, sq.qid, at, fault};
+      return true;
     }
-    Complete(sq.qid, sqe.cid, outcome);
+    if (staging_.has_writes() && outcome.status.ok() && !outcome.deferred) {
+      held_ = {true, sq.qid, sqe, outcome, fault.delay_us};
+      return true;
+    }
+    staging_.EndCommand();  // failed: its staged bytes never reach the host
+    return false;
   };
   int done = 0;
   while (sq.head != sq.tail && done < kBatch && CqHasRoom(cq)) {
     Sqe sqe;
+    const uint16_t at = sq.head;
     if (!fetch(sqe)) return true;
     ++done;
     // Fault injection: fail (without executing), drop (never complete) or
     // delay the completion. Checked once per fetched entry, before the
     // fused-pair logic: a failed or dropped first half leaves its partner lone.
-    const FaultDecision fault = faults_.OnCommand(sq.qid == 0 ? FaultQueue::kAdmin : FaultQueue::kIo, sqe.opc);
+    // A parked entry fetched again keeps its decision.
+    const bool refetch = parked_.active && parked_.sqid == sq.qid && parked_.head == at;
+    parked_.active = false;
+    const FaultDecision fault =
+        refetch ? parked_.fault : faults_.OnCommand(sq.qid == 0 ? FaultQueue::kAdmin : FaultQueue::kIo, sqe.opc);
     if (fault.action == FaultDecision::Action::kDrop) continue;
     if (fault.action == FaultDecision::Action::kFail) {
       finish(sqe, {fault.status}, fault.delay_us);
@@ -176,6 +191,16 @@ bool Controller::ProcessSq(SubmissionQueue& sq) {
         if (peek.fuse() == kFuseSecond) {
           auto [first, second] = ExecuteFused(sqe, peek);
           if (csts_.cfs() != 0) return true;
+          if (!staging_.idle()) [[unlikely]] {
+            // Both halves only read host memory: parked together, or run.
+            if (staging_.pending()) {
+              staging_.DropWrites();
+              sq.head = at;
+              parked_ = {true, sq.qid, at, fault};
+              return true;
+            }
+            staging_.EndCommand();
+          }
           finish(sqe, first, fault.delay_us);
           finish(peek, second, fault.delay_us);
           continue;
@@ -187,9 +212,82 @@ bool Controller::ProcessSq(SubmissionQueue& sq) {
     }
     Outcome outcome = sq.qid == 0 ? ExecuteAdmin(sqe) : ExecuteIo(sqe);
     if (csts_.cfs() != 0) return true;
+    if (!staging_.idle()) [[unlikely]] {
+      if (staged(at, fault, sqe, outcome)) return true;
+    }
     finish(sqe, outcome, fault.delay_us);
   }
   return done > 0;
+}
+
+void Controller::Finish(uint16_t sqid, const Sqe& sqe, const Outcome& outcome, uint64_t delay_us) {
+  if (outcome.deferred) return;
+  if (!outcome.status.ok()) RecordError(sqid, sqe.cid, outcome.status, sqe.nsid);
+  if (delay_us > 0) {
+    // Injected delay: the command has run; its completion waits.
+    delayed_.push_back({MonotonicNanos() + static_cast<int64_t>(delay_us) * 1000, sqid, sqe.cid, outcome});
+    return;
+  }
+  Complete(sqid, sqe.cid, outcome);
+}
+
+void Controller::ServeFdless(std::unique_lock<std::mutex>& lock) {
+  // Each round either fetches bytes the parked command was missing (a
+  // fetched PRP list or SGL segment may name more: another round; the
+  // walks are bounded, so the rounds are) or ends it.
+  while (staging_.pending() || held_.active) {
+    std::vector<FdlessStaging::Range> reads = staging_.TakeMissing();
+    std::vector<FdlessStaging::Range> writes;
+    if (held_.active) writes = staging_.TakeWrites();
+    const uint64_t generation = generation_;
+    DmaMessenger* messenger = messenger_;
+    bool wrote = messenger != nullptr;
+    // The exchange runs without the mutex: the replies come through the
+    // socket thread, which takes it for every register or doorbell write.
+    lock.unlock();
+    for (FdlessStaging::Range& r : reads) r.failed = messenger == nullptr || !messenger->DmaRead(r.iova, r.bytes);
+    for (const FdlessStaging::Range& w : writes) {
+      if (!wrote) break;
+      wrote = messenger->DmaWrite(w.iova, w.bytes);
+    }
+    lock.lock();
+    if (generation != generation_ || removed()) {
+      // Reset or client gone meanwhile: the command's queue state is gone.
+      staging_.EndCommand();
+      held_.active = false;
+      parked_.active = false;
+      return;
+    }
+    if (held_.active) {
+      Held held = held_;
+      held_.active = false;
+      staging_.EndCommand();
+      if (!wrote) {
+        NVMUX_LOG(kWarning, "nvmux-emu: DMA_WRITE to an fd-less region failed (cid %u): Data Transfer Error",
+                  held.sqe.cid);
+        held.outcome = {{sct::kGeneric, sc::kDataTransferError, false}};
+      }
+      Finish(held.sqid, held.sqe, held.outcome, held.delay_us);
+      return;
+    }
+    for (const FdlessStaging::Range& r : reads) {
+      if (r.failed) {
+        NVMUX_LOG(kWarning, "nvmux-emu: DMA_READ of [0x%llx, +0x%zx) from an fd-less region failed",
+                  static_cast<unsigned long long>(r.iova), r.bytes.size());
+      }
+    }
+    staging_.PutFetched(std::move(reads));
+    // Run the parked entry again, first (its queue still exists: only the
+    // poller deletes queues, and a reset bumps the generation).
+    if (!parked_.active || !sqs_[parked_.sqid]) {
+      staging_.EndCommand();
+      return;
+    }
+    ProcessSq(*sqs_[parked_.sqid]);
+    if (csts_.cfs() != 0) return;
+  }
+  // Parked but not run again (its CQ is full): fetched again later.
+  if (!staging_.idle()) staging_.EndCommand();
 }
 
 bool Controller::PostDelayed(int64_t now_ns) {

@@ -4,11 +4,14 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
+#include <chrono>
 #include <cstring>
 
 #include "shm/base/log.h"
@@ -42,6 +45,7 @@ Server::Server(Controller& controller, int doorbell_fd, uint32_t* doorbells, std
 }
 
 Server::~Server() {
+  controller_.SetDmaMessenger(nullptr);
   listen_fd_.Reset();
   if (!socket_path_.empty()) ::unlink(socket_path_.c_str());
   if (created_dir_) ::rmdir(socket_dir_.c_str());
@@ -87,6 +91,7 @@ Result<std::unique_ptr<Server>> Server::Create(const std::string& socket_dir, Co
   if (!server->remove_fd_.valid()) return ErrnoError("eventfd");
   server->kick_fd_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!server->kick_fd_.valid()) return ErrnoError("eventfd");
+  controller.SetDmaMessenger(server.get());
   return server;
 }
 
@@ -137,7 +142,16 @@ void Server::ServeClient(UniqueFd client, int stop_fd) {
   }
   negotiated_ = false;
   client_caps_ = Capabilities{};
+  dma_max_xfer_.store(kDefaultMaxDataXferSize);
   controller_.SetClientKicks(false);  // until this client asks for the ioeventfd
+  // A client that stops reading cannot block a sender (the poller's DMA
+  // requests, our replies) for longer than this: the send fails instead.
+  const timeval send_timeout{kMessageTimeoutMs / 1000, 0};
+  (void)::setsockopt(client.get(), SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout));
+  {
+    std::lock_guard<std::mutex> lock(send_mutex_);
+    dma_fd_ = client.get();
+  }
   for (;;) {
     pollfd pfds[4] = {{stop_fd, POLLIN, 0},
                       {client.get(), POLLIN, 0},
@@ -165,6 +179,16 @@ void Server::ServeClient(UniqueFd client, int stop_fd) {
     std::lock_guard<std::mutex> lock(client_mutex_);
     client_fd_ = -1;
   }
+  {
+    std::lock_guard<std::mutex> lock(send_mutex_);
+    dma_fd_ = -1;  // before `client` closes: no request goes to a reused fd
+  }
+  {
+    // Requests still waiting will get no reply.
+    std::lock_guard<std::mutex> lock(dma_mutex_);
+    for (auto& [id, pending] : pending_dma_) pending->done = true;
+  }
+  dma_cv_.notify_all();
   controller_.SetClientKicks(false);
   controller_.DropClient();
   NVMUX_LOG(kInfo, "nvmux-emu: client disconnected; DMA mappings dropped");
@@ -176,7 +200,110 @@ void Server::SendError(int client, const Header& request, int error_no) {
   h.cmd = request.cmd;
   h.flags = kFlagTypeReply | kFlagError;
   h.error_no = static_cast<uint32_t>(error_no);
-  (void)SendMessage(client, h, {});
+  (void)Send(client, h, {});
+}
+
+Status Server::Send(int client, const Header& h, std::span<const uint8_t> payload, std::span<const int> fds) {
+  std::lock_guard<std::mutex> lock(send_mutex_);
+  return SendMessage(client, h, payload, fds);
+}
+
+bool Server::DmaRead(uint64_t iova, std::span<uint8_t> out) {
+  const uint64_t chunk = std::max<uint64_t>(1, std::min<uint64_t>(dma_max_xfer_.load(), kDefaultMaxDataXferSize));
+  for (uint64_t done = 0; done < out.size();) {
+    const uint64_t n = std::min<uint64_t>(chunk, out.size() - done);
+    if (!DmaRequest(Command::kDmaRead, iova + done, out.data() + done, n)) return false;
+    done += n;
+  }
+  return true;
+}
+
+bool Server::DmaWrite(uint64_t iova, std::span<const uint8_t> data) {
+  const uint64_t chunk = std::max<uint64_t>(1, std::min<uint64_t>(dma_max_xfer_.load(), kDefaultMaxDataXferSize));
+  for (uint64_t done = 0; done < data.size();) {
+    const uint64_t n = std::min<uint64_t>(chunk, data.size() - done);
+    // DmaRequest only reads `data` for a DMA_WRITE.
+    if (!DmaRequest(Command::kDmaWrite, iova + done, const_cast<uint8_t*>(data.data()) + done, n)) return false;
+    done += n;
+  }
+  return true;
+}
+
+bool Server::DmaRequest(Command cmd, uint64_t iova, uint8_t* data, uint64_t count) {
+  PendingDma pending{static_cast<uint16_t>(cmd), iova, data, count};
+  uint16_t id;
+  {
+    std::lock_guard<std::mutex> lock(dma_mutex_);
+    id = next_dma_id_++;
+    pending_dma_[id] = &pending;
+  }
+  Header h;
+  h.msg_id = id;
+  h.cmd = static_cast<uint16_t>(cmd);
+  h.flags = kFlagTypeCommand;
+  std::vector<uint8_t> payload;
+  AppendStruct(payload, DmaRw{iova, count});
+  if (cmd == Command::kDmaWrite) payload.insert(payload.end(), data, data + count);
+  bool sent = false;
+  {
+    std::lock_guard<std::mutex> lock(send_mutex_);
+    if (dma_fd_ >= 0) {
+      Status st = SendMessage(dma_fd_, h, payload);
+      sent = static_cast<bool>(st);
+      if (!sent) {
+        // Part of a message may have gone: the stream cannot be trusted.
+        NVMUX_LOG(kWarning, "nvmux-emu: sending %s failed (%s); dropping client", ToString(cmd),
+                  st.error().ToString().c_str());
+        ::shutdown(dma_fd_, SHUT_RDWR);
+      }
+    }
+  }
+  std::unique_lock<std::mutex> lock(dma_mutex_);
+  const bool answered =
+      sent && dma_cv_.wait_for(lock, std::chrono::milliseconds(kDmaReplyTimeoutMs), [&] { return pending.done; });
+  pending_dma_.erase(id);
+  if (sent && !answered) {
+    NVMUX_LOG(kWarning, "nvmux-emu: no reply to %s (msg_id %u, [0x%llx, +0x%llx)) within %d ms", ToString(cmd), id,
+              static_cast<unsigned long long>(iova), static_cast<unsigned long long>(count), kDmaReplyTimeoutMs);
+    abandoned_dma_.push_back(id);
+    if (abandoned_dma_.size() > 64) abandoned_dma_.pop_front();
+  }
+  return answered && pending.ok;
+}
+
+bool Server::DeliverDmaReply(const Header& h, std::span<const uint8_t> payload) {
+  const auto cmd = static_cast<Command>(h.cmd);
+  if (cmd != Command::kDmaRead && cmd != Command::kDmaWrite) return false;
+  std::lock_guard<std::mutex> lock(dma_mutex_);
+  auto it = pending_dma_.find(h.msg_id);
+  if (it == pending_dma_.end() || it->second->done) {
+    if (std::find(abandoned_dma_.begin(), abandoned_dma_.end(), h.msg_id) == abandoned_dma_.end()) return false;
+    NVMUX_LOG(kInfo, "nvmux-emu: late %s reply (msg_id %u) dropped", ToString(cmd), h.msg_id);
+    return true;
+  }
+  PendingDma& p = *it->second;
+  const auto rw = ReadStruct<DmaRw>(payload);
+  const bool echoes = rw && rw->address == p.iova && rw->count == p.count;
+  const char* bad = nullptr;
+  if (p.cmd != h.cmd) {
+    bad = "answers a different command";
+  } else if ((h.flags & kFlagError) != 0) {
+    bad = "is an error reply";
+  } else if (cmd == Command::kDmaRead) {
+    if (!echoes || payload.size() != sizeof(DmaRw) + p.count) bad = "does not carry exactly the bytes asked for";
+  } else if (!payload.empty() && (!echoes || payload.size() != sizeof(DmaRw))) {
+    bad = "is malformed (neither empty nor the request's address and count)";
+  }
+  if (bad != nullptr) {
+    NVMUX_LOG(kWarning, "nvmux-emu: %s reply (msg_id %u, %zu payload bytes, errno %u) %s: the transfer fails",
+              ToString(cmd), h.msg_id, payload.size(), h.error_no, bad);
+  } else if (cmd == Command::kDmaRead) {
+    std::memcpy(p.data, payload.data() + sizeof(DmaRw), static_cast<size_t>(p.count));
+  }
+  p.ok = bad == nullptr;
+  p.done = true;
+  dma_cv_.notify_all();
+  return true;
 }
 
 bool Server::HandleOne(int client, int stop_fd) {
@@ -206,6 +333,8 @@ bool Server::HandleOne(int client, int stop_fd) {
   std::vector<uint8_t> payload(static_cast<size_t>(body));
   if (!RecvExact(client, payload, kMessageTimeoutMs, stop_fd)) return false;
   if ((h.flags & kFlagTypeMask) != kFlagTypeCommand) {
+    // The answer to one of our DMA requests goes to the waiting poller.
+    if ((h.flags & kFlagTypeMask) == kFlagTypeReply && DeliverDmaReply(h, payload)) return true;
     SendError(client, h, EINVAL);
     return true;
   }
@@ -221,8 +350,7 @@ bool Server::HandleOne(int client, int stop_fd) {
   rh.cmd = h.cmd;
   rh.flags = kFlagTypeReply;
   int fds[1] = {reply->fd};
-  return static_cast<bool>(
-      SendMessage(client, rh, reply->payload, std::span<const int>(fds, reply->fd >= 0 ? 1 : 0)));
+  return static_cast<bool>(Send(client, rh, reply->payload, std::span<const int>(fds, reply->fd >= 0 ? 1 : 0)));
 }
 
 Result<Server::Reply> Server::Dispatch(const Header& h, std::span<const uint8_t> payload,
@@ -266,6 +394,7 @@ Result<Server::Reply> Server::Version(std::span<const uint8_t> payload) {
   auto caps = ParseCapabilities(json);
   if (!caps) return caps.error();
   client_caps_ = *caps;
+  dma_max_xfer_.store(caps->max_data_xfer_size);
   negotiated_ = true;
   Capabilities ours;
   ours.max_msg_fds = kDefaultMaxMsgFds;
@@ -287,12 +416,12 @@ Result<Server::Reply> Server::DmaMap(std::span<const uint8_t> payload, std::vect
   if (fds.size() > 1) return Invalid("DMA_MAP takes at most one fd, got " + std::to_string(fds.size()));
   const bool readable = (m->flags & kDmaFlagRead) != 0, writable = (m->flags & kDmaFlagWrite) != 0;
   if (fds.empty()) {
-    // The spec's fd-less region (QEMU maps its BIOS ROM so): recorded, never
-    // accessed; see DmaSpace::MapFdless for what a command pointing there gets.
+    // The spec's fd-less region (QEMU maps its BIOS ROM so): command data
+    // there moves by DMA_READ/DMA_WRITE; queues there are refused (CFS).
     NVMUX_TRY(controller_.MapDma(-1, 0, m->address, m->size, readable, writable));
     NVMUX_LOG(kInfo,
-              "nvmux-emu: fd-less DMA region [0x%llx, +0x%llx) recorded; the device does not access it "
-              "(no VFIO_USER_DMA_READ/WRITE): commands pointing there fail",
+              "nvmux-emu: fd-less DMA region [0x%llx, +0x%llx) recorded; command data there is moved with "
+              "VFIO_USER_DMA_READ/WRITE (queues there are a fatal error)",
               static_cast<unsigned long long>(m->address), static_cast<unsigned long long>(m->size));
     return Reply{};
   }

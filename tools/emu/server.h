@@ -14,8 +14,16 @@
 // MSI-X table, BAR5 MSI-X PBA, config space (PciConfig). IRQs: INTx and the
 // error IRQ (accepted, never raised), MSI-X (eventfds, one per vector).
 // DMA: regions with an fd are mapped; fd-less ones (the spec allows them;
-// QEMU maps its ROMs so) are recorded but never accessed: nvmux-emu sends no
-// VFIO_USER_DMA_READ/WRITE (DmaSpace::MapFdless says what commands get).
+// QEMU maps its ROMs so) are recorded, and command data there is moved with
+// VFIO_USER_DMA_READ/WRITE requests to the client (the server is the
+// controller's DmaMessenger). Those requests carry their own msg_ids; the
+// socket thread hands the client's replies to the waiting poller through a
+// table of pending requests, without the controller mutex, so a poller
+// waiting for a reply never blocks a register write (and vice versa). A
+// request with no reply within kDmaReplyTimeoutMs, an error reply, or a
+// reply whose size or address/count does not match fails (the command gets
+// Data Transfer Error); a late reply is dropped. Transfers are split to
+// the client's max_data_xfer_size (at most 1 MiB).
 //
 // Io fds (DEVICE_GET_REGION_IO_FDS): BAR0 offers one ioeventfd for the
 // whole doorbell page (one sub-region [0x1000, 0x2000), no datamatch; the
@@ -32,8 +40,11 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -44,13 +55,16 @@
 #include "shm/base/result.h"
 #include "shm/base/unique_fd.h"
 #include "tools/emu/controller.h"
+#include "tools/emu/fdless_staging.h"
 #include "tools/emu/pci_config.h"
 
 namespace nvmux::emu {
 
-class Server {
+class Server : public DmaMessenger {
  public:
   static constexpr int kMessageTimeoutMs = 5000;
+  // How long a DMA_READ/DMA_WRITE waits for the client's reply.
+  static constexpr int kDmaReplyTimeoutMs = 3000;
   static constexpr uint32_t kMaxDmaMaps = 1024;
 
   // Binds <socket_dir>/cntrl, creating socket_dir (one level) if missing.
@@ -60,7 +74,7 @@ class Server {
   [[nodiscard]] static Result<std::unique_ptr<Server>> Create(const std::string& socket_dir, Controller& controller,
                                                             int doorbell_fd, uint32_t* doorbells,
                                                             std::function<void()> on_doorbell);
-  ~Server();  // closes the socket and removes it (and the directory if created)
+  ~Server() override;  // closes the socket and removes it (and the directory if created)
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
@@ -71,6 +85,13 @@ class Server {
   const std::string& socket_path() const { return socket_path_; }
   // The doorbell page's ioeventfd (non-blocking): readable after a kick.
   int kick_fd() const { return kick_fd_.get(); }
+
+  // DmaMessenger: client memory by message, for the poller thread (never
+  // the socket thread, which delivers the replies). False when no client
+  // is connected, on an error or malformed reply, or after
+  // kDmaReplyTimeoutMs per request.
+  [[nodiscard]] bool DmaRead(uint64_t iova, std::span<uint8_t> out) override;
+  [[nodiscard]] bool DmaWrite(uint64_t iova, std::span<const uint8_t> data) override;
 
  private:
   struct Reply {
@@ -97,6 +118,14 @@ class Server {
   Result<Reply> RegionAccess(std::span<const uint8_t> payload, bool write);
   Result<Reply> Bar0Access(uint64_t offset, std::span<uint8_t> data, bool write);
   uint32_t RegionSize(uint32_t index) const;
+  // One DMA_READ/DMA_WRITE request of at most the client's transfer size.
+  bool DmaRequest(vfiouser::Command cmd, uint64_t iova, uint8_t* data, uint64_t count);
+  // A reply-typed message: true if it answered (or answered too late) one
+  // of our DMA requests, false if it answers nothing we sent.
+  bool DeliverDmaReply(const vfiouser::Header& h, std::span<const uint8_t> payload);
+  // Sends on the connection, serialised with the poller's DMA requests.
+  Status Send(int client, const vfiouser::Header& h, std::span<const uint8_t> payload,
+              std::span<const int> fds = {});
   uint32_t IrqCount(uint32_t index) const;
 
   Controller& controller_;
@@ -117,6 +146,25 @@ class Server {
   // closes listen_fd_ after a removal.
   std::mutex client_mutex_;
   int client_fd_ = -1;  // GUARDED_BY(client_mutex_): the connection being served
+  // Server-to-client DMA requests. send_mutex_ serialises every write to
+  // the connection and guards dma_fd_ (-1 while no client is served);
+  // dma_mutex_ guards the pending table. Never held together.
+  struct PendingDma {
+    uint16_t cmd;
+    uint64_t iova;
+    uint8_t* data;
+    uint64_t count;
+    bool done = false;
+    bool ok = false;
+  };
+  std::mutex send_mutex_;
+  int dma_fd_ = -1;
+  std::mutex dma_mutex_;
+  std::condition_variable dma_cv_;
+  std::map<uint16_t, PendingDma*> pending_dma_;  // by msg_id
+  std::deque<uint16_t> abandoned_dma_;           // timed out: late replies are dropped
+  uint16_t next_dma_id_ = 0;
+  std::atomic<uint64_t> dma_max_xfer_{vfiouser::kDefaultMaxDataXferSize};
   // Per connection.
   bool negotiated_ = false;
   vfiouser::Capabilities client_caps_;

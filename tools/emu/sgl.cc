@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "tools/emu/fdless_staging.h"
+
 namespace nvmux::emu {
 
 using spec::CompletionStatus;
@@ -54,6 +56,7 @@ CompletionStatus MapSgl(const DmaSpace& dma, const SglDescriptor& sgl1, uint64_t
       seen += count;
       if (seen > kMaxSglDescriptors) return Generic(sc::kInvalidNumberOfSglDescriptors);
       const uint8_t* list = dma.Translate(segment.address, segment.length, false);
+      if (list == nullptr && dma.staging() != nullptr) list = dma.staging()->List(dma, segment.address, segment.length);
       if (list == nullptr) return {spec::sct::kGeneric, sc::kDataTransferError, false};
       const bool last_segment = segment.type() == sgl::kLastSegment;
       bool chained = false;
