@@ -171,6 +171,9 @@ int Run(const std::string& trid_text, const std::vector<int>& idle_ms, int round
       auto us = TimedRead(**qpair, *ns, buffer->data(), lba, blocks);
       if (!warm || !us) return fail((warm ? us : warm).error().message);
       after.push_back(*us);
+      // Keep Alive (and AENs) ride on the admin poll, as in any nvmux
+      // application; done after the timed read, never between it and its idle.
+      (void)(*ctrlr)->ProcessAdminCompletions();
       (void)(*ref)->Ping();
       std::this_thread::sleep_for(std::chrono::milliseconds(ms));
       wake.push_back((*ref)->Ping());

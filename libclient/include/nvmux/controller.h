@@ -125,6 +125,11 @@ class Controller {
                                    void* cb_arg);
   // Polls the admin queue: runs this process's admin callbacks, AEN
   // handling, keep-alive and timeout checks. Safe from any thread.
+  // Call it periodically, at least every keep_alive_timeout_ms / 2 (5 s by
+  // default): Keep Alive is sent from here, and a device that enforces the
+  // Keep Alive Timer (nvmux-emu does, as NVMe/TCP targets do) fails a
+  // controller nobody keeps alive (as with SPDK's
+  // spdk_nvme_ctrlr_process_admin_completions).
   // Returns completions processed. Errors: ENXIO (controller failed).
   [[nodiscard]] Result<uint32_t> ProcessAdminCompletions();
   // Submits and polls until done or admin_timeout_ms; returns the completion.
