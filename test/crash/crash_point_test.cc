@@ -37,6 +37,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -181,6 +182,34 @@ class CrashPointTest : public ::testing::TestWithParam<std::string> {
   // page every 50 ms. Returns nullptr when it died at the point while
   // starting (fails the test when it failed otherwise).
   Subprocess* StartIo(uint64_t lba) {
+    for (int attempt = 0;; ++attempt) {
+      const size_t before = children_.size();
+      Subprocess* c = StartIoOnce(lba);
+      if (c != nullptr || attempt == 1 || !PrimaryDiedAtPoint()) return c;
+      // The secondary could not join because nvmuxd died at the point
+      // meanwhile (joining a group with no primary is refused): restart
+      // it as an operator would and join again.
+      if (children_.size() > before) children_.pop_back();
+      Step("nvmuxd died at the point while a secondary joined: restarting it");
+      EnsureDaemon();
+      if (HasFatalFailure()) return nullptr;
+    }
+  }
+  // Whether nvmuxd has exited because the point killed it (reaps it).
+  bool PrimaryDiedAtPoint() {
+    if (!daemon_ || !daemon_->running()) return false;
+    auto st = daemon_->TryWait();
+    if (!st) {
+      // It may be exiting right now: give the exit a moment.
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      st = daemon_->TryWait();
+    }
+    if (st && !KilledByPoint(daemon_pid_))
+      ADD_FAILURE() << "nvmuxd (pid " << daemon_pid_ << ") " << test::DescribeStatus(*st)
+                    << ", not at the crash point (" << (Died().empty() ? "nobody died there yet" : Died()) << ")";
+    return st && KilledByPoint(daemon_pid_);
+  }
+  Subprocess* StartIoOnce(uint64_t lba) {
     children_.push_back(Start({MP_CHILD, "io", "-i", std::to_string(id_), "-r", trid_, "--lba", std::to_string(lba),
                                "--blocks", "1024", "--seconds", "100000", "--admin-ms", "50"},
                               env_));
@@ -189,7 +218,9 @@ class CrashPointTest : public ::testing::TestWithParam<std::string> {
     auto ready = c->ReadUntil("ready", std::chrono::seconds(20));
     if (ready) return c;
     auto st = c->Wait(std::chrono::seconds(5));
-    EXPECT_TRUE(st && KilledByPoint(pid)) << "secondary (pid " << pid << ") did not become ready: "
+    if (st && KilledByPoint(pid)) return nullptr;
+    if (PrimaryDiedAtPoint()) return nullptr;  // StartIo joins again
+    EXPECT_TRUE(false) << "secondary (pid " << pid << ") did not become ready: "
                                           << ready.error().message << "; "
                                           << (st ? test::DescribeStatus(*st) : st.error().message);
     return nullptr;
@@ -199,11 +230,24 @@ class CrashPointTest : public ::testing::TestWithParam<std::string> {
   // deleted). Returns whether it ran to the end; dying at the point is
   // allowed, any other failure fails the test.
   bool RunAdmin() {
+    for (int attempt = 0;; ++attempt) {
+      std::optional<bool> done = RunAdminOnce(attempt == 0);
+      if (done) return *done;
+      Step("nvmuxd died at the point while the admin client joined: restarting it");
+      EnsureDaemon();
+      if (HasFatalFailure()) return false;
+    }
+  }
+  // Whether the admin client ran to the end; nullopt when it failed because
+  // nvmuxd died at the point meanwhile and `may_retry`.
+  std::optional<bool> RunAdminOnce(bool may_retry) {
     auto admin = Start({MP_CHILD, "admin", "-i", std::to_string(id_), "-r", trid_}, env_);
     const int pid = admin->pid();
     auto ok = admin->ReadUntil("admin ok", std::chrono::seconds(20));
     auto st = admin->Wait(std::chrono::seconds(20));
     if (ok && st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) return true;
+    if (st && KilledByPoint(pid)) return false;
+    if (may_retry && PrimaryDiedAtPoint()) return std::nullopt;
     EXPECT_TRUE(st && KilledByPoint(pid)) << "the admin client (pid " << pid << ") failed: "
                                           << (ok ? "" : ok.error().message + "; ")
                                           << (st ? test::DescribeStatus(*st) : st.error().message);

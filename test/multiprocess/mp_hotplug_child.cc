@@ -9,7 +9,7 @@
 //     "io-ok TRID" after the first verified round trip. The first ENXIO of
 //     a controller's I/O prints "enxio TRID" (I/O then stops on it); the
 //     remove callback prints "removed TRID" and the controller is detached
-//     (queue pair, then controller). Any other error prints "error ..." and
+//     (queue pair, then controller) once its I/O reported ENXIO. Any other error prints "error ..." and
 //     exits 1. Exits 0 after S seconds (default 60) or on SIGTERM.
 #include <signal.h>
 
@@ -121,6 +121,16 @@ bool StepIo(Attached& a) {
   return true;
 }
 
+// Runs a removed controller's I/O until it reports ENXIO (5 s at most).
+bool DrainRemoved(Attached& a) {
+  int64_t until = MonotonicNanos() + 5'000'000'000;
+  while (!a.enxio && a.qpair && MonotonicNanos() < until)
+    if (!StepIo(a)) return false;
+  if (a.enxio || !a.qpair) return true;
+  std::printf("error removed: %s's I/O did not report ENXIO within 5 s\n", a.name.c_str());
+  return false;
+}
+
 int Run(int group, const std::string& trid_text, double seconds, int probe_ms) {
   EnvOptions o;
   o.name = "mp_hotplug";
@@ -174,9 +184,15 @@ int Run(int group, const std::string& trid_text, double seconds, int probe_ms) {
         a->ctrlr = std::move(c);
         live.push_back(std::move(a));
       }
-      // Detach what the probe reported gone: queue pair first.
-      for (Controller* gone : removed)
+      // Detach what the probe reported gone, queue pair first, once its
+      // I/O has seen the removal: the probe may notice it before the
+      // queue pair's next poll does, and I/O outstanding on a removed
+      // controller must still end (with ENXIO), not vanish.
+      for (Controller* gone : removed) {
+        for (auto& a : live)
+          if (a->ctrlr.get() == gone && !DrainRemoved(*a)) rc = 1;
         std::erase_if(live, [&](auto& a) { return a->ctrlr.get() == gone; });
+      }
       removed.clear();
     }
     for (auto& a : live)
