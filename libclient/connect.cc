@@ -1,17 +1,21 @@
 // Connect and Probe: choosing the transport for a transport id (no static
-// registration: one switch over the types nvmux knows).
-#include "libclient/adopt_transport.h"
+// registration: one switch over the types nvmux knows) and the group role
+// for the process (primary/, secondary/).
+#include "libclient/core/controller_attach.h"
 #include "libclient/core/transport.h"
 #include "libclient/open_transport.h"
 #include "libclient/vfiouser/vfio_user_transport.h"
 #include "nvmux/controller.h"
 #include "nvmux/probe.h"
+#include "primary/adopt_transport.h"
+#include "primary/primary_role.h"
+#include "secondary/secondary_role.h"
 
 namespace nvmux {
 
 Result<std::unique_ptr<Controller>> AttachController(Env& env, const TransportId& trid,
                                                      std::unique_ptr<Transport> transport,
-                                                     const ControllerOptions& options);
+                                                     const ControllerOptions& options, const GroupRole* role);
 
 Result<std::unique_ptr<Transport>> OpenTransport(const TransportId& trid) {
   switch (trid.trtype) {
@@ -30,22 +34,32 @@ Result<std::unique_ptr<Transport>> OpenTransport(const TransportId& trid) {
   return Fail(EINVAL, "unknown transport type");
 }
 
+const GroupRole* RoleOf(Env& env) {
+  switch (env.role()) {
+    case Role::kPrimary: return &PrimaryRole();
+    case Role::kSecondary: return &SecondaryRole();
+    case Role::kStandalone: return nullptr;
+  }
+  return nullptr;
+}
+
+Result<std::unique_ptr<Transport>> OpenForRole(Env& env, const TransportId& trid) {
+  // A secondary reaches the device through what the primary shares.
+  if (env.role() == Role::kSecondary) return std::unique_ptr<Transport>();
+  // A primary that took its group over adopts what the dead one published.
+  if (auto adopted = AdoptTransport(env, trid); adopted || adopted.error().code != ENOENT) return adopted;
+  return OpenTransport(trid);
+}
+
 Result<std::unique_ptr<Controller>> Controller::Connect(Env& env, const TransportId& trid,
                                                         const ControllerOptions& options) {
   if (trid.traddr.empty())
     return Fail(EINVAL, std::string("transport id 'trtype:") + ToString(trid.trtype) +
                             "' names no controller (traddr is missing): give traddr, or, in a group, find its "
                             "controllers with GroupControllers() or a probe");
-  // A secondary reaches the device through what the primary shares.
-  if (env.role() == Role::kSecondary) return AttachController(env, trid, nullptr, options);
-  // A primary that took its group over adopts what the dead one published.
-  if (auto adopted = AdoptTransport(env, trid); adopted || adopted.error().code != ENOENT) {
-    if (!adopted) return adopted.error();
-    return AttachController(env, trid, std::move(*adopted), options);
-  }
-  auto transport = OpenTransport(trid);
+  auto transport = OpenForRole(env, trid);
   if (!transport) return transport.error();
-  return AttachController(env, trid, std::move(*transport), options);
+  return AttachController(env, trid, std::move(*transport), options, RoleOf(env));
 }
 
 // The one-shot synchronous probe: a one-shot ProbeAsync polled to the end.

@@ -212,17 +212,13 @@ Status ProbeContext::Impl::Scan() {
 void ProbeContext::Impl::Advance(Attempt& a, bool& finished_one) {
   finished_one = false;
   if (!a.attach) {
-    std::unique_ptr<Transport> transport;
-    if (!IsSecondary(env())) {
-      auto t = OpenTransport(a.trid);
-      if (!t) {
-        Record(a.trid, t.error());
-        finished_one = true;
-        return;
-      }
-      transport = std::move(*t);
+    auto transport = OpenForRole(env(), a.trid);
+    if (!transport) {
+      Record(a.trid, transport.error());
+      finished_one = true;
+      return;
     }
-    a.attach = std::make_unique<ControllerAttach>(env(), a.trid, std::move(transport), a.options);
+    a.attach = std::make_unique<ControllerAttach>(env(), a.trid, std::move(*transport), a.options, RoleOf(env()));
     return;
   }
   AttachState s = a.attach->Step();

@@ -16,7 +16,7 @@
 #include <iostream>
 
 #include "libclient/core/controller_state.h"
-#include "libclient/core/reap_queues.h"
+#include "primary/reap_queues.h"
 #include "nvmux/controller.h"
 #include "nvmux/env.h"
 #include "primary/hotplug.h"
@@ -164,7 +164,7 @@ int main(int argc, char** argv) {
   else NVMUX_LOG(kInfo, "nvmuxd: watching %zu of DPDK's shared locks", doctor->watched());
   timespec zero{0, 0};
   // Queues of dead processes whose deletion the device did not confirm stay
-  // quarantined (libclient/core/reap_queues.h); they are retried, with the
+  // quarantined (primary/reap_queues.h); they are retried, with the
   // period doubling up to a minute (each try may wait two admin timeouts)
   // and starting again at 1 s after each reap.
   constexpr int64_t kRetryFirstNs = 1'000'000'000, kRetryMaxNs = 60'000'000'000;

@@ -1,7 +1,7 @@
 // Reaper: the primary's housekeeping loop over the group's process table.
 // Waits for deaths (pidfd events plus lock sweeps, see shm/death_watcher.h)
 // and reaps each dead process (shm/process_table.h): the intent under the
-// group lock; the device hooks (libclient/core/reap_queues.h: delete its
+// group lock; the device hooks (primary/reap_queues.h: delete its
 // I/O queues, drop its mailbox) without it, so a slow device delays only
 // this thread; then, under the lock again, its DMA memory is freed (except
 // rings the device did not confirm it stopped using: quarantined). A slot

@@ -11,12 +11,9 @@
 #include "libclient/core/controller_shutdown.h"
 #include "libclient/core/controller_state.h"
 #include "libclient/core/dma_page_map.h"
+#include "libclient/core/group_role.h"
 #include "libclient/core/io_queue.h"
 #include "libclient/core/qpair_state.h"
-#include "libclient/core/reap_queues.h"
-#include "libclient/shared/fd_holders.h"
-#include "libclient/shared/fd_share.h"
-#include "libclient/shared/imported_transport.h"
 #include "libclient/shared/shared_admin_queue.h"
 #include "libclient/shared/shared_registry.h"
 #include "shm/group.h"
@@ -73,115 +70,14 @@ bool ControllerState::CheckHealth(int64_t now_ns) {
   return !failed;
 }
 
-namespace {
-
-uint32_t SelfSlot(Env& env) { return env.group().self_slot(); }
-uint32_t SelfGeneration(Env& env) { return env.group().processes().self_generation(); }
-
-// The fds of a published controller: from the primary through DPDK's IPC,
-// or, when no DPDK primary answers (it died; a primary that took the group
-// over is DPDK's secondary), from any process holding them (fd_holders.h).
-Result<SharedFds> ObtainFds(Env& env, SharedController& c) {
-  auto fds = RequestFds(c.index);
-  if (fds || fds.error().code != ENXIO) return fds;
-  auto taken = TakeSharedFds(c, env.group().processes(), SelfSlot(env));
-  if (!taken)
-    return Fail(taken.error().code, fds.error().message + "; taking them from another process instead: " +
-                                        taken.error().message);
-  return taken;
-}
-
-// Secondary: the controller as the primary published it. A primary that
-// took the group over passes `adopted`, its transport over the adopted
-// connection (ImportedTransport with real registers): it then owns the
-// device and the admin queue memory, without initialising anything again.
-Result<std::unique_ptr<ControllerState>> ImportController(Env& env, const TransportId& trid,
-                                                          const ControllerOptions& options,
-                                                          std::unique_ptr<Transport> adopted = nullptr) {
-  auto sc = FindSharedController(env.group(), trid.Key());
-  if (!sc) return sc.error();
-  SharedController& c = **sc;
-  bool adopting = adopted != nullptr;
-  std::unique_ptr<Transport> transport = std::move(adopted);
-  std::vector<int> held;  // a secondary's fds, recorded for others (fd_holders.h)
-  uint64_t doorbell_file_offset = 0;
-  if (!adopting) {
-    auto fds = ObtainFds(env, c);
-    if (!fds) return fds.error();
-    for (const UniqueFd* fd : {&fds->doorbells, &fds->connection, &fds->kick})
-      if (fd->valid()) held.push_back(fd->get());
-    doorbell_file_offset = fds->doorbell_file_offset;
-    auto imported = ImportedTransport::Create(c, std::move(*fds));
-    if (!imported) return imported.error();
-    transport = std::move(*imported);
-  }
-  auto s = std::make_unique<ControllerState>(env, trid, options, std::move(transport));
-  s->shared = &c;
-  s->owns_device = adopting;
-  s->adopted = adopting;
-  if (adopting) {
-    NVMUX_TEST_POINT("takeover.adopt.begin");
-    auto mem = env.group().dma().Adopt(c.admin_sq_iova);
-    if (!mem) return Fail(mem.error().code, "adopting the admin queue of " + trid.ToString() + ": " + mem.error().message);
-    s->admin_memory = std::move(*mem);
-    if (std::atomic_ref<uint32_t>(c.shadow_doorbells).load(std::memory_order_acquire) != 0) {
-      auto shadow = env.group().dma().Adopt(c.shadow_doorbell_iova);
-      if (!shadow)
-        return Fail(shadow.error().code, "adopting the shadow doorbells of " + trid.ToString() + ": " +
-                                             shadow.error().message);
-      s->shadow_memory = std::move(*shadow);
-      s->shadow_doorbells = true;
-    }
-    NVMUX_TEST_POINT("takeover.adopt.memory");
-  }
-  s->data.cap = spec::Cap{c.cap};
-  s->data.vs = spec::Vs{c.vs};
-  s->data.ctrlr = c.ctrlr;
-  s->data.io_sq_granted = c.io_sq_granted;
-  s->data.io_cq_granted = c.io_cq_granted;
-  for (uint32_t i = 0; i < c.num_namespaces && i < kMaxSharedNamespaces; ++i) {
-    s->data.active_nsids.push_back(c.nsids[i]);
-    s->data.namespaces.push_back(c.namespaces[i]);
-    s->namespaces.push_back(std::make_unique<Namespace>(c.nsids[i], c.namespaces[i], c.ctrlr));
-  }
-  s->max_transfer = c.max_transfer;
-  s->qid_used.assign(size_t{std::min(c.io_sq_granted, c.io_cq_granted)} + 1, false);
-  s->options.admin_queue_size = static_cast<uint16_t>(c.admin_entries);
-  auto admin = SharedAdminQueue::Open(c, s->doorbells(0), SelfSlot(env), SelfGeneration(env));
-  if (!admin) return admin.error();
-  s->shared_admin = admin->get();
-  s->admin = std::move(*admin);
-  if (!held.empty())
-    RecordFdHolder(c, s->shared_admin->lock(), SelfSlot(env), SelfGeneration(env), held, doorbell_file_offset);
-  return s;
-}
-
-void PublishController(ControllerState& s) {
-  SharedController& c = *s.shared;
-  std::snprintf(c.transport_name, sizeof(c.transport_name), "%s", s.transport->name());
-  c.cap = s.data.cap.raw;
-  c.vs = s.data.vs.raw;
-  c.max_transfer = s.max_transfer;
-  c.io_sq_granted = s.data.io_sq_granted;
-  c.io_cq_granted = s.data.io_cq_granted;
-  c.ctrlr = s.data.ctrlr;
-  c.num_namespaces = static_cast<uint32_t>(std::min<size_t>(s.data.active_nsids.size(), kMaxSharedNamespaces));
-  for (uint32_t i = 0; i < c.num_namespaces; ++i) {
-    c.nsids[i] = s.data.active_nsids[i];
-    c.namespaces[i] = s.data.namespaces[i];
-  }
-  c.namespace_generation++;
-}
-
-}  // namespace
-
 Controller::Controller(std::unique_ptr<ControllerState> state) : s_(std::move(state)) { s_->handle = this; }
 
 // ControllerAttach's states (controller_attach.h); AttachController, which
 // drives them to the end, is in controller_attach.cc.
 Result<std::unique_ptr<Controller>> ControllerAttach::Prepare(Env& env, const TransportId& trid,
                                                               std::unique_ptr<Transport> transport,
-                                                              const ControllerOptions& options) {
+                                                              const ControllerOptions& options,
+                                                              const GroupRole* role) {
   const ControllerOptions& o = options;
   if (o.admin_queue_size < 2 || o.admin_queue_size > 4096)
     return Fail(EINVAL, "admin queue size " + std::to_string(o.admin_queue_size) + " is out of range (2..4096)");
@@ -189,17 +85,11 @@ Result<std::unique_ptr<Controller>> ControllerAttach::Prepare(Env& env, const Tr
     return Fail(EINVAL, "number of I/O queues 0 is out of range (1..65535)");
   if (o.io_queue_size < 2 || o.io_queue_size > 65536)
     return Fail(EINVAL, "I/O queue size " + std::to_string(o.io_queue_size) + " is out of range (2..65536)");
-  if (env.role() == Role::kSecondary) {
-    auto imported = ImportController(env, trid, o);
+  if (role != nullptr) {
+    // A controller the group already has: imported, or adopted.
+    auto imported = role->Import(env, trid, o, transport);
     if (!imported) return imported.error();
-    return std::unique_ptr<Controller>(new Controller(std::move(*imported)));
-  }
-  if (env.role() == Role::kPrimary && env.group().took_over() && FindSharedController(env.group(), trid.Key())) {
-    // The dead primary's controller, reached through its adopted connection.
-    auto adopted = ImportController(env, trid, o, std::move(transport));
-    if (!adopted) return adopted.error();
-    NVMUX_LOG(kNotice, "adopted %s from the group's dead primary", trid.ToString().c_str());
-    return std::unique_ptr<Controller>(new Controller(std::move(*adopted)));
+    if (*imported) return std::unique_ptr<Controller>(new Controller(std::move(*imported)));
   }
   auto s = std::make_unique<ControllerState>(env, trid, o, std::move(transport));
   NVMUX_TRY(s->transport->PrepareDevice());
@@ -209,102 +99,31 @@ Result<std::unique_ptr<Controller>> ControllerAttach::Prepare(Env& env, const Tr
   s->data.cap = spec::Cap{*cap};
   if (s->options.admin_queue_size > s->data.cap.mqes() + 1u)
     s->options.admin_queue_size = static_cast<uint16_t>(s->data.cap.mqes() + 1u);
-  if (env.role() == Role::kPrimary && s->options.admin_queue_size > kMaxSharedAdminEntries)
-    s->options.admin_queue_size = kMaxSharedAdminEntries;
-  uint16_t entries = s->options.admin_queue_size;
-  size_t sq_bytes = RoundUp(size_t{entries} * sizeof(spec::Sqe), kPage);
-  size_t cq_bytes = RoundUp(size_t{entries} * sizeof(spec::Cqe), kPage);
-  size_t admin_bytes = sq_bytes + cq_bytes + kPage;
-  if (env.role() == Role::kPrimary) {
-    // The group's copy: the admin queue lives in shared state from the start.
-    auto exported = s->transport->Export();
-    if (!exported)
-      return Fail(ENOTSUP, std::string("transport ") + s->transport->name() + " cannot be shared with secondaries");
-    // Reserve first: the entry records this process as its reserver (so a
-    // later primary reclaims it if this one dies before publishing), then
-    // each group-owned allocation as soon as it exists (so the reclaimer
-    // frees it).
-    auto reservation = ReserveSharedController(env.group(), trid.Key());
-    if (!reservation) return reservation.error();
-    SharedController& c = *reservation->entry;
-    // A reclaimed entry's leftovers: freed after this attach's init has
-    // disabled the controller (until then the device may write there).
-    for (uint64_t iova : reservation->stale_group_iovas)
-      if (auto stale = env.group().dma().Adopt(iova)) s->stale_memory.push_back(std::move(*stale));
-    s->stale_quarantined = std::move(reservation->stale_quarantined_iovas);
-    // A process dying from here on leaves a reserved entry that the next
-    // Reserve reclaims (freeing what is recorded below); an error retires it.
-    ScopeGuard retire([&] { ReleaseSharedController(env.group(), c); });
-    ControllerState& st = *s;
-    st.shared = &c;
-    NVMUX_TEST_POINT("ctrl.attach.reserved");
-    // A group's admin queue outlives its primary (a new primary adopts it).
-    auto mem = env.AllocDma(admin_bytes, kPage, "admin-queue", shm::DmaOwner::kGroup);
-    if (!mem) return mem.error();
-    st.admin_memory = std::move(*mem);
-    auto* base = static_cast<uint8_t*>(st.admin_memory.data());
-    c.admin_sq_iova = DmaPageMap::Iova(base);
-    NVMUX_TRY(shm::InitRobustMutex(c.lock));
-    c.admin_entries = entries;
-    c.admin_cq_iova = DmaPageMap::Iova(base + sq_bytes);
-    c.admin_ring = RingIndices{};
-    c.doorbell_offset = static_cast<uint32_t>(exported->doorbell_bar_offset);
-    c.doorbell_bytes = static_cast<uint32_t>(exported->doorbell_bytes);
-    auto admin = SharedAdminQueue::Open(c, st.doorbells(0), SelfSlot(env), SelfGeneration(env));
-    if (!admin) return admin.error();
-    st.shared_admin = admin->get();
-    st.admin = std::move(*admin);
-    retire.Dismiss();  // from here on the Controller's destruction retires it
+  if (role != nullptr && s->options.admin_queue_size > role->MaxAdminEntries())
+    s->options.admin_queue_size = role->MaxAdminEntries();
+  AdminLayout layout;
+  layout.entries = s->options.admin_queue_size;
+  layout.sq_bytes = RoundUp(size_t{layout.entries} * sizeof(spec::Sqe), kPage);
+  layout.cq_bytes = RoundUp(size_t{layout.entries} * sizeof(spec::Cqe), kPage);
+  if (role != nullptr) {
+    NVMUX_TRY(role->Share(*s, layout));
     return std::unique_ptr<Controller>(new Controller(std::move(s)));
   }
-  auto mem = env.AllocDma(admin_bytes, kPage, "admin-queue", shm::DmaOwner::kProcess);
+  auto mem = env.AllocDma(layout.bytes(), kPage, "admin-queue", shm::DmaOwner::kProcess);
   if (!mem) return mem.error();
   s->admin_memory = std::move(*mem);
   auto* base = static_cast<uint8_t*>(s->admin_memory.data());
   s->admin_ring = std::make_unique<QueueRing>(reinterpret_cast<spec::Sqe*>(base),
-                                              reinterpret_cast<spec::Cqe*>(base + sq_bytes), entries, s->doorbells(0));
+                                              reinterpret_cast<spec::Cqe*>(base + layout.sq_bytes), layout.entries,
+                                              s->doorbells(0));
   s->admin = std::make_unique<AdminQueue>(*s->admin_ring);
   return std::unique_ptr<Controller>(new Controller(std::move(s)));
 }
 
 Status ControllerAttach::Finish(Controller& controller) {
   Controller* ctrlr = &controller;
-  Env& env = ctrlr->env();
   const TransportId& trid = ctrlr->trid();
-  if (ControllerState& st = ctrlr->state(); st.shared != nullptr && st.owns_device) {
-    // (Each point spelt out: the crash test finds points by their literal names.)
-    if (st.adopted) {
-      NVMUX_TEST_POINT("takeover.adopt.ready");
-    } else {
-      NVMUX_TEST_POINT("ctrl.attach.initialised");
-    }
-    PublishController(st);
-    auto exported = st.transport->Export();
-    if (!exported) return Fail(ENOTSUP, std::string("transport ") + st.transport->name() + " cannot be shared");
-    // DPDK's IPC serves the fds while DPDK's primary lives; the record lets
-    // processes take them when it does not (a primary that took over is
-    // DPDK's secondary: nobody asks it through IPC).
-    if (!st.adopted)
-      NVMUX_TRY(OfferFds(st.shared->index, exported->doorbell_fd, exported->doorbell_file_offset,
-                         exported->doorbell_bytes, exported->connection_fd, exported->kick_fd));
-    std::vector<int> held{exported->doorbell_fd, exported->connection_fd};
-    if (exported->kick_fd >= 0) held.push_back(exported->kick_fd);
-    RecordFdHolder(*st.shared, st.shared_admin->lock(), SelfSlot(env), SelfGeneration(env), held,
-                   exported->doorbell_file_offset);
-    std::weak_ptr<int> alive = st.alive;
-    Controller* raw = ctrlr;
-    // Device work: run by the reaper outside the group lock (reap_queues.h).
-    env.group().processes().AddDeviceCleanupHook([alive, raw](uint32_t slot) -> uint64_t {
-      if (alive.expired()) return 0;
-      return DeleteDeadQueues(*raw, slot);
-    });
-    if (st.adopted) {
-      NVMUX_TEST_POINT("takeover.adopt.published");
-    } else {
-      NVMUX_TEST_POINT("ctrl.attach.published");
-    }
-    PublishSharedController(*st.shared);
-  }
+  if (const GroupRole* role = ctrlr->state().role) NVMUX_TRY(role->Publish(*ctrlr));
   NVMUX_TRY(ctrlr->ArmAdminBackground());
   NVMUX_LOG(kInfo, "attached %s: %zu namespace(s)", trid.ToString().c_str(), ctrlr->active_namespaces().size());
   return Ok();
@@ -335,7 +154,8 @@ std::unique_ptr<ControllerInit> Controller::StartInit() {
   if (!s_->shadow_memory) {
     // Group-owned like the admin queue: secondaries' queues use it after the primary died.
     auto shadow = s_->env.AllocDma(2 * kPage, kPage, "shadow-doorbells",
-                                   s_->env.role() == Role::kPrimary ? shm::DmaOwner::kGroup : shm::DmaOwner::kProcess);
+                                   s_->shared != nullptr && s_->owns_device ? shm::DmaOwner::kGroup
+                                                                           : shm::DmaOwner::kProcess);
     if (shadow) {
       s_->shadow_memory = std::move(*shadow);
       // Recorded at once (still off): if this primary dies before publishing,
@@ -395,14 +215,7 @@ Status Controller::FinishInit(const ControllerInit& init) {
   }
   s_->qid_used[0] = true;
   s_->SetNamespaces(std::move(nsids), std::move(datas));
-  if (s_->shared != nullptr && s_->owns_device) {
-    // The controller was disabled by this init: no queue of an earlier
-    // attach or of quarantined ids exists on the device any more.
-    s_->stale_memory.clear();
-    for (uint64_t iova : s_->stale_quarantined) (void)s_->env.group().dma().ReleaseQuarantined(iova);
-    s_->stale_quarantined.clear();
-    (void)ReleaseQuarantinedAfterReset(*s_->handle);
-  }
+  if (s_->role != nullptr) s_->role->AfterInit(*s_->handle);
   return Ok();
 }
 
@@ -456,26 +269,11 @@ bool Controller::BeginDetach() {
   if (!s_->qpairs.empty())
     NVMUX_LOG(kError, "controller %s destroyed with %zu queue pair(s) still allocated (free them first)",
               s_->trid.ToString().c_str(), s_->qpairs.size());
-  if (s_->shared != nullptr && !s_->owns_device && !s_->failed && !s_->removed &&
-      std::atomic_ref<uint32_t>(s_->shared->removed).load(std::memory_order_acquire) == 0 &&
-      std::atomic_ref<uint32_t>(s_->shared->failed).load(std::memory_order_acquire) == 0) {
-    // A secondary leaving the group: nobody would delete these queues after
-    // us (the reaper only sees dead processes) and their rings go with our
-    // memory, so delete them now and give their ids back. (Not when the
-    // device is gone or failed: nothing would answer.)
-    for (QpairState* q : s_->qpairs) {
-      q->DeleteOnDevice();
-      auto lock = s_->shared_admin->lock().Lock();
-      if (lock) s_->shared->qids[q->qid] = SharedQid{};
-    }
-  }
+  if (s_->role != nullptr) s_->role->Leave(*s_);
   for (QpairState* q : s_->qpairs) q->ctrlr_gone = true;
   AbortAllAdmin();  // commands never answered (a SyncAdmin timed out on them) complete, freeing their waiters
   s_->alive.reset();
-  if (s_->shared != nullptr && s_->owns_device) {
-    WithdrawFds(s_->shared->index);
-    ReleaseSharedController(s_->env.group(), *s_->shared);
-  }
+  if (s_->role != nullptr) s_->role->Retire(*s_);
   // A normal shutdown notification only for a healthy controller we own.
   return !s_->failed && s_->owns_device;
 }

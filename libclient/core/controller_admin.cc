@@ -108,7 +108,7 @@ Result<uint32_t> Controller::ProcessAdminCompletions() {
     }
   }
   // Not inside the reaper's device round trips (defer_events): the next
-  // ordinary poll reads the Changed Namespace List (reap_queues.h).
+  // ordinary poll reads the Changed Namespace List (primary/reap_queues.h).
   if (s_->namespaces_changed && s_->defer_events == 0) {
     s_->namespaces_changed = false;
     if (s_->owns_device) {

@@ -22,8 +22,8 @@ const char* ToString(AttachState state) {
 }
 
 ControllerAttach::ControllerAttach(Env& env, TransportId trid, std::unique_ptr<Transport> transport,
-                                   ControllerOptions options)
-    : env_(env), trid_(std::move(trid)), transport_(std::move(transport)), options_(options) {}
+                                   ControllerOptions options, const GroupRole* role)
+    : env_(env), trid_(std::move(trid)), transport_(std::move(transport)), options_(options), role_(role) {}
 
 // The init machine borrows the controller's admin queue: it goes first.
 ControllerAttach::~ControllerAttach() { init_.reset(); }
@@ -40,7 +40,7 @@ AttachState ControllerAttach::FailWith(Error error) {
 AttachState ControllerAttach::Step() {
   switch (state_) {
     case AttachState::kPrepare: {
-      auto ctrlr = Prepare(env_, trid_, std::move(transport_), options_);
+      auto ctrlr = Prepare(env_, trid_, std::move(transport_), options_, role_);
       if (!ctrlr) return FailWith(ctrlr.error());
       ctrlr_ = std::move(*ctrlr);
       if (env_.role() == Role::kSecondary || ctrlr_->state().adopted) {
@@ -81,8 +81,8 @@ AttachState ControllerAttach::Step() {
 
 Result<std::unique_ptr<Controller>> AttachController(Env& env, const TransportId& trid,
                                                      std::unique_ptr<Transport> transport,
-                                                     const ControllerOptions& options) {
-  ControllerAttach attach(env, trid, std::move(transport), options);
+                                                     const ControllerOptions& options, const GroupRole* role) {
+  ControllerAttach attach(env, trid, std::move(transport), options, role);
   while (attach.state() != AttachState::kReady && attach.state() != AttachState::kFailed) {
     AttachState before = attach.state();
     if (attach.Step() == before && before == AttachState::kInit) std::this_thread::yield();

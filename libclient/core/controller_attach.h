@@ -26,6 +26,7 @@
 #include <memory>
 
 #include "libclient/core/controller_init.h"
+#include "libclient/core/group_role.h"
 #include "libclient/core/transport.h"
 #include "nvmux/controller.h"
 
@@ -37,8 +38,10 @@ const char* ToString(AttachState state);
 class ControllerAttach {
  public:
   // `transport`: the opened transport (standalone and primary), or null in
-  // a secondary (the controller is imported from the group).
-  ControllerAttach(Env& env, TransportId trid, std::unique_ptr<Transport> transport, ControllerOptions options);
+  // a secondary (the controller is imported from the group). `role`: the
+  // process's part in its group (group_role.h), null when standalone.
+  ControllerAttach(Env& env, TransportId trid, std::unique_ptr<Transport> transport, ControllerOptions options,
+                   const GroupRole* role);
   ~ControllerAttach();
   ControllerAttach(const ControllerAttach&) = delete;
   ControllerAttach& operator=(const ControllerAttach&) = delete;
@@ -56,7 +59,8 @@ class ControllerAttach {
   // The bodies of the states, in controller.cc (they use its internals).
   [[nodiscard]] static Result<std::unique_ptr<Controller>> Prepare(Env& env, const TransportId& trid,
                                                                    std::unique_ptr<Transport> transport,
-                                                                   const ControllerOptions& options);
+                                                                   const ControllerOptions& options,
+                                                                   const GroupRole* role);
   [[nodiscard]] static Status Finish(Controller& ctrlr);
   AttachState FailWith(Error error);
 
@@ -64,6 +68,7 @@ class ControllerAttach {
   TransportId trid_;
   std::unique_ptr<Transport> transport_;
   ControllerOptions options_;
+  const GroupRole* role_;
   AttachState state_ = AttachState::kPrepare;
   Error error_;
   std::unique_ptr<Controller> ctrlr_;

@@ -20,6 +20,7 @@
 
 namespace nvmux {
 
+class GroupRole;
 struct QpairState;
 struct SharedController;
 class SharedAdminQueue;
@@ -81,6 +82,7 @@ struct ControllerState {
   SharedAdminQueue* shared_admin = nullptr;
   bool owns_device = true;  // standalone/primary: shuts the controller down on detach
   bool adopted = false;     // a primary that took the group over adopted it (no init)
+  const GroupRole* role = nullptr;  // the process's part in the group (group_role.h)
   // Shadow doorbells: one page of shadow doorbells, one of EventIdx (DMA
   // memory, allocated at the first init); on when the controller accepted
   // Doorbell Buffer Config at the last init or reset. (A secondary reads
@@ -88,7 +90,7 @@ struct ControllerState {
   DmaBuffer shadow_memory;
   bool shadow_doorbells = false;
   std::shared_ptr<int> alive = std::make_shared<int>(0);  // for hooks that may outlive us
-  // Reaping (reap_queues.h): while > 0, events that need admin round trips
+  // Reaping (primary/reap_queues.h): while > 0, events that need admin round trips
   // or DMA memory (a namespace change) wait for the next ordinary poll.
   uint32_t defer_events = 0;
   // What a dead reserver or the entry's earlier use left (shared_registry.h,

@@ -51,8 +51,10 @@ fi
 
 step "libnvmux.so exports the API only"
 exported=$(nm -D --defined-only "$libdir/libnvmux.so" | awk '{print $3}')
-echo "$exported" | grep -q '^rte_' && fail "libnvmux.so exports DPDK's symbols"
-echo "$exported" | c++filt | grep -q '^nvmux::Env::Init' || fail "libnvmux.so does not export nvmux::Env::Init"
+# (grep reads all its input: with -q it could exit first and fail the pipe
+# by SIGPIPE under pipefail, as it did once the export list grew.)
+echo "$exported" | grep '^rte_' > /dev/null && fail "libnvmux.so exports DPDK's symbols"
+echo "$exported" | c++filt | grep '^nvmux::Env::Init' > /dev/null || fail "libnvmux.so does not export nvmux::Env::Init"
 
 step "build the example with find_package(nvmux)"
 cmake -S "$src/tools/examples/external_app" -B "$work/app-cmake" -DCMAKE_PREFIX_PATH="$prefix" > "$work/app.log" 2>&1 &&
@@ -63,7 +65,7 @@ make -s -C "$src/tools/examples/external_app" OUT="$work" > "$work/make.log" 2>&
 mkdir -p "$work/static"
 make -s -B -C "$src/tools/examples/external_app" OUT="$work/static" STATIC=1 > "$work/make.log" 2>&1 ||
   { cat "$work/make.log"; fail "static pkg-config build failed"; }
-ldd "$work/static/nvmux-external-app" | grep -q libnvmux && fail "the static build still links libnvmux.so"
+ldd "$work/static/nvmux-external-app" | grep libnvmux > /dev/null && fail "the static build still links libnvmux.so"
 
 step "run them as secondaries of nvmuxd -i $group against nvmux-emu"
 "$prefix/bin/nvmux-emu" --socket "$work/emu" --ns size=64M > "$work/emu.log" 2>&1 &
@@ -87,7 +89,7 @@ if command -v dpkg-deb >/dev/null; then
   contents=$(dpkg-deb -c "$deb")
   for f in libnvmux.so libnvmux.a include/nvmux/env.h cmake/nvmux/nvmuxConfig.cmake pkgconfig/nvmux.pc bin/nvmuxd \
            bin/nvmux-perf nvmuxd@.service hugepages.sh; do
-    echo "$contents" | grep -q "$f" || fail "$(basename "$deb") lacks $f"
+    echo "$contents" | grep "$f" > /dev/null || fail "$(basename "$deb") lacks $f"
   done
   echo "$(basename "$deb"): $(echo "$contents" | wc -l) entries"
 fi

@@ -11,7 +11,7 @@
 // namespaces, Identify Namespace each; then arms AERs and starts keep-alive
 // when the controller asks for it (KAS). In a primary that took its group
 // over from a dead primary, Connect adopts the published controller instead
-// (libclient/adopt_transport.h).
+// (primary/adopt_transport.h).
 //
 // Thread safety: ProcessAdminCompletions and every admin call may be made
 // from any thread (the admin queue is serialised internally). Namespace
@@ -208,8 +208,6 @@ class Controller {
   ControllerState& state() { return *s_; }
 
  private:
-  friend Result<std::unique_ptr<Controller>> AttachController(Env&, const TransportId&, std::unique_ptr<Transport>,
-                                                              const ControllerOptions&);
   explicit Controller(std::unique_ptr<ControllerState> state);
   // After init: AERs armed, keep-alive scheduled.
   [[nodiscard]] Status ArmAdminBackground();

@@ -1,4 +1,4 @@
-#include "libclient/adopt_transport.h"
+#include "primary/adopt_transport.h"
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "libclient/core/reap_queues.h"
+#include "primary/reap_queues.h"
 
 #include <utility>
 #include <vector>
