@@ -252,31 +252,25 @@ TEST_F(ProcessTableTest, ReusedPidIsNotMistakenForTheOwner) {
   WaitExit(unrelated);
 }
 
-TEST_F(ProcessTableTest, DeathWatcherNoticesAKill9Within100ms) {
+// Each kill -9 is reported by one Wait, to the right pid. (How fast is a
+// benchmark's question: scripts/bench/reap.sh, BENCHMARKS.md.)
+TEST_F(ProcessTableTest, DeathWatcherReportsEachKill9) {
   View v(*shared_, file_.path());
   ASSERT_TRUE(v.table.Register(ProcessRole::kPrimary, "p", CoreSet::CurrentAffinity()));
   auto watcher = DeathWatcher::Create(v.table);
   ASSERT_TRUE(watcher);
-  std::vector<int64_t> latencies;
   for (int round = 0; round < 5; ++round) {
     pid_t child = SpawnRegistered();
     auto none = watcher->Wait(std::chrono::milliseconds(0));
     ASSERT_TRUE(none && none->empty());
-    int64_t t0 = MonotonicNanos();
     ASSERT_EQ(::kill(child, SIGKILL), 0);
-    auto dead = watcher->Wait(std::chrono::seconds(1));
-    int64_t noticed = MonotonicNanos() - t0;
+    auto dead = watcher->Wait(std::chrono::seconds(5));
     ASSERT_TRUE(dead);
     ASSERT_EQ(dead->size(), 1u);
     EXPECT_EQ((*dead)[0].id.pid, child);
-    latencies.push_back(noticed);
     ASSERT_TRUE(v.table.Reap((*dead)[0].slot, (*dead)[0].generation));
     WaitExit(child);
   }
-  std::sort(latencies.begin(), latencies.end());
-  std::printf("death noticed after: median %.3f ms, max %.3f ms\n", static_cast<double>(latencies[2]) / 1e6,
-              static_cast<double>(latencies.back()) / 1e6);
-  EXPECT_LT(latencies.back(), 100'000'000);
 }
 
 }  // namespace
