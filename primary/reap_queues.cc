@@ -1,11 +1,13 @@
 #include "primary/reap_queues.h"
 
+#include <atomic>
 #include <utility>
 #include <vector>
 
 #include "libclient/core/controller_state.h"
 #include "libclient/core/io_queue.h"
 #include "libclient/shared/shared_admin_queue.h"
+#include "libclient/shared/shared_registry.h"
 #include "nvmux/env.h"
 #include "nvmux/spec/status.h"
 #include "shm/base/log.h"
@@ -32,8 +34,26 @@ bool DeleteConfirmed(Controller& ctrlr, const spec::Sqe& cmd, uint16_t qid, cons
   return false;
 }
 
+// Whether a queue id of (dead) `slot` is quarantined on any controller of
+// the group (true when the table cannot be read: keep the memory).
+bool SlotHasQuarantinedQueues(shm::Group& group, uint32_t slot) {
+  auto table = FindControllerTable(group);
+  if (!table) return true;
+  for (SharedController& c : (*table)->controllers) {
+    if (std::atomic_ref<uint32_t>(c.in_use).load(std::memory_order_acquire) == kEntryFree) continue;
+    for (uint32_t q = 1; q < kMaxSharedQids; ++q) {
+      SharedQid& id = c.qids[q];
+      if (std::atomic_ref<uint32_t>(id.state).load(std::memory_order_acquire) == State(QidState::kQuarantined) &&
+          std::atomic_ref<uint32_t>(id.owner_slot).load(std::memory_order_relaxed) == slot)
+        return true;
+    }
+  }
+  return false;
+}
+
 // Frees id `q` and releases whatever quarantined rings it had; the device
-// confirmed the queue is gone.
+// confirmed the queue is gone. The last quarantined id of its owner releases
+// the owner's quarantined data buffers too.
 uint64_t FreeQid(ControllerState& s, uint16_t q) {
   SharedQid id;
   {
@@ -53,6 +73,13 @@ uint64_t FreeQid(ControllerState& s, uint16_t q) {
     s.shared->qids[q] = SharedQid{};
   }
   NVMUX_TEST_POINT("reap.freed");
+  // The owner's data buffers, kept while any of its queues was quarantined.
+  if (!SlotHasQuarantinedQueues(s.env.group(), id.owner_slot)) {
+    auto released = s.env.group().dma().ReleaseQuarantinedOf(id.owner_slot);
+    if (released && *released > 0)
+      NVMUX_LOG(kNotice, "reaper: released %llu quarantined DMA allocation(s) of dead slot %u",
+                static_cast<unsigned long long>(*released), id.owner_slot);
+  }
   return 1;
 }
 
@@ -74,9 +101,10 @@ uint64_t FinishDeletion(Controller& ctrlr, ControllerState& s, uint16_t q, uint3
   }
   if (gone) return FreeQid(s, q);
   if (id.state == State(QidState::kQuarantined)) return 0;  // a retry that failed again
-  // The device may still use the queue: keep its rings and its id away from
-  // everyone. Records first (the reap frees the dead slot's other memory
-  // right after this hook), then the id's state.
+  // The device may still use the queue: keep its rings, the data buffers
+  // its commands may still write (any of the dead slot's memory) and its id
+  // away from everyone. Records first (the reap frees the dead slot's
+  // memory right after this hook), then the id's state.
   for (uint64_t iova : {id.sq_iova, id.cq_iova}) {
     if (iova == 0) continue;
     auto kept = s.env.group().dma().Quarantine(iova, slot);
@@ -85,6 +113,9 @@ uint64_t FinishDeletion(Controller& ctrlr, ControllerState& s, uint16_t q, uint3
                 static_cast<unsigned long long>(iova), slot,
                 kept ? "not found" : kept.error().message.c_str());
   }
+  auto rest = s.env.group().dma().QuarantineAllOf(slot);
+  if (!rest)
+    NVMUX_LOG(kError, "reaper: cannot quarantine the memory of dead slot %u: %s", slot, rest.error().message.c_str());
   auto guard = s.shared_admin->lock().Lock();
   if (guard) s.shared->qids[q].state = State(QidState::kQuarantined);
   NVMUX_LOG(kWarning, "reaper: the device did not confirm deleting I/O queue %u of dead slot %u on %s: the id and "

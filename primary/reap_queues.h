@@ -11,11 +11,14 @@
 //     every process's DMA allocation, registration and lookup needs);
 //  3. confirmed: on_device = 0, then the id is freed (the dead process's
 //     DMA memory, rings included, is freed afterwards by the locked reap
-//     hook). Not confirmed (error or timeout): the id becomes kQuarantined
-//     and the rings' DMA records move to shm::kQuarantineOwner, so neither
-//     is handed to anyone while the device may still use them. Quarantined
-//     ids are retried (RetryQuarantinedQueues) and all released after a
-//     controller reset (ReleaseQuarantinedAfterReset).
+//     hook). Not confirmed (error or timeout): the id becomes kQuarantined,
+//     the rings' DMA records move to shm::kQuarantineOwner and the rest of
+//     the dead process's memory (the data buffers commands still on the
+//     queue may write) to shm::QuarantineOwnerOf(slot), so none of it is
+//     handed to anyone while the device may still use it. Quarantined ids
+//     are retried (RetryQuarantinedQueues) and all released after a
+//     controller reset (ReleaseQuarantinedAfterReset); the buffers go when
+//     the slot's last quarantined id (on any controller) is freed.
 //
 // Events polled during these round trips that need round trips or DMA
 // memory themselves (a namespace change) are deferred to the next ordinary

@@ -164,6 +164,32 @@ Result<bool> DmaAllocator::ReleaseQuarantined(uint64_t iova) {
   return false;
 }
 
+Result<uint64_t> DmaAllocator::QuarantineAllOf(uint32_t slot) {
+  auto guard = lock_.Lock();
+  if (!guard) return guard.error();
+  uint64_t moved = 0;
+  for (uint32_t i = 0; i < state_.capacity; ++i) {
+    DmaRecord& r = state_.records[i];
+    if (GetState(r) != DmaRecordState::kLive || r.owner_slot != slot) continue;
+    std::atomic_ref<uint32_t>(r.owner_slot).store(QuarantineOwnerOf(slot), std::memory_order_release);
+    ++moved;
+  }
+  return moved;
+}
+
+Result<uint64_t> DmaAllocator::ReleaseQuarantinedOf(uint32_t slot) {
+  auto guard = lock_.Lock();
+  if (!guard) return guard.error();
+  uint64_t freed = 0;
+  for (uint32_t i = 0; i < state_.capacity; ++i) {
+    DmaRecord& r = state_.records[i];
+    if (GetState(r) != DmaRecordState::kLive || r.owner_slot != QuarantineOwnerOf(slot)) continue;
+    FreeRecord(backend_, r);
+    ++freed;
+  }
+  return freed;
+}
+
 void RepairDmaTable(DmaTableState& table) {
   for (uint32_t i = 0; i < table.capacity; ++i) {
     DmaRecord& r = table.records[i];

@@ -36,6 +36,12 @@ constexpr uint32_t kGroupOwner = 0xFFFFFFFFu;
 // never frees it; the reaper releases it once the device confirmed the
 // deletion or a controller reset deleted every queue.
 constexpr uint32_t kQuarantineOwner = 0xFFFFFFFEu;
+// Owner of the rest of dead process `slot`'s memory while one of its queues
+// is quarantined: commands still on such a queue may write into their data
+// buffers, wherever they are. Released as a whole once no queue id of
+// `slot` is quarantined on any controller (primary/reap_queues.h).
+constexpr uint32_t kQuarantineSlotBase = 0xFFFF0000u;
+constexpr uint32_t QuarantineOwnerOf(uint32_t slot) { return kQuarantineSlotBase | (slot & 0xFFFFu); }
 
 using DmaOwner = nvmux::DmaOwner;
 
@@ -113,6 +119,13 @@ class DmaAllocator {
   // Frees the quarantined allocation that contains `iova`; returns whether
   // one was found. Takes the group lock. Errors: lock errors.
   Result<bool> ReleaseQuarantined(uint64_t iova);
+  // Every live allocation `slot` owns becomes QuarantineOwnerOf(slot)'s:
+  // reaping `slot` no longer frees it. Returns how many moved. Takes the
+  // group lock. Errors: lock errors.
+  Result<uint64_t> QuarantineAllOf(uint32_t slot);
+  // Frees every allocation QuarantineAllOf(slot) kept. Returns how many.
+  // Takes the group lock. Errors: lock errors.
+  Result<uint64_t> ReleaseQuarantinedOf(uint32_t slot);
   // Repairs records left mid-change by a lock holder that died.
   // REQUIRES: the group lock is held (runs from the lock's repair callback).
   void RepairAfterOwnerDeath();

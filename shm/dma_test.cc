@@ -177,6 +177,59 @@ TEST_F(DmaTest, QuarantinedMemorySurvivesTheReapUntilReleased) {
   EXPECT_EQ(s_->arena.frees, 2u);
 }
 
+// A dead process with a quarantined queue: its rings by address, and all
+// the rest of its memory (the data buffers of commands still on the queue)
+// as a whole, survive the reap of its slot; the rest is released by slot,
+// another slot's memory is untouched.
+TEST_F(DmaTest, DeadSlotsDataBuffersAreQuarantinedAsAWholeAndReleasedBySlot) {
+  testing::Pipe done;
+  pid_t child = testing::ForkChild([&] {
+    RobustLock lock(s_->lock, nullptr);
+    ArenaBackend backend(s_->arena);
+    DmaAllocator dma(s_->table, lock, backend, 9);
+    auto rings = dma.Allocate(8192, 4096, "io-rings");
+    auto data1 = dma.Allocate(4096, 4096, "buffer");
+    auto data2 = dma.Allocate(16384, 4096, "buffer");
+    if (!rings || !data1 || !data2) return 1;
+    done.Signal();
+    for (;;) pause();
+  });
+  ASSERT_TRUE(done.Wait());
+  ::kill(child, SIGKILL);
+  testing::WaitExit(child);
+  RobustLock lock(s_->lock, nullptr);
+  ArenaBackend backend(s_->arena);
+  DmaAllocator dma(s_->table, lock, backend, 1);
+  auto mine = dma.Allocate(4096, 4096, "mine");
+  ASSERT_TRUE(mine);
+  uint64_t rings_iova = 0;
+  for (const DmaRecord& r : s_->table.records)
+    if (std::strcmp(r.tag, "io-rings") == 0) rings_iova = r.iova;
+  ASSERT_NE(rings_iova, 0u);
+  auto rings = dma.Quarantine(rings_iova, 9);
+  ASSERT_TRUE(rings && *rings);
+  auto rest = dma.QuarantineAllOf(9);
+  ASSERT_TRUE(rest);
+  EXPECT_EQ(*rest, 2u);  // the two data buffers
+  {
+    auto g = lock.Lock();
+    EXPECT_EQ(dma.FreeAllOwnedBy(9), 0u);  // the reap frees nothing of it
+  }
+  EXPECT_EQ(dma.UsageOf(QuarantineOwnerOf(9)).allocations, 2u);
+  EXPECT_EQ(dma.UsageOf(QuarantineOwnerOf(9)).bytes, 20480u);
+  EXPECT_EQ(dma.UsageOf(kQuarantineOwner).allocations, 1u);
+  auto none = dma.ReleaseQuarantinedOf(3);
+  ASSERT_TRUE(none);
+  EXPECT_EQ(*none, 0u);
+  auto freed = dma.ReleaseQuarantinedOf(9);
+  ASSERT_TRUE(freed);
+  EXPECT_EQ(*freed, 2u);
+  EXPECT_EQ(dma.UsageOf(QuarantineOwnerOf(9)).allocations, 0u);
+  EXPECT_EQ(dma.UsageOf(1).allocations, 1u);  // another slot's memory stays
+  auto released = dma.ReleaseQuarantined(rings_iova);
+  ASSERT_TRUE(released && *released);
+}
+
 TEST_F(DmaTest, GroupOwnedMemorySurvivesItsAllocatorsDeathAndIsAdopted) {
   testing::Pipe done;
   pid_t child = testing::ForkChild([&] {

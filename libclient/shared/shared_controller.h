@@ -78,7 +78,8 @@ struct Mailbox {
 
 // kDeleting: the reaper recorded that it deletes the (dead) owner's queue;
 // kQuarantined: the device did not confirm the deletion, so neither the id
-// nor the rings (DMA records moved to shm::kQuarantineOwner) are reused
+// nor the rings (DMA records moved to shm::kQuarantineOwner) nor the
+// owner's data buffers (shm::QuarantineOwnerOf(slot)) are reused
 // until a later Delete succeeds or a controller reset deleted every queue.
 enum class QidState : uint32_t { kFree = 0, kInUse = 1, kDeleting = 2, kQuarantined = 3 };
 

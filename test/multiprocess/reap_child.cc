@@ -9,7 +9,8 @@
 //   nvmux_reap_child census -i G
 //     joins group G and prints one line: every queue id not free as
 //     "qid=<q>,<state>,<owner slot>,<on device>" (state: 1 in use,
-//     2 deleting, 3 quarantined), "quarantined_dma=<records>,<bytes>" and
+//     2 deleting, 3 quarantined), "quarantined_dma=<records>,<bytes>" (rings),
+//     "quarantined_data=<records>,<bytes>" (dead slots' other memory) and
 //     "reaped=<pid>,<pid>,..." (the reap history).
 #include <unistd.h>
 
@@ -84,6 +85,13 @@ int Census(int group) {
   }
   auto quarantined = g.dma().UsageOf(shm::kQuarantineOwner);
   line += " quarantined_dma=" + std::to_string(quarantined.allocations) + "," + std::to_string(quarantined.bytes);
+  shm::DmaAllocator::Usage data{};
+  for (uint32_t slot = 0; slot < shm::kMaxProcesses; ++slot) {
+    auto u = g.dma().UsageOf(shm::QuarantineOwnerOf(slot));
+    data.allocations += u.allocations;
+    data.bytes += u.bytes;
+  }
+  line += " quarantined_data=" + std::to_string(data.allocations) + "," + std::to_string(data.bytes);
   std::string reaped;
   for (const shm::ReapRecord& r : g.processes().ReapHistory()) reaped += std::to_string(r.pid) + ",";
   line += " reaped=" + reaped;

@@ -28,7 +28,8 @@ struct Qid {
 };
 struct ReapCensus {
   std::map<uint32_t, Qid> qids;
-  uint32_t quarantined_records = 0;
+  uint32_t quarantined_records = 0;  // rings
+  uint32_t quarantined_data = 0;     // dead slots' data buffers
   std::vector<int> reaped;
   std::string raw;
   bool Reaped(int pid) const { return std::find(reaped.begin(), reaped.end(), pid) != reaped.end(); }
@@ -145,6 +146,8 @@ class ReaperTest : public ::testing::Test {
         if (std::sscanf(w.c_str(), "qid=%u,%u,%u,%u", &q, &state, &owner, &on) == 4) c.qids[q] = Qid{state, owner, on};
       } else if (w.rfind("quarantined_dma=", 0) == 0) {
         c.quarantined_records = static_cast<uint32_t>(std::stoul(w.substr(16)));
+      } else if (w.rfind("quarantined_data=", 0) == 0) {
+        c.quarantined_data = static_cast<uint32_t>(std::stoul(w.substr(17)));
       } else if (w.rfind("reaped=", 0) == 0) {
         std::istringstream pids(w.substr(7));
         std::string pid;
@@ -210,7 +213,7 @@ TEST_F(ReaperTest, SlowQueueDeletionDoesNotStallOtherProcessesGroupLock) {
 // process's queue id stays out of the free pool and its rings' DMA record
 // is kept (quarantined) until a later delete is confirmed; then both are
 // freed and another process gets queues and does I/O.
-TEST_F(ReaperTest, UnconfirmedQueueDeletionKeepsIdAndRingsUntilTheDeviceConfirms) {
+TEST_F(ReaperTest, UnconfirmedQueueDeletionKeepsIdRingsAndBuffersUntilTheDeviceConfirms) {
   std::string trid = StartEmu();
   StartDaemon({trid});
   Subprocess& victim = Io(trid, 0, 60);
@@ -228,11 +231,15 @@ TEST_F(ReaperTest, UnconfirmedQueueDeletionKeepsIdAndRingsUntilTheDeviceConfirms
   EXPECT_EQ(c.qids[qid].state, 3u) << c.raw;
   EXPECT_EQ(c.qids[qid].on_device, 1u) << c.raw;
   EXPECT_GE(c.quarantined_records, 1u) << "the dead process's rings were freed: " << c.raw;
-  // The second retry's Delete I/O SQ completes: id and rings are freed.
-  c = WaitCensus([&](const ReapCensus& x) { return x.qids.empty() && x.quarantined_records == 0; },
-                 std::chrono::seconds(40));
+  // Commands still on the queue may write into their data buffers: kept too.
+  EXPECT_GE(c.quarantined_data, 1u) << "the dead process's data buffers were freed: " << c.raw;
+  // The second retry's Delete I/O SQ completes: id, rings and buffers are freed.
+  c = WaitCensus(
+      [&](const ReapCensus& x) { return x.qids.empty() && x.quarantined_records == 0 && x.quarantined_data == 0; },
+      std::chrono::seconds(40));
   EXPECT_TRUE(c.qids.empty()) << c.raw;
   EXPECT_EQ(c.quarantined_records, 0u) << c.raw;
+  EXPECT_EQ(c.quarantined_data, 0u) << c.raw;
   Subprocess& next = Io(trid, 2048, 1);
   ExpectReady(next);
   ExpectCleanFinish(next, "a secondary after the quarantine");
@@ -301,6 +308,7 @@ TEST_P(ReaperCrashTest, RestartedNvmuxdFinishesAReapItsPredecessorWasKilledIn) {
   EXPECT_EQ(c.qids.count(victim_qid), 0u) << c.raw;
   EXPECT_EQ(c.qids.count(survivor_qid), 1u) << c.raw;
   EXPECT_EQ(c.quarantined_records, 0u) << c.raw;
+  EXPECT_EQ(c.quarantined_data, 0u) << c.raw;
   Stop(survivor, "the surviving secondary");
   Subprocess& next = Io(trid, 4096, 1);
   ExpectReady(next);
