@@ -84,6 +84,7 @@ Result<uint32_t> ProcessTable::Register(ProcessRole role, std::string_view name,
       return Fail(EALREADY, "process " + std::to_string(self.pid) + " is already registered as slot " +
                                 std::to_string(i));
   }
+  uint32_t awaiting_reaper = 0;  // dead device users left to nvmuxd's reaper
   for (int pass = 0; pass < 2 && !chosen; ++pass) {
     for (uint32_t i = 0; i < state_.capacity && !chosen; ++i) {
       ProcessSlot& s = state_.slots[i];
@@ -92,8 +93,13 @@ Result<uint32_t> ProcessTable::Register(ProcessRole role, std::string_view name,
         // A full table may still hold dead processes: reap one inline.
         // Inline, under the lock: only the locked hooks (a process registers
         // before it has attached any controller, so it has no device hooks).
-        // Known gap: the dead process's rings are then freed without its
-        // queues being deleted (only nvmuxd's reaper can delete them).
+        // So never one that may own device queues: freeing its memory
+        // before its queues are deleted would let the device write into
+        // memory handed to others; nvmuxd's reaper does those.
+        if (Load(s.device_user) != 0) {
+          ++awaiting_reaper;
+          continue;
+        }
         NVMUX_LOG(kNotice, "reaping dead process %d (slot %u) to make room", s.pid, i);
         ReapLocked(i);
         st = SlotState::kFree;
@@ -104,6 +110,10 @@ Result<uint32_t> ProcessTable::Register(ProcessRole role, std::string_view name,
       chosen = i;
     }
   }
+  if (!chosen && awaiting_reaper > 0)
+    return Fail(EAGAIN, "the group's process table is full (" + std::to_string(state_.capacity) +
+                            " processes attached, " + std::to_string(awaiting_reaper) +
+                            " of them dead with device queues that nvmuxd's reaper deletes first); retry in a moment");
   if (!chosen)
     return Fail(EAGAIN, "the group's process table is full (" + std::to_string(state_.capacity) +
                             " processes attached); detach one or wait for it to exit");
@@ -114,6 +124,7 @@ Result<uint32_t> ProcessTable::Register(ProcessRole role, std::string_view name,
   s.attach_realtime_ns = RealtimeNanos();
   cores.ToWords(s.core_words);
   CopyName(s.name, name);
+  Store(s.device_user, 0);
   Bump(s.generation);
   NVMUX_TEST_POINT("process.register.claimed");
   Store(s.state, static_cast<uint32_t>(SlotState::kActive));
@@ -130,6 +141,10 @@ Result<uint32_t> ProcessTable::Register(ProcessRole role, std::string_view name,
                 other.id.pid, other.cores.ToListString().c_str());
   }
   return *chosen;
+}
+
+void ProcessTable::MarkDeviceUser() {
+  if (self_slot_) Store(state_.slots[*self_slot_].device_user, 1);
 }
 
 Status ProcessTable::Unregister() {

@@ -60,6 +60,8 @@ struct ProcessSlot {
   char name[32];
   uint32_t reaper_slot;        // kReaping: the slot reaping it (kMaxProcesses: none)
   uint32_t reaper_generation;  // and that slot's generation
+  uint32_t device_user;        // 1 once it may own queues on a device (MarkDeviceUser; atomic_ref)
+  uint32_t reserved;
 };
 
 struct ReapRecord {
@@ -121,8 +123,15 @@ class ProcessTable {
   // A hook run WITHOUT the group lock, before the locked hooks (the driver
   // deletes a dead process's I/O queues on the device before its DMA memory
   // is freed). It may block on a device; it must take whatever locks it
-  // needs itself. Not run by Register's inline reap (see there).
+  // needs itself. Not run by Register's inline reap, which therefore only
+  // reaps dead processes that never marked themselves device users.
   void AddDeviceCleanupHook(CleanupHook hook) { device_hooks_.push_back(std::move(hook)); }
+
+  // Records that this process may own queues on a device from now on (the
+  // driver calls it before it takes a queue id): Register's inline reap
+  // leaves such a dead process to the reaper with device hooks (nvmuxd),
+  // which deletes its queues before its memory is freed. No lock needed.
+  void MarkDeviceUser();
 
   // True if the slot's owner is alive (always true for this process's slot).
   bool IsAlive(uint32_t slot) const;

@@ -220,6 +220,38 @@ TEST_F(ProcessTableTest, FullTableReapsADeadProcessToMakeRoom) {
   EXPECT_EQ(v.table.ReapHistory().back().pid, child);
 }
 
+// A dead process that may own device queues is not reaped inline (its
+// memory must outlive its queues, which only nvmuxd's reaper deletes): the
+// table stays full, and the error says why.
+TEST_F(ProcessTableTest, FullTableLeavesADeadDeviceUserToTheReaper) {
+  ProcessTable::InitState(shared_->table, 1);
+  Pipe marked;
+  pid_t child = ForkChild([&] {
+    View v(*shared_, file_.path());
+    if (!v.table.Register(ProcessRole::kSecondary, "child", *CoreSet::Parse("0x2"))) return 1;
+    v.table.MarkDeviceUser();
+    marked.Signal();
+    for (;;) pause();
+  });
+  ASSERT_TRUE(marked.Wait());
+  ::kill(child, SIGKILL);
+  WaitExit(child);
+  View v(*shared_, file_.path());
+  int hook_runs = 0;
+  v.table.AddCleanupHook([&](uint32_t) -> uint64_t { return ++hook_runs, 0; });
+  auto slot = v.table.Register(ProcessRole::kSecondary, "s", CoreSet::CurrentAffinity());
+  ASSERT_FALSE(slot);
+  EXPECT_EQ(slot.error().code, EAGAIN);
+  EXPECT_NE(slot.error().message.find("1 of them dead with device queues"), std::string::npos)
+      << slot.error().message;
+  EXPECT_EQ(hook_runs, 0);
+  // The reaper (with its device hooks) reaps it; then there is room.
+  auto dead = v.table.FindDead();
+  ASSERT_EQ(dead.size(), 1u);
+  ASSERT_TRUE(v.table.Reap(dead[0].slot, dead[0].generation));
+  EXPECT_TRUE(v.table.Register(ProcessRole::kSecondary, "s", CoreSet::CurrentAffinity()));
+}
+
 // A slot whose pid now belongs to an unrelated live process (pid reuse): the
 // pid is alive, but the slot's owner is not, and both checks say so.
 TEST_F(ProcessTableTest, ReusedPidIsNotMistakenForTheOwner) {

@@ -100,7 +100,9 @@ Result<std::unique_ptr<IoQpair>> Controller::AllocIoQpair(const IoQpairOptions& 
     std::lock_guard<std::recursive_mutex> guard(cs.admin_mutex);
     if (cs.shared != nullptr) {
       // The group's allocator: ids are recorded against this process's slot
-      // so the reaper can delete the queues if it dies.
+      // so the reaper can delete the queues if it dies (marked first: such a
+      // process is never reaped without deleting them, shm/process_table.h).
+      cs.env.group().processes().MarkDeviceUser();
       auto lock = cs.shared_admin->lock().Lock();
       if (!lock) return lock.error();
       size_t limit = std::min<size_t>(cs.qid_used.size(), kMaxSharedQids);
