@@ -16,11 +16,11 @@ using namespace nvmux::spec;
 Controller::Controller(const EmulatorOptions& options, uint32_t* doorbells)
     : options_(options),
       doorbells_(doorbells),
-      msix_vectors_(static_cast<uint32_t>(options.io_queues) + 1),
+      msix_vectors_(options.msix_vectors != 0 ? options.msix_vectors : static_cast<uint32_t>(options.io_queues) + 1),
       sqs_(static_cast<size_t>(options.io_queues) + 1),
       cqs_(static_cast<size_t>(options.io_queues) + 1),
-      msix_(static_cast<size_t>(options.io_queues) + 1),
-      vectors_(static_cast<size_t>(options.io_queues) + 1) {
+      msix_(msix_vectors_),
+      vectors_(msix_vectors_) {
   cap_.set_mqes(options.mqes)
       .set_cqr(1)
       .set_ams(0)
