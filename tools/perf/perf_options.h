@@ -17,10 +17,12 @@
 
 #include <cstdint>
 #include <optional>
+
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "nvmux/qpair.h"
 #include "shm/base/result.h"
 #include "shm/core_set.h"
 
@@ -87,6 +89,9 @@ struct PerfOptions {
   uint32_t mem_size_mb = 0;                 // -s; 0 = the default
   PiFlags pi;                               // -e
   bool no_shutdown_notification = false;    // -N (accepted; the detach skips the shutdown notification)
+  CompletionMode mode = CompletionMode::kPoll;  // --mode poll|event|hybrid (IoQpairOptions::mode)
+  uint32_t hybrid_spin_us = 50;             // --hybrid-spin-us
+  bool cpu_stats = false;                   // --cpu-stats: CPU time of the workers per I/O
 
   // Errors and output.
   bool continue_on_error = false;   // -Q N given
