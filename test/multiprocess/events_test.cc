@@ -109,7 +109,9 @@ class EventsGroupTest : public ::testing::Test {
     ASSERT_TRUE(line) << "child did not finish its I/O";
     unsigned long long blocks = 0, wakeups = 0;
     ASSERT_EQ(std::sscanf(line->c_str(), "io ok %llu %llu", &blocks, &wakeups), 2) << *line;
-    if (woken) EXPECT_GT(wakeups, 0u) << "never woken by its interrupt: " << *line;
+    if (woken) {
+      EXPECT_GT(wakeups, 0u) << "never woken by its interrupt: " << *line;
+    }
     auto st = c.Wait(std::chrono::seconds(30));
     ASSERT_TRUE(st);
     EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << test::DescribeStatus(*st);

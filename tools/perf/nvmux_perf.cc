@@ -334,7 +334,7 @@ int RunWithEnv(Env& env, const PerfOptions& o, const std::vector<TransportId>& t
       elapsed = std::max(elapsed, r.elapsed_seconds);
     }
     std::fprintf(info, "CPU (--mode %s): workers used %.3f s in %.3f s measured (%.1f%% of one core), %.2f us per I/O\n",
-                 CompletionModeName(o.mode), cpu, elapsed, elapsed > 0 ? cpu / elapsed * 100.0 : 0.0,
+                 WaitModeName(o.mode), cpu, elapsed, elapsed > 0 ? cpu / elapsed * 100.0 : 0.0,
                  ios > 0 ? cpu / static_cast<double>(ios) * 1e6 : 0.0);
   }
   uint64_t errors = 0;

@@ -297,9 +297,9 @@ Result<PerfOptions> Validate(const Cli& cli) {
   o.transport_stats = r.transport_stats;
   o.json = r.json;
   if (given("--mode")) {
-    if (r.mode == "poll") o.mode = CompletionMode::kPoll;
-    else if (r.mode == "event") o.mode = CompletionMode::kEvent;
-    else if (r.mode == "hybrid") o.mode = CompletionMode::kHybrid;
+    if (r.mode == "poll") o.mode = WaitMode::kPoll;
+    else if (r.mode == "event") o.mode = WaitMode::kEvent;
+    else if (r.mode == "hybrid") o.mode = WaitMode::kHybrid;
     else return Bad("--mode", r.mode, "allowed poll, event or hybrid");
   }
   if (given("--hybrid-spin-us")) {
@@ -466,6 +466,15 @@ Result<uint32_t> IoSizeInBlocks(const PerfOptions& options, uint32_t block_size)
                    " bytes)");
   }
   return options.io_size_bytes / block_size;
+}
+
+const char* WaitModeName(WaitMode mode) {
+  switch (mode) {
+    case WaitMode::kPoll: return "poll";
+    case WaitMode::kEvent: return "event";
+    case WaitMode::kHybrid: return "hybrid";
+  }
+  return "?";
 }
 
 }  // namespace nvmux::perf

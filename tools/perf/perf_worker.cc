@@ -315,7 +315,9 @@ Result<std::unique_ptr<NsContext>> NsContext::Create(Env& env, PerfWorker::State
   qo.io_queue_size = queue_size;
   qo.io_queue_requests = static_cast<uint32_t>(std::min<uint64_t>(requests, std::numeric_limits<uint32_t>::max()));
   qo.delay_cmd_submit = true;
-  qo.mode = o.mode;
+  qo.mode = o.mode == WaitMode::kEvent    ? CompletionMode::kEvent
+            : o.mode == WaitMode::kHybrid ? CompletionMode::kHybrid
+                                          : CompletionMode::kPoll;
   qo.hybrid_spin_us = o.hybrid_spin_us;
   for (uint32_t i = 0; i < o.qpairs_per_ns; ++i) {
     auto qp = ctrlr.AllocIoQpair(qo);
@@ -587,7 +589,7 @@ static void WaitForEvents(PerfWorker::State& s, uint64_t completed_before) {
     s.last_completion_ns = now;
     return;
   }
-  if (s.options.mode == CompletionMode::kHybrid &&
+  if (s.options.mode == WaitMode::kHybrid &&
       now - s.last_completion_ns < int64_t{s.options.hybrid_spin_us} * 1000)
     return;
   std::vector<pollfd> fds;
@@ -647,7 +649,7 @@ void PerfWorker::Run(std::latch& ready) {
     const uint64_t completed_before = s.completed.load(std::memory_order_relaxed);
     for (auto& c : s.contexts) outstanding += c->Poll();
     if (outstanding == 0) break;
-    if (s.options.mode != CompletionMode::kPoll && !stopping) WaitForEvents(s, completed_before);
+    if (s.options.mode != WaitMode::kPoll && !stopping) WaitForEvents(s, completed_before);
     if (stopping && MonotonicNanos() > drain_deadline) {
       std::fprintf(stderr,
                    "nvmux-perf: core %u: %" PRIu64 " I/Os still outstanding after 10 s of draining; "
