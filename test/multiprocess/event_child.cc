@@ -6,6 +6,7 @@
 //     "ready <qid> <event fd>", then writes and reads back N I/Os of 8 blocks
 //     from LBA L, one at a time, waiting only with WaitCompletions, and
 //     prints "io ok <blocks> <wakeups>" (exit 0) or the error (exit 1).
+//     A refused allocation prints "alloc error <errno> <message>" (exit 1).
 //     With --hang it then submits one read (the test makes the device drop
 //     it), prints "blocked", and waits for it with WaitCompletions(-1):
 //     blocked on the eventfd until it is killed.
@@ -50,7 +51,12 @@ int Run(int group, const std::string& trid_text, const std::string& mode, uint64
   else if (mode == "hybrid") qo.mode = CompletionMode::kHybrid;
   else if (mode != "poll") return Fail("--mode " + mode + ": must be poll, event or hybrid");
   auto qpair = (*ctrlr)->AllocIoQpair(qo);
-  if (!qpair) return Fail(qpair.error().ToString());
+  if (!qpair) {
+    // On stdout too, for the test to check the refusal.
+    std::printf("alloc error %d %s\n", qpair.error().code, qpair.error().message.c_str());
+    std::fflush(stdout);
+    return Fail(qpair.error().ToString());
+  }
   IoQpair& q = **qpair;
   Namespace* ns = (*ctrlr)->GetNamespace(1);
   auto buf = (*env)->AllocDma(8 * ns->sector_size());

@@ -53,12 +53,15 @@ class EventsGroupTest : public ::testing::Test {
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     trid_ = "trtype:vfiouser traddr:" + dir_;
-    emu_ = Start({NVMUX_EMU, "--socket", dir_, "--backing", "ram-lazy", "--ns", "size=64M"});
+    std::vector<std::string> emu = {NVMUX_EMU, "--socket", dir_, "--backing", "ram-lazy", "--ns", "size=64M"};
+    for (const std::string& a : ExtraEmuArgs()) emu.push_back(a);
+    emu_ = Start(emu);
     for (int i = 0; i < 200 && !std::filesystem::exists(dir_ + "/control"); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     daemon_ = Start({NVMUXD, "-i", std::to_string(id_), "-r", trid_});
     ASSERT_TRUE(daemon_->ReadUntil("nvmuxd: group", std::chrono::seconds(20))) << "nvmuxd did not come up";
   }
+  virtual std::vector<std::string> ExtraEmuArgs() const { return {}; }
   void TearDown() override {
     for (auto& c : children_)
       if (c->running()) {
@@ -92,13 +95,15 @@ class EventsGroupTest : public ::testing::Test {
     return *children_.back();
   }
   // "ready <qid> <fd>": the queue id.
-  static int Ready(Subprocess& c) {
+  static int Ready(Subprocess& c, bool event_mode = true) {
     auto line = c.ReadUntil("ready", std::chrono::seconds(20));
     EXPECT_TRUE(line) << "child did not become ready";
     if (!line) return -1;
     int qid = -1, fd = -1;
     EXPECT_EQ(std::sscanf(line->c_str(), "ready %d %d", &qid, &fd), 2) << *line;
-    EXPECT_GE(fd, 0) << "no event fd: " << *line;
+    if (event_mode) {
+      EXPECT_GE(fd, 0) << "no event fd: " << *line;
+    }
     return qid;
   }
   // "io ok <blocks> <wakeups>" then a clean exit.
@@ -183,6 +188,35 @@ TEST_F(EventsGroupTest, SecondaryKilledWhileBlockedInEventModeIsReapedAndItsVect
   Subprocess& next = Child("event", 0, 32);
   EXPECT_EQ(Ready(next), qid);
   ExpectIoOk(next);
+}
+
+// A device with only the admin queue's vector: a secondary asking for event
+// mode is refused with ENOTSUP naming the mode and the transport, and its
+// refused queue pair left nothing (no queue id, no queue on the device).
+class EventsGroupNoVectorsTest : public EventsGroupTest {
+ protected:
+  std::vector<std::string> ExtraEmuArgs() const override { return {"--msix-vectors", "1"}; }
+};
+
+TEST_F(EventsGroupNoVectorsTest, SecondaryAskingForEventModeGetsEnotsupAndNothingIsLeft) {
+  Subprocess& c = Child("event", 0, 1);
+  auto line = c.ReadUntil("alloc error", std::chrono::seconds(20));
+  ASSERT_TRUE(line) << "the child was not refused";
+  int code = 0;
+  ASSERT_EQ(std::sscanf(line->c_str(), "alloc error %d", &code), 1) << *line;
+  EXPECT_EQ(code, ENOTSUP) << *line;
+  EXPECT_NE(line->find("mode 'event'"), std::string::npos) << *line;
+  EXPECT_NE(line->find("VFIOUSER"), std::string::npos) << *line;
+  auto st = c.Wait(std::chrono::seconds(30));
+  ASSERT_TRUE(st);
+  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 1) << test::DescribeStatus(*st);
+  EXPECT_EQ(WaitForQids(0).qids.size(), 0u);
+  EXPECT_NE(Status().find("io_cqs=0"), std::string::npos) << Status();
+  // Poll mode still works on the same device.
+  Subprocess& p = Child("poll", 0, 4);
+  EXPECT_GT(Ready(p, /*event_mode=*/false), 0);
+  auto ok = p.ReadUntil("io ok", std::chrono::seconds(30));
+  EXPECT_TRUE(ok);
 }
 
 }  // namespace
