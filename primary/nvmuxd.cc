@@ -5,6 +5,7 @@
 // I/O queues) and stays up until SIGTERM/SIGINT; then shuts the controllers
 // down (CC.SHN) and removes the group's files when it is the last process.
 #include <signal.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -22,6 +23,7 @@
 #include "primary/hotplug.h"
 #include "primary/reaper.h"
 #include "shm/base/log.h"
+#include "shm/base/unique_fd.h"
 #include "shm/dpdk_lock_doctor.h"
 #include "shm/group.h"
 
@@ -73,8 +75,16 @@ int main(int argc, char** argv) {
                  "MiB of hugepage memory to preallocate (default: the DMA pool, " +
                      std::to_string(shm::kDefaultDmaPoolMb) + " MiB, plus " + std::to_string(kHeapSlackMb) +
                      " MiB for DPDK's own allocations, so processes can still join when the primary is gone)");
-  app.add_option("--admin-poll-ms", admin_poll_ms, "admin queue polling period when idle (1-1000 ms)")
+  app.add_option("--admin-poll-ms", admin_poll_ms,
+                 "admin queue polling period when idle, for a controller without an admin interrupt (1-1000 ms)")
       ->check(CLI::Range(1, 1000));
+  int idle_wake_ms = 250;
+  app.add_option("--idle-wake-ms", idle_wake_ms,
+                 "when every controller has an admin interrupt: nvmuxd sleeps until an admin completion or "
+                 "event, a death, a stop signal, or this timer (keep-alive, hotplug probes, the DPDK lock "
+                 "doctor, the lock sweep); 10-5000 ms, capped at a quarter of --keep-alive-ms")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 5000));
   app.add_option("--log-level", level_text, "error, warning (default), notice, info or debug");
   ControllerOptions ctrlr_options;
   app.add_option("--keep-alive-ms", ctrlr_options.keep_alive_timeout_ms,
@@ -151,8 +161,11 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
 
   // One thread does everything: the reaper waits for deaths (woken at once
-  // by pidfd events) up to the admin polling period, then the admin queues
-  // are polled. Sleeping in between keeps nvmuxd's idle cost low.
+  // by pidfd events), for each controller's admin interrupt (an eventfd:
+  // admin completions and asynchronous events) and for a stop signal (a
+  // signalfd), up to a timer; then the admin queues are polled and the
+  // timed housekeeping runs. With admin interrupts an idle nvmuxd wakes
+  // only for events and the timer; without, it polls every --admin-poll-ms.
   primary::Reaper reaper((*env)->group());
   // Hotplug (issue 5): detaches controllers whose device went away and
   // attaches the -r ones that (re)appear; probes once a second.
@@ -163,6 +176,13 @@ int main(int argc, char** argv) {
   if (!doctor) NVMUX_LOG(kWarning, "nvmuxd: DPDK lock doctor unavailable: %s", doctor.error().message.c_str());
   else NVMUX_LOG(kInfo, "nvmuxd: watching %zu of DPDK's shared locks", doctor->watched());
   timespec zero{0, 0};
+  UniqueFd stop_fd(::signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!stop_fd.valid()) NVMUX_LOG(kWarning, "nvmuxd: signalfd: %s (stop signals seen at the next timer)", std::strerror(errno));
+  int64_t idle_ns = int64_t{idle_wake_ms} * 1'000'000;
+  if (ctrlr_options.keep_alive_timeout_ms != 0)
+    idle_ns = std::min<int64_t>(idle_ns, int64_t{ctrlr_options.keep_alive_timeout_ms} * 1'000'000 / 4);
+  reaper.SetIdleSweep(std::chrono::nanoseconds(idle_ns));
+  bool interrupts_logged = false;
   // Queues of dead processes whose deletion the device did not confirm stay
   // quarantined (primary/reap_queues.h); they are retried, with the
   // period doubling up to a minute (each try may wait two admin timeouts)
@@ -173,6 +193,26 @@ int main(int argc, char** argv) {
   uint64_t reaped_seen = 0;
   Status run = reaper.Run(
       [&] {
+        // The wait ends on a timer or an event: set up the next one. Every
+        // admin interrupt is drained before its queue is polled (race-free).
+        std::vector<int> wake;
+        if (stop_fd.valid()) wake.push_back(stop_fd.get());
+        bool all_interrupts = true;
+        for (auto& c : controllers) {
+          if (c->failed()) continue;
+          const int fd = c->admin_event_fd();
+          if (fd >= 0) wake.push_back(fd);
+          else all_interrupts = false;
+          c->ArmAdminEvent();
+        }
+        reaper.SetWakeFds(wake);
+        reaper.SetPeriod(all_interrupts ? std::chrono::nanoseconds(idle_ns) : std::chrono::nanoseconds(
+                                                                                   int64_t{admin_poll_ms} * 1'000'000));
+        if (!interrupts_logged) {
+          interrupts_logged = true;
+          NVMUX_LOG(kInfo, "nvmuxd: %s", all_interrupts ? "admin interrupts: sleeping between events"
+                                                        : "a controller has no admin interrupt: polling");
+        }
         for (auto& c : controllers) {
           if (c->failed()) continue;
           auto n = c->ProcessAdminCompletions();

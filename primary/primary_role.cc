@@ -143,6 +143,13 @@ class Primary final : public GroupRole {
     if (exported->kick_fd >= 0) held.push_back(exported->kick_fd);
     RecordFdHolder(*st.shared, st.shared_admin->lock(), SelfSlot(env), SelfGeneration(env), held,
                    exported->doorbell_file_offset);
+    // The MSI-X eventfds this process registered with the device, for
+    // queue pairs in event mode anywhere in the group (fd_holders.h); a
+    // primary that adopted the controller registered none.
+    std::vector<int> vectors;
+    for (uint32_t v = 0; v < st.transport->InterruptVectors(); ++v)
+      vectors.push_back(st.transport->VectorFd(static_cast<uint16_t>(v)));
+    RecordVectorFds(*st.shared, SelfSlot(env), SelfGeneration(env), vectors);
     std::weak_ptr<int> alive = st.alive;
     Controller* raw = &ctrlr;
     // Device work: run by the reaper outside the group lock (reap_queues.h).

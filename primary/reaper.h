@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <vector>
 
 #include "shm/group.h"
 
@@ -30,12 +31,25 @@ class Reaper {
   Status Run(StopFn should_stop, Nanos period = std::chrono::milliseconds(50));
 
   void RequestStop() { stop_.store(true); }
+  // Fds that end the wait early when readable (see DeathWatcher::SetWakeFds);
+  // `should_stop` then runs at once. Applied at the next wait; may be
+  // changed from `should_stop`.
+  void SetWakeFds(std::vector<int> fds) { wake_fds_ = std::move(fds); }
+  // The lock sweep's period while every process is watched by a pidfd
+  // (DeathWatcher::all_watched_by_pidfd); otherwise it sweeps every 20 ms.
+  // Default: the period itself (no extra wake-ups).
+  void SetIdleSweep(Nanos sweep) { idle_sweep_ = sweep; }
+  // Changes Run's period (from `should_stop`, for the next wait).
+  void SetPeriod(Nanos period) { period_ = period; }
   uint64_t reaped() const { return reaped_; }
 
  private:
   Status Step(shm::DeathWatcher& watcher, Nanos period);
 
   shm::Group& group_;
+  std::vector<int> wake_fds_;
+  Nanos idle_sweep_{0};
+  Nanos period_{0};
   std::atomic<bool> stop_{false};
   uint64_t reaped_ = 0;
 };
@@ -44,7 +58,8 @@ template <typename StopFn>
 Status Reaper::Run(StopFn should_stop, Nanos period) {
   auto watcher = shm::DeathWatcher::Create(group_.processes());
   if (!watcher) return watcher.error();
-  while (!stop_.load() && !should_stop()) NVMUX_TRY(Step(*watcher, period));
+  period_ = period;
+  while (!stop_.load() && !should_stop()) NVMUX_TRY(Step(*watcher, period_));
   return Ok();
 }
 

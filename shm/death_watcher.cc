@@ -47,6 +47,32 @@ void DeathWatcher::Refresh() {
   watched_ = std::move(next);  // dropped pidfds leave the epoll set on close
 }
 
+namespace {
+constexpr uint32_t kWakeTag = UINT32_MAX;  // epoll data of a wake fd (slots are small numbers)
+}  // namespace
+
+Status DeathWatcher::SetWakeFds(const std::vector<int>& fds) {
+  // Always re-registered: a closed fd leaves the epoll set by itself, and
+  // its number may since name another file (a controller attached again).
+  for (int fd : wake_fds_) (void)::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+  wake_fds_.clear();
+  for (int fd : fds) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u32 = kWakeTag;
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return ErrnoError("epoll_ctl(ADD) of a wake fd");
+    wake_fds_.push_back(fd);
+  }
+  return Ok();
+}
+
+bool DeathWatcher::all_watched_by_pidfd() const {
+  if (table_.changes() != seen_changes_) return false;  // someone joined or left since the last look
+  for (const auto& [slot, w] : watched_)
+    if (!w.pidfd.valid()) return false;
+  return true;
+}
+
 Result<std::vector<ProcessInfo>> DeathWatcher::Wait(Nanos timeout, Nanos sweep_period) {
   int64_t deadline = MonotonicNanos() + timeout.count();
   for (;;) {
@@ -60,9 +86,18 @@ Result<std::vector<ProcessInfo>> DeathWatcher::Wait(Nanos timeout, Nanos sweep_p
     int n = ::epoll_wait(epoll_.get(), events, 8, static_cast<int>((wait_ns + 999'999) / 1'000'000));
     if (n < 0 && errno != EINTR) return ErrnoError("epoll_wait");
     // A readable pidfd stays readable: unwatch it; FindDead() gives the verdict.
+    bool woken = false;
     for (int i = 0; i < n; ++i) {
+      if (events[i].data.u32 == kWakeTag) {
+        woken = true;
+        continue;
+      }
       auto it = watched_.find(events[i].data.u32);
       if (it != watched_.end()) it->second.pidfd.Reset();
+    }
+    if (woken) {
+      Refresh();
+      return table_.FindDead();
     }
   }
 }

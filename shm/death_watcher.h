@@ -28,7 +28,18 @@ class DeathWatcher {
 
   // Waits up to `timeout` (sweeping at least every `sweep_period`) and returns
   // the dead, not yet reaped processes; empty on timeout.
+  // A readable wake fd (SetWakeFds) ends the wait early, with whatever
+  // deaths the sweep found (often none): the caller drains it.
   Result<std::vector<ProcessInfo>> Wait(Nanos timeout, Nanos sweep_period = std::chrono::milliseconds(20));
+  // Fds that end a Wait when readable (an admin queue's interrupt eventfd,
+  // a signalfd), replacing the previous set. Borrowed: they must stay open
+  // until replaced (or be closed: epoll forgets them). Errors: from
+  // epoll_ctl (the set is then partial).
+  [[nodiscard]] Status SetWakeFds(const std::vector<int>& fds);
+  // Whether every watched process has a pidfd (its death is an event):
+  // then sweeping the liveness locks is only the backstop for processes
+  // that joined since the last Wait, and may be rare.
+  bool all_watched_by_pidfd() const;
 
  private:
   struct Watched {
@@ -41,6 +52,7 @@ class DeathWatcher {
   const ProcessTable& table_;
   UniqueFd epoll_;
   std::map<uint32_t, Watched> watched_;  // by slot
+  std::vector<int> wake_fds_;
   uint32_t seen_changes_ = UINT32_MAX;
 };
 

@@ -1,6 +1,8 @@
 #include "shm/process_table.h"
 
 #include <gtest/gtest.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "shm/death_watcher.h"
 #include "shm/test_support.h"
@@ -303,6 +305,39 @@ TEST_F(ProcessTableTest, DeathWatcherReportsEachKill9) {
     ASSERT_TRUE(v.table.Reap((*dead)[0].slot, (*dead)[0].generation));
     WaitExit(child);
   }
+}
+
+TEST_F(ProcessTableTest, DeathWatcherWakeFdEndsTheWaitAndAKillIsStillNoticed) {
+  View v(*shared_, file_.path());
+  ASSERT_TRUE(v.table.Register(ProcessRole::kPrimary, "p", CoreSet::CurrentAffinity()));
+  auto watcher = DeathWatcher::Create(v.table);
+  ASSERT_TRUE(watcher);
+  UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  ASSERT_TRUE(wake.valid());
+  ASSERT_TRUE(watcher->SetWakeFds({wake.get()}));
+  pid_t child = SpawnRegistered();
+  auto none = watcher->Wait(std::chrono::milliseconds(0));
+  ASSERT_TRUE(none && none->empty());
+  EXPECT_TRUE(watcher->all_watched_by_pidfd());
+  // A readable wake fd ends a 30 s wait (long idle sweep too) at once, with no death.
+  uint64_t one = 1;
+  ASSERT_EQ(::write(wake.get(), &one, sizeof(one)), 8);
+  const int64_t t0 = MonotonicNanos();
+  auto woken = watcher->Wait(std::chrono::seconds(30), std::chrono::seconds(30));
+  ASSERT_TRUE(woken);
+  EXPECT_TRUE(woken->empty());
+  EXPECT_LT(MonotonicNanos() - t0, 20'000'000'000) << "the wake fd did not end the wait";
+  ASSERT_EQ(::read(wake.get(), &one, sizeof(one)), 8);
+  // Re-registering the same set (as the reaper does before every wait) keeps it working.
+  ASSERT_TRUE(watcher->SetWakeFds({wake.get()}));
+  // With the wake fd drained, a kill -9 still ends the long wait (pidfd).
+  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  auto dead = watcher->Wait(std::chrono::seconds(30), std::chrono::seconds(30));
+  ASSERT_TRUE(dead);
+  ASSERT_EQ(dead->size(), 1u);
+  EXPECT_EQ((*dead)[0].id.pid, child);
+  ASSERT_TRUE(v.table.Reap((*dead)[0].slot, (*dead)[0].generation));
+  WaitExit(child);
 }
 
 }  // namespace

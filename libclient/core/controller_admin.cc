@@ -1,6 +1,8 @@
 // Controller: the admin queue — submission with data, polling (AENs,
 // keep-alive, timeouts), synchronous commands and their conveniences,
 // namespace refresh and controller reset.
+#include <unistd.h>
+
 #include <cstring>
 #include <thread>
 
@@ -52,6 +54,21 @@ Status Controller::SubmitAdmin(const spec::Sqe& cmd, void* buffer, uint32_t leng
   }));
   s_->stats.submitted++;
   return Ok();
+}
+
+int Controller::admin_event_fd() const {
+  const ControllerState& s = *s_;
+  // Only the process that registered the vectors holds them as its own
+  // (a secondary's ImportedTransport reports none).
+  if (s.transport == nullptr || s.transport->InterruptVectors() == 0) return -1;
+  return s.transport->VectorFd(0);
+}
+
+void Controller::ArmAdminEvent() {
+  const int fd = admin_event_fd();
+  if (fd < 0) return;
+  uint64_t count = 0;
+  (void)!::read(fd, &count, sizeof(count));  // non-blocking (registered so)
 }
 
 Result<uint32_t> Controller::ProcessAdminCompletions() {

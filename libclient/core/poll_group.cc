@@ -3,18 +3,24 @@
 // either side unlinks the other) and the group poll.
 #include "nvmux/poll_group.h"
 
+#include <sys/epoll.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <string>
 #include <type_traits>
 
 #include "libclient/core/qpair_state.h"
+#include "shm/base/clock.h"
 
 namespace nvmux {
 namespace {
 
 // statistics() adds up every field by name: a new QpairStatistics field
 // must be added there too.
-static_assert(sizeof(QpairStatistics) == 9 * sizeof(uint64_t) && std::is_trivially_copyable_v<QpairStatistics>,
+static_assert(sizeof(QpairStatistics) == 11 * sizeof(uint64_t) && std::is_trivially_copyable_v<QpairStatistics>,
               "QpairStatistics changed: add the new field to PollGroup::statistics()");
 
 void AddUp(QpairStatistics& sum, const QpairStatistics& s) {
@@ -27,13 +33,22 @@ void AddUp(QpairStatistics& sum, const QpairStatistics& s) {
   sum.shadow_doorbell_updates += s.shadow_doorbell_updates;
   sum.queued += s.queued;
   sum.split += s.split;
+  sum.blocks += s.blocks;
+  sum.wakeups += s.wakeups;
 }
 
 }  // namespace
 
+PollGroup::PollGroup(const PollGroupOptions& options) : options_(options) {
+  if (options_.mode == CompletionMode::kPoll) return;
+  epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd_ < 0) epoll_error_ = errno;
+}
+
 PollGroup::~PollGroup() {
   for (IoQpair* q : members_)
     if (q != nullptr) QpairState::Of(*q).poll_group = nullptr;
+  if (epoll_fd_ >= 0) ::close(epoll_fd_);
 }
 
 Status PollGroup::Add(IoQpair& qpair) {
@@ -42,6 +57,19 @@ Status PollGroup::Add(IoQpair& qpair) {
     return Fail(EEXIST, "queue pair " + std::to_string(s.qid) + " is already in this poll group");
   if (s.poll_group != nullptr)
     return Fail(EBUSY, "queue pair " + std::to_string(s.qid) + " is in another poll group (remove it there first)");
+  if (options_.mode != CompletionMode::kPoll) {
+    if (epoll_fd_ < 0) return Fail(epoll_error_, "the poll group's epoll fd could not be created");
+    if (qpair.event_fd() < 0)
+      return Fail(EINVAL, "queue pair " + std::to_string(s.qid) + " is in mode '" + CompletionModeName(qpair.mode()) +
+                              "', and this poll group is in mode '" + CompletionModeName(options_.mode) +
+                              "': its members need mode 'event' or 'hybrid' (IoQpairOptions::mode)");
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = &qpair;
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, qpair.event_fd(), &ev) != 0)
+      return Fail(errno, "adding queue pair " + std::to_string(s.qid) + "'s eventfd to the poll group's epoll: " +
+                             std::strerror(errno));
+  }
   members_.push_back(&qpair);
   s.poll_group = this;
   return Ok();
@@ -53,6 +81,7 @@ Status PollGroup::Remove(IoQpair& qpair) {
   if (it == members_.end())
     return Fail(ENOENT, "queue pair " + std::to_string(s.qid) + " is not in this poll group");
   s.poll_group = nullptr;
+  if (epoll_fd_ >= 0 && qpair.event_fd() >= 0) (void)::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, qpair.event_fd(), nullptr);
   if (polling_ > 0) {
     // ProcessCompletions walks members_ by index: leave a hole, compacted
     // when the poll ends, so no member is skipped or polled twice.
@@ -93,6 +122,37 @@ uint64_t PollGroup::ProcessCompletions(uint32_t completions_per_qpair, Disconnec
   if (total == 0) stats_.idle_polls++;
   stats_.completions += total;
   return total;
+}
+
+bool PollGroup::ArmEvent() {
+  if (epoll_fd_ < 0) return false;
+  for (IoQpair* q : members_)
+    if (q != nullptr && q->connected() && !q->ArmEvent()) return false;
+  return true;
+}
+
+uint64_t PollGroup::WaitCompletions(int timeout_ms, uint32_t completions_per_qpair, DisconnectedFn fn, void* cb_arg) {
+  const int64_t start = MonotonicNanos();
+  const int64_t deadline = timeout_ms < 0 ? INT64_MAX : start + int64_t{timeout_ms} * 1'000'000;
+  const int64_t spin_ns = options_.mode == CompletionMode::kHybrid ? int64_t{options_.hybrid_spin_us} * 1000 : 0;
+  for (;;) {
+    const uint64_t n = ProcessCompletions(completions_per_qpair, fn, cb_arg);
+    const int64_t now = MonotonicNanos();
+    if (n > 0) {
+      last_completion_ns_ = now;
+      return n;
+    }
+    bool outstanding = false;
+    for (IoQpair* q : members_) outstanding = outstanding || (q != nullptr && q->outstanding() > 0);
+    if (!outstanding || now >= deadline) return 0;
+    if (options_.mode == CompletionMode::kPoll || now - std::max(last_completion_ns_, start) < spin_ns) continue;
+    if (!ArmEvent()) continue;
+    // Bounded, as IoQpair::WaitCompletions, so failures are still noticed.
+    const int64_t block_ns = std::min<int64_t>(deadline - now, 1'000'000'000);
+    epoll_event ev[8];
+    stats_.blocks++;
+    if (::epoll_wait(epoll_fd_, ev, 8, static_cast<int>((block_ns + 999'999) / 1'000'000)) > 0) stats_.wakeups++;
+  }
 }
 
 PollGroupStatistics PollGroup::statistics() const {

@@ -1,6 +1,8 @@
 // IoQpair: lifecycle (allocate, create/delete on the device, failure),
 // the submission engine (trackers, queueing, PRPs or SGLs, injected errors) and
 // completion processing. The I/O commands themselves: qpair_commands.cc.
+#include <unistd.h>
+
 #include <cstring>
 #include <utility>
 
@@ -137,6 +139,9 @@ Result<std::unique_ptr<IoQpair>> Controller::AllocIoQpair(const IoQpairOptions& 
   QpairState* raw = q.get();
   std::unique_ptr<IoQpair> handle(new IoQpair(std::move(q)));
   raw->handle = handle.get();
+  // Before anything reaches the device: on failure the handle's destruction
+  // frees the queue id and the memory, nothing is half-created.
+  if (o.mode != CompletionMode::kPoll) NVMUX_TRY(raw->ObtainInterrupt());
   if (!o.create_only) NVMUX_TRY(handle->Connect());
   return handle;
 }
@@ -171,6 +176,12 @@ Status QpairState::CreateOnDevice() {
   uint64_t sq_iova = DmaPageMap::Iova(ring->sq_memory());
   uint64_t cq_iova = DmaPageMap::Iova(ring->cq_memory());
   IoQueueCommands c = CreateIoQueueCommands(qid, entries, sq_iova, cq_iova);
+  if (irq_fd.valid()) {
+    // IEN with vector = qid; counts a previous owner of the vector left are dropped.
+    c.create_cq.cdw11 |= 2u | (static_cast<uint32_t>(qid) << 16);
+    uint64_t stale = 0;
+    (void)!::read(irq_fd.get(), &stale, sizeof(stale));
+  }
   // Intent before the commands: if this process dies from here on, the
   // reaper deletes whatever part of the queue pair reached the device.
   if (cs->shared != nullptr) {
@@ -491,6 +502,7 @@ Result<uint32_t> IoQpair::ProcessCompletions(uint32_t max) {
     ++n;
     q.Complete(r, *c);
   }
+  if (n != 0 && q.irq_fd.valid()) q.last_completion_ns = MonotonicNanos();
   q.ring->RingCq();
   if (!q.finished.empty()) q.DeliverFinished();
   if (!q.held.empty()) {

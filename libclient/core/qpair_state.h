@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -21,6 +22,7 @@
 #include "nvmux/controller.h"
 #include "nvmux/qpair.h"
 #include "shm/base/clock.h"
+#include "shm/base/unique_fd.h"
 
 namespace nvmux {
 
@@ -108,6 +110,19 @@ struct QpairState {
   mutable QpairStatistics stats;
   std::vector<ErrorInjection> injections;
   PollGroup* poll_group = nullptr;  // the group this queue pair is in (poll_group.cc)
+
+  // Event and hybrid modes (qpair_events.cc): this process's duplicate of
+  // the eventfd of MSI-X vector `qid`; the CQ is created with IEN.
+  UniqueFd irq_fd;
+  int64_t last_completion_ns = 0;
+  // Tests only: runs inside ArmEvent between draining the eventfd and the
+  // re-check (the window a completion may land in).
+  std::function<void()> arm_hook;
+  // Takes the vector's eventfd (event/hybrid). Errors: ENOTSUP naming the
+  // mode, the transport and why.
+  [[nodiscard]] Status ObtainInterrupt();
+  // Whether a completion waits in the CQ or a request completed locally.
+  bool CompletionWaiting() const;
 
   // I/O timeouts: this queue pair's copy of the controller's setting
   // (Controller::SetIoTimeout), taken when io_timeout_generation moved.

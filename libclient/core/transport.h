@@ -39,6 +39,17 @@ class Transport {
   // none. Which writes are kicked: ControllerState::doorbells().
   virtual int DoorbellKickFd() const { return -1; }
 
+  // Interrupts (MSI-X), for queue pairs in event or hybrid mode (qpair.h):
+  // the device signals an eventfd per vector when a CQ created with IEN
+  // and that vector gets entries. vfio-user registers them with
+  // VFIO_USER_DEVICE_SET_IRQS at Open; pcie will do the same with
+  // VFIO_DEVICE_SET_IRQS. InterruptVectors(): how many vectors (0..N-1)
+  // have one; 0 when the transport or device offers none.
+  virtual uint32_t InterruptVectors() const { return 0; }
+  // Vector v's eventfd as this process holds it (not a duplicate; valid for
+  // the transport's lifetime), or -1 when it has none.
+  virtual int VectorFd(uint16_t /*vector*/) const { return -1; }
+
   // What other processes of a group need to reach the same device: the
   // doorbell mapping's fd and the connection's fd (vfio-user). None when the
   // transport cannot be shared.

@@ -4,8 +4,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <string>
 
 #include "shm/base/log.h"
 #include "shm/base/test_point.h"
@@ -113,6 +115,67 @@ Result<TakenFds> TakeFdsFromHolder(SharedController& c, const shm::ProcessTable&
     if (same) return out;
   }
   return last;
+}
+
+void RecordVectorFds(SharedController& c, uint32_t slot, uint32_t generation, std::span<const int> fds) {
+  std::atomic_ref<uint32_t>(c.irq_holder_generation).store(0, std::memory_order_release);
+  std::atomic_thread_fence(std::memory_order_release);
+  const size_t n = std::min<size_t>(fds.size(), kMaxSharedQids);
+  for (size_t v = 0; v < kMaxSharedQids; ++v) c.irq_fds[v] = v < n ? fds[v] : -1;
+  c.irq_vectors = static_cast<uint32_t>(n);
+  c.irq_holder_slot = slot;
+  if (n != 0) std::atomic_ref<uint32_t>(c.irq_holder_generation).store(generation, std::memory_order_release);
+}
+
+Result<UniqueFd> TakeVectorFd(SharedController& c, const shm::ProcessTable& processes, uint16_t vector) {
+  const uint32_t generation = std::atomic_ref<uint32_t>(c.irq_holder_generation).load(std::memory_order_acquire);
+  const uint32_t slot = c.irq_holder_slot;
+  const uint32_t vectors = c.irq_vectors;
+  if (generation == 0)
+    return Fail(ENOTSUP, "no process of the group registered interrupt eventfds for " + std::string(c.trid) +
+                             " (its transport or device offers no MSI-X vectors, or the primary that registered "
+                             "them died: a primary that took the group over does not register them again)");
+  if (vector >= vectors)
+    return Fail(ENOTSUP, std::string(c.trid) + " has " + std::to_string(vectors) + " MSI-X vector(s) (0.." +
+                             std::to_string(vectors == 0 ? 0 : vectors - 1) + "): vector " + std::to_string(vector) +
+                             " does not exist");
+  const int number = c.irq_fds[vector];
+  std::atomic_thread_fence(std::memory_order_acquire);
+  for (const shm::ProcessInfo& p : processes.Snapshot()) {
+    if (p.slot != slot || p.generation != generation || p.state != shm::SlotState::kActive) continue;
+    UniqueFd pidfd(PidfdOpen(p.id.pid));
+    if (!pidfd.valid()) {
+      if (errno == ENOSYS) return Fail(ENOSYS, "pidfd_open is not available (Linux 5.6 or later is needed)");
+      break;
+    }
+    auto start = shm::ReadProcessStartTime(p.id.pid);
+    if (!start || *start != p.id.start_time) break;
+    UniqueFd fd(PidfdGetfd(pidfd.get(), number));
+    if (!fd.valid()) {
+      const int e = errno;
+      if (e == EPERM)
+        return Fail(EPERM, "cannot take MSI-X vector " + std::to_string(vector) + "'s eventfd from process " +
+                               std::to_string(p.id.pid) + " (" + p.name + "): pidfd_getfd needs ptrace access — run "
+                               "every process of the group as the same user, with kernel.yama.ptrace_scope=0, or "
+                               "with CAP_SYS_PTRACE");
+      return Fail(e, "pidfd_getfd of MSI-X vector " + std::to_string(vector) + "'s eventfd from process " +
+                         std::to_string(p.id.pid) + ": " + std::strerror(e));
+    }
+    // The number was read before taking it: the holder must still be the
+    // same and the file an eventfd (an exiting holder may have reused it).
+    std::atomic_thread_fence(std::memory_order_acquire);
+    char link[64] = {};
+    const std::string self = "/proc/self/fd/" + std::to_string(fd.get());
+    const ssize_t len = ::readlink(self.c_str(), link, sizeof(link) - 1);
+    if (std::atomic_ref<uint32_t>(c.irq_holder_generation).load(std::memory_order_acquire) != generation ||
+        len <= 0 || std::string(link, static_cast<size_t>(len)) != "anon_inode:[eventfd]")
+      return Fail(ESTALE, "process " + std::to_string(p.id.pid) + " no longer holds MSI-X vector " +
+                              std::to_string(vector) + "'s eventfd (exiting?)");
+    return fd;
+  }
+  return Fail(ENOTSUP, "the process that registered the interrupt eventfds of " + std::string(c.trid) +
+                           " (the primary) is gone: a primary that took the group over does not register them "
+                           "again, so event mode is unavailable until the group restarts");
 }
 
 Result<SharedFds> TakeSharedFds(SharedController& c, const shm::ProcessTable& processes, uint32_t self_slot) {

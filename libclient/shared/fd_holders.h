@@ -64,4 +64,20 @@ struct TakenFds {
 [[nodiscard]] Result<SharedFds> TakeSharedFds(SharedController& c, const shm::ProcessTable& processes,
                                               uint32_t self_slot);
 
+// Interrupt vectors (SharedController::irq_*). RecordVectorFds: this process
+// (`slot`, `generation`) registered `fds[v]` with the device for vector v
+// (at most kMaxSharedQids); an empty span withdraws the record.
+// REQUIRES: nothing else writes the irq fields meanwhile (the primary, at
+// publish or detach).
+void RecordVectorFds(SharedController& c, uint32_t slot, uint32_t generation, std::span<const int> fds);
+// A duplicate of vector `vector`'s eventfd, taken from the recorded holder
+// with pidfd_getfd and checked to be an eventfd while the record stayed
+// that holder's. Errors: ENOTSUP (no holder recorded — the transport or
+// device offers no interrupts, or the primary that registered them died:
+// a primary that takes the group over does not register them again — or
+// the vector is beyond the device's; names the vector and the count),
+// EPERM (no ptrace access, as above), ESTALE (the holder is exiting).
+[[nodiscard]] Result<UniqueFd> TakeVectorFd(SharedController& c, const shm::ProcessTable& processes,
+                                            uint16_t vector);
+
 }  // namespace nvmux

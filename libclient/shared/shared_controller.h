@@ -181,6 +181,19 @@ struct SharedController {
   // by the next Reserve for its trid (shared_registry.h).
   uint32_t reserver_slot;
   uint32_t reserver_generation;
+  // Interrupts (qpair.h event/hybrid modes): the process that registered
+  // an eventfd per MSI-X vector with the device (the primary, at publish)
+  // records their numbers in it; any process takes a duplicate of the one
+  // vector it needs with pidfd_getfd (fd_holders.h TakeVectorFd). A queue's
+  // vector is its queue id, so vectors are owned per process exactly as
+  // queue ids are (SharedQid) and freed with them by the reaper.
+  // irq_holder_generation: the holder slot's generation, 0 while none
+  // (atomic_ref, written last); irq_vectors: how many of irq_fds are valid.
+  uint32_t irq_holder_slot;
+  uint32_t irq_holder_generation;
+  uint32_t irq_vectors;
+  uint32_t reserved3;
+  int32_t irq_fds[kMaxSharedQids];
 };
 
 struct SharedControllerTable {

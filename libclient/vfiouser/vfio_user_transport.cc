@@ -1,6 +1,11 @@
 #include "libclient/vfiouser/vfio_user_transport.h"
 
+#include <sys/eventfd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 
 #include "nvmux/spec/registers.h"
 #include "shm/base/log.h"
@@ -47,6 +52,7 @@ Result<std::unique_ptr<VfioUserTransport>> VfioUserTransport::Open(const std::st
     return Fail(ENOTSUP, "vfio-user: " + socket_dir + " offers no mmap-able doorbell area in BAR0 (trapped "
                              "doorbells are not supported by this driver)");
   t->TakeDoorbellIoeventfd(socket_dir);
+  t->RegisterInterrupts(socket_dir);
   VfioUserTransport* self = t.get();
   auto sub = shm::SubscribeMemEvents(
       [self](bool added, std::span<const shm::MemSegment> segments) { self->OnMemory(added, segments); });
@@ -83,6 +89,44 @@ void VfioUserTransport::TakeDoorbellIoeventfd(const std::string& socket_dir) {
   }
   NVMUX_LOG(kInfo, "vfio-user: %s: the server's io fds do not cover the doorbell page with one ioeventfd; not used",
             socket_dir.c_str());
+}
+
+void VfioUserTransport::RegisterInterrupts(const std::string& socket_dir) {
+  // The group's shared state records up to kMaxSharedQids vectors; no
+  // queue id reaches beyond that either.
+  constexpr uint32_t kMaxVectors = 256;
+  // A server's max_msg_fds is at least the protocol's default: send in chunks.
+  constexpr uint32_t kChunk = 8;
+  auto info = client_->GetIrqInfo(kPciMsixIrq);
+  if (!info || info->count == 0 || (info->flags & kIrqInfoEventfd) == 0) {
+    NVMUX_LOG(kInfo, "vfio-user: %s offers no MSI-X vectors with eventfds%s%s: queue pairs can only poll",
+              socket_dir.c_str(), info ? "" : ": ", info ? "" : info.error().message.c_str());
+    return;
+  }
+  const uint32_t count = std::min(info->count, kMaxVectors);
+  std::vector<UniqueFd> fds;
+  for (uint32_t v = 0; v < count; ++v) {
+    UniqueFd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!fd.valid()) {
+      NVMUX_LOG(kWarning, "vfio-user: %s: eventfd for MSI-X vector %u: %s; queue pairs can only poll",
+                socket_dir.c_str(), v, std::strerror(errno));
+      return;
+    }
+    fds.push_back(std::move(fd));
+  }
+  for (uint32_t start = 0; start < count; start += kChunk) {
+    const uint32_t n = std::min(kChunk, count - start);
+    std::vector<int> raw;
+    for (uint32_t i = 0; i < n; ++i) raw.push_back(fds[start + i].get());
+    Status st = client_->SetIrqs(kPciMsixIrq, kIrqSetDataEventfd | kIrqSetActionTrigger, start, n, raw);
+    if (!st) {
+      NVMUX_LOG(kWarning, "vfio-user: %s refused MSI-X eventfds %u..%u (%s); queue pairs can only poll",
+                socket_dir.c_str(), start, start + n - 1, st.error().message.c_str());
+      return;
+    }
+  }
+  vector_fds_ = std::move(fds);
+  NVMUX_LOG(kDebug, "vfio-user: %s: %u MSI-X vector eventfds registered", socket_dir.c_str(), count);
 }
 
 void VfioUserTransport::OnMemory(bool added, std::span<const shm::MemSegment> segments) {

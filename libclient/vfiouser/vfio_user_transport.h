@@ -4,7 +4,8 @@
 // for BAR0's io fds (DEVICE_GET_REGION_IO_FDS: an ioeventfd covering the
 // whole doorbell page is taken as the doorbell kick, see
 // Transport::DoorbellKickFd; servers without io fds are fine), and
-// keeps every DPDK hugepage segment of this process's environment mapped for
+// registers an eventfd for each MSI-X vector (DEVICE_SET_IRQS: see
+// Transport::InterruptVectors), and keeps every DPDK hugepage segment of this process's environment mapped for
 // the device with DMA_MAP (IOVA = VA), following allocations and frees.
 //
 // Thread safety: as Transport. Memory events may call into the client from
@@ -15,6 +16,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "libclient/core/transport.h"
 #include "libclient/vfiouser/client.h"
@@ -36,6 +38,10 @@ class VfioUserTransport final : public Transport {
   Doorbells QueueDoorbells(uint16_t qid, uint32_t dstrd) override;
   bool Lost() const override { return client_->broken(); }
   int DoorbellKickFd() const override { return kick_fd_.get(); }
+  uint32_t InterruptVectors() const override { return static_cast<uint32_t>(vector_fds_.size()); }
+  int VectorFd(uint16_t vector) const override {
+    return vector < vector_fds_.size() ? vector_fds_[vector].get() : -1;
+  }
   std::optional<Exported> Export() const override {
     return Exported{doorbell_fd_.get(), doorbell_file_offset_, doorbell_offset_, doorbells_.size(), client_->socket_fd(),
                     kick_fd_.get()};
@@ -54,6 +60,10 @@ class VfioUserTransport final : public Transport {
   void OnMemory(bool added, std::span<const shm::MemSegment> segments);
   // Takes BAR0's ioeventfd for the doorbell page, if the server offers one.
   void TakeDoorbellIoeventfd(const std::string& socket_dir);
+  // Registers an eventfd for every MSI-X vector the server offers (up to
+  // kMaxVectors) with DEVICE_SET_IRQS; none when it offers no MSI-X or
+  // refuses (logged; queue pairs then cannot use event mode).
+  void RegisterInterrupts(const std::string& socket_dir);
 
   std::unique_ptr<Client> client_;
   VfioUserRegisters registers_;
@@ -62,6 +72,7 @@ class VfioUserTransport final : public Transport {
   UniqueFd doorbell_fd_;
   uint64_t doorbell_file_offset_ = 0;
   UniqueFd kick_fd_;  // ioeventfd of the doorbell page, or invalid
+  std::vector<UniqueFd> vector_fds_;  // MSI-X vector v's eventfd (non-blocking)
   std::unique_ptr<shm::MemEventSubscription> memory_;
   uint32_t maps_ = 0;
   Status map_error_ = Ok();

@@ -94,7 +94,8 @@ std::string Emulator::ExecuteControl(std::string_view line) {
            " asleep=" + (deep_asleep_.load(std::memory_order_relaxed) ? "1" : "0") +
            " dma_maps=" + std::to_string(client.dma_maps) + " fdless=" + std::to_string(client.fdless_maps) +
            " msix_fds=" + std::to_string(client.msix_fds) + " io_sqs=" + std::to_string(client.io_sqs) +
-           " io_cqs=" + std::to_string(client.io_cqs) + " " + controller_->QueueSummary();
+           " io_cqs=" + std::to_string(client.io_cqs) + " " + controller_->QueueSummary() + " " +
+           controller_->VectorSummary();
   }
   if (command == "corrupt") {
     auto v = ParseNumbers("corrupt", args, {"lba", "ns"});

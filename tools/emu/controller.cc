@@ -16,10 +16,11 @@ using namespace nvmux::spec;
 Controller::Controller(const EmulatorOptions& options, uint32_t* doorbells)
     : options_(options),
       doorbells_(doorbells),
-      msix_vectors_(static_cast<uint32_t>(options.io_queues) + 1),
+      msix_vectors_(options.msix_vectors != 0 ? options.msix_vectors : static_cast<uint32_t>(options.io_queues) + 1),
       sqs_(static_cast<size_t>(options.io_queues) + 1),
       cqs_(static_cast<size_t>(options.io_queues) + 1),
-      msix_(static_cast<size_t>(options.io_queues) + 1) {
+      msix_(msix_vectors_),
+      vectors_(msix_vectors_) {
   cap_.set_mqes(options.mqes)
       .set_cqr(1)
       .set_ams(0)
@@ -210,6 +211,7 @@ void Controller::ResetLocked() {
     for (uint32_t i = 0; i < 1024; ++i) StoreDoorbell(i, 0);
   }
   csts_.set_rdy(0).set_cfs(0);
+  for (VectorState& v : vectors_) v.pending = 0;  // their queues are gone
   features_ = Features{};
   features_.nsqa = options_.io_queues;
   features_.ncqa = options_.io_queues;
@@ -402,6 +404,7 @@ bool Controller::Poll() {
     if (cq) UpdateCqHead(*cq);
   }
   if (!delayed_.empty()) work |= PostDelayed(MonotonicNanos());
+  FlushCoalesced(MonotonicNanos());
   for (auto& sq : sqs_) {
     if (!sq) continue;
     work |= ProcessSq(*sq);

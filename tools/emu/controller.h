@@ -156,6 +156,16 @@ class Controller {
   // control socket's `status`: "aers=N sqs=1,2 cqs=1,2" (I/O queues only;
   // "-" when none), so tests can compare a host's records with the device.
   std::string QueueSummary() const;
+  // Per MSI-X vector, for `status`: "vectors=V:fd:N[+P],..." for every
+  // vector that has an eventfd or raised or holds interrupts: fd/nofd, N
+  // interrupts raised (eventfd writes, or would-be writes without an fd),
+  // P completions held back by interrupt coalescing; "vectors=-" when none.
+  // Then "coalescing=THR:TIME" (FID 08h as set: 0's based threshold,
+  // 100 us units).
+  std::string VectorSummary() const;
+  // When the poller must run to raise an interrupt that coalescing holds
+  // back (its aggregation time ends); INT64_MAX when none is held.
+  int64_t CoalescingDeadline() const;
 
  private:
   struct CompletionQueue {
@@ -285,7 +295,15 @@ class Controller {
   void DeliverEvents();
   // Posts delayed completions that are due; whether any was posted.
   bool PostDelayed(int64_t now_ns);
+  // A CQ got entries: raises its vector's interrupt if IEN, unless
+  // Interrupt Coalescing (FID 08h) holds it back (I/O vectors whose
+  // Interrupt Vector Configuration does not set CD; never vector 0 / the
+  // admin CQ): then it is raised once THR + 1 completions are held on the
+  // vector or TIME x 100 us passed since the first (FlushCoalesced).
   void Interrupt(const CompletionQueue& cq);
+  void RaiseVector(uint16_t iv);
+  void FlushCoalesced(int64_t now_ns);
+  int64_t CoalescingDeadlineLocked() const;
 
   // Admin commands (admin_queues.cc, admin_identify.cc, admin_features.cc).
   Outcome ExecuteAdmin(const spec::Sqe& sqe);
@@ -360,6 +378,14 @@ class Controller {
   std::vector<std::optional<SubmissionQueue>> sqs_;  // index qid
   std::vector<std::optional<CompletionQueue>> cqs_;
   std::vector<UniqueFd> msix_;
+  // Per MSI-X vector (index = vector): interrupts raised, and completions
+  // held back by coalescing since the first held one (pending_since_ns).
+  struct VectorState {
+    uint64_t raised = 0;
+    uint32_t pending = 0;
+    int64_t pending_since_ns = 0;
+  };
+  std::vector<VectorState> vectors_;
   Features features_;
   int64_t keep_alive_at_ns_ = 0;  // last Keep Alive (or KATO set)
 

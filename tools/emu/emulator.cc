@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "shm/base/clock.h"
@@ -146,6 +147,9 @@ void Emulator::PollLoop() {
                         : idle > kLongIdleNanos  ? kLongSleepNanos
                                                  : kMaxSleepNanos;
     sleep_ns = sleep_ns == 0 ? 10'000 : std::min(sleep_ns * 2, cap);
+    // An interrupt that coalescing holds back is raised on time.
+    const int64_t coalesced = controller_->CoalescingDeadline();
+    if (coalesced != INT64_MAX) sleep_ns = std::clamp<int64_t>(coalesced - MonotonicNanos(), 1'000, sleep_ns);
     if (SleepOnFds(sleep_ns, /*kicks=*/false)) {
       sleep_ns = 0;
       last_work = MonotonicNanos();

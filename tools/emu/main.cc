@@ -58,6 +58,10 @@ int main(int argc, char** argv) {
   app.add_option("--mdts", mdts, "Identify MDTS: max transfer 2^N x 4 KiB, 0 = unlimited")->capture_default_str();
   app.add_option("--mqes", mqes, "CAP.MQES: largest queue size minus one")->capture_default_str();
   app.add_option("--io-queues", io_queues, "I/O submission and completion queues offered")->capture_default_str();
+  unsigned msix_vectors = 0;
+  app.add_option("--msix-vectors", msix_vectors,
+                 "MSI-X vectors offered (interrupts of CQs created with IEN), 1..io-queues + 1; 0: io-queues + 1")
+      ->capture_default_str();
   app.add_option("--serial", options.serial, "Identify serial number")->capture_default_str();
   std::string keep_alive = "on";
   app.add_option("--keep-alive", keep_alive,
@@ -112,6 +116,12 @@ int main(int argc, char** argv) {
   options.mdts = static_cast<uint8_t>(mdts);
   options.mqes = static_cast<uint16_t>(mqes);
   options.io_queues = static_cast<uint16_t>(io_queues);
+  if (msix_vectors > io_queues + 1) {
+    std::fprintf(stderr, "nvmux-emu: --msix-vectors %u: must be 1..%u (--io-queues + 1), or 0 for that many\n",
+                 msix_vectors, io_queues + 1);
+    return 1;
+  }
+  options.msix_vectors = static_cast<uint16_t>(msix_vectors);
 
   // Block the stop signals before any thread starts so only sigwait sees them.
   sigset_t stop_signals;

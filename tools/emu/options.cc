@@ -104,6 +104,10 @@ Status Validate(const EmulatorOptions& o) {
   if (o.io_queues < 1 || o.io_queues > 511) {
     return Fail(EINVAL, "--io-queues " + std::to_string(o.io_queues) + ": must be 1..511 (one doorbell page)");
   }
+  if (o.msix_vectors > o.io_queues + 1) {
+    return Fail(EINVAL, "--msix-vectors " + std::to_string(o.msix_vectors) + ": must be 1.." +
+                            std::to_string(o.io_queues + 1) + " (--io-queues + 1), or 0 for that many");
+  }
   if (o.backing.kind == BackingKind::kFile && o.backing.path.empty()) {
     return Fail(EINVAL, "--backing file: needs a path (file:PATH)");
   }

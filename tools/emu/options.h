@@ -48,6 +48,10 @@ struct EmulatorOptions {
   uint8_t mdts = 5;        // Identify MDTS: 2^mdts * 4 KiB; 0 = no limit
   uint16_t mqes = 0x7FF;   // CAP.MQES: largest queue size minus one (0's based)
   uint16_t io_queues = 64; // I/O SQs and CQs offered (Number of Queues maximum)
+  // MSI-X vectors offered: 0 means io_queues + 1 (one per CQ, as the host
+  // may want); fewer model a device whose vectors do not cover every queue
+  // (1: only the admin queue's).
+  uint16_t msix_vectors = 0;
   std::string serial = "NVMUXEMU0001";
   std::vector<FaultRule> faults;  // armed when the emulator is created
   // Keep Alive: when the host set a non-zero KATO and no Keep Alive command

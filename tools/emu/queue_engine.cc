@@ -3,8 +3,10 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <string>
 
 #include "shm/base/clock.h"
 #include "shm/base/log.h"
@@ -82,10 +84,69 @@ void Controller::PostCompletion(CompletionQueue& cq, Cqe cqe) {
 }
 
 void Controller::Interrupt(const CompletionQueue& cq) {
-  if (!cq.ien || cq.iv >= msix_.size() || !msix_[cq.iv].valid()) return;
+  if (!cq.ien || cq.iv >= vectors_.size()) return;
+  // FID 08h: THR is 0's based (0: every completion), TIME in 100 us; a
+  // TIME of 0 means no delay, so either being 0 turns coalescing off.
+  const uint32_t ic = features_.interrupt_coalescing;
+  const uint32_t threshold = (ic & 0xFF) + 1;
+  const int64_t time_ns = static_cast<int64_t>((ic >> 8) & 0xFF) * 100'000;
+  const std::vector<uint8_t>& cd = features_.iv_coalescing_disabled;
+  const bool disabled = cq.iv < cd.size() && cd[cq.iv] != 0;
+  if (cq.qid == 0 || cq.iv == 0 || threshold == 1 || time_ns == 0 || disabled) {
+    RaiseVector(cq.iv);
+    return;
+  }
+  VectorState& v = vectors_[cq.iv];
+  if (v.pending++ == 0) v.pending_since_ns = MonotonicNanos();
+  if (v.pending >= threshold) RaiseVector(cq.iv);
+}
+
+void Controller::RaiseVector(uint16_t iv) {
+  VectorState& v = vectors_[iv];
+  v.pending = 0;
+  ++v.raised;
+  if (iv >= msix_.size() || !msix_[iv].valid()) return;
   uint64_t one = 1;
-  ssize_t n = ::write(msix_[cq.iv].get(), &one, sizeof(one));
+  ssize_t n = ::write(msix_[iv].get(), &one, sizeof(one));
   (void)n;  // an eventfd at its limit already signals
+}
+
+void Controller::FlushCoalesced(int64_t now_ns) {
+  const int64_t time_ns = static_cast<int64_t>((features_.interrupt_coalescing >> 8) & 0xFF) * 100'000;
+  for (size_t iv = 0; iv < vectors_.size(); ++iv) {
+    // A TIME lowered (or coalescing turned off) meanwhile releases at once.
+    if (vectors_[iv].pending != 0 && now_ns - vectors_[iv].pending_since_ns >= time_ns)
+      RaiseVector(static_cast<uint16_t>(iv));
+  }
+}
+
+int64_t Controller::CoalescingDeadlineLocked() const {
+  const int64_t time_ns = static_cast<int64_t>((features_.interrupt_coalescing >> 8) & 0xFF) * 100'000;
+  int64_t at = INT64_MAX;
+  for (const VectorState& v : vectors_) {
+    if (v.pending != 0) at = std::min(at, v.pending_since_ns + time_ns);
+  }
+  return at;
+}
+
+int64_t Controller::CoalescingDeadline() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return CoalescingDeadlineLocked();
+}
+
+std::string Controller::VectorSummary() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::string out;
+  for (size_t iv = 0; iv < vectors_.size(); ++iv) {
+    const VectorState& v = vectors_[iv];
+    const bool fd = iv < msix_.size() && msix_[iv].valid();
+    if (!fd && v.raised == 0 && v.pending == 0) continue;
+    out += (out.empty() ? "" : ",") + std::to_string(iv) + (fd ? ":fd:" : ":nofd:") + std::to_string(v.raised);
+    if (v.pending != 0) out += "+" + std::to_string(v.pending);
+  }
+  const uint32_t ic = features_.interrupt_coalescing;
+  return "vectors=" + (out.empty() ? std::string("-") : out) + " coalescing=" + std::to_string(ic & 0xFF) + ":" +
+         std::to_string((ic >> 8) & 0xFF);
 }
 
 void Controller::Complete(uint16_t sqid, uint16_t cid, const Outcome& outcome) {

@@ -137,6 +137,7 @@ std::optional<int64_t> Controller::PrepareToSleep() {
   int64_t until = INT64_MAX;
   if (std::optional<int64_t> cfs_at = faults_.CfsDeadline()) until = std::min(until, *cfs_at);
   if (std::optional<int64_t> ka_at = KeepAliveDeadline()) until = std::min(until, *ka_at);
+  until = std::min(until, CoalescingDeadlineLocked());  // an interrupt coalescing holds back
   if (until == INT64_MAX) return INT64_MAX;
   return std::max<int64_t>(until - MonotonicNanos(), 0);
 }

@@ -59,10 +59,11 @@ std::string DescribeParseError(const CLI::ParseError& e) {
 
 // The raw text of every option, as given; parsed and checked after CLI11.
 struct RawArgs {
-  std::string q, o, w, M, t, a, d, F, c, i, P, io_queue_size, O, A, C, Q, s, e, lba_range;
+  std::string q, o, w, M, t, a, d, F, c, i, P, io_queue_size, O, A, C, Q, s, e, lba_range, mode, hybrid_spin_us;
   std::vector<std::string> r;
   int L = 0;
   bool N = false, transport_stats = false, json = false, verify = false, live = false, no_live = false;
+  bool cpu_stats = false;
 };
 
 struct Cli {
@@ -109,6 +110,13 @@ void Setup(Cli& cli) {
   one("N", app.add_option("-Q,--continue-on-error", r.Q, "keep going after I/O errors, log every Nth (N >= 1)"));
   app.add_flag("-L,--enable-sw-latency-tracking", r.L, "-L: latency percentiles; -LL: also the histogram");
   app.add_flag("--transport-stats", r.transport_stats, "print transport statistics at the end");
+  one("MODE", app.add_option("--mode", r.mode,
+                             "how workers wait for completions: poll (spin, default), event (block on the queue "
+                             "pairs' interrupt eventfds), hybrid (spin --hybrid-spin-us after the last completion, "
+                             "then block)"));
+  one("US", app.add_option("--hybrid-spin-us", r.hybrid_spin_us, "hybrid mode's spin budget in microseconds (default 50)"));
+  app.add_flag("--cpu-stats", r.cpu_stats,
+               "print the CPU time the workers used while measuring: seconds, share of a core, microseconds per I/O");
   app.add_flag("--json", r.json, "print the results as JSON on stdout instead of the table");
   app.add_flag("--live", r.live, "print a progress line every second (default: when stdout is a terminal)");
   app.add_flag("--no-live", r.no_live, "never print the progress line");
@@ -288,6 +296,18 @@ Result<PerfOptions> Validate(const Cli& cli) {
   o.latency_tracking = r.L;
   o.transport_stats = r.transport_stats;
   o.json = r.json;
+  if (given("--mode")) {
+    if (r.mode == "poll") o.mode = WaitMode::kPoll;
+    else if (r.mode == "event") o.mode = WaitMode::kEvent;
+    else if (r.mode == "hybrid") o.mode = WaitMode::kHybrid;
+    else return Bad("--mode", r.mode, "allowed poll, event or hybrid");
+  }
+  if (given("--hybrid-spin-us")) {
+    auto n = ParseCount("--hybrid-spin-us", r.hybrid_spin_us, "spin budget in microseconds", 0, 10'000'000);
+    if (!n) return n.error();
+    o.hybrid_spin_us = ToU32(*n);
+  }
+  o.cpu_stats = r.cpu_stats;
   if (r.live && r.no_live) return Fail(EINVAL, "--live and --no-live exclude each other");
   o.live = r.live ? LiveMode::kOn : r.no_live ? LiveMode::kOff : LiveMode::kAuto;
   return o;
@@ -446,6 +466,15 @@ Result<uint32_t> IoSizeInBlocks(const PerfOptions& options, uint32_t block_size)
                    " bytes)");
   }
   return options.io_size_bytes / block_size;
+}
+
+const char* WaitModeName(WaitMode mode) {
+  switch (mode) {
+    case WaitMode::kPoll: return "poll";
+    case WaitMode::kEvent: return "event";
+    case WaitMode::kHybrid: return "hybrid";
+  }
+  return "?";
 }
 
 }  // namespace nvmux::perf

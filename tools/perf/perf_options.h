@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <optional>
+
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,6 +62,11 @@ enum class LiveMode {
   kOff,   // --no-live: never
 };
 
+// --mode: how workers wait for completions (nvmux::CompletionMode; kept
+// separate so option parsing does not depend on the driver).
+enum class WaitMode { kPoll, kEvent, kHybrid };
+const char* WaitModeName(WaitMode mode);
+
 struct PerfOptions {
   // Workload.
   uint32_t queue_depth = 0;         // -q, required, >= 1
@@ -87,6 +93,9 @@ struct PerfOptions {
   uint32_t mem_size_mb = 0;                 // -s; 0 = the default
   PiFlags pi;                               // -e
   bool no_shutdown_notification = false;    // -N (accepted; the detach skips the shutdown notification)
+  WaitMode mode = WaitMode::kPoll;          // --mode poll|event|hybrid (IoQpairOptions::mode)
+  uint32_t hybrid_spin_us = 50;             // --hybrid-spin-us
+  bool cpu_stats = false;                   // --cpu-stats: CPU time of the workers per I/O
 
   // Errors and output.
   bool continue_on_error = false;   // -Q N given

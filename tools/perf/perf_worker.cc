@@ -1,6 +1,8 @@
 #include "tools/perf/perf_worker.h"
 
+#include <poll.h>
 #include <pthread.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cinttypes>
@@ -140,7 +142,19 @@ struct PerfWorker::State {
   std::atomic<bool> finished{false};
   std::vector<std::unique_ptr<NsContext>> contexts;
   std::vector<QpairReport> qpair_reports;
+  // --cpu-stats: this thread's CPU time from the start of measuring to the stop.
+  int64_t cpu_start_ns = -1;
+  int64_t cpu_ns = 0;
+  int64_t last_completion_ns = 0;  // --mode hybrid
 };
+
+namespace {
+int64_t ThreadCpuNanos() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+}  // namespace
 
 namespace {
 
@@ -301,6 +315,10 @@ Result<std::unique_ptr<NsContext>> NsContext::Create(Env& env, PerfWorker::State
   qo.io_queue_size = queue_size;
   qo.io_queue_requests = static_cast<uint32_t>(std::min<uint64_t>(requests, std::numeric_limits<uint32_t>::max()));
   qo.delay_cmd_submit = true;
+  qo.mode = o.mode == WaitMode::kEvent    ? CompletionMode::kEvent
+            : o.mode == WaitMode::kHybrid ? CompletionMode::kHybrid
+                                          : CompletionMode::kPoll;
+  qo.hybrid_spin_us = o.hybrid_spin_us;
   for (uint32_t i = 0; i < o.qpairs_per_ns; ++i) {
     auto qp = ctrlr.AllocIoQpair(qo);
     if (!qp) {
@@ -561,6 +579,31 @@ uint32_t PerfWorker::core() const { return s_->core; }
 uint64_t PerfWorker::completed() const { return s_->completed.load(std::memory_order_relaxed); }
 bool PerfWorker::finished() const { return s_->finished.load(std::memory_order_acquire); }
 
+// --mode event/hybrid: after a poll that completed nothing (hybrid: once
+// the spin budget since the last completion is spent), arm every queue
+// pair and block on their eventfds; 100 ms at most, so phase changes are
+// seen. A queue pair with a completion waiting cancels the block.
+static void WaitForEvents(PerfWorker::State& s, uint64_t completed_before) {
+  const int64_t now = MonotonicNanos();
+  if (s.completed.load(std::memory_order_relaxed) != completed_before) {
+    s.last_completion_ns = now;
+    return;
+  }
+  if (s.options.mode == WaitMode::kHybrid &&
+      now - s.last_completion_ns < int64_t{s.options.hybrid_spin_us} * 1000)
+    return;
+  std::vector<pollfd> fds;
+  for (auto& c : s.contexts) {
+    if (c->outstanding == 0) continue;
+    for (auto& qp : c->qpairs) {
+      if (qp->outstanding() == 0) continue;
+      if (!qp->ArmEvent()) return;
+      fds.push_back({qp->event_fd(), POLLIN, 0});
+    }
+  }
+  if (!fds.empty()) (void)::poll(fds.data(), fds.size(), 100);
+}
+
 void PerfWorker::Run(std::latch& ready) {
   State& s = *s_;
   char thread_name[16];
@@ -582,6 +625,7 @@ void PerfWorker::Run(std::latch& ready) {
       int64_t now = MonotonicNanos();
       for (auto& c : s.contexts) c->StartMeasuring(now);
       measuring = true;
+      s.cpu_start_ns = ThreadCpuNanos();
     }
     for (auto& c : s.contexts) c->SubmitInitial();
   }
@@ -592,16 +636,20 @@ void PerfWorker::Run(std::latch& ready) {
         int64_t now = MonotonicNanos();
         for (auto& c : s.contexts) c->StartMeasuring(now);
         measuring = true;
+        s.cpu_start_ns = ThreadCpuNanos();
       } else if (phase == RunPhase::kStop) {
         int64_t now = MonotonicNanos();
         for (auto& c : s.contexts) c->Stop(now);
+        if (s.cpu_start_ns >= 0) s.cpu_ns = ThreadCpuNanos() - s.cpu_start_ns;
         stopping = true;
         drain_deadline = now + kDrainTimeoutNs;
       }
     }
     uint64_t outstanding = 0;
+    const uint64_t completed_before = s.completed.load(std::memory_order_relaxed);
     for (auto& c : s.contexts) outstanding += c->Poll();
     if (outstanding == 0) break;
+    if (s.options.mode != WaitMode::kPoll && !stopping) WaitForEvents(s, completed_before);
     if (stopping && MonotonicNanos() > drain_deadline) {
       std::fprintf(stderr,
                    "nvmux-perf: core %u: %" PRIu64 " I/Os still outstanding after 10 s of draining; "
@@ -611,6 +659,7 @@ void PerfWorker::Run(std::latch& ready) {
       break;
     }
   }
+  if (s.cpu_ns == 0 && s.cpu_start_ns >= 0) s.cpu_ns = ThreadCpuNanos() - s.cpu_start_ns;  // -d ended it
   int64_t now = MonotonicNanos();
   for (auto& c : s.contexts) {
     c->Stop(now);
@@ -631,6 +680,8 @@ std::vector<PerfResult> PerfWorker::TakeResults(bool keep_histogram) {
 }
 
 std::vector<QpairReport> PerfWorker::QpairReports() const { return s_->qpair_reports; }
+
+double PerfWorker::cpu_seconds() const { return static_cast<double>(s_->cpu_ns) / 1e9; }
 
 uint64_t PerfWorker::io_errors() const {
   uint64_t n = 0;

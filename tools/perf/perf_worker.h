@@ -133,6 +133,9 @@ class PerfWorker {
   std::vector<PerfResult> TakeResults(bool keep_histogram);
   // After Run: each queue pair's statistics, taken when it was drained.
   std::vector<QpairReport> QpairReports() const;
+  // After Run: the worker thread's CPU time (user + system) while
+  // measuring, for --cpu-stats.
+  double cpu_seconds() const;
   // After Run: I/O errors and verify mismatches counted (with -Q, all of them).
   uint64_t io_errors() const;
 

@@ -132,6 +132,20 @@ class Controller {
   // spdk_nvme_ctrlr_process_admin_completions).
   // Returns completions processed. Errors: ENXIO (controller failed).
   [[nodiscard]] Result<uint32_t> ProcessAdminCompletions();
+  // The admin queue's interrupt (MSI-X vector 0) as an eventfd, so a
+  // process can sleep until admin completions or asynchronous events
+  // arrive instead of polling: readable once the device posted an admin
+  // completion after the last ArmAdminEvent(). -1 when this process did not
+  // register the device's interrupts (a secondary; a transport or device
+  // without MSI-X; a primary that took the group over): poll then.
+  // Owned by the controller; do not read or close it. Race-free use:
+  //   ctrlr->ArmAdminEvent(); (void)ctrlr->ProcessAdminCompletions();
+  //   poll({admin_event_fd(), ...}, timeout <= keep_alive_timeout_ms / 2);
+  int admin_event_fd() const;
+  // Drains admin_event_fd() (nothing when it is -1). Call it before
+  // ProcessAdminCompletions: a completion posted after the drain leaves the
+  // fd readable, one posted before it is found by that poll.
+  void ArmAdminEvent();
   // Submits and polls until done or admin_timeout_ms; returns the completion.
   // Errors: ETIMEDOUT, ENXIO, EIO when the device returned an error status
   // (the message names opcode and status; the completion is in the error's

@@ -39,6 +39,19 @@ namespace nvmux {
 class Controller;
 struct QpairState;
 
+// How a thread waits for completions (IoQpair::WaitCompletions,
+// PollGroup::WaitCompletions). The mode is fixed when the queue pair is
+// created: event and hybrid create the completion queue with interrupts
+// enabled (IEN, vector = the queue id).
+enum class CompletionMode : uint8_t {
+  kPoll,    // spin on the completion queue: lowest latency, one core busy while waiting
+  kEvent,   // arm the interrupt and block on event_fd() until the device signals
+  kHybrid,  // spin for hybrid_spin_us after the last completion (or the start of
+            // the wait), then arm and block as kEvent
+};
+// "poll", "event", "hybrid".
+const char* CompletionModeName(CompletionMode mode);
+
 struct IoQpairOptions {
   uint32_t io_queue_size = 0;      // entries; 0: the controller's option (<= CAP.MQES + 1)
   uint32_t io_queue_requests = 0;  // requests; 0: the controller's option (>= io_queue_size)
@@ -54,6 +67,13 @@ struct IoQpairOptions {
   size_t sq_buffer_size = 0;
   void* cq_buffer = nullptr;
   size_t cq_buffer_size = 0;
+  // Completion waiting (see CompletionMode). Event and hybrid need an
+  // interrupt vector for the queue: ENOTSUP at creation, naming the mode and
+  // the transport, when the transport or the device has none (no MSI-X
+  // vectors, fewer vectors than the queue id, a group whose primary was
+  // taken over); nothing is left allocated then.
+  CompletionMode mode = CompletionMode::kPoll;
+  uint32_t hybrid_spin_us = 50;
 };
 
 struct QpairStatistics {
@@ -66,6 +86,8 @@ struct QpairStatistics {
   uint64_t shadow_doorbell_updates = 0;  // doorbell values written to the shadow buffer instead
   uint64_t queued = 0;  // requests that waited for a tracker
   uint64_t split = 0;   // parents split into children
+  uint64_t blocks = 0;   // WaitCompletions blocked on event_fd() (event/hybrid)
+  uint64_t wakeups = 0;  // of which ended by the device's interrupt (not a timeout)
 };
 
 // An error the caller asks the driver to inject (SPDK's
@@ -167,6 +189,32 @@ class IoQpair {
   // Errors: ENXIO when the queue pair failed (outstanding requests have been
   // completed with an abort status first).
   [[nodiscard]] Result<uint32_t> ProcessCompletions(uint32_t max = 0);
+
+  // ---- waiting for completions (IoQpairOptions::mode) ----
+  CompletionMode mode() const;
+  // Event and hybrid modes: an eventfd (non-blocking, owned by the queue
+  // pair; do not read or close it) that becomes readable when the device
+  // signalled completions since the last ArmEvent(). Put it in your own
+  // epoll/poll set with your other fds. -1 in poll mode.
+  int event_fd() const;
+  // Before blocking on event_fd(): drains it, then re-checks the completion
+  // queue. true: nothing is waiting, block now — a completion posted from
+  // here on makes event_fd() readable, so none is lost between the re-check
+  // and the block. false: a completion (or a locally completed request) is
+  // waiting: call ProcessCompletions instead of blocking. Always false in
+  // poll mode (nothing would wake the block).
+  //   for (;;) {
+  //     (void)qpair->ProcessCompletions();
+  //     if (qpair->ArmEvent()) epoll_wait(ep, events, n, -1);  // event_fd() and others
+  //   }
+  bool ArmEvent();
+  // Waits as the mode says for completions and runs them (up to `max`, 0:
+  // all): poll spins; event arms and blocks; hybrid spins hybrid_spin_us,
+  // then arms and blocks. Returns the completions run; 0 when `timeout_ms`
+  // (-1: no limit) passed, or at once when nothing is outstanding. A block
+  // lasts at most 1 s (or an eighth of the I/O timeout) so that controller
+  // failure and I/O timeouts are still noticed. Errors: as ProcessCompletions.
+  [[nodiscard]] Result<uint32_t> WaitCompletions(int timeout_ms, uint32_t max = 0);
 
   uint32_t outstanding() const;  // requests submitted, not completed (queued included)
   const QpairStatistics& statistics() const;

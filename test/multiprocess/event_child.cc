@@ -1,0 +1,122 @@
+// nvmux_event_child: a secondary whose queue pair waits for completions by
+// interrupt (IoQpairOptions::mode), for the multi-process event tests.
+//
+//   nvmux_event_child -i G -r TRID --mode event|hybrid|poll --lba L --ios N [--hang]
+//     joins group G, allocates a queue pair in that mode, prints
+//     "ready <qid> <event fd>", then writes and reads back N I/Os of 8 blocks
+//     from LBA L, one at a time, waiting only with WaitCompletions, and
+//     prints "io ok <blocks> <wakeups>" (exit 0) or the error (exit 1).
+//     A refused allocation prints "alloc error <errno> <message>" (exit 1).
+//     With --hang it then submits one read (the test makes the device drop
+//     it), prints "blocked", and waits for it with WaitCompletions(-1):
+//     blocked on the eventfd until it is killed.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "nvmux/controller.h"
+#include "nvmux/env.h"
+
+namespace nvmux {
+namespace {
+
+struct Done {
+  bool done = false;
+  bool ok = false;
+};
+void OnDone(void* arg, const spec::Cqe& cpl) {
+  auto* d = static_cast<Done*>(arg);
+  d->done = true;
+  d->ok = !IsError(cpl);
+}
+
+int Fail(const std::string& what) {
+  std::fprintf(stderr, "event_child: %s\n", what.c_str());
+  return 1;
+}
+
+int Run(int group, const std::string& trid_text, const std::string& mode, uint64_t lba, uint32_t ios, bool hang) {
+  EnvOptions o;
+  o.name = "event_child";
+  o.group_id = group;
+  auto env = Env::Init(o);
+  if (!env) return Fail(env.error().message);
+  auto trid = TransportId::Parse(trid_text);
+  if (!trid) return Fail(trid.error().message);
+  auto ctrlr = Controller::Connect(**env, *trid);
+  if (!ctrlr) return Fail(ctrlr.error().message);
+  IoQpairOptions qo;
+  if (mode == "event") qo.mode = CompletionMode::kEvent;
+  else if (mode == "hybrid") qo.mode = CompletionMode::kHybrid;
+  else if (mode != "poll") return Fail("--mode " + mode + ": must be poll, event or hybrid");
+  auto qpair = (*ctrlr)->AllocIoQpair(qo);
+  if (!qpair) {
+    // On stdout too, for the test to check the refusal.
+    std::printf("alloc error %d %s\n", qpair.error().code, qpair.error().message.c_str());
+    std::fflush(stdout);
+    return Fail(qpair.error().ToString());
+  }
+  IoQpair& q = **qpair;
+  Namespace* ns = (*ctrlr)->GetNamespace(1);
+  auto buf = (*env)->AllocDma(8 * ns->sector_size());
+  if (!buf) return Fail(buf.error().message);
+  const size_t bytes = 8 * ns->sector_size();
+  std::printf("ready %u %d\n", q.id(), q.event_fd());
+  std::fflush(stdout);
+  auto wait = [&](Done& d) -> bool {
+    while (!d.done) {
+      auto n = q.WaitCompletions(10'000);
+      if (!n) return Fail(n.error().message), false;
+      if (*n == 0 && !d.done) return Fail("no completion within 10 s"), false;
+    }
+    return d.ok || (Fail("I/O failed"), false);
+  };
+  auto* words = static_cast<uint32_t*>(buf->data());
+  for (uint32_t i = 0; i < ios; ++i) {
+    const uint64_t at = lba + uint64_t{i} * 8;
+    for (size_t w = 0; w < bytes / 4; ++w) words[w] = static_cast<uint32_t>(at * 131 + w + getpid());
+    Done wd;
+    if (Status st = q.Write(*ns, buf->data(), at, 8, OnDone, &wd); !st) return Fail(st.error().message);
+    if (!wait(wd)) return 1;
+    std::memset(buf->data(), 0, bytes);
+    Done rd;
+    if (Status st = q.Read(*ns, buf->data(), at, 8, OnDone, &rd); !st) return Fail(st.error().message);
+    if (!wait(rd)) return 1;
+    for (size_t w = 0; w < bytes / 4; ++w)
+      if (words[w] != static_cast<uint32_t>(at * 131 + w + getpid())) return Fail("data mismatch at LBA " + std::to_string(at));
+  }
+  std::printf("io ok %llu %llu\n", static_cast<unsigned long long>(q.statistics().blocks),
+              static_cast<unsigned long long>(q.statistics().wakeups));
+  std::fflush(stdout);
+  if (!hang) return 0;
+  Done never;
+  if (Status st = q.Read(*ns, buf->data(), lba, 8, OnDone, &never); !st) return Fail(st.error().message);
+  std::printf("blocked\n");
+  std::fflush(stdout);
+  for (;;) {
+    auto n = q.WaitCompletions(-1);
+    if (!n) return Fail(n.error().message);
+    if (never.done) return Fail("the dropped read completed");
+  }
+}
+
+}  // namespace
+}  // namespace nvmux
+
+int main(int argc, char** argv) {
+  CLI::App app{"event-mode test child"};
+  int group = 0;
+  std::string trid, mode = "event";
+  uint64_t lba = 0;
+  uint32_t ios = 8;
+  bool hang = false;
+  app.add_option("-i", group)->required();
+  app.add_option("-r", trid)->required();
+  app.add_option("--mode", mode);
+  app.add_option("--lba", lba);
+  app.add_option("--ios", ios);
+  app.add_flag("--hang", hang);
+  CLI11_PARSE(app, argc, argv);
+  return nvmux::Run(group, trid, mode, lba, ios, hang);
+}
