@@ -8,7 +8,10 @@
 #include <rte_memzone.h>
 #include <rte_service_component.h>
 
+#include <sys/stat.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 
@@ -118,12 +121,21 @@ Status InitEal(const EalOptions& options) {
   if (ReadHugepageCounts().total == 0)
     return Fail(ENOMEM, "no 2 MiB hugepages are reserved: run scripts/hugepages.sh reserve");
   RouteEalLog();
+  // Every user's processes of a group find its files at one place
+  // (group_paths.h), not at DPDK's per-user default.
+  if (!options.run_dir.empty()) setenv("RUNTIME_DIRECTORY", options.run_dir.c_str(), 1);
+  // What DPDK creates with the umask (mp sockets) is usable by the group's
+  // Unix group when the directory's setgid gives it one (group_access.h);
+  // the directory itself still decides who may enter.
+  mode_t old_mask = ::umask(0);
+  ::umask(old_mask & ~static_cast<mode_t>(0070));
   CoreSet before = CoreSet::CurrentAffinity();
   std::vector<std::string> args = BuildEalArgs(options);
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   int rc = rte_eal_init(static_cast<int>(args.size()), argv.data());
+  ::umask(old_mask);
   if (rc < 0) {
     int err = rte_errno != 0 ? rte_errno : EIO;
     return Fail(err, std::string("DPDK EAL initialisation failed: ") + rte_strerror(err));

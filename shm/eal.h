@@ -37,6 +37,10 @@ struct EalOptions {
   std::optional<CoreSet> cores;       // where the main thread runs afterwards
   size_t mem_mb = 0;                  // -m preallocation; primary/in-memory only
   bool pci = false;                   // drive PCIe devices (no --no-pci)
+  // DPDK's runtime directory (given as RUNTIME_DIRECTORY, which DPDK honours
+  // for every user); runtime files go to <run_dir>/dpdk/<file_prefix>.
+  // Empty: DPDK's own default (/var/run for root, XDG_RUNTIME_DIR or /tmp).
+  std::string run_dir;
 };
 
 // The argv EAL will see; exposed for tests.

@@ -105,8 +105,10 @@ Result<uint32_t> ProcessTable::Register(ProcessRole role, std::string_view name,
     }
   }
   if (!chosen)
-    return Fail(EAGAIN, "the group's process table is full (" + std::to_string(state_.capacity) +
-                            " processes attached); detach one or wait for it to exit");
+    return Fail(ENOSPC, "the group's process table is full (" + std::to_string(state_.capacity) +
+                            " processes attached, the limit nvmuxd --max-processes set, at most " +
+                            std::to_string(kMaxProcesses) + "); detach one, wait for it to exit, or restart nvmuxd with a "
+                            "higher --max-processes");
   ProcessSlot& s = state_.slots[*chosen];
   s.pid = self.pid;
   s.start_time = self.start_time;
