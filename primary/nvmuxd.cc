@@ -83,7 +83,11 @@ int main(int argc, char** argv) {
                  "group process polls the admin queue sends Keep Alive at half of it")
       ->capture_default_str()
       ->check(CLI::Range(0u, 3'600'000u));
-  std::string run_dir, access_group;
+  std::string run_dir, access_group, huge_dir;
+  app.add_option("--huge-dir", huge_dir,
+                 "hugetlbfs mount for the group's hugepage files (default $NVMUX_HUGE_DIR, else DPDK's choice when "
+                 "writable, else the first writable hugetlbfs mount)")
+      ->type_name("DIR");
   uint32_t max_processes = shm::kMaxProcesses, max_controllers = kMaxSharedControllers;
   size_t dma_pool_mb = shm::kDefaultDmaPoolMb;
   app.add_option("--run-dir", run_dir,
@@ -109,6 +113,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, static_cast<int>(kMaxSharedQids) - 1));
   CLI11_PARSE(app, argc, argv);
+  if (!huge_dir.empty()) setenv("NVMUX_HUGE_DIR", huge_dir.c_str(), 1);  // read by the EAL bootstrap (shm/eal.h)
   if (!run_dir.empty()) {
     if (Status st = shm::SetRunDir(run_dir); !st) {
       std::cerr << "nvmuxd: --run-dir: " << st.error().message << "\n";
