@@ -2,7 +2,7 @@
 # One-time set-up by root so that nvmux runs without root (issue 14).
 #
 #   scripts/setup.sh user NAME [--group GROUP] [--pages N]
-#       Lets user NAME (created as a system user if missing) run nvmuxd, every
+#       Installs what is missing (scripts/deps.sh), then lets user NAME (created as a system user if missing) run nvmuxd, every
 #       tool, nvmux-emu, scripts/demo.sh and the test suite:
 #        - Unix group GROUP (default nvmux, created if missing), NAME in it;
 #        - N 2 MiB hugepages reserved (default $NVMUX_HUGEPAGES or 1024) and a
@@ -74,6 +74,7 @@ esac
 
 [ "$(id -u)" -eq 0 ] || { echo "setup.sh user: needs root (it creates a group, mounts hugetlbfs, reserves hugepages)" >&2; exit 1; }
 
+"$root/scripts/deps.sh"   # the service account cannot install packages
 getent group "$group" >/dev/null || groupadd --system "$group"
 if ! id "$name" >/dev/null 2>&1; then
   useradd --system --gid "$group" --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin "$name"
@@ -104,8 +105,8 @@ cat > /etc/security/limits.d/nvmux.conf <<EOT
 EOT
 check
 cat <<EOT
-Done. As $name (runuser -u $name -- ...), for example:
-  NVMUX_BUILD_DIR=/tmp/nvmux-build-$name $root/scripts/demo.sh
+Done. As $name, for example the main job:
+  runuser -u $name -- env HOME=/tmp NVMUX_BUILD_DIR=/tmp/nvmux-build-$name $root/scripts/demo.sh
   build/primary/nvmuxd -i 0 -r 'trtype:vfiouser traddr:$emudir/emu0'   (picks $hugedir itself)
 Members of $group may join groups whose nvmuxd runs with --access-group $group.
 EOT

@@ -2,8 +2,9 @@
 # Soak (issue 14; outside CI, stops by itself): secondaries doing verified
 # writes and reads on disjoint LBA ranges of one nvmux-emu controller are
 # killed with SIGKILL at random moments, N times (default 10,000): while
-# doing I/O, while attaching, and while issuing admin commands (Identify,
-# SMART log, queue creation and deletion through the shared admin queue);
+# doing I/O (half of them also reading the SMART log every 25 ms), while
+# attaching, and while issuing admin commands (Identify, SMART log, queue
+# creation and deletion through the shared admin queue);
 # nvmuxd itself is killed and restarted (a takeover) every 500 kills. At the
 # end: every surviving secondary is stopped and must report clean verified
 # I/O, then a census (queue ids in use, DMA records and DPDK's shared heap
@@ -109,8 +110,11 @@ census() { "$mp" census -i "$group" 2>&1; }
 field() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
 
 spawn_io() {  # slot
-  local k=$1
-  "$mp" io -i "$group" -r "$trid" --lba $((k * range)) --blocks "$range" --seconds 1000000 --qd 4 \
+  local k=$1 admin=()
+  # Odd slots also read the SMART log every 25 ms through the shared admin
+  # queue, so kills land in admin commands in flight too.
+  [ $((k % 2)) -eq 1 ] && admin=(--admin-ms 25)
+  "$mp" io -i "$group" -r "$trid" --lba $((k * range)) --blocks "$range" --seconds 1000000 --qd 4 "${admin[@]}" \
     > "$work/io.$k.out" 2> "$work/io.$k.err" &
   slot_pid[$k]=$!
 }

@@ -63,6 +63,10 @@ Status SetRunDir(const std::string& dir) {
 Result<GroupPaths> GroupPaths::For(int id) {
   if (id < 0 || id > kMaxGroupId)
     return Fail(EINVAL, "bad group id " + std::to_string(id) + ": allowed 0.." + std::to_string(kMaxGroupId));
+  const char* env = std::getenv(kRunDirEnv);
+  if (RunDirOverride().empty() && env != nullptr && env[0] != '\0' && env[0] != '/')
+    return Fail(EINVAL, std::string("bad ") + kRunDirEnv + " '" + env + "': an absolute path is needed (default " +
+                            kDefaultRunDir + ")");
   GroupPaths p;
   p.id = id;
   p.prefix = "nvmux" + std::to_string(id);
