@@ -25,6 +25,7 @@
 #include "shm/base/log.h"
 #include "shm/dpdk_lock_doctor.h"
 #include "shm/group.h"
+#include "shm/group_access.h"
 
 using namespace nvmux;
 
@@ -98,6 +99,10 @@ int main(int argc, char** argv) {
                  "Unix group whose members may join the group (its files, sockets and hugepage files become "
                  "usable by that group); default: only this user and root")
       ->type_name("NAME");
+  bool status_readable = false;
+  app.add_flag("--status-readable", status_readable,
+               "any user may read whether the group lives (nvmux-manage status shows its primary); joining still "
+               "needs this user, root or --access-group");
   app.add_option("--max-processes", max_processes, "process slots of the group (joining beyond is ENOSPC)")
       ->capture_default_str()
       ->check(CLI::Range(1u, shm::kMaxProcesses));
@@ -113,6 +118,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, static_cast<int>(kMaxSharedQids) - 1));
   CLI11_PARSE(app, argc, argv);
+  shm::SetStatusReadable(status_readable);
   if (!huge_dir.empty()) setenv("NVMUX_HUGE_DIR", huge_dir.c_str(), 1);  // read by the EAL bootstrap (shm/eal.h)
   if (!run_dir.empty()) {
     if (Status st = shm::SetRunDir(run_dir); !st) {

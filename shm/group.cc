@@ -179,6 +179,10 @@ Status Group::OpenPrimary(const GroupOptions& o) {
     lock_file_.reset();
     if (attempt == 3) return Fail(EAGAIN, G(id_) + ": its lock file keeps being replaced; is a cleanup running?");
   }
+  if (StatusReadable()) {
+    Status readable = MakeStatusReadable(*paths_);
+    if (!readable) return Fail(readable.error().code, G(id_) + ": --status-readable: " + readable.error().message);
+  }
   if (o.access_gid) {
     access_gid_ = o.access_gid;
     Status shared = ShareGroupDirectory(*paths_, *o.access_gid);

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 namespace nvmux::shm {
@@ -149,6 +150,23 @@ Status CheckCanRemove(const GroupPaths& paths) {
 Status ShareGroupDirectory(const GroupPaths& paths, gid_t gid) {
   NVMUX_TRY(Share(paths.runtime_dir, gid, true));
   return Share(paths.lock_file, gid, false);
+}
+
+namespace {
+bool g_status_readable = false;
+}  // namespace
+
+void SetStatusReadable(bool on) { g_status_readable = on; }
+bool StatusReadable() { return g_status_readable; }
+
+Status MakeStatusReadable(const GroupPaths& paths) {
+  for (auto [path, bit] : {std::pair{paths.runtime_dir, mode_t{0001}}, std::pair{paths.lock_file, mode_t{0004}}}) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return ErrnoError("cannot stat " + path);
+    if ((st.st_mode & bit) == 0 && ::chmod(path.c_str(), (st.st_mode & 07777) | bit) != 0)
+      return ErrnoError("cannot chmod " + path);
+  }
+  return Ok();
 }
 
 Status ShareGroupFiles(const GroupPaths& paths, gid_t gid) {

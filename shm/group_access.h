@@ -48,6 +48,16 @@ Status CheckCanRemove(const GroupPaths& paths);
 // Gives the access group the group's directory and files (see above). The
 // caller must be root or a member of gid. Errors: EPERM/others naming the path.
 Status ShareGroupDirectory(const GroupPaths& paths, gid_t gid);
+
+// The read-only role (nvmuxd --status-readable): everyone may search the
+// group's runtime directory and read its lock file, so any user's
+// `nvmux-manage status` proves the group live or dead (and names its
+// primary); joining still needs the access above. Errors: chmod's, naming the path.
+Status MakeStatusReadable(const GroupPaths& paths);
+// Process-wide switch a primary reads when it opens its group (set by
+// nvmuxd before Env::Init; the API's EnvOptions stay unchanged).
+void SetStatusReadable(bool on);
+bool StatusReadable();
 Status ShareGroupFiles(const GroupPaths& paths, gid_t gid);
 
 }  // namespace nvmux::shm

@@ -158,6 +158,21 @@ TEST_F(AccessTest, MembersOfTheAccessGroupJoinAllocateAndAreReaped) {
   EXPECT_NE(outsider.second.find("permission denied: group " + I()), std::string::npos) << outsider.second;
 }
 
+// The read-only role: with --status-readable anyone proves the group live
+// and sees its primary, but still may not join.
+TEST_F(AccessTest, StatusReadableLetsAnyoneSeeTheGroupLiveButNotJoin) {
+  Subprocess& d = StartDaemon({"--status-readable"});
+  auto [code, out] = Run(As("nogroup"), std::string(NVMUX_MANAGE) + " status -i " + I());
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("group " + I() + ": live, primary pid " + std::to_string(d.pid()) +
+                     "; details not readable by this process"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("permission denied: group " + I()), std::string::npos) << out;
+  auto join = Run(As("nogroup"), std::string(NVMUX_SHM_CHILD) + " --role secondary -i " + I());
+  EXPECT_NE(join.second.find("error code=" + std::to_string(EACCES)), std::string::npos) << join.second;
+}
+
 TEST_F(AccessTest, StaleGroupIsProvedDeadButCleanupRefusesFilesItCannotRemove) {
   Subprocess& d = StartDaemon({"--access-group", "nogroup"});
   d.Kill(SIGKILL);
