@@ -17,6 +17,7 @@
 #include <iostream>
 
 #include "libclient/core/controller_state.h"
+#include "libclient/shared/shared_controller.h"
 #include "primary/reap_queues.h"
 #include "nvmux/controller.h"
 #include "nvmux/env.h"
@@ -26,6 +27,7 @@
 #include "shm/base/unique_fd.h"
 #include "shm/dpdk_lock_doctor.h"
 #include "shm/group.h"
+#include "shm/group_access.h"
 
 using namespace nvmux;
 
@@ -72,8 +74,8 @@ int main(int argc, char** argv) {
       ->type_name("FILE");
   app.add_option("-m,--cores", cores, "core mask (0x3) or list ([0-1]) for nvmuxd's thread");
   app.add_option("--hugemem", hugemem,
-                 "MiB of hugepage memory to preallocate (default: the DMA pool, " +
-                     std::to_string(shm::kDefaultDmaPoolMb) + " MiB, plus " + std::to_string(kHeapSlackMb) +
+                 "MiB of hugepage memory to preallocate (default: the DMA pool, --dma-pool-mb, plus " +
+                     std::to_string(kHeapSlackMb) +
                      " MiB for DPDK's own allocations, so processes can still join when the primary is gone)");
   app.add_option("--admin-poll-ms", admin_poll_ms,
                  "admin queue polling period when idle, for a controller without an admin interrupt (1-1000 ms)")
@@ -92,7 +94,48 @@ int main(int argc, char** argv) {
                  "group process polls the admin queue sends Keep Alive at half of it")
       ->capture_default_str()
       ->check(CLI::Range(0u, 3'600'000u));
+  std::string run_dir, access_group, huge_dir;
+  app.add_option("--huge-dir", huge_dir,
+                 "hugetlbfs mount for the group's hugepage files (default $NVMUX_HUGE_DIR, else DPDK's choice when "
+                 "writable, else the first writable hugetlbfs mount)")
+      ->type_name("DIR");
+  uint32_t max_processes = shm::kMaxProcesses, max_controllers = kMaxSharedControllers;
+  size_t dma_pool_mb = shm::kDefaultDmaPoolMb;
+  app.add_option("--run-dir", run_dir,
+                 "where groups live: <DIR>/dpdk/nvmux<N> (default $NVMUX_RUN_DIR, else " +
+                     std::string(shm::kDefaultRunDir) + "; the same for every user)")
+      ->type_name("DIR");
+  app.add_option("--access-group", access_group,
+                 "Unix group whose members may join the group (its files, sockets and hugepage files become "
+                 "usable by that group); default: only this user and root")
+      ->type_name("NAME");
+  bool status_readable = false;
+  app.add_flag("--status-readable", status_readable,
+               "any user may read whether the group lives (nvmux-manage status shows its primary); joining still "
+               "needs this user, root or --access-group");
+  app.add_option("--max-processes", max_processes, "process slots of the group (joining beyond is ENOSPC)")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, shm::kMaxProcesses));
+  app.add_option("--max-controllers", max_controllers, "controllers the group holds (attaching beyond is ENOSPC)")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, kMaxSharedControllers));
+  app.add_option("--dma-pool-mb", dma_pool_mb, "MiB of the group's DMA pool, shared by every process (ENOMEM when used up)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{2}, size_t{65536}));
+  app.add_option("--io-queues", ctrlr_options.num_io_queues,
+                 "I/O queues asked of each controller (Set Features Number of Queues): the queue ids its processes "
+                 "share (a queue pair beyond is ENOSPC)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, static_cast<int>(kMaxSharedQids) - 1));
   CLI11_PARSE(app, argc, argv);
+  shm::SetStatusReadable(status_readable);
+  if (!huge_dir.empty()) setenv("NVMUX_HUGE_DIR", huge_dir.c_str(), 1);  // read by the EAL bootstrap (shm/eal.h)
+  if (!run_dir.empty()) {
+    if (Status st = shm::SetRunDir(run_dir); !st) {
+      std::cerr << "nvmuxd: --run-dir: " << st.error().message << "\n";
+      return 2;
+    }
+  }
 
   if (!level_text.empty()) {
     auto level = ParseLogLevel(level_text);
@@ -126,7 +169,11 @@ int main(int argc, char** argv) {
   // Preallocated memory is never returned to the system, so DPDK's heap keeps
   // room for what each joining process allocates (a DPDK secondary cannot
   // grow the heap without DPDK's primary: after a takeover, it cannot).
-  options.mem_mb = hugemem != 0 ? hugemem : shm::kDefaultDmaPoolMb + kHeapSlackMb;
+  options.mem_mb = hugemem != 0 ? hugemem : dma_pool_mb + kHeapSlackMb;
+  options.access_group = access_group;
+  options.max_processes = max_processes;
+  options.max_controllers = max_controllers;
+  options.dma_pool_mb = dma_pool_mb;
   options.core_mask = cores;
 
   // Block the stop signals before EAL starts its threads, then poll for them.
@@ -157,7 +204,8 @@ int main(int argc, char** argv) {
                 trid.ToString().c_str(), (*ctrlr)->active_namespaces().size());
     controllers.push_back(std::move(*ctrlr));
   }
-  std::printf("nvmuxd: group %d ready (pid %d)\n", group_id, static_cast<int>(getpid()));
+  std::printf("nvmuxd: group %d ready (pid %d, %s)\n", group_id, static_cast<int>(getpid()),
+              shm::GroupPaths::For(group_id)->runtime_dir.c_str());
   std::fflush(stdout);
 
   // One thread does everything: the reaper waits for deaths (woken at once
@@ -191,6 +239,7 @@ int main(int argc, char** argv) {
   int64_t retry_period_ns = kRetryFirstNs;
   int64_t next_retry_ns = MonotonicNanos() + retry_period_ns;
   uint64_t reaped_seen = 0;
+  int64_t next_share_ns = 0;
   Status run = reaper.Run(
       [&] {
         // The wait ends on a timer or an event: set up the next one. Every
@@ -230,6 +279,12 @@ int main(int argc, char** argv) {
           next_retry_ns = MonotonicNanos() + retry_period_ns;
         }
         if (doctor) doctor->Check(MonotonicNanos());
+        // Files DPDK created since (a joining process's mp socket, hugepage
+        // files when the heap grew) go to the access group too; once a second.
+        if (int64_t now = MonotonicNanos(); now >= next_share_ns) {
+          if (Status st = (*env)->group().ShareFiles(); !st) NVMUX_LOG(kWarning, "nvmuxd: %s", st.error().message.c_str());
+          next_share_ns = now + 1'000'000'000;
+        }
         hotplug.Poll(MonotonicNanos());
         return sigtimedwait(&stop_signals, nullptr, &zero) > 0;
       },

@@ -6,11 +6,16 @@
 # Ctrl-C). Works from any directory and twice in a row.
 #
 #   scripts/demo.sh [GROUP_ID]      (default group 0)
+#
+# Without root, after root ran `scripts/setup.sh user NAME` once:
+#   runuser -u NAME -- env NVMUX_BUILD_DIR=/tmp/nvmux-build-NAME scripts/demo.sh
+# (NVMUX_BUILD_DIR: a build directory that user may write, default build/;
+# the hugepages setup.sh reserved are used and left reserved.)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 group=${1:-0}
-build="$root/build"
+build="${NVMUX_BUILD_DIR:-$root/build}"
 work=$(mktemp -d /tmp/nvmux-demo.XXXXXX)
 pids=()
 
@@ -38,6 +43,9 @@ trap cleanup EXIT INT TERM
 
 echo "== nvmux demo: dependencies"
 "$root/scripts/deps.sh"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "   running as $(id -un) (uid $(id -u)), without root: groups under \${NVMUX_RUN_DIR:-/var/run}/dpdk"
+fi
 echo "== nvmux demo: build ($build)"
 cmake -S "$root" -B "$build" >/dev/null
 # One line that updates with the build's progress ([done/total] and the file),

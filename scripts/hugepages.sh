@@ -7,7 +7,9 @@
 #   scripts/hugepages.sh status
 #
 # 'reserve' records what it changed in /var/run/nvmux-hugepages.state, so
-# 'release' undoes exactly that and nothing else. Needs root.
+# 'release' undoes exactly that and nothing else. Needs root; run by another
+# user (after scripts/setup.sh user NAME reserved pages for good), 'reserve'
+# only checks that enough are reserved and 'release' does nothing.
 set -euo pipefail
 
 state=/var/run/nvmux-hugepages.state
@@ -21,6 +23,22 @@ status() {
   echo "2 MiB hugepages: $(cat "$nr") reserved, $(cat /sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages) free"
   awk '$3 == "hugetlbfs" { print "hugetlbfs mounted at " $2 }' /proc/mounts
 }
+
+if [ "$(id -u)" -ne 0 ] && [ "${1:-status}" != status ]; then
+  case "$1" in
+    reserve)
+      want=${2:-${NVMUX_HUGEPAGES:-1024}}
+      [[ "$want" =~ ^[0-9]+$ ]] || { echo "hugepages.sh: bad page count '$want': expected a number of 2 MiB pages" >&2; exit 2; }
+      have=$(cat "$nr")
+      if [ "$have" -lt "$want" ]; then
+        echo "hugepages.sh: $have hugepages reserved, $want wanted, and only root may reserve more: as root, run" \
+          "scripts/setup.sh user $(id -un) --pages $want" >&2
+        exit 1
+      fi
+      exit 0 ;;
+    release) exit 0 ;;  # what setup.sh reserved stays reserved
+  esac
+fi
 
 case "${1:-status}" in
   reserve)

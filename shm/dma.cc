@@ -54,7 +54,7 @@ Result<DmaBuffer> DmaAllocator::Allocate(size_t size, size_t align, std::string_
     SetState(r, DmaRecordState::kFree);
     return Fail(ENOMEM, "cannot allocate " + std::to_string(size) + " bytes of DMA memory (about " +
                             std::to_string(backend_.FreeBytes() / (1024 * 1024)) +
-                            " MiB free): reserve more hugepages with scripts/hugepages.sh");
+                            " MiB free): " + backend_.ExhaustedHint());
   }
   r.iova = backend_.VirtToIova(addr);
   SetState(r, DmaRecordState::kLive);

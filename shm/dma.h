@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <type_traits>
 
@@ -75,6 +76,9 @@ class DmaBackend {
   virtual void* IovaToVirt(uint64_t iova) const = 0;
   // Free hugepage/heap bytes, for error messages.
   virtual size_t FreeBytes() const = 0;
+  // What to do when Allocate returned nullptr, for error messages: which
+  // limit was reached and the option or script that raises it.
+  virtual std::string ExhaustedHint() const { return "reserve more hugepages with scripts/hugepages.sh"; }
 };
 
 // Frees every live allocation owned by `slot` (a dead process); returns how

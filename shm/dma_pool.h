@@ -39,6 +39,10 @@ class PoolDmaBackend final : public DmaBackend {
     return iova >= iova_ && iova < iova_ + size_ ? base_ + (iova - iova_) : nullptr;
   }
   size_t FreeBytes() const override;
+  std::string ExhaustedHint() const override {
+    return "the group's DMA pool of " + std::to_string(size_ >> 20) +
+           " MiB (nvmuxd --dma-pool-mb) is used up: free DMA buffers, or restart nvmuxd with a larger --dma-pool-mb";
+  }
 
  private:
   uint8_t* base_;

@@ -8,11 +8,17 @@
 #include <rte_memzone.h>
 #include <rte_service_component.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 
 #include "shm/base/log.h"
+#include "shm/group_paths.h"
 
 namespace nvmux::shm {
 namespace {
@@ -85,6 +91,7 @@ std::vector<std::string> BuildEalArgs(const EalOptions& o) {
       args.push_back("--in-memory");
       break;
   }
+  if (!o.huge_dir.empty() && o.proc_type == EalProcType::kPrimary) args.push_back("--huge-dir=" + o.huge_dir);
   if (o.mem_mb > 0 && o.proc_type != EalProcType::kSecondary) {
     args.push_back("-m");
     args.push_back(std::to_string(o.mem_mb));
@@ -111,19 +118,49 @@ HugepageCounts ReadHugepageCounts() {
   return c;
 }
 
-Status InitEal(const EalOptions& options) {
+Result<std::string> ChooseHugeDir(const std::string& requested) {
+  if (!requested.empty()) return requested;
+  const char* env = std::getenv("NVMUX_HUGE_DIR");
+  if (env != nullptr && env[0] != '\0') return std::string(env);
+  std::vector<std::string> mounts = HugetlbfsMounts();
+  auto writable = [](const std::string& dir) { return ::faccessat(AT_FDCWD, dir.c_str(), W_OK | X_OK, AT_EACCESS) == 0; };
+  if (mounts.empty() || writable(mounts.front())) return std::string();  // DPDK's own choice works
+  for (const std::string& m : mounts)
+    if (writable(m)) return m;
+  std::string list;
+  for (const std::string& m : mounts) list += (list.empty() ? "" : ", ") + m;
+  return Fail(EACCES, "no hugetlbfs mount is writable by uid " + std::to_string(geteuid()) + " (" + list +
+                          "): as root, run scripts/setup.sh user <NAME> (or give --huge-dir / NVMUX_HUGE_DIR)");
+}
+
+Status InitEal(const EalOptions& options_in) {
+  EalOptions options = options_in;
+  if (options.proc_type == EalProcType::kPrimary) {
+    auto dir = ChooseHugeDir(options.huge_dir);
+    if (!dir) return dir.error();
+    options.huge_dir = *dir;
+  }
   if (g_eal_initialised) return Fail(EBUSY, "DPDK EAL is already initialised in this process (one group per process)");
   if (options.proc_type == EalProcType::kSecondary && options.mem_mb > 0)
     return Fail(EINVAL, "a secondary must not preallocate memory (-m " + std::to_string(options.mem_mb) + ")");
   if (ReadHugepageCounts().total == 0)
     return Fail(ENOMEM, "no 2 MiB hugepages are reserved: run scripts/hugepages.sh reserve");
   RouteEalLog();
+  // Every user's processes of a group find its files at one place
+  // (group_paths.h), not at DPDK's per-user default.
+  if (!options.run_dir.empty()) setenv("RUNTIME_DIRECTORY", options.run_dir.c_str(), 1);
+  // What DPDK creates with the umask (mp sockets) is usable by the group's
+  // Unix group when the directory's setgid gives it one (group_access.h);
+  // the directory itself still decides who may enter.
+  mode_t old_mask = ::umask(0);
+  ::umask(old_mask & ~static_cast<mode_t>(0070));
   CoreSet before = CoreSet::CurrentAffinity();
   std::vector<std::string> args = BuildEalArgs(options);
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   int rc = rte_eal_init(static_cast<int>(args.size()), argv.data());
+  ::umask(old_mask);
   if (rc < 0) {
     int err = rte_errno != 0 ? rte_errno : EIO;
     return Fail(err, std::string("DPDK EAL initialisation failed: ") + rte_strerror(err));

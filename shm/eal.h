@@ -37,7 +37,22 @@ struct EalOptions {
   std::optional<CoreSet> cores;       // where the main thread runs afterwards
   size_t mem_mb = 0;                  // -m preallocation; primary/in-memory only
   bool pci = false;                   // drive PCIe devices (no --no-pci)
+  // DPDK's runtime directory (given as RUNTIME_DIRECTORY, which DPDK honours
+  // for every user); runtime files go to <run_dir>/dpdk/<file_prefix>.
+  // Empty: DPDK's own default (/var/run for root, XDG_RUNTIME_DIR or /tmp).
+  std::string run_dir;
+  // Primary: the hugetlbfs mount (or directory in one) for the group's
+  // hugepage files (--huge-dir). Empty: $NVMUX_HUGE_DIR, else DPDK's choice
+  // when this user may write there, else the first hugetlbfs mount this user
+  // may write (scripts/setup.sh user mounts one for a service account).
+  std::string huge_dir;
 };
+
+// The hugepage directory a primary of this user would use (see
+// EalOptions::huge_dir); "" means DPDK's own choice.
+// Errors: EACCES when no hugetlbfs mount is writable by this user (names
+// them and scripts/setup.sh user).
+Result<std::string> ChooseHugeDir(const std::string& requested);
 
 // The argv EAL will see; exposed for tests.
 std::vector<std::string> BuildEalArgs(const EalOptions& options);

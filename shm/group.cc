@@ -1,7 +1,11 @@
 #include "shm/group.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
 
 #include <thread>
 
@@ -9,6 +13,7 @@
 #include "shm/base/log.h"
 #include "shm/base/scope_guard.h"
 #include "shm/dpdk_lock_doctor.h"
+#include "shm/group_access.h"
 
 namespace nvmux::shm {
 namespace {
@@ -52,14 +57,31 @@ Result<GroupProbe> ProbeGroup(int group_id) {
   if (!paths) return paths.error();
   NVMUX_TRY(NotFromAMember(group_id));
   GroupProbe probe;
-  probe.files = ListGroupFiles(*paths);
-  if (probe.files.empty()) return probe;
-  auto lf = GroupLockFile::Open(paths->lock_file, false);
+  probe.where = paths->runtime_dir;
+  GroupFiles scan = ScanGroupFiles(*paths);
+  probe.files = scan.files;
+  // Read-only: the lock queries need no more, so a user who may only read
+  // the group still gets a true answer.
+  auto lf = GroupLockFile::OpenForProbe(paths->lock_file);
   if (lf) {
     probe.primary = lf->PrimaryHolder();
     probe.member = lf->OtherLiveMember();
+    probe.state = (probe.primary || probe.member) ? GroupProbe::State::kLive : GroupProbe::State::kStale;
+    return probe;
   }
-  probe.state = (probe.primary || probe.member) ? GroupProbe::State::kLive : GroupProbe::State::kStale;
+  if (lf.error().code != ENODEV) {
+    probe.state = GroupProbe::State::kUnknown;
+    probe.reason = lf.error().message;
+    if (std::string why = DescribeAccess(paths->runtime_dir); !why.empty()) probe.reason += " (" + why + ")";
+    return probe;
+  }
+  // No lock file: no live member can be without one (each holds locks on it).
+  if (!scan.errors.empty()) {
+    probe.state = GroupProbe::State::kUnknown;
+    for (const std::string& e : scan.errors) probe.reason += (probe.reason.empty() ? "" : "; ") + e;
+    return probe;
+  }
+  probe.state = probe.files.empty() ? GroupProbe::State::kAbsent : GroupProbe::State::kStale;
   return probe;
 }
 
@@ -67,7 +89,13 @@ Result<std::vector<std::string>> CleanStaleGroup(int group_id) {
   auto paths = GroupPaths::For(group_id);
   if (!paths) return paths.error();
   NVMUX_TRY(NotFromAMember(group_id));
-  if (ListGroupFiles(*paths).empty()) return std::vector<std::string>{};  // nothing to take a lock on
+  auto probe = ProbeGroup(group_id);
+  if (!probe) return probe.error();
+  if (probe->state == GroupProbe::State::kUnknown)
+    return Fail(EACCES, "cannot prove " + G(group_id) + " dead: " + probe->reason +
+                            "; run the cleanup as the group's owner or as root");
+  if (probe->state == GroupProbe::State::kAbsent) return std::vector<std::string>{};  // nothing to take a lock on
+  NVMUX_TRY(CheckCanRemove(*paths));
   // Hold the primary role while cleaning, so no primary starts meanwhile.
   auto lf = GroupLockFile::Open(paths->lock_file, true);
   if (!lf) return lf.error();
@@ -94,6 +122,9 @@ Status Group::OpenLockFile(ProcessRole role, int id) {
   if (!paths) return paths.error();
   paths_ = *paths;
   bool primary = role == ProcessRole::kPrimary;
+  // Before touching anything: a group of another user is refused here,
+  // naming its owner and mode, not by whatever DPDK would trip over later.
+  NVMUX_TRY(CheckGroupAccess(*paths_));
   auto lf = GroupLockFile::Open(paths_->lock_file, primary);
   if (!lf && lf.error().code == ENODEV)
     return Fail(ENODEV, "no primary is running for " + G(id_) + " (no " + paths_->lock_file +
@@ -107,7 +138,14 @@ Status Group::StartEal(const GroupOptions& o, EalProcType type, const std::strin
   // From here on this process may hold DPDK's shared locks: nvmux code that
   // holds one for long says so on the lock file (see dpdk_lock_doctor.h).
   if (lock_file_) DpdkSection::Bind(lock_file_->fd());
-  Status up = InitEal(EalOptions{o.name, prefix, type, o.cores, type == EalProcType::kSecondary ? 0 : o.mem_mb, false});
+  EalOptions eal;
+  eal.program_name = o.name;
+  eal.file_prefix = prefix;
+  eal.proc_type = type;
+  eal.cores = o.cores;
+  eal.mem_mb = type == EalProcType::kSecondary ? 0 : o.mem_mb;
+  eal.run_dir = paths_ ? paths_->run_dir : standalone_run_dir_;
+  Status up = InitEal(eal);
   if (!up) return Fail(up.error().code, (id_ >= 0 ? G(id_) + ": " : "") + up.error().message);
   eal_up_ = true;
   return Ok();
@@ -125,6 +163,9 @@ Status Group::CreateSegment(const GroupOptions& o) {
 }
 
 Status Group::OpenPrimary(const GroupOptions& o) {
+  if (o.max_processes < 1 || o.max_processes > kMaxProcesses)
+    return Fail(EINVAL, "bad --max-processes " + std::to_string(o.max_processes) + ": allowed 1.." +
+                            std::to_string(kMaxProcesses));
   // The lock file may be unlinked by a cleaner between open and lock; a lock
   // on an unlinked file protects nothing, so retry on the one at the path.
   for (int attempt = 0;; ++attempt) {
@@ -137,6 +178,15 @@ Status Group::OpenPrimary(const GroupOptions& o) {
     if (lock_file_->StillAtPath(paths_->lock_file)) break;
     lock_file_.reset();
     if (attempt == 3) return Fail(EAGAIN, G(id_) + ": its lock file keeps being replaced; is a cleanup running?");
+  }
+  if (StatusReadable()) {
+    Status readable = MakeStatusReadable(*paths_);
+    if (!readable) return Fail(readable.error().code, G(id_) + ": --status-readable: " + readable.error().message);
+  }
+  if (o.access_gid) {
+    access_gid_ = o.access_gid;
+    Status shared = ShareGroupDirectory(*paths_, *o.access_gid);
+    if (!shared) return Fail(shared.error().code, G(id_) + ": --access-group: " + shared.error().message);
   }
   // Withdraw a dead primary's ready flag before looking for members: a
   // secondary joins first and reads the flag second, so one of us sees the other.
@@ -160,8 +210,17 @@ Status Group::OpenPrimary(const GroupOptions& o) {
   became_primary_ = true;
   NVMUX_TRY(StartEal(o, EalProcType::kPrimary, paths_->prefix));
   NVMUX_TRY(CreateSegment(o));
+  // Before the ready flag: a member of the access group may join from then on.
+  NVMUX_TRY(ShareFiles());
   NVMUX_TRY(lock_file_->WriteHeader(LockFileHeader{{}, o.abi_version, self.pid, self.start_time, 1, NVMUX_VERSION_NUMBER}));
   g_member_group = id_;
+  return Ok();
+}
+
+Status Group::ShareFiles() {
+  if (!access_gid_ || !paths_) return Ok();
+  Status st = ShareGroupFiles(*paths_, *access_gid_);
+  if (!st) return Fail(st.error().code, G(id_) + ": --access-group: " + st.error().message);
   return Ok();
 }
 
@@ -183,6 +242,7 @@ Status Group::TakeOver(const GroupOptions& o, pid_t member, pid_t dead_primary) 
     return Fail(up.error().code, "taking over " + G(id_) + ": joining its DPDK memory: " + up.error().message);
   NVMUX_TRY(AttachSegment(o));
   NVMUX_TRY(Finish(o));
+  NVMUX_TRY(ShareFiles());
   ProcessIdentity self = SelfIdentity();
   NVMUX_TRY(lock_file_->WriteHeader(LockFileHeader{{}, o.abi_version, self.pid, self.start_time, 1, NVMUX_VERSION_NUMBER}));
   g_member_group = id_;
@@ -237,6 +297,15 @@ Status Group::OpenStandalone(const GroupOptions& o) {
   lock_file_ = std::make_unique<GroupLockFile>(GroupLockFile::FromFd(std::move(fd)));
   // EAL still creates an (empty) runtime directory for the prefix: removed on close.
   standalone_prefix_ = "nvmux-sa" + std::to_string(getpid());
+  // Private: the shared run dir when this user may write there, else this
+  // user's own (DPDK's default for non-root users).
+  standalone_run_dir_ = RunDir();
+  std::string shared_dpdk = standalone_run_dir_ + "/dpdk";
+  if (::faccessat(AT_FDCWD, shared_dpdk.c_str(), W_OK | X_OK, AT_EACCESS) != 0 &&
+      (errno != ENOENT || ::faccessat(AT_FDCWD, standalone_run_dir_.c_str(), W_OK | X_OK, AT_EACCESS) != 0)) {
+    const char* xdg = std::getenv("XDG_RUNTIME_DIR");
+    standalone_run_dir_ = xdg != nullptr && xdg[0] == '/' ? xdg : "/tmp";
+  }
   NVMUX_TRY(StartEal(o, EalProcType::kInMemory, standalone_prefix_));
   return CreateSegment(o);
 }
@@ -279,7 +348,7 @@ Status Group::Finish(const GroupOptions& o) {
       if (!d) return d.error();
       pt = *p;
       dt = *d;
-      ProcessTable::InitState(*pt);
+      ProcessTable::InitState(*pt, o.max_processes);
       DmaAllocator::InitState(*dt);
       if (o.construct_tables) NVMUX_TRY(o.construct_tables(*segment_, *guard));
     }
@@ -352,8 +421,8 @@ Group::~Group() {
   if (!standalone_prefix_.empty()) {
     GroupPaths sa;
     sa.prefix = standalone_prefix_;
-    sa.runtime_dir = GroupPaths::For(0)->runtime_dir;
-    sa.runtime_dir.replace(sa.runtime_dir.rfind('/') + 1, std::string::npos, standalone_prefix_);
+    sa.run_dir = standalone_run_dir_;
+    sa.runtime_dir = standalone_run_dir_ + "/dpdk/" + standalone_prefix_;
     RemoveGroupFiles(sa, false);
   }
 }

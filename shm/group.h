@@ -53,6 +53,10 @@ struct GroupOptions {
   size_t mem_mb = 0;                    // primary/standalone hugepage preallocation
   size_t segment_bytes = 8u << 20;      // primary: size of the managed segment
   size_t dma_pool_mb = kDefaultDmaPoolMb;  // primary: the group's DMA pool (dma_pool.h)
+  uint32_t max_processes = kMaxProcesses;  // primary: process slots (1..kMaxProcesses), nvmuxd --max-processes
+  // Primary: the Unix group that may use the group's files (group_access.h);
+  // none: only the primary's user (and root).
+  std::optional<gid_t> access_gid;
   Nanos attach_timeout = std::chrono::seconds(1);
   uint32_t abi_version = kAbiVersion;   // tests set another to check refusal
   // Primary creating the group: constructs the upper layers' named tables in
@@ -63,16 +67,24 @@ struct GroupOptions {
 };
 
 // What a group looks like from outside (no EAL needed).
+// kStale only when the lock checks prove every process dead (or no lock file
+// exists, which no live member can be without); kUnknown when this process
+// cannot tell (the lock file or a directory cannot be read): `reason` says
+// which path and why. Never guessed from missing permissions.
 struct GroupProbe {
-  enum class State { kAbsent, kLive, kStale };
+  enum class State { kAbsent, kLive, kStale, kUnknown };
   State state = State::kAbsent;
   std::optional<pid_t> primary;           // holder of the primary role
   std::optional<pid_t> member;            // some other live member
-  std::vector<std::string> files;         // what exists on disk
+  std::vector<std::string> files;         // what exists on disk (that this process can see)
+  std::string where;                      // the runtime directory looked at
+  std::string reason;                     // kUnknown: what could not be read, and why
 };
 Result<GroupProbe> ProbeGroup(int group_id);
 // Removes a dead group's files. Errors: EBUSY while any process of it lives
-// (names its pid).
+// (names its pid); EACCES when it cannot prove the group dead (names what it
+// could not read) or cannot remove a file (names the file and its owner),
+// before anything is removed.
 Result<std::vector<std::string>> CleanStaleGroup(int group_id);
 
 class Group {
@@ -100,6 +112,10 @@ class Group {
   DmaAllocator& dma() { return *dma_; }
   GroupLockFile& lock_file() { return *lock_file_; }
 
+  // Primary with an access group: gives files DPDK created since (mp sockets,
+  // hugepage files) to the access group; nothing otherwise. Idempotent.
+  Status ShareFiles();
+
   // Reaps every dead process now; returns what was reaped.
   std::vector<ReapRecord> ReapDead();
 
@@ -119,6 +135,8 @@ class Group {
   int id_ = -1;
   std::optional<GroupPaths> paths_;
   std::string standalone_prefix_;
+  std::string standalone_run_dir_;
+  std::optional<gid_t> access_gid_;
   std::unique_ptr<GroupLockFile> lock_file_;
   bool eal_up_ = false;
   bool became_primary_ = false;  // holds the role and withdrew any dead primary's flag

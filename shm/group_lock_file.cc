@@ -20,11 +20,15 @@ struct flock MakeLock(short type, off_t start, off_t len) {
   return fl;
 }
 
+// The directories above the group's are searchable by everyone (0755): the
+// run dir is shared by every user (group_paths.h); the group's own is 0700
+// until an access group is given.
 Status MakeDirs(const std::string& path) {
   for (size_t pos = 1; pos != std::string::npos;) {
     pos = path.find('/', pos + 1);
     std::string dir = path.substr(0, pos);
-    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoError("cannot create " + dir);
+    mode_t mode = pos == std::string::npos ? 0700 : 0755;
+    if (::mkdir(dir.c_str(), mode) != 0 && errno != EEXIST) return ErrnoError("cannot create " + dir);
   }
   return Ok();
 }
@@ -37,6 +41,15 @@ Result<GroupLockFile> GroupLockFile::Open(const std::string& path, bool create) 
   }
   int flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0);
   UniqueFd fd(::open(path.c_str(), flags, 0600));
+  if (!fd.valid()) {
+    if (errno == ENOENT) return Fail(ENODEV, path + " does not exist");
+    return ErrnoError("cannot open " + path);
+  }
+  return GroupLockFile(std::move(fd));
+}
+
+Result<GroupLockFile> GroupLockFile::OpenForProbe(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) {
     if (errno == ENOENT) return Fail(ENODEV, path + " does not exist");
     return ErrnoError("cannot open " + path);

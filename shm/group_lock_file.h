@@ -49,6 +49,10 @@ class GroupLockFile {
   // Opens (creating the runtime directory and file when `create`).
   // Errors: ENODEV if !create and the file does not exist; others from open(2).
   static Result<GroupLockFile> Open(const std::string& path, bool create);
+  // Read-only, for the queries only (PrimaryHolder, OtherLiveMember,
+  // ReadHeader): F_GETLK needs no write access, so a user allowed to read a
+  // group can tell whether it lives. Errors: ENODEV if absent; others from open(2).
+  static Result<GroupLockFile> OpenForProbe(const std::string& path);
   // Adopts an already open file (a standalone process's private O_TMPFILE).
   static GroupLockFile FromFd(UniqueFd fd) { return GroupLockFile(std::move(fd)); }
 

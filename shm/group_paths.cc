@@ -3,7 +3,9 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -11,18 +13,21 @@
 namespace nvmux::shm {
 namespace {
 
-// DPDK's eal_get_runtime_dir(): /var/run/dpdk for root, else
-// $XDG_RUNTIME_DIR/dpdk or /tmp/dpdk.
-std::string DpdkRunDir() {
-  if (getuid() == 0) return "/var/run/dpdk";
-  const char* xdg = std::getenv("XDG_RUNTIME_DIR");
-  return std::string(xdg != nullptr ? xdg : "/tmp") + "/dpdk";
+std::string& RunDirOverride() {
+  static std::string dir;
+  return dir;
 }
 
-std::vector<std::string> ListDir(const std::string& dir, const std::string& name_prefix) {
+// A directory that does not exist holds nothing; one that cannot be read is
+// an error, with its path and the reason.
+std::vector<std::string> ListDir(const std::string& dir, const std::string& name_prefix,
+                                 std::vector<std::string>* errors = nullptr) {
   std::vector<std::string> out;
   DIR* d = opendir(dir.c_str());
-  if (d == nullptr) return out;
+  if (d == nullptr) {
+    if (errno != ENOENT && errors != nullptr) errors->push_back("cannot read " + dir + ": " + std::strerror(errno));
+    return out;
+  }
   while (dirent* e = readdir(d)) {
     std::string name = e->d_name;
     if (name == "." || name == "..") continue;
@@ -33,18 +38,40 @@ std::vector<std::string> ListDir(const std::string& dir, const std::string& name
 }
 
 bool IsHugepageFile(const std::string& path) {
-  return path.find("map_") != std::string::npos && path.rfind("/var/run/", 0) != 0;
+  return path.find("map_") != std::string::npos && path.find("/dpdk/nvmux") == std::string::npos;
 }
 
 }  // namespace
 
+std::string RunDir() {
+  if (!RunDirOverride().empty()) return RunDirOverride();
+  const char* env = std::getenv(kRunDirEnv);
+  if (env != nullptr && env[0] == '/') return env;
+  return kDefaultRunDir;
+}
+
+Status SetRunDir(const std::string& dir) {
+  if (dir.empty() || dir[0] != '/')
+    return Fail(EINVAL, "bad run directory '" + dir + "': an absolute path is needed (default " +
+                            std::string(kDefaultRunDir) + ")");
+  std::string d = dir;
+  while (d.size() > 1 && d.back() == '/') d.pop_back();
+  RunDirOverride() = d;
+  return Ok();
+}
+
 Result<GroupPaths> GroupPaths::For(int id) {
   if (id < 0 || id > kMaxGroupId)
     return Fail(EINVAL, "bad group id " + std::to_string(id) + ": allowed 0.." + std::to_string(kMaxGroupId));
+  const char* env = std::getenv(kRunDirEnv);
+  if (RunDirOverride().empty() && env != nullptr && env[0] != '\0' && env[0] != '/')
+    return Fail(EINVAL, std::string("bad ") + kRunDirEnv + " '" + env + "': an absolute path is needed (default " +
+                            kDefaultRunDir + ")");
   GroupPaths p;
   p.id = id;
   p.prefix = "nvmux" + std::to_string(id);
-  p.runtime_dir = DpdkRunDir() + "/" + p.prefix;
+  p.run_dir = RunDir();
+  p.runtime_dir = p.run_dir + "/dpdk/" + p.prefix;
   p.lock_file = p.runtime_dir + "/nvmux.lock";
   return p;
 }
@@ -62,15 +89,18 @@ std::vector<std::string> HugetlbfsMounts() {
   return mounts;
 }
 
-std::vector<std::string> ListGroupFiles(const GroupPaths& paths) {
-  std::vector<std::string> files = ListDir(paths.runtime_dir, "");
+GroupFiles ScanGroupFiles(const GroupPaths& paths) {
+  GroupFiles out;
+  out.files = ListDir(paths.runtime_dir, "", &out.errors);
   // "nvmux1map_" never matches group 12's "nvmux12map_".
   for (const auto& mount : HugetlbfsMounts()) {
-    auto pages = ListDir(mount, paths.prefix + "map_");
-    files.insert(files.end(), pages.begin(), pages.end());
+    auto pages = ListDir(mount, paths.prefix + "map_", &out.errors);
+    out.files.insert(out.files.end(), pages.begin(), pages.end());
   }
-  return files;
+  return out;
 }
+
+std::vector<std::string> ListGroupFiles(const GroupPaths& paths) { return ScanGroupFiles(paths).files; }
 
 std::vector<std::string> RemoveGroupFiles(const GroupPaths& paths, bool keep_lock_file) {
   std::vector<std::string> removed;

@@ -1,10 +1,17 @@
 // Where a group lives on the filesystem, and how its leftovers are found and
 // removed. Group N uses DPDK file prefix "nvmux<N>": runtime files under
-// <dpdk run dir>/nvmux<N>/ (config, fbarrays, mp sockets, and nvmux's own
+// <run dir>/dpdk/nvmux<N>/ (config, fbarrays, mp sockets, and nvmux's own
 // lock file) and hugepage files <hugetlbfs mount>/nvmux<N>map_*.
+//
+// The run dir is the same for every user, so a group's location never
+// depends on who asks: NVMUX_RUN_DIR, or SetRunDir() (tools' --run-dir), or
+// kDefaultRunDir. Every process gives it to DPDK as its runtime directory
+// (RUNTIME_DIRECTORY, which DPDK prefers to its per-user default of
+// XDG_RUNTIME_DIR or /tmp for non-root users).
 //
 // Thread safety: free functions over the filesystem; callers serialise with
 // the group lock file (see group_lock_file.h) before removing anything.
+// SetRunDir before any other call, from the main thread.
 #pragma once
 
 #include <string>
@@ -15,11 +22,19 @@
 namespace nvmux::shm {
 
 constexpr int kMaxGroupId = 999'999;
+inline constexpr char kDefaultRunDir[] = "/var/run";
+inline constexpr char kRunDirEnv[] = "NVMUX_RUN_DIR";
+
+// The run dir in force: SetRunDir's, else $NVMUX_RUN_DIR, else kDefaultRunDir.
+std::string RunDir();
+// Errors: EINVAL if dir is not an absolute path (names it).
+Status SetRunDir(const std::string& dir);
 
 struct GroupPaths {
   int id = 0;
   std::string prefix;       // DPDK --file-prefix: "nvmux<N>"
-  std::string runtime_dir;  // "/var/run/dpdk/nvmux<N>" (DPDK's rule for non-root too)
+  std::string run_dir;      // RunDir(): DPDK's runtime directory (RUNTIME_DIRECTORY)
+  std::string runtime_dir;  // run_dir + "/dpdk/nvmux<N>"
   std::string lock_file;    // runtime_dir + "/nvmux.lock"
 
   // Errors: EINVAL if id is outside [0, kMaxGroupId].
@@ -29,8 +44,17 @@ struct GroupPaths {
 // Mount points of hugetlbfs file systems, from /proc/mounts.
 std::vector<std::string> HugetlbfsMounts();
 
+// Every file of the group that exists now, and every directory that could
+// not be read (path and reason: an unreadable directory never reads as empty).
+struct GroupFiles {
+  std::vector<std::string> files;
+  std::vector<std::string> errors;
+};
+GroupFiles ScanGroupFiles(const GroupPaths& paths);
+
 // Every file of the group that exists now: runtime directory entries and
-// hugepage files. Empty when the group has left nothing.
+// hugepage files. Empty when the group has left nothing (or nothing is readable:
+// see ScanGroupFiles).
 std::vector<std::string> ListGroupFiles(const GroupPaths& paths);
 
 // Removes the group's files (the lock file too unless keep_lock_file) and the

@@ -22,6 +22,23 @@ TEST(GroupPaths, RejectsOutOfRangeIds) {
   EXPECT_EQ(p->prefix, "nvmux12");
 }
 
+// One location whoever asks (issue 14): the run dir, not the user, decides.
+TEST(GroupPaths, TheRunDirAloneDecidesWhereAGroupLives) {
+  std::string before = RunDir();
+  ASSERT_TRUE(SetRunDir("/srv/nvmux/"));
+  auto p = GroupPaths::For(56);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->run_dir, "/srv/nvmux");
+  EXPECT_EQ(p->runtime_dir, "/srv/nvmux/dpdk/nvmux56");
+  EXPECT_EQ(p->lock_file, "/srv/nvmux/dpdk/nvmux56/nvmux.lock");
+  auto bad = SetRunDir("relative/dir");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, EINVAL);
+  EXPECT_NE(bad.error().message.find("relative/dir"), std::string::npos);
+  ASSERT_TRUE(SetRunDir(before));
+  EXPECT_EQ(GroupPaths::For(56)->runtime_dir, before + "/dpdk/nvmux56");
+}
+
 TEST(GroupPaths, ListsAndRemovesOnlyItsOwnGroupsFiles) {
   // Ids of our own: the group tests use 10000..909999 from pids; this one and
   // its neighbour sit above that range (and never on group 0, the demo's).
@@ -34,6 +51,8 @@ TEST(GroupPaths, ListsAndRemovesOnlyItsOwnGroupsFiles) {
   ::close(::open(runtime_file.c_str(), O_CREAT | O_WRONLY, 0600));
   std::vector<std::string> pages;
   for (const auto& mount : HugetlbfsMounts()) {
+    // Only the mounts this user may write (a non-root user's: scripts/setup.sh's).
+    if (::access(mount.c_str(), W_OK) != 0) continue;
     pages.push_back(mount + "/" + p.prefix + "map_0");
     pages.push_back(mount + "/" + other.prefix + "map_0");  // a neighbour's: untouched
     for (const auto& f : {pages[pages.size() - 2], pages.back()}) {

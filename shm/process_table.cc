@@ -115,8 +115,10 @@ Result<uint32_t> ProcessTable::Register(ProcessRole role, std::string_view name,
                             " processes attached, " + std::to_string(awaiting_reaper) +
                             " of them dead with device queues that nvmuxd's reaper deletes first); retry in a moment");
   if (!chosen)
-    return Fail(EAGAIN, "the group's process table is full (" + std::to_string(state_.capacity) +
-                            " processes attached); detach one or wait for it to exit");
+    return Fail(ENOSPC, "the group's process table is full (" + std::to_string(state_.capacity) +
+                            " processes attached, the limit nvmuxd --max-processes set, at most " +
+                            std::to_string(kMaxProcesses) + "); detach one, wait for it to exit, or restart nvmuxd with a "
+                            "higher --max-processes");
   ProcessSlot& s = state_.slots[*chosen];
   s.pid = self.pid;
   s.start_time = self.start_time;

@@ -110,7 +110,7 @@ class ProcessTable {
   ProcessTable& operator=(const ProcessTable&) = delete;
 
   // Registers this process. Errors: EALREADY (already registered, names the
-  // slot), EAGAIN (table full: names the capacity), lock errors.
+  // slot), ENOSPC (table full: names the capacity and nvmuxd's --max-processes), lock errors.
   Result<uint32_t> Register(ProcessRole role, std::string_view name, const CoreSet& cores);
   // Frees this process's slot after running the cleanup hooks for it. If the
   // slot is no longer ours (reaped by mistake and reused), touches nothing.

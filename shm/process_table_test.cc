@@ -80,7 +80,7 @@ TEST_F(ProcessTableTest, SecondViewOfTheSameProcessIsRefused) {
   EXPECT_EQ(dup.error().code, EALREADY);
 }
 
-TEST_F(ProcessTableTest, FullTableIsEAGAINNamingTheCapacity) {
+TEST_F(ProcessTableTest, FullTableIsENOSPCNamingTheCapacityAndOption) {
   ProcessTable::InitState(shared_->table, 1);
   View v(*shared_, file_.path());
   ASSERT_TRUE(v.table.Register(ProcessRole::kPrimary, "p", CoreSet::CurrentAffinity()));
@@ -88,7 +88,8 @@ TEST_F(ProcessTableTest, FullTableIsEAGAINNamingTheCapacity) {
     View c(*shared_, file_.path());
     auto r = c.table.Register(ProcessRole::kSecondary, "s", CoreSet::CurrentAffinity());
     if (r) return 1;
-    if (r.error().code != EAGAIN) return 2;
+    if (r.error().code != ENOSPC) return 2;
+    if (r.error().message.find("--max-processes") == std::string::npos) return 4;
     return r.error().message.find("full (1 ") != std::string::npos ? 0 : 3;
   });
   int status = WaitExit(child);

@@ -4,6 +4,7 @@
 #include "nvmux/version.h"
 #include "libclient/shared/shared_registry.h"
 #include "shm/group.h"
+#include "shm/group_access.h"
 #include "shm/mem_events.h"
 #include "shm/segment.h"
 
@@ -29,8 +30,25 @@ Result<std::unique_ptr<Env>> Env::Init(const EnvOptions& options) {
   g.create = options.primary;
   g.name = options.name;
   g.mem_mb = options.mem_mb;
-  // The controller registry exists before the segment is published.
-  if (options.primary) g.construct_tables = ConstructControllerTable;
+  g.max_processes = options.max_processes;
+  g.dma_pool_mb = options.dma_pool_mb;
+  if (options.primary) {
+    if (options.max_controllers < 1 || options.max_controllers > kMaxSharedControllers)
+      return Fail(EINVAL, "bad --max-controllers " + std::to_string(options.max_controllers) + ": allowed 1.." +
+                              std::to_string(kMaxSharedControllers));
+    if (options.dma_pool_mb < 2 || options.dma_pool_mb > 65536)
+      return Fail(EINVAL, "bad --dma-pool-mb " + std::to_string(options.dma_pool_mb) + ": allowed 2..65536");
+    if (!options.access_group.empty()) {
+      auto gid = shm::LookupUnixGroup(options.access_group);
+      if (!gid) return Fail(gid.error().code, "--access-group: " + gid.error().message);
+      g.access_gid = *gid;
+    }
+    // The controller registry exists before the segment is published.
+    uint32_t max_controllers = options.max_controllers;
+    g.construct_tables = [max_controllers](shm::Segment& segment, const shm::Segment::Guard& guard) {
+      return ConstructControllerTable(segment, guard, max_controllers);
+    };
+  }
   if (options.primary && !options.group_id)
     return Fail(EINVAL, "a primary needs a group id (-i N); without one the process runs standalone");
   if (!options.core_mask.empty()) {

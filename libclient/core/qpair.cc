@@ -128,7 +128,7 @@ Result<std::unique_ptr<IoQpair>> Controller::AllocIoQpair(const IoQpairOptions& 
     }
     if (q->qid == 0)
       return Fail(ENOSPC, "no free I/O queue id: the controller granted " + std::to_string(cs.qid_used.size() - 1) +
-                              " I/O queues and all are in use");
+                              " I/O queues and all are in use (a group's nvmuxd asks for at most --io-queues)");
     cs.qpairs.push_back(q.get());
   }
   auto* base = static_cast<uint8_t*>(q->rings.data());

@@ -1,5 +1,7 @@
 #include "libclient/shared/shared_registry.h"
 
+#include <algorithm>
+
 #include <atomic>
 #include <cstring>
 
@@ -30,10 +32,16 @@ bool RetiredEntryInUse(shm::Group& group, SharedController& c) {
 
 }  // namespace
 
-Status ConstructControllerTable(shm::Segment& segment, const shm::Segment::Guard& guard) {
+Status ConstructControllerTable(shm::Segment& segment, const shm::Segment::Guard& guard, uint32_t capacity) {
   auto table = segment.Construct<SharedControllerTable>(guard, kSharedControllersName);
   if (!table) return table.error();
+  // `reserved` holds the capacity (0, in tables of earlier primaries, means all).
+  (*table)->reserved = std::clamp(capacity, 1u, kMaxSharedControllers);
   return Ok();
+}
+
+uint32_t ControllerTableCapacity(const SharedControllerTable& table) {
+  return table.reserved == 0 ? kMaxSharedControllers : std::min(table.reserved, kMaxSharedControllers);
 }
 
 Result<SharedControllerTable*> FindControllerTable(shm::Group& group) {
@@ -82,7 +90,8 @@ Result<Reservation> ReserveSharedController(shm::Group& group, const std::string
   SharedController* free_entry = nullptr;
   SharedController* reclaimable = nullptr;
   SharedController* half_attached = nullptr;
-  for (uint32_t i = 0; i < kMaxSharedControllers; ++i) {
+  const uint32_t capacity = ControllerTableCapacity(**table);
+  for (uint32_t i = 0; i < capacity; ++i) {
     SharedController& c = (*table)->controllers[i];
     uint32_t state = Load(c.in_use);
     if (state == kEntryPublished && trid == c.trid)
@@ -98,9 +107,10 @@ Result<Reservation> ReserveSharedController(shm::Group& group, const std::string
   }
   SharedController* chosen = half_attached != nullptr ? half_attached : free_entry != nullptr ? free_entry : reclaimable;
   if (chosen == nullptr)
-    return Fail(ENOSPC, "group " + std::to_string(group.id()) + " already has " +
-                            std::to_string(kMaxSharedControllers) + " controllers (the most a group holds; "
-                            "detached ones count until every process using them let go)");
+    return Fail(ENOSPC, "group " + std::to_string(group.id()) + " already has " + std::to_string(capacity) +
+                            " controllers, its limit (nvmuxd --max-controllers, at most " +
+                            std::to_string(kMaxSharedControllers) +
+                            "; detached ones count until every process using them let go)");
   if (half_attached != nullptr)
     NVMUX_LOG(kNotice, "controller %s: reclaiming the entry a dead process (slot %u) reserved and never published",
               trid.c_str(), half_attached->reserver_slot);

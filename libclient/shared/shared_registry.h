@@ -16,7 +16,13 @@ namespace nvmux {
 // Constructs the (empty) table: the primary creating a group, before the
 // segment is published (shm::GroupOptions::construct_tables), so no process
 // ever allocates in the segment while others use it.
-[[nodiscard]] Status ConstructControllerTable(shm::Segment& segment, const shm::Segment::Guard& guard);
+// `capacity` (1..kMaxSharedControllers, nvmuxd --max-controllers) is how many
+// entries Reserve may use.
+[[nodiscard]] Status ConstructControllerTable(shm::Segment& segment, const shm::Segment::Guard& guard,
+                                              uint32_t capacity = kMaxSharedControllers);
+// Entries the table may use (its capacity; kMaxSharedControllers for a table
+// that recorded none).
+uint32_t ControllerTableCapacity(const SharedControllerTable& table);
 
 // The table. Errors: ENOENT (no table: the group was not created by an
 // nvmux primary), lock and segment errors.
@@ -41,8 +47,9 @@ struct Reservation {
 // of a live slot generation). An entry for `trid` still reserved by a dead
 // process (a primary killed mid-attach) is reclaimed.
 // Errors: EEXIST (already attached by this group, or being attached by a
-// live process: names it), ENOSPC (table full: every entry attached or
-// retired and still held by a live process).
+// live process: names it), ENOSPC (table full: every entry of its capacity
+// attached or retired and still held by a live process; names the limit
+// and nvmuxd's --max-controllers).
 [[nodiscard]] Result<Reservation> ReserveSharedController(shm::Group& group, const std::string& trid);
 // Primary: makes the entry visible to secondaries (release ordering).
 void PublishSharedController(SharedController& c);

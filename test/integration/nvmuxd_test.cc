@@ -48,7 +48,8 @@ class NvmuxdTest : public ::testing::Test {
     auto line = d.ReadLine(std::chrono::seconds(20));
     EXPECT_TRUE(line);
     if (line) {
-      EXPECT_EQ(*line, "nvmuxd: group " + std::to_string(id_) + " ready (pid " + std::to_string(d.pid()) + ")");
+      EXPECT_EQ(*line, "nvmuxd: group " + std::to_string(id_) + " ready (pid " + std::to_string(d.pid()) + ", " +
+                           shm::GroupPaths::For(id_)->runtime_dir + ")");
     }
     return d;
   }

@@ -11,6 +11,11 @@
 //     joins, runs Identify Controller, Get Log Page (SMART) and creates and
 //     deletes two queue pairs through the shared admin queue, then leaves;
 //     prints "admin ok" (exit 0) or the error (exit 1).
+//   nvmux_mp_child fill|verify -i G -r TRID --lba L --blocks N --seed S
+//     writes (fill) or reads back and checks (verify) the range [L, L+N)
+//     with the pattern of S, 8 blocks per command; prints "filled N" /
+//     "verified N" (exit 0) or the first error or mismatch (exit 1).
+//     scripts/soak.sh's final read-back.
 //   nvmux_mp_child census -i G
 //     joins group G and prints one line of JSON: the queue ids in use (with
 //     owner slots), admin trackers in flight, live DMA records and bytes,
@@ -103,6 +108,50 @@ std::optional<Joined> Join(int group, const std::string& trid_text, const char* 
     return std::nullopt;
   }
   return Joined{std::move(*env), std::move(*ctrlr)};
+}
+
+int RunRange(int group, const std::string& trid_text, uint64_t lba0, uint64_t blocks, uint32_t seed, bool verify) {
+  auto joined = Join(group, trid_text, verify ? "mp_verify" : "mp_fill");
+  if (!joined) return 1;
+  Namespace* ns = joined->ctrlr->GetNamespace(1);
+  auto qpair = joined->ctrlr->AllocIoQpair();
+  if (!qpair) {
+    std::fprintf(stderr, "mp_child: %s\n", qpair.error().message.c_str());
+    return 1;
+  }
+  int errors = 0;
+  uint64_t ios = 0;
+  Slot s;
+  auto b = joined->env->AllocDma(8 * ns->sector_size());
+  if (!b) return 1;
+  s.buffer = std::move(*b);
+  s.errors = &errors;
+  s.ios = &ios;
+  s.block = ns->sector_size();
+  s.count = 8;
+  s.pass = seed;
+  for (uint64_t off = 0; off + 8 <= blocks && errors == 0; off += 8) {
+    s.lba = lba0 + off;
+    s.writing = !verify;
+    if (!verify) Fill(s);
+    s.busy = true;
+    Status st = verify ? (*qpair)->Read(*ns, s.buffer.data(), s.lba, 8, OnDone, &s)
+                       : (*qpair)->Write(*ns, s.buffer.data(), s.lba, 8, OnDone, &s);
+    if (!st) {
+      std::fprintf(stderr, "mp_child: submit: %s\n", st.error().message.c_str());
+      return 1;
+    }
+    while (s.busy) {
+      auto n = (*qpair)->ProcessCompletions();
+      if (!n) {
+        std::fprintf(stderr, "mp_child: %s\n", n.error().message.c_str());
+        return 1;
+      }
+    }
+  }
+  if (errors != 0) return 1;
+  std::printf("%s %llu\n", verify ? "verified" : "filled", static_cast<unsigned long long>(blocks));
+  return 0;
 }
 
 // The queue pair `io --leak-qpair` never frees.
@@ -308,6 +357,16 @@ int main(int argc, char** argv) {
   auto* admin = app.add_subcommand("admin", "join, run admin commands, leave");
   admin->add_option("-i", group)->required();
   admin->add_option("-r", trid)->required();
+  uint32_t seed = 0;
+  auto* fill = app.add_subcommand("fill", "write a pattern over an LBA range");
+  auto* verify = app.add_subcommand("verify", "read an LBA range back and check the pattern");
+  for (CLI::App* sub : {fill, verify}) {
+    sub->add_option("-i", group)->required();
+    sub->add_option("-r", trid)->required();
+    sub->add_option("--lba", lba);
+    sub->add_option("--blocks", blocks);
+    sub->add_option("--seed", seed);
+  }
   auto* census = app.add_subcommand("census", "print the group's driver state");
   census->add_option("-i", group)->required();
   CLI11_PARSE(app, argc, argv);
@@ -315,5 +374,6 @@ int main(int argc, char** argv) {
   signal(SIGTERM, [](int) { nvmux::g_stop.store(true); });
   if (io->parsed()) return nvmux::RunIo(group, trid, lba, blocks, seconds, qd, admin_ms, leak_qpair);
   if (admin->parsed()) return nvmux::RunAdmin(group, trid);
+  if (fill->parsed() || verify->parsed()) return nvmux::RunRange(group, trid, lba, blocks, seed, verify->parsed());
   return nvmux::Census(group);
 }

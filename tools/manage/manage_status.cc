@@ -6,6 +6,8 @@
 #include <memory>
 
 #include "libclient/shared/shared_registry.h"
+#include "shm/dma_pool.h"
+#include "shm/eal.h"
 #include "shm/group.h"
 #include "tools/manage/manage_args.h"
 #include "tools/manage/manage_output.h"
@@ -20,6 +22,7 @@ const char* StateName(shm::GroupProbe::State s) {
     case shm::GroupProbe::State::kAbsent: return "absent";
     case shm::GroupProbe::State::kLive: return "live";
     case shm::GroupProbe::State::kStale: return "stale (its processes are dead)";
+    case shm::GroupProbe::State::kUnknown: return "unknown";
   }
   return "?";
 }
@@ -123,6 +126,8 @@ int ShowLive(int id, int primary_pid, bool json) {
   o.name = "nvmux-manage";
   auto group = shm::Group::Open(o);
   if (!group) {
+    // What the lock file tells anyone who may read it, then why no more.
+    std::printf("group %d: live, primary pid %d; details not readable by this process\n", id, primary_pid);
     std::cerr << "nvmux-manage: " << group.error().ToString() << "\n";
     return 1;
   }
@@ -132,6 +137,10 @@ int ShowLive(int id, int primary_pid, bool json) {
   auto dma = (*group)->dma().TotalUsage();
   r.dma_allocations = dma.allocations;
   r.dma_bytes = dma.bytes;
+  r.max_processes = (*group)->processes().capacity();
+  if (auto table = FindControllerTable(**group); table) r.max_controllers = ControllerTableCapacity(**table);
+  size_t pool_bytes = 0;
+  if (shm::LookupMemzone(shm::kDmaPoolZone, pool_bytes)) r.dma_pool_bytes = pool_bytes;
   std::vector<shm::ProcessInfo> procs = (*group)->processes().Snapshot();
   for (const shm::ProcessInfo& p : procs)
     r.processes.push_back(
@@ -159,6 +168,15 @@ int ShowStatus(int id, bool json) {
     std::cerr << "nvmux-manage: " << probe.error().message << "\n";
     return 2;
   }
+  if (probe->state == shm::GroupProbe::State::kUnknown) {
+    // Never guessed: a group this user cannot read may well be alive.
+    if (json)
+      std::printf("{\"group\": %d, \"state\": \"unknown\", \"where\": %s, \"reason\": %s}\n", id,
+                  JsonQuote(probe->where).c_str(), JsonQuote(probe->reason).c_str());
+    else
+      std::printf("group %d: cannot tell whether it is live: %s\n", id, probe->reason.c_str());
+    return 1;
+  }
   if (probe->state == shm::GroupProbe::State::kLive && !probe->primary) {
     // Orphaned: the primary died; its secondaries keep running.
     int pid = probe->member.value_or(0);
@@ -173,10 +191,11 @@ int ShowStatus(int id, bool json) {
   }
   if (probe->state != shm::GroupProbe::State::kLive) {
     if (json) {
-      std::printf("{\"group\": %d, \"state\": \"%s\", \"files\": %zu}\n", id,
-                  probe->state == shm::GroupProbe::State::kAbsent ? "absent" : "stale", probe->files.size());
+      std::printf("{\"group\": %d, \"state\": \"%s\", \"files\": %zu, \"where\": %s}\n", id,
+                  probe->state == shm::GroupProbe::State::kAbsent ? "absent" : "stale", probe->files.size(),
+                  JsonQuote(probe->where).c_str());
     } else {
-      std::printf("group %d: %s", id, StateName(probe->state));
+      std::printf("group %d: %s (looked in %s)", id, StateName(probe->state), probe->where.c_str());
       if (probe->state == shm::GroupProbe::State::kStale)
         std::printf("; %s left: run `nvmux-manage cleanup -i %d --yes`", shm::SummariseFiles(probe->files).c_str(), id);
       std::printf("\n");
@@ -204,7 +223,7 @@ int Cleanup(int id, bool yes) {
     return 1;
   }
   if (removed->empty())
-    std::printf("group %d: nothing to clean\n", id);
+    std::printf("group %d: nothing to clean (looked in %s)\n", id, probe->where.c_str());
   else
     std::printf("group %d: removed %s\n", id, shm::SummariseFiles(*removed).c_str());
   return 0;

@@ -97,6 +97,10 @@ struct StatusReport {
   int primary_pid = 0;
   uint32_t dma_allocations = 0;
   uint64_t dma_bytes = 0;
+  // The limits nvmuxd was started with (--max-processes, --max-controllers, --dma-pool-mb).
+  uint32_t max_processes = 0;
+  uint32_t max_controllers = 0;
+  uint64_t dma_pool_bytes = 0;
   std::vector<StatusProcess> processes;
   std::vector<StatusController> controllers;
   std::vector<StatusReaped> reaped;

@@ -112,6 +112,10 @@ void ControllerJson(JsonWriter& j, const StatusController& c) {
 std::string StatusText(const StatusReport& r) {
   std::string out = Sprintf("group %d: live, primary pid %d, DMA memory: %u allocation(s), %llu bytes\n", r.group,
                             r.primary_pid, r.dma_allocations, static_cast<unsigned long long>(r.dma_bytes));
+  out += Sprintf(
+      "limits: %u process slot(s), %u controller(s), DMA pool %llu MiB (nvmuxd --max-processes, --max-controllers, "
+      "--dma-pool-mb)\n",
+      r.max_processes, r.max_controllers, static_cast<unsigned long long>(r.dma_pool_bytes >> 20));
   out += Sprintf("%-5s %-8s %-11s %-20s %-12s %-7s %s\n", "slot", "pid", "role", "name", "cores", "qpairs", "admin");
   for (const StatusProcess& p : r.processes)
     out += Sprintf("%-5u %-8d %-11s %-20s %-12s %-7u %u\n", p.slot, p.pid, p.role.c_str(), p.name.c_str(),
@@ -136,6 +140,12 @@ std::string StatusJson(const StatusReport& r) {
       .BeginObject()
       .Field("allocations", r.dma_allocations)
       .Field("bytes", r.dma_bytes)
+      .EndObject()
+      .Key("limits")
+      .BeginObject()
+      .Field("max_processes", r.max_processes)
+      .Field("max_controllers", r.max_controllers)
+      .Field("dma_pool_bytes", r.dma_pool_bytes)
       .EndObject();
   j.Key("processes").BeginArray();
   for (const StatusProcess& p : r.processes)

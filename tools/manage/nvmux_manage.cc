@@ -201,6 +201,11 @@ int Main(int argc, char** argv) {
       "Destructive subcommands ask on a terminal; otherwise they need --yes.");
   Raw raw;
   std::map<std::string, CLI::App*> controller_subs;
+  std::string run_dir;
+  app.add_option("--run-dir", run_dir,
+                 "where groups live: <DIR>/dpdk/nvmux<N> (default $NVMUX_RUN_DIR, else " +
+                     std::string(shm::kDefaultRunDir) + "; the same for every user)")
+      ->type_name("DIR");
 
   auto* status =
       app.add_subcommand("status", "a group's processes, controllers, queues, DMA memory and reaped processes");
@@ -266,6 +271,12 @@ int Main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     return code == 0 ? 0 : 2;
+  }
+  if (!run_dir.empty()) {
+    if (Status st = shm::SetRunDir(run_dir); !st) {
+      std::cerr << "nvmux-manage: --run-dir: " << st.error().message << "\n";
+      return 2;
+    }
   }
   try {
     if (status->parsed() || cleanup->parsed()) {

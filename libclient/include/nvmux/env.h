@@ -51,6 +51,11 @@ struct EnvOptions {
   bool primary = false;             // with group_id: create the group (nvmuxd)
   std::string core_mask;            // "0x3", "[0-1]", "0,2"; empty: keep affinity
   size_t mem_mb = 0;                // hugepage memory to preallocate (primary/standalone)
+  // A primary creating its group (nvmuxd's options); ignored otherwise.
+  std::string access_group;         // Unix group that may use the group's files; empty: this user only
+  uint32_t max_processes = 64;      // process slots, 1..64 (ENOSPC when full)
+  uint32_t max_controllers = 8;     // controllers the group holds, 1..8 (ENOSPC when full)
+  size_t dma_pool_mb = 128;         // the group's DMA memory (ENOMEM when used up)
 };
 
 class Env {
