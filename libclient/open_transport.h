@@ -2,8 +2,8 @@
 // switch over the types nvmux knows; no static registration). Internal to
 // nvmux_client: Controller::Connect and the probes (probe.cc) use it.
 //
-// Errors: ENOTSUP (pcie, tcp: roadmap), and the transport's own
-// (vfiouser: ENOENT/ECONNREFUSED naming DIR/cntrl, EPROTO).
+// Errors: ENOTSUP (tcp: roadmap), and the transport's own (vfiouser:
+// ENOENT/ECONNREFUSED naming DIR/cntrl, EPROTO; pcie: see pcie_transport.h).
 #pragma once
 
 #include <memory>

@@ -1,0 +1,83 @@
+// PcieTransport: an NVMe controller on the PCI bus, bound to vfio-pci,
+// driven through DPDK's VFIO support (rte_vfio_setup_device): DPDK opens the
+// device's IOMMU group, attaches it to its default container and maps every
+// hugepage segment of the group's memory for the device (IOVA = VA), and
+// keeps doing so as memory is added or freed (its memory-event hook). This
+// transport maps BAR0 (registers and doorbells, stride from CAP.DSTRD), sets
+// Memory Space and Bus Master Enable in the command register, and notices a
+// vanished device (a register reading all ones while config space does too).
+//
+// Not supported (each a clear error at Open): uio_pci_generic and vfio's
+// no-IOMMU mode, which need IOVA = PA while the driver core addresses DMA
+// memory by virtual address (DmaPageMap::Iova); a process whose EAL was not
+// started with VFIO (vfio-pci loaded after it started).
+//
+// Thread safety: as Transport. Ownership: owns the BAR mapping and the VFIO
+// device (released to DPDK on destruction; DPDK keeps the container).
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "libclient/core/transport.h"
+#include "libclient/pcie/pci_sysfs.h"
+#include "shm/base/unique_fd.h"
+
+namespace nvmux::pcie {
+
+// BAR0 below the doorbells, by 32-bit MMIO (64-bit registers as two 32-bit
+// accesses, low half first, as the NVMe specification allows).
+class MmioRegisters final : public RegisterIo {
+ public:
+  // `gone` is asked when a read returns all ones (a vanished device reads so).
+  MmioRegisters(volatile uint8_t* bar, std::function<bool()> gone) : bar_(bar), gone_(std::move(gone)) {}
+  Result<uint32_t> Read32(uint32_t offset) override;
+  Result<uint64_t> Read64(uint32_t offset) override;
+  Status Write32(uint32_t offset, uint32_t value) override;
+  Status Write64(uint32_t offset, uint64_t value) override;
+
+ private:
+  volatile uint8_t* bar_;
+  std::function<bool()> gone_;
+};
+
+class PcieTransport final : public Transport {
+ public:
+  // `bdf`: a normalised address (TransportId's traddr). REQUIRES: EAL is up.
+  // Errors: ENODEV (no such function / not NVMe), EBUSY (kernel driver, or the
+  // IOMMU group is held by another process), ENXIO (no driver), ENOTSUP
+  // (uio_pci_generic, no-IOMMU vfio, EAL without VFIO), EIO (VFIO failures).
+  [[nodiscard]] static Result<std::unique_ptr<PcieTransport>> Open(const std::string& bdf);
+  ~PcieTransport() override;
+
+  const char* name() const override { return "PCIE"; }
+  RegisterIo& registers() override { return *registers_; }
+  [[nodiscard]] Status PrepareDevice() override;
+  Doorbells QueueDoorbells(uint16_t qid, uint32_t dstrd) override;
+  bool Lost() const override;
+  // The VFIO device fd maps the doorbells in other processes of the group.
+  std::optional<Exported> Export() const override {
+    return Exported{device_fd_, bar0_file_offset_ + spec_doorbell_base(), spec_doorbell_base(),
+                    bar_bytes_ - spec_doorbell_base(), -1, -1};
+  }
+
+ private:
+  explicit PcieTransport(std::string bdf) : bdf_(std::move(bdf)) {}
+  static uint64_t spec_doorbell_base();
+  // Config space through the VFIO config region. Errors: EIO naming the device.
+  Result<uint16_t> ReadConfig16(uint32_t offset) const;
+  Status WriteConfig16(uint32_t offset, uint16_t value);
+
+  std::string bdf_;
+  int device_fd_ = -1;  // owned by DPDK's VFIO bookkeeping: released, not closed
+  uint64_t bar0_file_offset_ = 0;
+  uint64_t config_file_offset_ = 0;
+  void* bar_ = nullptr;
+  size_t bar_bytes_ = 0;  // bytes of BAR0 mapped from offset 0
+  mutable std::atomic<bool> lost_{false};
+  std::unique_ptr<MmioRegisters> registers_;
+};
+
+}  // namespace nvmux::pcie
