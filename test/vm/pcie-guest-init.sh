@@ -1,0 +1,106 @@
+#!/bin/sh
+# /init of the pcie test guest (busybox; pcie_test.sh appends it, nvmux's
+# programs and their libraries to the interop guest's initramfs). Two QEMU
+# NVMe controllers at 0000:00:04.0 (namespaces of 512 B and 4 KiB blocks) and
+# 0000:00:05.0; an intel-iommu (intel_iommu=on iommu=pt). Prints one
+# `GUEST-RESULT key=value` line per fact for the host to assert, GUEST-RUN
+# lines for what it runs, then powers off.
+export PATH=/bin:/nvmux/bin
+export LD_LIBRARY_PATH=/nvmux/lib
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mkdir -p /tmp /var/run
+echo "GUEST-RESULT booted=1 uptime=$(cut -d' ' -f1 /proc/uptime)"
+result() { echo "GUEST-RESULT $*"; }
+run() { echo "GUEST-RUN $*"; "$@"; }
+finish() {
+  result done=1 uptime=$(cut -d' ' -f1 /proc/uptime)
+  sync
+  poweroff -f
+  sleep 30
+}
+for m in $(cat /lib/modules/load-order); do
+  insmod /lib/modules/$m.ko 2>/tmp/insmod.err || { result insmod_$m=fail; cat /tmp/insmod.err; }
+done
+A=0000:00:04.0 B=0000:00:05.0
+dev=/sys/bus/pci/devices
+
+# 1. The kernel's nvme driver owns both controllers: what it reads.
+wait_nvme() {  # bdf: waits for its nvme controller to be live and its namespaces to appear
+  i=0
+  while [ $i -lt 300 ]; do
+    c=$(ls -d $dev/$1/nvme/nvme* 2>/dev/null | head -1)
+    [ -n "$c" ] && [ "$(cat $c/state 2>/dev/null)" = live ] && ls $c | grep -q 'n1$' && { basename $c; return 0; }
+    sleep 0.1; i=$((i + 1))
+  done
+  return 1
+}
+ca=$(wait_nvme $A) || { result kernel_a=absent; dmesg | grep -i -e nvme -e iommu | tail -20; finish; }
+wait_nvme $B >/dev/null || result kernel_b=absent
+result iommu_groups=$(ls /sys/kernel/iommu_groups | wc -l)
+k_model=$(sed 's/ *$//' $dev/$A/nvme/$ca/model)
+k_serial=$(sed 's/ *$//' $dev/$A/nvme/$ca/serial)
+k_fw=$(sed 's/ *$//' $dev/$A/nvme/$ca/firmware_rev)
+k_ns=""
+for n in $(ls -d $dev/$A/nvme/$ca/${ca}n* | sort); do
+  b=$(basename $n)
+  k_ns="$k_ns $(( $(cat /sys/block/$b/size) * 512 / $(cat /sys/block/$b/queue/logical_block_size) ))"
+done
+result kernel_ns_blocks="$(echo $k_ns | tr ' ' ,)"
+blk=$(ls -d $dev/$A/nvme/$ca/${ca}n1 | xargs basename)  # the 512 B namespace of A, for the data check
+
+# 2. scripts/setup.sh: a mounted namespace is refused; config binds A only.
+mkdir -p /mnt
+bblk=$(ls -d $dev/$B/nvme/nvme*/nvme*n1 | head -1 | xargs basename)
+run mke2fs -q -b 4096 /dev/$bblk >/tmp/mkfs.out 2>&1 || cat /tmp/mkfs.out
+run mount -t ext2 /dev/$bblk /mnt
+HUGEMEM=256 PCI_ALLOWED=$B setup.sh config >/tmp/cfg.out 2>&1
+cat /tmp/cfg.out
+result setup_refuses_mounted=$(grep -q "in use (/dev/$bblk is mounted" /tmp/cfg.out && echo ok || echo no)
+result b_driver_after_refusal=$(basename $(readlink $dev/$B/driver))
+umount /mnt
+run setup.sh status
+HUGEMEM=256 PCI_ALLOWED=$A run setup.sh config
+result a_driver=$(basename $(readlink $dev/$A/driver 2>/dev/null) 2>/dev/null)
+run setup.sh status
+
+# 3. nvmux-identify over pcie equals the kernel's view.
+run nvmux-identify -r "trtype:PCIe traddr:00:04.0" >/tmp/id.txt 2>&1
+result identify_rc=$?
+grep -v '^$' /tmp/id.txt | head -40
+field() { sed -n "s/^ *$1: *//p" /tmp/id.txt | head -1 | sed 's/ *$//'; }
+[ "$(field 'Model Number')" = "$k_model" ] && result model=ok || result model="nvmux:'$(field 'Model Number')'/kernel:'$k_model'"
+[ "$(field 'Serial Number')" = "$k_serial" ] && result serial=ok || result serial="nvmux:'$(field 'Serial Number')'/kernel:'$k_serial'"
+[ "$(field 'Firmware Version')" = "$k_fw" ] && result firmware=ok || result firmware="nvmux:'$(field 'Firmware Version')'/kernel:'$k_fw'"
+result nvmux_ns_blocks="$(sed -n 's/^ *Namespace Size (in LBAs): *\([0-9]*\).*/\1/p' /tmp/id.txt | tr '\n' ',' | sed 's/,$//')"
+
+# 4. Bad input: each a clear error.
+nvmux-identify -r "trtype:pcie traddr:0000:00:09.0" >/tmp/e1 2>&1
+result err_absent=$(grep -q '0000:00:09.0 does not exist' /tmp/e1 && echo ok || { cat /tmp/e1; echo no; })
+nvmux-identify -r "trtype:pcie traddr:$B" >/tmp/e2 2>&1
+result err_kernel_driver=$(grep -q "kernel's nvme driver" /tmp/e2 && grep -q 'setup.sh config' /tmp/e2 && echo ok || { cat /tmp/e2; echo no; })
+
+# 5. nvmux-perf --verify: 1 MiB written sequentially, then read and checked.
+run nvmux-perf -r "trtype:pcie traddr:$A ns:1" -q 4 -o 4k -w write -t 30 -d 256 --lba-range 0:2048 --verify --no-live >/tmp/pw 2>&1
+result perf_write_rc=$?; tail -5 /tmp/pw
+# While one process drives A, a second is refused with a clear error.
+nvmux-perf -r "trtype:pcie traddr:$A ns:1" -q 4 -o 4k -w read -t 3 --lba-range 0:2048 --verify --no-live >/tmp/pr 2>&1 &
+perf_pid=$!
+sleep 1.5
+nvmux-identify -r "trtype:pcie traddr:$A" >/tmp/e3 2>&1
+result err_in_use=$(grep -q 'in use by another process' /tmp/e3 && echo ok || { cat /tmp/e3; echo no; })
+wait $perf_pid
+result perf_read_rc=$?; tail -5 /tmp/pr
+
+# 6. Back to the kernel: the blocks nvmux wrote are there.
+PCI_ALLOWED=$A run setup.sh reset
+ca2=$(wait_nvme $A) || { result kernel_again=absent; finish; }
+blk=$(ls -d $dev/$A/nvme/$ca2/${ca2}n1 | xargs basename)
+ok=0
+for lba in 0 1 777 2047; do
+  hex=$(dd if=/dev/$blk bs=512 skip=$lba count=1 2>/dev/null | od -An -tx8 -N16 | tr -s ' ')
+  [ "$hex" = " 79667678756d766e $(printf '%016x' $lba)" ] && ok=$((ok + 1)) || echo "lba $lba: $hex"
+done
+result kernel_reads_nvmux_blocks=$ok
+finish

@@ -1,0 +1,123 @@
+#!/bin/bash
+# The pcie transport in a QEMU TCG guest: two emulated NVMe controllers
+# (QEMU's -device nvme) behind an intel-iommu; the guest binds one to vfio-pci
+# with scripts/setup.sh and runs nvmux-identify and nvmux-perf --verify on it,
+# compares with the kernel nvme driver's view, checks the clear errors, then
+# gives the controller back to nvme and reads nvmux's blocks through it.
+# See test/vm/README.md.
+#
+# Usage: pcie_test.sh --identify BIN --perf BIN --cache DIR
+#   (the build's nvmux-identify and nvmux-perf; CACHE_DIR as build-guest.sh)
+# Env:   NVMUX_QEMU_DIR (bin/qemu-system-x86_64; default ../shared/peers/qemu
+#        beside the tree, else qemu-system-x86_64 on PATH); NVMUX_GUEST_KEEP=1.
+# Exit:  0 pass, 1 fail, 77 skipped (no QEMU).
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+identify= perf= cache=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --identify) identify=$2; shift 2 ;;
+    --perf) perf=$2; shift 2 ;;
+    --cache) cache=$2; shift 2 ;;
+    *) echo "pcie_test: unknown argument '$1' (allowed: --identify BIN --perf BIN --cache DIR)" >&2; exit 2 ;;
+  esac
+done
+[ -x "$identify" ] && [ -x "$perf" ] && [ -n "$cache" ] ||
+  { echo "pcie_test: need --identify BIN --perf BIN --cache DIR" >&2; exit 2; }
+
+qemu_dir=${NVMUX_QEMU_DIR:-$(cd "$root/.." && pwd)/shared/peers/qemu}
+qemu=$qemu_dir/bin/qemu-system-x86_64 qemu_share=(-L "$qemu_dir/share/qemu")
+if [ ! -x "$qemu" ]; then
+  qemu=$(command -v qemu-system-x86_64 || true) qemu_share=()
+  [ -n "$qemu" ] || { echo "SKIP: no qemu-system-x86_64 (NVMUX_QEMU_DIR or PATH)"; exit 77; }
+fi
+
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+pass() { echo "ok:   $*"; }
+
+"$here/build-guest.sh" "$cache" || { echo "FAIL: building the guest"; exit 1; }
+
+tmp=$(mktemp -d /tmp/nvmux-pcie-guest.XXXXXX)
+qemu_pid=
+cleanup() {
+  [ -n "$qemu_pid" ] && kill -9 "$qemu_pid" 2>/dev/null && wait "$qemu_pid" 2>/dev/null
+  if [ "${NVMUX_GUEST_KEEP:-0}" = 1 ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+# The overlay: this test's /init, nvmux's programs, setup.sh and every
+# library ldd names (the programs link DPDK statically; the rest is libc,
+# libstdc++, libnuma...), appended to the cached initramfs.
+ov=$tmp/overlay
+mkdir -p "$ov/nvmux/bin" "$ov/nvmux/lib" "$ov/lib64"
+install -m 0755 "$here/pcie-guest-init.sh" "$ov/init"
+install -m 0755 "$root/scripts/setup.sh" "$ov/nvmux/bin/setup.sh"
+for b in "$identify" "$perf"; do
+  cp "$b" "$ov/nvmux/bin/"
+  ldd "$b" | awk '/=> \//{print $3} /^\t\/lib/{print $1}' | while read -r lib; do
+    case "$lib" in */ld-linux*) cp -L "$lib" "$ov/lib64/$(basename "$lib")" ;; *) cp -L "$lib" "$ov/nvmux/lib/" ;; esac
+  done
+done
+(cd "$ov" && find . -print0 | cpio --null -o -H newc --quiet | gzip -1 >"$tmp/overlay.cpio.gz")
+cat "$cache/initramfs.cpio.gz" "$tmp/overlay.cpio.gz" >"$tmp/initramfs.cpio.gz"
+
+# Controller A (00:04.0): namespaces of 512 B and 4 KiB blocks; B (00:05.0): one.
+truncate -s 64M "$tmp/a1.img" "$tmp/a2.img" "$tmp/b1.img"
+serial=$tmp/serial.log
+qemu_cmd=("$qemu" "${qemu_share[@]}" -accel tcg -machine q35 -smp 2 -m 1G -cpu max
+  -device intel-iommu,intremap=on
+  -drive "file=$tmp/a1.img,if=none,id=a1,format=raw" -drive "file=$tmp/a2.img,if=none,id=a2,format=raw"
+  -drive "file=$tmp/b1.img,if=none,id=b1,format=raw"
+  -device nvme,id=ca,serial=NVMUXPCIEA,addr=0x4 -device nvme-ns,bus=ca,drive=a1,nsid=1,logical_block_size=512
+  -device nvme-ns,bus=ca,drive=a2,nsid=2,logical_block_size=4096,physical_block_size=4096
+  -device nvme,id=cb,serial=NVMUXPCIEB,addr=0x5 -device nvme-ns,bus=cb,drive=b1,nsid=1
+  -kernel "$cache/vmlinux" -initrd "$tmp/initramfs.cpio.gz"
+  -append "console=ttyS0 quiet panic=-1 intel_iommu=on iommu=pt"
+  -display none -nodefaults -no-reboot -serial "file:$serial")
+echo "RUN: ${qemu_cmd[*]}"
+start=$SECONDS
+"${qemu_cmd[@]}" >"$tmp/qemu.log" 2>&1 &
+qemu_pid=$!
+deadline=$((SECONDS + 600))
+while kill -0 "$qemu_pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 1; done
+if kill -0 "$qemu_pid" 2>/dev/null; then fail "the guest did not finish within 600 s"; kill -9 "$qemu_pid"; fi
+wait "$qemu_pid"; qemu_rc=$?; qemu_pid=
+echo "     guest ran $((SECONDS - start)) s (QEMU exit $qemu_rc)"
+
+result() { sed -n "s/^GUEST-RESULT .*\\b$1=\\([^ ]*\\).*/\\1/p" "$serial" | tr -d '\r' | head -1; }
+expect() {  # key expected description
+  local got
+  got=$(result "$1")
+  if [ "$got" = "$2" ]; then pass "$3 ($1=$got)"; else fail "$3: $1='$got', expected '$2'"; fi
+}
+expect booted 1 "the guest booted"
+groups=$(result iommu_groups)
+[ "${groups:-0}" -gt 0 ] && pass "the IOMMU is on ($groups groups)" || fail "no IOMMU groups in the guest"
+expect setup_refuses_mounted ok "setup.sh config refuses a controller whose namespace is mounted"
+expect b_driver_after_refusal nvme "the refused controller stays with nvme"
+expect a_driver vfio-pci "setup.sh config binds the controller to vfio-pci"
+expect identify_rc 0 "nvmux-identify over pcie succeeds"
+expect model ok "model as the kernel's nvme driver reads it"
+expect serial ok "serial as the kernel's nvme driver reads it"
+expect firmware ok "firmware revision as the kernel's nvme driver reads it"
+k=$(result kernel_ns_blocks) n=$(result nvmux_ns_blocks)
+[ -n "$k" ] && [ "$k" = "$n" ] && pass "namespace sizes as the kernel's ($n blocks)" ||
+  fail "namespace sizes: nvmux '$n', kernel '$k'"
+expect err_absent ok "a controller that does not exist: clear error"
+expect err_kernel_driver ok "a controller bound to nvme: error names the driver and setup.sh config"
+expect perf_write_rc 0 "nvmux-perf --verify writes 1 MiB"
+expect err_in_use ok "a second process on the same controller: clear error"
+expect perf_read_rc 0 "nvmux-perf --verify reads it back and checks it"
+expect kernel_reads_nvmux_blocks 4 "after setup.sh reset the kernel reads nvmux's blocks (magic, LBA)"
+expect done 1 "the guest ran to its end"
+if [ $failures != 0 ]; then
+  echo "----- guest serial log -----"; cat "$serial"
+  echo "----- qemu -----"; cat "$tmp/qemu.log"
+  echo "$failures check(s) failed"
+  exit 1
+fi
+echo "all checks passed"
