@@ -107,7 +107,10 @@ Status Group::StartEal(const GroupOptions& o, EalProcType type, const std::strin
   // From here on this process may hold DPDK's shared locks: nvmux code that
   // holds one for long says so on the lock file (see dpdk_lock_doctor.h).
   if (lock_file_) DpdkSection::Bind(lock_file_->fd());
-  Status up = InitEal(EalOptions{o.name, prefix, type, o.cores, type == EalProcType::kSecondary ? 0 : o.mem_mb, false});
+  auto pa = PciNeedsPhysicalAddresses();
+  if (!pa) return pa.error();
+  Status up = InitEal(
+      EalOptions{o.name, prefix, type, o.cores, type == EalProcType::kSecondary ? 0 : o.mem_mb, false, *pa});
   if (!up) return Fail(up.error().code, (id_ >= 0 ? G(id_) + ": " : "") + up.error().message);
   eal_up_ = true;
   return Ok();

@@ -5,7 +5,9 @@
 #include <rte_eal.h>
 #include <rte_vfio.h>
 #include <sys/ioctl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -95,11 +97,7 @@ Result<std::unique_ptr<PcieTransport>> PcieTransport::Open(const std::string& bd
   if (!f) return f.error();
   auto access = CheckDrivable(*f);
   if (!access) return access.error();
-  if (*access == Access::kUio)
-    return Fail(ENOTSUP, "NVMe controller " + bdf + " is bound to uio_pci_generic, which needs IOVA = physical "
-                             "addresses; nvmux addresses DMA memory by virtual address (IOVA = VA) and needs "
-                             "vfio-pci with an IOMMU: `DRIVER_OVERRIDE=vfio-pci scripts/setup.sh config` "
-                             "(boot with intel_iommu=on or amd_iommu=on)");
+  if (*access == Access::kUio) return OpenUio(bdf);
   if (f->iommu_group < 0)
     return Fail(ENOTSUP, "NVMe controller " + bdf + " is bound to vfio-pci but has no IOMMU group: enable the "
                              "IOMMU (intel_iommu=on / amd_iommu=on)");
@@ -111,8 +109,6 @@ Result<std::unique_ptr<PcieTransport>> PcieTransport::Open(const std::string& bd
     return Fail(ENOTSUP, "NVMe controller " + bdf + " is in vfio's no-IOMMU mode (/dev/vfio/noiommu-" +
                              std::to_string(f->iommu_group) + "), which needs IOVA = physical addresses; nvmux "
                              "needs an IOMMU (intel_iommu=on / amd_iommu=on)");
-  if (rte_eal_iova_mode() != RTE_IOVA_VA)
-    return Fail(ENOTSUP, "pcie " + bdf + ": this process's DPDK environment does not use IOVA = VA");
   if (rte_vfio_is_enabled("vfio_pci") == 0)
     return Fail(ENOTSUP, "pcie " + bdf + ": DPDK found no VFIO when this process started (was vfio-pci "
                              "loaded after it? restart it)");
@@ -139,6 +135,7 @@ Result<std::unique_ptr<PcieTransport>> PcieTransport::Open(const std::string& bd
     return Fail(EIO, "pcie " + bdf + ": DPDK could not set the device up through VFIO (rc " + std::to_string(rc) +
                          "; run with -v/NVMUX_LOG=debug for DPDK's reason)");
   t->device_fd_ = fd;
+  t->config_fd_ = fd;
   if (info.num_regions <= VFIO_PCI_CONFIG_REGION_INDEX)
     return Fail(EIO, "pcie " + bdf + ": VFIO reports " + std::to_string(info.num_regions) + " regions");
   auto config = GetRegionInfo(fd, VFIO_PCI_CONFIG_REGION_INDEX, bdf);
@@ -164,32 +161,68 @@ Result<std::unique_ptr<PcieTransport>> PcieTransport::Open(const std::string& bd
   void* bar = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(bar0->offset));
   if (bar == MAP_FAILED)
     return Fail(EIO, "pcie " + bdf + ": mapping BAR0 (" + std::to_string(bytes) + " bytes): " + std::strerror(errno));
-  t->bar_ = bar;
-  t->bar_bytes_ = bytes;
   t->bar0_file_offset_ = bar0->offset;
-  PcieTransport* self = t.get();
-  t->registers_ = std::make_unique<MmioRegisters>(static_cast<volatile uint8_t*>(bar), [self] { return self->Lost(); });
+  t->MapRegisters(bar, bytes);
   NVMUX_LOG(kInfo, "pcie %s: VFIO group %d, BAR0 %lu bytes (%zu mapped)", bdf.c_str(), f->iommu_group,
             static_cast<unsigned long>(bar0->size), bytes);
   return t;
 }
 
+void PcieTransport::MapRegisters(void* bar, size_t bytes) {
+  bar_ = bar;
+  bar_bytes_ = bytes;
+  registers_ = std::make_unique<MmioRegisters>(static_cast<volatile uint8_t*>(bar), [this] { return Lost(); });
+}
+
+Result<std::unique_ptr<PcieTransport>> PcieTransport::OpenUio(const std::string& bdf) {
+  if (rte_eal_iova_mode() != RTE_IOVA_PA)
+    return Fail(ENOTSUP, "NVMe controller " + bdf + " is bound to uio_pci_generic, which needs IOVA = physical "
+                             "addresses, but this process's DPDK environment started with IOVA = VA (was the "
+                             "controller bound after it started? restart it, or set NVMUX_IOVA_MODE=pa)");
+  std::unique_ptr<PcieTransport> t(new PcieTransport(bdf));
+  t->uio_ = true;
+  std::string dir = std::string(kSysfsPciDevices) + "/" + bdf;
+  t->uio_resource_ = UniqueFd(::open((dir + "/resource0").c_str(), O_RDWR | O_CLOEXEC));
+  if (!t->uio_resource_.valid())
+    return Fail(errno == EACCES ? EACCES : EIO, "pcie " + bdf + ": cannot open " + dir + "/resource0: " +
+                                                    std::strerror(errno) + " (uio needs root)");
+  // One process at a time: uio itself does not keep a second one out.
+  if (::flock(t->uio_resource_.get(), LOCK_EX | LOCK_NB) != 0)
+    return Fail(EBUSY, "NVMe controller " + bdf + " is in use by another process (another holds " + dir +
+                           "/resource0: another nvmux group or program)");
+  t->uio_config_ = UniqueFd(::open((dir + "/config").c_str(), O_RDWR | O_CLOEXEC));
+  if (!t->uio_config_.valid())
+    return Fail(EIO, "pcie " + bdf + ": cannot open " + dir + "/config: " + std::strerror(errno));
+  t->device_fd_ = t->uio_resource_.get();
+  t->config_fd_ = t->uio_config_.get();
+  struct stat st{};
+  if (::fstat(t->device_fd_, &st) != 0 || static_cast<uint64_t>(st.st_size) < spec::kDoorbellBase + 0x1000)
+    return Fail(EIO, "pcie " + bdf + ": BAR0 (" + std::to_string(st.st_size) + " bytes) is too small");
+  size_t bytes = static_cast<size_t>(st.st_size);
+  void* bar = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, t->device_fd_, 0);
+  if (bar == MAP_FAILED)
+    return Fail(EIO, "pcie " + bdf + ": mapping " + dir + "/resource0: " + std::strerror(errno));
+  t->MapRegisters(bar, bytes);
+  NVMUX_LOG(kInfo, "pcie %s: uio_pci_generic, BAR0 %zu bytes, IOVA = PA", bdf.c_str(), bytes);
+  return t;
+}
+
 PcieTransport::~PcieTransport() {
   if (bar_ != nullptr) ::munmap(bar_, bar_bytes_);
-  if (device_fd_ >= 0 && rte_vfio_release_device(kSysfsPciDevices, bdf_.c_str(), device_fd_) != 0)
+  if (!uio_ && device_fd_ >= 0 && rte_vfio_release_device(kSysfsPciDevices, bdf_.c_str(), device_fd_) != 0)
     NVMUX_LOG(kWarning, "pcie %s: DPDK could not release the VFIO device", bdf_.c_str());
 }
 
 Result<uint16_t> PcieTransport::ReadConfig16(uint32_t offset) const {
   uint16_t v = 0;
-  if (::pread(device_fd_, &v, sizeof(v), static_cast<off_t>(config_file_offset_ + offset)) != sizeof(v))
+  if (::pread(config_fd_, &v, sizeof(v), static_cast<off_t>(config_file_offset_ + offset)) != sizeof(v))
     return Fail(EIO, "pcie " + bdf_ + ": reading config space at " + std::to_string(offset) + ": " +
                          std::strerror(errno));
   return v;
 }
 
 Status PcieTransport::WriteConfig16(uint32_t offset, uint16_t value) {
-  if (::pwrite(device_fd_, &value, sizeof(value), static_cast<off_t>(config_file_offset_ + offset)) != sizeof(value))
+  if (::pwrite(config_fd_, &value, sizeof(value), static_cast<off_t>(config_file_offset_ + offset)) != sizeof(value))
     return Fail(EIO, "pcie " + bdf_ + ": writing config space at " + std::to_string(offset) + ": " +
                          std::strerror(errno));
   return Ok();

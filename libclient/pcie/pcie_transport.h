@@ -1,5 +1,7 @@
-// PcieTransport: an NVMe controller on the PCI bus, bound to vfio-pci,
-// driven through DPDK's VFIO support (rte_vfio_setup_device): DPDK opens the
+// PcieTransport: an NVMe controller on the PCI bus.
+//
+// Bound to vfio-pci, it is driven through DPDK's VFIO support
+// (rte_vfio_setup_device): DPDK opens the
 // device's IOMMU group, attaches it to its default container and maps every
 // hugepage segment of the group's memory for the device (IOVA = VA), and
 // keeps doing so as memory is added or freed (its memory-event hook). This
@@ -7,10 +9,14 @@
 // Memory Space and Bus Master Enable in the command register, and notices a
 // vanished device (a register reading all ones while config space does too).
 //
-// Not supported (each a clear error at Open): uio_pci_generic and vfio's
-// no-IOMMU mode, which need IOVA = PA while the driver core addresses DMA
-// memory by virtual address (DmaPageMap::Iova); a process whose EAL was not
-// started with VFIO (vfio-pci loaded after it started).
+// Bound to uio_pci_generic (no IOMMU translation: the process runs with
+// IOVA = PA, chosen at EAL start, shm/eal.h), BAR0 is mapped from sysfs's
+// resource0 and config space is sysfs's config file; an exclusive flock on
+// resource0 keeps a second process (of this or another group) off it.
+//
+// Not supported (each a clear error at Open): vfio's no-IOMMU mode (Debian's
+// kernels lack it; untested); a process whose EAL started before the
+// controller was bound (VFIO not found, or IOVA = VA with uio).
 //
 // Thread safety: as Transport. Ownership: owns the BAR mapping and the VFIO
 // device (released to DPDK on destruction; DPDK keeps the container).
@@ -70,8 +76,15 @@ class PcieTransport final : public Transport {
   Result<uint16_t> ReadConfig16(uint32_t offset) const;
   Status WriteConfig16(uint32_t offset, uint16_t value);
 
+  // The uio_pci_generic half of Open: sysfs resource0 and config.
+  [[nodiscard]] static Result<std::unique_ptr<PcieTransport>> OpenUio(const std::string& bdf);
+  void MapRegisters(void* bar, size_t bytes);
+
   std::string bdf_;
-  int device_fd_ = -1;  // owned by DPDK's VFIO bookkeeping: released, not closed
+  int device_fd_ = -1;  // vfio: owned by DPDK's VFIO bookkeeping (released, not closed); uio: resource0
+  int config_fd_ = -1;  // vfio: device_fd_ (at config_file_offset_); uio: sysfs config
+  bool uio_ = false;
+  UniqueFd uio_resource_, uio_config_;
   uint64_t bar0_file_offset_ = 0;
   uint64_t config_file_offset_ = 0;
   void* bar_ = nullptr;

@@ -93,12 +93,34 @@ result err_in_use=$(grep -q 'in use by another process' /tmp/e3 && echo ok || { 
 wait $perf_pid
 result perf_read_rc=$?; tail -5 /tmp/pr
 
-# 6. Back to the kernel: the blocks nvmux wrote are there.
+# 6. uio_pci_generic (IOVA = physical addresses, iommu=pt): the same
+# controller, 8 MiB in 128 KiB I/Os (PRPs across hugepages) written and read back.
+PCI_ALLOWED=$A run setup.sh reset
+wait_nvme $A >/dev/null || result kernel_between=absent
+DRIVER_OVERRIDE=uio_pci_generic HUGEMEM=256 PCI_ALLOWED=$A run setup.sh config
+result uio_driver=$(basename $(readlink $dev/$A/driver 2>/dev/null) 2>/dev/null)
+run nvmux-identify -r "trtype:pcie traddr:$A" >/tmp/id2.txt 2>&1
+result uio_identify_rc=$?
+[ "$(sed -n 's/^ *Serial Number: *//p' /tmp/id2.txt | head -1 | sed 's/ *$//')" = "$k_serial" ] && result uio_serial=ok ||
+  { head -20 /tmp/id2.txt; result uio_serial=no; }
+run nvmux-perf -r "trtype:pcie traddr:$A ns:1" -q 8 -o 128k -w write -t 60 -d 64 --lba-range 4096:16384 --verify --no-live >/tmp/uw 2>&1
+result uio_write_rc=$?; tail -5 /tmp/uw
+nvmux-perf -r "trtype:pcie traddr:$A ns:1" -q 8 -o 128k -w read -t 3 --lba-range 4096:16384 --verify --no-live >/tmp/ur 2>&1 &
+perf_pid=$!
+sleep 1.5
+nvmux-identify -r "trtype:pcie traddr:$A" >/tmp/e4 2>&1
+result uio_err_in_use=$(grep -q 'in use by another process' /tmp/e4 && echo ok || { cat /tmp/e4; echo no; })
+wait $perf_pid
+result uio_read_rc=$?; tail -5 /tmp/ur
+run nvmux-perf -r "trtype:pcie traddr:$A ns:2" -q 4 -o 16k -w randrw -M 50 -t 2 --verify --no-live >/tmp/u4k 2>&1
+result uio_4k_rc=$?; tail -3 /tmp/u4k
+
+# 7. Back to the kernel: the blocks nvmux wrote (vfio and uio) are there.
 PCI_ALLOWED=$A run setup.sh reset
 ca2=$(wait_nvme $A) || { result kernel_again=absent; finish; }
 blk=$(ls -d $dev/$A/nvme/$ca2/${ca2}n1 | xargs basename)
 ok=0
-for lba in 0 1 777 2047; do
+for lba in 0 1 777 2047 4096 8191 12345 20479; do
   hex=$(dd if=/dev/$blk bs=512 skip=$lba count=1 2>/dev/null | od -An -tx8 -N16 | tr -s ' ')
   [ "$hex" = " 79667678756d766e $(printf '%016x' $lba)" ] && ok=$((ok + 1)) || echo "lba $lba: $hex"
 done
