@@ -1,6 +1,7 @@
 // IoQpair: lifecycle (allocate, create/delete on the device, failure),
 // the submission engine (trackers, queueing, PRPs or SGLs, injected errors) and
 // completion processing. The I/O commands themselves: qpair_commands.cc.
+#include <atomic>
 #include <cstring>
 #include <utility>
 
@@ -164,8 +165,21 @@ Status QpairState::CreateOnDevice() {
   std::memset(static_cast<void*>(ring->cq_memory()), 0, size_t{entries} * sizeof(spec::Cqe));
   ring->Reset();
   // Shadow doorbells may have been switched on or off by a controller reset
-  // since the ring was made; the device restarts this queue's shadow slots at 0.
-  ring->SetDoorbells(cs->doorbells(qid));
+  // since the ring was made.
+  Doorbells db = cs->doorbells(qid);
+  // The queue id may have been used before (by a process that died, or a
+  // deleted queue pair): its shadow and EventIdx slots still hold the old
+  // queue's tail and head. A device need not clear them on Create (QEMU's
+  // hw/nvme does not), and a stale EventIdx ahead of the new tail would
+  // keep the "needs event" rule from ever ringing the real doorbell: the
+  // queue would stall at its first command. Nothing uses the slots while
+  // the queue is off the device, so they start at 0 here.
+  if (db.shadow()) {
+    for (uint32_t* slot : {db.shadow_sq_tail, db.shadow_cq_head, db.eventidx_sq, db.eventidx_cq})
+      std::atomic_ref<uint32_t>(*slot).store(0, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+  ring->SetDoorbells(db);
   uint64_t sq_iova = DmaPageMap::Iova(ring->sq_memory());
   uint64_t cq_iova = DmaPageMap::Iova(ring->cq_memory());
   IoQueueCommands c = CreateIoQueueCommands(qid, entries, sq_iova, cq_iova);

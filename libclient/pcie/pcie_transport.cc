@@ -244,6 +244,37 @@ Doorbells PcieTransport::QueueDoorbells(uint16_t qid, uint32_t dstrd) {
   return Doorbells{at(false), at(true)};
 }
 
+Result<std::unique_ptr<AdoptedPcieRegisters>> AdoptedPcieRegisters::Create(UniqueFd bar_fd, uint64_t bar0_file_offset,
+                                                                            UniqueFd config_fd) {
+  std::unique_ptr<AdoptedPcieRegisters> r(new AdoptedPcieRegisters());
+  r->bar_fd_ = std::move(bar_fd);
+  r->config_fd_ = std::move(config_fd);
+  // A VFIO device fd tells where config space is; sysfs's config file starts there.
+  vfio_region_info info{};
+  info.argsz = sizeof(info);
+  info.index = VFIO_PCI_CONFIG_REGION_INDEX;
+  if (::ioctl(r->config_fd_.get(), VFIO_DEVICE_GET_REGION_INFO, &info) == 0) r->config_offset_ = info.offset;
+  r->page_ = ::mmap(nullptr, spec::kDoorbellBase, PROT_READ | PROT_WRITE, MAP_SHARED, r->bar_fd_.get(),
+                    static_cast<off_t>(bar0_file_offset));
+  if (r->page_ == MAP_FAILED) {
+    r->page_ = nullptr;
+    return Fail(EIO, std::string("mapping the adopted controller's registers: ") + std::strerror(errno));
+  }
+  AdoptedPcieRegisters* self = r.get();
+  r->mmio_ = std::make_unique<MmioRegisters>(static_cast<volatile uint8_t*>(r->page_), [self] { return self->Gone(); });
+  return r;
+}
+
+AdoptedPcieRegisters::~AdoptedPcieRegisters() {
+  if (page_ != nullptr) ::munmap(page_, spec::kDoorbellBase);
+}
+
+bool AdoptedPcieRegisters::Gone() const {
+  uint16_t vendor = 0;
+  return ::pread(config_fd_.get(), &vendor, sizeof(vendor), static_cast<off_t>(config_offset_)) != sizeof(vendor) ||
+         vendor == 0xFFFF;
+}
+
 bool PcieTransport::Lost() const {
   if (lost_.load(std::memory_order_relaxed)) return true;
   // The vendor id reads all ones (or the read fails) once the function is gone.

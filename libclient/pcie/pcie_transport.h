@@ -49,6 +49,30 @@ class MmioRegisters final : public RegisterIo {
   std::function<bool()> gone_;
 };
 
+// The registers of a controller adopted from a dead primary: BAR0's first
+// page mapped from the taken BAR fd, config space (for the vanished-device
+// check) through the taken config fd.
+// Ownership: owns both fds and the mapping.
+class AdoptedPcieRegisters final : public RegisterIo {
+ public:
+  // `bar_fd` maps BAR0 at `bar0_file_offset`. Errors: EIO from mmap.
+  [[nodiscard]] static Result<std::unique_ptr<AdoptedPcieRegisters>> Create(UniqueFd bar_fd, uint64_t bar0_file_offset,
+                                                                           UniqueFd config_fd);
+  ~AdoptedPcieRegisters() override;
+  Result<uint32_t> Read32(uint32_t offset) override { return mmio_->Read32(offset); }
+  Result<uint64_t> Read64(uint32_t offset) override { return mmio_->Read64(offset); }
+  Status Write32(uint32_t offset, uint32_t value) override { return mmio_->Write32(offset, value); }
+  Status Write64(uint32_t offset, uint64_t value) override { return mmio_->Write64(offset, value); }
+
+ private:
+  AdoptedPcieRegisters() = default;
+  bool Gone() const;
+  UniqueFd bar_fd_, config_fd_;
+  uint64_t config_offset_ = 0;
+  void* page_ = nullptr;
+  std::unique_ptr<MmioRegisters> mmio_;
+};
+
 class PcieTransport final : public Transport {
  public:
   // `bdf`: a normalised address (TransportId's traddr). REQUIRES: EAL is up.
@@ -63,10 +87,15 @@ class PcieTransport final : public Transport {
   [[nodiscard]] Status PrepareDevice() override;
   Doorbells QueueDoorbells(uint16_t qid, uint32_t dstrd) override;
   bool Lost() const override;
-  // The VFIO device fd maps the doorbells in other processes of the group.
+  // What other processes of the group take: the fd that maps BAR0 (vfio:
+  // the device fd; uio: sysfs resource0) for the doorbells, and as the
+  // "connection" the fd that reaches config space (vfio: the device fd
+  // again, whose holders keep the IOMMU group, its container and DMA maps
+  // alive; uio: sysfs config). A primary that takes the group over adopts
+  // both (AdoptedPcieRegisters).
   std::optional<Exported> Export() const override {
     return Exported{device_fd_, bar0_file_offset_ + spec_doorbell_base(), spec_doorbell_base(),
-                    bar_bytes_ - spec_doorbell_base(), -1, -1};
+                    bar_bytes_ - spec_doorbell_base(), config_fd_, -1};
   }
 
  private:

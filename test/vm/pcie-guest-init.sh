@@ -93,7 +93,49 @@ result err_in_use=$(grep -q 'in use by another process' /tmp/e3 && echo ok || { 
 wait $perf_pid
 result perf_read_rc=$?; tail -5 /tmp/pr
 
-# 6. uio_pci_generic (IOVA = physical addresses, iommu=pt): the same
+# 6. A group: nvmuxd owns the controller, two secondaries do verified I/O
+# on their own ranges; one is killed with SIGKILL; nvmuxd is killed with
+# SIGKILL while a third runs, and a restarted nvmuxd takes the group over.
+show() {  # file rc: the whole output when it failed, else its summary
+  if [ "$2" = 0 ]; then tail -2 "$1"; else grep -v '^ *$' "$1" | tail -25; fi
+}
+wait_ready() {  # log file: nvmuxd prints "ready" once it serves
+  i=0
+  while [ $i -lt 600 ]; do grep -q ready "$1" && return 0; sleep 0.1; i=$((i + 1)); done
+  cat "$1"; return 1
+}
+sec() {  # out lba-start seconds: both namespaces (a group names controllers
+  # without ns), 1024 blocks of each from lba-start (below the 4 KiB namespace's 16384)
+  nvmux-perf -i 1 -r "trtype:pcie traddr:$A" -q 4 -o 4k -w randrw -M 50 -t $3 --lba-range $2:1024 --verify \
+    --no-live >$1 2>&1
+}
+nvmuxd -i 1 -r "trtype:pcie traddr:$A" >/tmp/d1 2>&1 &
+d1=$!
+if wait_ready /tmp/d1; then
+  result group_primary=ready
+  sec /tmp/s1 8192 6 & s1=$!
+  sec /tmp/s2 9216 30 & s2=$!
+  sleep 3
+  kill -9 $s2; wait $s2 2>/dev/null
+  wait $s1; rc=$?; result group_secondary_rc=$rc; show /tmp/s1 $rc
+  sec /tmp/s3 10240 2; rc=$?; result group_after_kill_rc=$rc; show /tmp/s3 $rc
+  sec /tmp/s4 11264 12 & s4=$!
+  sleep 3
+  kill -9 $d1; wait $d1 2>/dev/null
+  nvmuxd -i 1 -r "trtype:pcie traddr:$A" >/tmp/d2 2>&1 &
+  d2=$!
+  wait_ready /tmp/d2 && result group_restart=ready || result group_restart=no
+  result group_adopted=$(grep -q "adopted trtype:pcie traddr:$A" /tmp/d2 && echo yes || echo no)
+  wait $s4; rc=$?; result group_through_takeover_rc=$rc; show /tmp/s4 $rc
+  sec /tmp/s5 12288 2; rc=$?; result group_after_takeover_rc=$rc; show /tmp/s5 $rc
+  kill -TERM $d2; wait $d2; result group_primary_exit=$?
+  echo "--- nvmuxd (first)"; tail -15 /tmp/d1; echo "--- nvmuxd (restarted)"; tail -15 /tmp/d2
+else
+  result group_primary=no
+  kill -9 $d1 2>/dev/null
+fi
+
+# 7. uio_pci_generic (IOVA = physical addresses, iommu=pt): the same
 # controller, 8 MiB in 128 KiB I/Os (PRPs across hugepages) written and read back.
 PCI_ALLOWED=$A run setup.sh reset
 wait_nvme $A >/dev/null || result kernel_between=absent
@@ -115,7 +157,7 @@ result uio_read_rc=$?; tail -5 /tmp/ur
 run nvmux-perf -r "trtype:pcie traddr:$A ns:2" -q 4 -o 16k -w randrw -M 50 -t 2 --verify --no-live >/tmp/u4k 2>&1
 result uio_4k_rc=$?; tail -3 /tmp/u4k
 
-# 7. Back to the kernel: the blocks nvmux wrote (vfio and uio) are there.
+# 8. Back to the kernel: the blocks nvmux wrote (vfio and uio) are there.
 PCI_ALLOWED=$A run setup.sh reset
 ca2=$(wait_nvme $A) || { result kernel_again=absent; finish; }
 blk=$(ls -d $dev/$A/nvme/$ca2/${ca2}n1 | xargs basename)

@@ -6,8 +6,8 @@
 # gives the controller back to nvme and reads nvmux's blocks through it.
 # See test/vm/README.md.
 #
-# Usage: pcie_test.sh --identify BIN --perf BIN --cache DIR
-#   (the build's nvmux-identify and nvmux-perf; CACHE_DIR as build-guest.sh)
+# Usage: pcie_test.sh --identify BIN --perf BIN --nvmuxd BIN --cache DIR
+#   (the build's programs; CACHE_DIR as build-guest.sh)
 # Env:   NVMUX_QEMU_DIR (bin/qemu-system-x86_64; default ../shared/peers/qemu
 #        beside the tree, else qemu-system-x86_64 on PATH); NVMUX_GUEST_KEEP=1.
 # Exit:  0 pass, 1 fail, 77 skipped (no QEMU).
@@ -15,17 +15,19 @@ set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-identify= perf= cache=
+identify= perf= nvmuxd= cache=
 while [ $# -gt 0 ]; do
   case "$1" in
     --identify) identify=$2; shift 2 ;;
     --perf) perf=$2; shift 2 ;;
+    --nvmuxd) nvmuxd=$2; shift 2 ;;
     --cache) cache=$2; shift 2 ;;
-    *) echo "pcie_test: unknown argument '$1' (allowed: --identify BIN --perf BIN --cache DIR)" >&2; exit 2 ;;
+    *) echo "pcie_test: unknown argument '$1' (allowed: --identify BIN --perf BIN --nvmuxd BIN --cache DIR)" >&2
+       exit 2 ;;
   esac
 done
-[ -x "$identify" ] && [ -x "$perf" ] && [ -n "$cache" ] ||
-  { echo "pcie_test: need --identify BIN --perf BIN --cache DIR" >&2; exit 2; }
+[ -x "$identify" ] && [ -x "$perf" ] && [ -x "$nvmuxd" ] && [ -n "$cache" ] ||
+  { echo "pcie_test: need --identify BIN --perf BIN --nvmuxd BIN --cache DIR" >&2; exit 2; }
 
 qemu_dir=${NVMUX_QEMU_DIR:-$(cd "$root/.." && pwd)/shared/peers/qemu}
 qemu=$qemu_dir/bin/qemu-system-x86_64 qemu_share=(-L "$qemu_dir/share/qemu")
@@ -56,7 +58,7 @@ ov=$tmp/overlay
 mkdir -p "$ov/nvmux/bin" "$ov/nvmux/lib" "$ov/lib64"
 install -m 0755 "$here/pcie-guest-init.sh" "$ov/init"
 install -m 0755 "$root/scripts/setup.sh" "$ov/nvmux/bin/setup.sh"
-for b in "$identify" "$perf"; do
+for b in "$identify" "$perf" "$nvmuxd"; do
   cp "$b" "$ov/nvmux/bin/"
   ldd "$b" | awk '/=> \//{print $3} /^\t\/lib/{print $1}' | while read -r lib; do
     case "$lib" in */ld-linux*) cp -L "$lib" "$ov/lib64/$(basename "$lib")" ;; *) cp -L "$lib" "$ov/nvmux/lib/" ;; esac
@@ -68,7 +70,7 @@ cat "$cache/initramfs.cpio.gz" "$tmp/overlay.cpio.gz" >"$tmp/initramfs.cpio.gz"
 # Controller A (00:04.0): namespaces of 512 B and 4 KiB blocks; B (00:05.0): one.
 truncate -s 64M "$tmp/a1.img" "$tmp/a2.img" "$tmp/b1.img"
 serial=$tmp/serial.log
-qemu_cmd=("$qemu" "${qemu_share[@]}" -accel tcg -machine q35 -smp 2 -m 1G -cpu max
+qemu_cmd=("$qemu" "${qemu_share[@]}" -accel tcg,thread=single -machine q35 -smp 2 -m 1G -cpu max
   -device intel-iommu,intremap=on
   -drive "file=$tmp/a1.img,if=none,id=a1,format=raw" -drive "file=$tmp/a2.img,if=none,id=a2,format=raw"
   -drive "file=$tmp/b1.img,if=none,id=b1,format=raw"
@@ -112,6 +114,14 @@ expect err_kernel_driver ok "a controller bound to nvme: error names the driver 
 expect perf_write_rc 0 "nvmux-perf --verify writes 1 MiB"
 expect err_in_use ok "a second process on the same controller: clear error"
 expect perf_read_rc 0 "nvmux-perf --verify reads it back and checks it"
+expect group_primary ready "nvmuxd -i 1 serves the vfio-pci controller"
+expect group_secondary_rc 0 "a secondary's verified I/O while another secondary is killed (SIGKILL)"
+expect group_after_kill_rc 0 "a new secondary after the kill (the dead one reaped)"
+expect group_restart ready "nvmuxd killed (SIGKILL) and restarted: takes the group over"
+expect group_adopted yes "the new nvmuxd adopted the controller (fds taken from a live secondary)"
+expect group_through_takeover_rc 0 "a secondary's verified I/O through nvmuxd's death and takeover"
+expect group_after_takeover_rc 0 "a new secondary after the takeover"
+expect group_primary_exit 0 "the new nvmuxd stops cleanly on SIGTERM"
 expect uio_driver uio_pci_generic "setup.sh config with DRIVER_OVERRIDE=uio_pci_generic"
 expect uio_identify_rc 0 "nvmux-identify over uio_pci_generic (IOVA = PA)"
 expect uio_serial ok "its serial as the kernel's"
