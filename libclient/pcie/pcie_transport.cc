@@ -171,6 +171,12 @@ Result<std::unique_ptr<PcieTransport>> PcieTransport::Open(const std::string& bd
 void PcieTransport::MapRegisters(void* bar, size_t bytes) {
   bar_ = bar;
   bar_bytes_ = bytes;
+  auto guard = BarGuard::Guard(bar, bytes, &bar_faulted_);
+  if (guard)
+    guard_ = std::move(*guard);
+  else
+    NVMUX_LOG(kWarning, "pcie %s: %s; a surprise removal will kill this process", bdf_.c_str(),
+              guard.error().message.c_str());
   registers_ = std::make_unique<MmioRegisters>(static_cast<volatile uint8_t*>(bar), [this] { return Lost(); });
 }
 
@@ -208,6 +214,7 @@ Result<std::unique_ptr<PcieTransport>> PcieTransport::OpenUio(const std::string&
 }
 
 PcieTransport::~PcieTransport() {
+  guard_.Unguard();
   if (bar_ != nullptr) ::munmap(bar_, bar_bytes_);
   if (!uio_ && device_fd_ >= 0 && rte_vfio_release_device(kSysfsPciDevices, bdf_.c_str(), device_fd_) != 0)
     NVMUX_LOG(kWarning, "pcie %s: DPDK could not release the VFIO device", bdf_.c_str());
@@ -260,22 +267,31 @@ Result<std::unique_ptr<AdoptedPcieRegisters>> AdoptedPcieRegisters::Create(Uniqu
     r->page_ = nullptr;
     return Fail(EIO, std::string("mapping the adopted controller's registers: ") + std::strerror(errno));
   }
+  if (auto guard = BarGuard::Guard(r->page_, spec::kDoorbellBase, &r->lost_); guard) r->guard_ = std::move(*guard);
   AdoptedPcieRegisters* self = r.get();
   r->mmio_ = std::make_unique<MmioRegisters>(static_cast<volatile uint8_t*>(r->page_), [self] { return self->Gone(); });
   return r;
 }
 
 AdoptedPcieRegisters::~AdoptedPcieRegisters() {
+  guard_.Unguard();
   if (page_ != nullptr) ::munmap(page_, spec::kDoorbellBase);
 }
 
 bool AdoptedPcieRegisters::Gone() const {
+  if (lost_.load(std::memory_order_acquire)) return true;
   uint16_t vendor = 0;
   return ::pread(config_fd_.get(), &vendor, sizeof(vendor), static_cast<off_t>(config_offset_)) != sizeof(vendor) ||
          vendor == 0xFFFF;
 }
 
 bool PcieTransport::Lost() const {
+  if (bar_faulted_.load(std::memory_order_acquire)) {
+    if (!fault_logged_.exchange(true))
+      NVMUX_LOG(kError, "pcie %s: BAR0 vanished under its mapping (SIGBUS caught, a placeholder page mapped): the "
+                "device was removed", bdf_.c_str());
+    lost_.store(true, std::memory_order_relaxed);
+  }
   if (lost_.load(std::memory_order_relaxed)) return true;
   // The vendor id reads all ones (or the read fails) once the function is gone.
   auto vendor = ReadConfig16(0);

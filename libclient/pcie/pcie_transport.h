@@ -27,6 +27,7 @@
 #include <memory>
 #include <string>
 
+#include "libclient/core/bar_guard.h"
 #include "libclient/core/transport.h"
 #include "libclient/pcie/pci_sysfs.h"
 #include "shm/base/unique_fd.h"
@@ -70,6 +71,8 @@ class AdoptedPcieRegisters final : public RegisterIo {
   UniqueFd bar_fd_, config_fd_;
   uint64_t config_offset_ = 0;
   void* page_ = nullptr;
+  std::atomic<bool> lost_{false};  // set by the SIGBUS guard
+  BarGuard guard_;
   std::unique_ptr<MmioRegisters> mmio_;
 };
 
@@ -119,6 +122,9 @@ class PcieTransport final : public Transport {
   void* bar_ = nullptr;
   size_t bar_bytes_ = 0;  // bytes of BAR0 mapped from offset 0
   mutable std::atomic<bool> lost_{false};
+  std::atomic<bool> bar_faulted_{false};  // set by guard_'s SIGBUS handler
+  mutable std::atomic<bool> fault_logged_{false};
+  BarGuard guard_;  // SIGBUS on bar_ (surprise removal) -> placeholder, bar_faulted_
   std::unique_ptr<MmioRegisters> registers_;
 };
 

@@ -167,4 +167,32 @@ for lba in 0 1 777 2047 4096 8191 12345 20479; do
   [ "$hex" = " 79667678756d766e $(printf '%016x' $lba)" ] && ok=$((ok + 1)) || echo "lba $lba: $hex"
 done
 result kernel_reads_nvmux_blocks=$ok
+
+# 9. Surprise removal: controller C (behind a hot-pluggable root port) on
+# uio_pci_generic under nvmux-perf; the host removes it with QEMU's
+# device_del once this says hotplug_armed. The process must not die of
+# SIGBUS: its I/O fails, it ends with an error.
+C=""
+for d in $dev/*; do
+  [ "$(cat $d/class)" = 0x010802 ] && case $(basename $d) in 0000:00:*) ;; *) C=$(basename $d) ;; esac
+done
+result hotplug_bdf=${C:-none}
+if [ -n "$C" ]; then
+  DRIVER_OVERRIDE=uio_pci_generic HUGEMEM=256 PCI_ALLOWED=$C run setup.sh config
+  nvmux-perf -r "trtype:pcie traddr:$C" -q 8 -o 4k -w randrw -M 50 -t 120 --no-live >/tmp/hp 2>&1 &
+  hp=$!
+  sleep 3
+  result hotplug_armed=1
+  i=0
+  while [ $i -lt 900 ] && kill -0 $hp 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+  if kill -0 $hp 2>/dev/null; then
+    result hotplug_perf_rc=still-running; kill -9 $hp
+  else
+    wait $hp; result hotplug_perf_rc=$?
+  fi
+  grep -v '^ *$' /tmp/hp | tail -12
+  [ -e $dev/$C ] && result hotplug_gone=no || result hotplug_gone=yes
+  result hotplug_sigbus_caught=$(grep -q 'SIGBUS caught' /tmp/hp && echo yes || echo no)
+  dmesg | grep -i -e pciehp -e "$C" | tail -5
+fi
 finish
