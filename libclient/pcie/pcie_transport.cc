@@ -293,9 +293,13 @@ bool PcieTransport::Lost() const {
     lost_.store(true, std::memory_order_relaxed);
   }
   if (lost_.load(std::memory_order_relaxed)) return true;
-  // The vendor id reads all ones (or the read fails) once the function is gone.
+  // The vendor id reads all ones (or the read fails) once the function is
+  // gone. Before that, a kernel removing it disables memory decoding (BAR
+  // reads then return all ones too): that is a loss as well, not a fault
+  // of the controller.
   auto vendor = ReadConfig16(0);
-  if (vendor && *vendor != 0xFFFF) return false;
+  auto command = ReadConfig16(kPciCommand);
+  if (vendor && *vendor != 0xFFFF && command && (*command & kCommandMemory) != 0) return false;
   lost_.store(true, std::memory_order_relaxed);
   return true;
 }

@@ -151,7 +151,8 @@ expect kernel_reads_nvmux_blocks 8 "after setup.sh reset the kernel reads nvmux'
 h=$(result hotplug_bdf)
 [ -n "$h" ] && [ "$h" != none ] && pass "the hot-pluggable controller is at $h" || fail "no controller behind the root port"
 expect hotplug_gone yes "device_del removed the controller under nvmux-perf"
-expect hotplug_sigbus_caught yes "the vanished BAR's SIGBUS was caught (placeholder page) and reported"
+expect hotplug_noticed_gone yes "nvmux-perf's driver noticed the device was gone (not a controller fault)"
+echo "     the loss was noticed by a caught SIGBUS: $(result hotplug_sigbus_caught)"
 rc=$(result hotplug_perf_rc)
 [ -n "$rc" ] && [ "$rc" != still-running ] && [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ] &&
   pass "surprise removal: nvmux-perf ends with an error (exit $rc), not killed by SIGBUS" ||
