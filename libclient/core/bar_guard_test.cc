@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -72,12 +73,19 @@ TEST(BarGuard, AVanishedMappingReadsAllOnesAndSetsLost) {
   std::_Exit(0);
 }
 
+// The child exits 0 only if the fault was absorbed. Killed by SIGBUS when
+// run plainly; under ASan (whose SIGBUS handler we chain to) it reports and
+// exits 1.
+bool FaultWasNotAbsorbed(int status) {
+  return (WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS) || (WIFEXITED(status) && WEXITSTATUS(status) == 1);
+}
+
 TEST(BarGuard, ASigbusOutsideGuardedMappingsStillKills) {
-  EXPECT_EXIT(FaultOutsideTheGuardedMapping(), ::testing::KilledBySignal(SIGBUS), "");
+  EXPECT_EXIT(FaultOutsideTheGuardedMapping(), FaultWasNotAbsorbed, "");
 }
 
 TEST(BarGuard, AnUnguardedMappingIsNoLongerCaught) {
-  EXPECT_EXIT(FaultAfterUnguard(), ::testing::KilledBySignal(SIGBUS), "");
+  EXPECT_EXIT(FaultAfterUnguard(), FaultWasNotAbsorbed, "");
 }
 
 }  // namespace

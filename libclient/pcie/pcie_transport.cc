@@ -5,6 +5,7 @@
 #include <rte_eal.h>
 #include <rte_vfio.h>
 #include <sys/ioctl.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -163,9 +164,30 @@ Result<std::unique_ptr<PcieTransport>> PcieTransport::Open(const std::string& bd
     return Fail(EIO, "pcie " + bdf + ": mapping BAR0 (" + std::to_string(bytes) + " bytes): " + std::strerror(errno));
   t->bar0_file_offset_ = bar0->offset;
   t->MapRegisters(bar, bytes);
+  t->WatchRequests();
   NVMUX_LOG(kInfo, "pcie %s: VFIO group %d, BAR0 %lu bytes (%zu mapped)", bdf.c_str(), f->iommu_group,
             static_cast<unsigned long>(bar0->size), bytes);
   return t;
+}
+
+void PcieTransport::WatchRequests() {
+  UniqueFd efd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!efd.valid()) return;
+  alignas(vfio_irq_set) uint8_t buf[sizeof(vfio_irq_set) + sizeof(int32_t)] = {};
+  auto* set = reinterpret_cast<vfio_irq_set*>(buf);
+  set->argsz = sizeof(buf);
+  set->flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
+  set->index = VFIO_PCI_REQ_IRQ_INDEX;
+  set->start = 0;
+  set->count = 1;
+  int32_t fd = efd.get();
+  std::memcpy(set->data, &fd, sizeof(fd));
+  if (::ioctl(device_fd_, VFIO_DEVICE_SET_IRQS, set) != 0) {
+    NVMUX_LOG(kInfo, "pcie %s: no VFIO device-request notification (%s): a hot removal waits for this process "
+              "to close the device", bdf_.c_str(), std::strerror(errno));
+    return;
+  }
+  request_fd_ = std::move(efd);
 }
 
 void PcieTransport::MapRegisters(void* bar, size_t bytes) {
@@ -241,6 +263,7 @@ Status PcieTransport::PrepareDevice() {
   if (*cmd == 0xFFFF) return Gone("pcie " + bdf_);
   uint16_t want = *cmd | kCommandMemory | kCommandBusMaster | kCommandIntxDisable;
   if (want != *cmd) NVMUX_TRY(WriteConfig16(kPciCommand, want));
+  bus_master_set_.store(true, std::memory_order_relaxed);
   return Ok();
 }
 
@@ -286,6 +309,14 @@ bool AdoptedPcieRegisters::Gone() const {
 }
 
 bool PcieTransport::Lost() const {
+  if (request_fd_.valid() && !lost_.load(std::memory_order_relaxed)) {
+    uint64_t n = 0;
+    if (::read(request_fd_.get(), &n, sizeof(n)) == sizeof(n)) {
+      NVMUX_LOG(kError, "pcie %s: the kernel asks for the device back (hot removal): treating it as gone; the "
+                "removal completes once the controller is detached", bdf_.c_str());
+      lost_.store(true, std::memory_order_relaxed);
+    }
+  }
   if (bar_faulted_.load(std::memory_order_acquire)) {
     if (!fault_logged_.exchange(true))
       NVMUX_LOG(kError, "pcie %s: BAR0 vanished under its mapping (SIGBUS caught, a placeholder page mapped): the "
@@ -294,12 +325,14 @@ bool PcieTransport::Lost() const {
   }
   if (lost_.load(std::memory_order_relaxed)) return true;
   // The vendor id reads all ones (or the read fails) once the function is
-  // gone. Before that, a kernel removing it disables memory decoding (BAR
-  // reads then return all ones too): that is a loss as well, not a fault
-  // of the controller.
+  // gone. Before that, a kernel removing it switches off memory decoding
+  // (BAR reads then return all ones) or bus mastering (QEMU's controller
+  // then fails its next queue fetch with CSTS.CFS): a loss as well, not a
+  // fault of the controller. (Bus mastering counts once PrepareDevice set it.)
   auto vendor = ReadConfig16(0);
   auto command = ReadConfig16(kPciCommand);
-  if (vendor && *vendor != 0xFFFF && command && (*command & kCommandMemory) != 0) return false;
+  uint16_t need = kCommandMemory | (bus_master_set_.load(std::memory_order_relaxed) ? kCommandBusMaster : 0);
+  if (vendor && *vendor != 0xFFFF && command && (*command & need) == need) return false;
   lost_.store(true, std::memory_order_relaxed);
   return true;
 }

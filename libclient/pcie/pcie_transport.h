@@ -111,18 +111,24 @@ class PcieTransport final : public Transport {
   // The uio_pci_generic half of Open: sysfs resource0 and config.
   [[nodiscard]] static Result<std::unique_ptr<PcieTransport>> OpenUio(const std::string& bdf);
   void MapRegisters(void* bar, size_t bytes);
+  void WatchRequests();  // vfio: arms request_fd_
 
   std::string bdf_;
   int device_fd_ = -1;  // vfio: owned by DPDK's VFIO bookkeeping (released, not closed); uio: resource0
   int config_fd_ = -1;  // vfio: device_fd_ (at config_file_offset_); uio: sysfs config
   bool uio_ = false;
   UniqueFd uio_resource_, uio_config_;
+  // vfio: the device-request eventfd. The kernel signals it when it wants
+  // the device back (hot removal) and waits until every fd of the device is
+  // closed; Lost() reads it, so the application's remove path releases it.
+  UniqueFd request_fd_;
   uint64_t bar0_file_offset_ = 0;
   uint64_t config_file_offset_ = 0;
   void* bar_ = nullptr;
   size_t bar_bytes_ = 0;  // bytes of BAR0 mapped from offset 0
   mutable std::atomic<bool> lost_{false};
-  std::atomic<bool> bar_faulted_{false};  // set by guard_'s SIGBUS handler
+  std::atomic<bool> bar_faulted_{false};
+  std::atomic<bool> bus_master_set_{false};  // PrepareDevice turned Bus Master Enable on  // set by guard_'s SIGBUS handler
   mutable std::atomic<bool> fault_logged_{false};
   BarGuard guard_;  // SIGBUS on bar_ (surprise removal) -> placeholder, bar_faulted_
   std::unique_ptr<MmioRegisters> registers_;

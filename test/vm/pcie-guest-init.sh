@@ -26,6 +26,13 @@ done
 A=0000:00:04.0 B=0000:00:05.0
 dev=/sys/bus/pci/devices
 
+# Waits (up to 60 s) until nvmux-perf's output says its workers run: it
+# holds the controller then.
+wait_running() {
+  i=0
+  while [ $i -lt 600 ] && ! grep -q 'Launching workers' "$1"; do sleep 0.1; i=$((i + 1)); done
+}
+
 # 1. The kernel's nvme driver owns both controllers: what it reads.
 wait_nvme() {  # bdf: waits for its nvme controller to be live and its namespaces to appear
   i=0
@@ -85,9 +92,9 @@ result err_kernel_driver=$(grep -q "kernel's nvme driver" /tmp/e2 && grep -q 'se
 run nvmux-perf -r "trtype:pcie traddr:$A ns:1" -q 4 -o 4k -w write -t 30 -d 256 --lba-range 0:2048 --verify --no-live >/tmp/pw 2>&1
 result perf_write_rc=$?; tail -5 /tmp/pw
 # While one process drives A, a second is refused with a clear error.
-nvmux-perf -r "trtype:pcie traddr:$A ns:1" -q 4 -o 4k -w read -t 3 --lba-range 0:2048 --verify --no-live >/tmp/pr 2>&1 &
+nvmux-perf -r "trtype:pcie traddr:$A ns:1" -q 4 -o 4k -w read -t 5 --lba-range 0:2048 --verify --no-live >/tmp/pr 2>&1 &
 perf_pid=$!
-sleep 1.5
+wait_running /tmp/pr
 nvmux-identify -r "trtype:pcie traddr:$A" >/tmp/e3 2>&1
 result err_in_use=$(grep -q 'in use by another process' /tmp/e3 && echo ok || { cat /tmp/e3; echo no; })
 wait $perf_pid
@@ -117,12 +124,12 @@ if wait_ready /tmp/d1; then
   result group_primary=ready
   sec /tmp/s1 8192 6 & s1=$!
   sec /tmp/s2 9216 30 & s2=$!
-  sleep 3
+  wait_running /tmp/s2; sleep 1
   kill -9 $s2; wait $s2 2>/dev/null
   wait $s1; rc=$?; result group_secondary_rc=$rc; show /tmp/s1 $rc
   sec /tmp/s3 10240 2; rc=$?; result group_after_kill_rc=$rc; show /tmp/s3 $rc
   sec /tmp/s4 11264 12 & s4=$!
-  sleep 3
+  wait_running /tmp/s4; sleep 1
   kill -9 $d1; wait $d1 2>/dev/null
   nvmuxd -i 1 -r "trtype:pcie traddr:$A" >/tmp/d2 2>&1 &
   d2=$!
@@ -149,9 +156,9 @@ result uio_identify_rc=$?
   { head -20 /tmp/id2.txt; result uio_serial=no; }
 run nvmux-perf -r "trtype:pcie traddr:$A ns:1" -q 8 -o 128k -w write -t 60 -d 64 --lba-range 4096:16384 --verify --no-live >/tmp/uw 2>&1
 result uio_write_rc=$?; tail -5 /tmp/uw
-nvmux-perf -r "trtype:pcie traddr:$A ns:1" -q 8 -o 128k -w read -t 3 --lba-range 4096:16384 --verify --no-live >/tmp/ur 2>&1 &
+nvmux-perf -r "trtype:pcie traddr:$A ns:1" -q 8 -o 128k -w read -t 5 --lba-range 4096:16384 --verify --no-live >/tmp/ur 2>&1 &
 perf_pid=$!
-sleep 1.5
+wait_running /tmp/ur
 nvmux-identify -r "trtype:pcie traddr:$A" >/tmp/e4 2>&1
 result uio_err_in_use=$(grep -q 'in use by another process' /tmp/e4 && echo ok || { cat /tmp/e4; echo no; })
 wait $perf_pid
@@ -170,20 +177,37 @@ for lba in 0 1 777 2047 4096 8191 12345 20479; do
 done
 result kernel_reads_nvmux_blocks=$ok
 
-# 9. Surprise removal: controller C (behind a hot-pluggable root port) on
-# uio_pci_generic under nvmux-perf; the host removes it with QEMU's
-# device_del once this says hotplug_armed. The process must not die of
-# SIGBUS: its I/O fails, it ends with an error.
-C=""
-for d in $dev/*; do
-  [ "$(cat $d/class)" = 0x010802 ] && case $(basename $d) in 0000:00:*) ;; *) C=$(basename $d) ;; esac
-done
-result hotplug_bdf=${C:-none}
-if [ -n "$C" ]; then
+# 9. Hot removal under I/O, controllers C and D behind hot-pluggable root
+# ports (buses 1 and 2); the host removes each with QEMU's device_del when
+# this says so. C on vfio-pci: the kernel asks for the device back (VFIO
+# device request) and waits; the driver treats it as gone, nvmux-perf ends
+# with an error and closes it, and the removal completes. D on
+# uio_pci_generic: the BAR vanishes (SIGBUS caught, if an access faults);
+# the process must not die: its I/O fails, it ends with an error.
+V=0000:01:00.0 C=0000:02:00.0
+if [ -e $dev/$V ]; then
+  HUGEMEM=256 PCI_ALLOWED=$V run setup.sh config >/dev/null
+  nvmux-perf -r "trtype:pcie traddr:$V" -q 8 -o 4k -w randrw -M 50 -t 120 --no-live >/tmp/hv 2>&1 &
+  hv=$!
+  wait_running /tmp/hv; sleep 1
+  result hotplug_vfio_armed=1
+  i=0
+  while [ $i -lt 900 ] && kill -0 $hv 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+  if kill -0 $hv 2>/dev/null; then result hotplug_vfio_rc=still-running; kill -9 $hv; else wait $hv; result hotplug_vfio_rc=$?; fi
+  grep -v '^ *$' /tmp/hv | tail -6
+  result hotplug_vfio_request=$(grep -q 'asks for the device back' /tmp/hv && echo yes || echo no)
+  i=0
+  while [ $i -lt 300 ] && [ -e $dev/$V ]; do sleep 0.1; i=$((i + 1)); done
+  [ -e $dev/$V ] && result hotplug_vfio_gone=no || result hotplug_vfio_gone=yes
+else
+  result hotplug_vfio_rc=absent
+fi
+result hotplug_bdf=$([ -e $dev/$C ] && echo $C || echo none)
+if [ -e $dev/$C ]; then
   DRIVER_OVERRIDE=uio_pci_generic HUGEMEM=256 PCI_ALLOWED=$C run setup.sh config
   nvmux-perf -r "trtype:pcie traddr:$C" -q 8 -o 4k -w randrw -M 50 -t 120 --no-live >/tmp/hp 2>&1 &
   hp=$!
-  sleep 3
+  wait_running /tmp/hp; sleep 1
   result hotplug_armed=1
   i=0
   while [ $i -lt 900 ] && kill -0 $hp 2>/dev/null; do sleep 0.1; i=$((i + 1)); done

@@ -68,7 +68,7 @@ done
 cat "$cache/initramfs.cpio.gz" "$tmp/overlay.cpio.gz" >"$tmp/initramfs.cpio.gz"
 
 # Controller A (00:04.0): namespaces of 512 B and 4 KiB blocks; B (00:05.0): one.
-truncate -s 64M "$tmp/a1.img" "$tmp/a2.img" "$tmp/b1.img" "$tmp/c1.img"
+truncate -s 64M "$tmp/a1.img" "$tmp/a2.img" "$tmp/b1.img" "$tmp/c1.img" "$tmp/v1.img"
 serial=$tmp/serial.log
 qemu_cmd=("$qemu" "${qemu_share[@]}" -accel tcg,thread=single -machine q35 -smp 2 -m 1G -cpu max
   -device intel-iommu,intremap=on
@@ -78,18 +78,21 @@ qemu_cmd=("$qemu" "${qemu_share[@]}" -accel tcg,thread=single -machine q35 -smp 
   -device nvme-ns,bus=ca,drive=a2,nsid=2,logical_block_size=4096,physical_block_size=4096
   -device nvme,id=cb,serial=NVMUXPCIEB,addr=0x5 -device nvme-ns,bus=cb,drive=b1,nsid=1
   -drive "file=$tmp/c1.img,if=none,id=c1,format=raw"
+  -drive "file=$tmp/v1.img,if=none,id=v1,format=raw"
   -device pcie-root-port,id=rp1,chassis=1,slot=1,addr=0x6
-  -device nvme,id=cc,serial=NVMUXPCIEC,bus=rp1 -device nvme-ns,bus=cc,drive=c1,nsid=1
+  -device nvme,id=cv,serial=NVMUXPCIEV,bus=rp1 -device nvme-ns,bus=cv,drive=v1,nsid=1
+  -device pcie-root-port,id=rp2,chassis=2,slot=2,addr=0x7
+  -device nvme,id=cc,serial=NVMUXPCIEC,bus=rp2 -device nvme-ns,bus=cc,drive=c1,nsid=1
   -monitor "unix:$tmp/monitor,server,nowait"
   -kernel "$cache/vmlinux" -initrd "$tmp/initramfs.cpio.gz"
-  -append "console=ttyS0 quiet panic=-1 intel_iommu=on iommu=pt"
+  -append "console=ttyS0 quiet panic=-1 intel_iommu=on iommu=pt no_timer_check"
   -display none -nodefaults -no-reboot -serial "file:$serial")
 echo "RUN: ${qemu_cmd[*]}"
 start=$SECONDS
 "${qemu_cmd[@]}" >"$tmp/qemu.log" 2>&1 &
 qemu_pid=$!
 deadline=$((SECONDS + 600))
-unplugged=0
+unplugged=0 unplugged_vfio=0
 monitor() {  # one HMP command on QEMU's monitor socket
   python3 -c 'import socket,sys,time
 s=socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1]); time.sleep(0.2); s.recv(4096)
@@ -97,9 +100,14 @@ s.sendall((sys.argv[2]+"\n").encode()); time.sleep(0.5); print(s.recv(4096).deco
     "$tmp/monitor" "$1"
 }
 while kill -0 "$qemu_pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
+  if [ $unplugged_vfio = 0 ] && grep -q '^GUEST-RESULT hotplug_vfio_armed=1' "$serial"; then
+    echo "RUN: (QEMU monitor) device_del cv"
+    monitor "device_del cv" >/dev/null
+    unplugged_vfio=1
+  fi
   if [ $unplugged = 0 ] && grep -q '^GUEST-RESULT hotplug_armed=1' "$serial"; then
     echo "RUN: (QEMU monitor) device_del cc"
-    monitor "device_del cc"
+    monitor "device_del cc" >/dev/null
     unplugged=1
   fi
   sleep 0.5
@@ -148,6 +156,12 @@ expect uio_err_in_use ok "uio: a second process on the same controller: clear er
 expect uio_read_rc 0 "nvmux-perf --verify reads them back and checks them over uio"
 expect uio_4k_rc 0 "nvmux-perf --verify randrw on the 4 KiB-block namespace over uio"
 expect kernel_reads_nvmux_blocks 8 "after setup.sh reset the kernel reads nvmux's blocks (magic, LBA)"
+rc=$(result hotplug_vfio_rc)
+[ -n "$rc" ] && [ "$rc" != still-running ] && [ "$rc" != absent ] && [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ] &&
+  pass "vfio hot removal: nvmux-perf ends with an error (exit $rc)" ||
+  fail "vfio hot removal: nvmux-perf exit '$rc' (expected an error exit < 128)"
+expect hotplug_vfio_request yes "vfio hot removal: the driver saw the kernel's device request"
+expect hotplug_vfio_gone yes "vfio hot removal completes once nvmux let go of the device"
 h=$(result hotplug_bdf)
 [ -n "$h" ] && [ "$h" != none ] && pass "the hot-pluggable controller is at $h" || fail "no controller behind the root port"
 expect hotplug_gone yes "device_del removed the controller under nvmux-perf"
