@@ -4,6 +4,7 @@
 #include "libclient/core/controller_attach.h"
 #include "libclient/core/transport.h"
 #include "libclient/open_transport.h"
+#include "libclient/pcie/pcie_transport.h"
 #include "libclient/vfiouser/vfio_user_transport.h"
 #include "nvmux/controller.h"
 #include "nvmux/probe.h"
@@ -24,9 +25,11 @@ Result<std::unique_ptr<Transport>> OpenTransport(const TransportId& trid) {
       if (!t) return t.error();
       return std::unique_ptr<Transport>(std::move(*t));
     }
-    case TransportType::kPcie:
-      return Fail(ENOTSUP, "transport '" + trid.ToString() + "': trtype pcie is not available yet (on the roadmap "
-                           "after vfiouser); use trtype:vfiouser");
+    case TransportType::kPcie: {
+      auto t = pcie::PcieTransport::Open(trid.traddr);
+      if (!t) return t.error();
+      return std::unique_ptr<Transport>(std::move(*t));
+    }
     case TransportType::kTcp:
       return Fail(ENOTSUP, "transport '" + trid.ToString() + "': trtype tcp is not available yet (on the roadmap "
                            "after pcie); use trtype:vfiouser");

@@ -4,8 +4,8 @@
 // transports and the roles (primary/, secondary/): Controller::Connect and
 // the probes (probe.cc) use it.
 //
-// Errors: ENOTSUP (pcie, tcp: roadmap), and the transport's own
-// (vfiouser: ENOENT/ECONNREFUSED naming DIR/cntrl, EPROTO).
+// Errors: ENOTSUP (tcp: roadmap), and the transport's own (vfiouser:
+// ENOENT/ECONNREFUSED naming DIR/cntrl, EPROTO; pcie: see pcie_transport.h).
 #pragma once
 
 #include <memory>

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <optional>
 #include <string>
@@ -13,6 +14,7 @@
 #include "libclient/core/controller_attach.h"
 #include "libclient/core/controller_state.h"
 #include "libclient/open_transport.h"
+#include "libclient/pcie/pci_sysfs.h"
 #include "libclient/shared/shared_registry.h"
 #include "shm/base/clock.h"
 #include "shm/base/log.h"
@@ -77,6 +79,27 @@ bool Matches(Env& env, const std::optional<TransportId>& filter, const Transport
   return filter->Key() == trid.Key();
 }
 
+// Every NVMe controller bound to a userspace driver (vfio-pci,
+// uio_pci_generic), limited by SPDK's PCI_ALLOWED when set; `filter` (a
+// trtype:pcie id without traddr) gives the other fields (ns, hostnqn).
+Result<std::vector<TransportId>> EnumeratePcie(const TransportId& filter) {
+  std::vector<std::string> allowed;
+  if (const char* list = std::getenv("PCI_ALLOWED"); list != nullptr) {
+    auto parsed = pcie::ParseAllowList(list);
+    if (!parsed) return parsed.error();
+    allowed = std::move(*parsed);
+  }
+  std::vector<TransportId> out;
+  for (const pcie::PciFunction& f : pcie::ListNvmeFunctions(pcie::kSysfsPciDevices)) {
+    if (f.driver != "vfio-pci" && f.driver != "uio_pci_generic") continue;
+    if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), f.bdf) == allowed.end()) continue;
+    TransportId trid = filter;
+    trid.traddr = f.bdf;
+    out.push_back(trid);
+  }
+  return out;
+}
+
 // The group's published, live entries as transport ids.
 Result<std::vector<TransportId>> PublishedTrids(Env& env) {
   std::vector<TransportId> out;
@@ -116,9 +139,13 @@ bool Gone(Env& env, const Prober::Registry::Known& k) {
       s.Fail("the group's primary withdrew the controller (detached, removed or failed)");
       return true;
     }
-  } else if (k.trid.trtype == TransportType::kVfioUser && !PathExists(k.trid.traddr + "/cntrl")) {
+  } else if ((k.trid.trtype == TransportType::kVfioUser && !PathExists(k.trid.traddr + "/cntrl")) ||
+             (k.trid.trtype == TransportType::kPcie &&
+              !PathExists(std::string(pcie::kSysfsPciDevices) + "/" + k.trid.traddr))) {
     s.removed = true;
-    s.Fail("its vfio-user socket " + k.trid.traddr + "/cntrl no longer exists");
+    s.Fail(k.trid.trtype == TransportType::kPcie
+               ? "its PCI function " + k.trid.traddr + " no longer exists (hot removal)"
+               : "its vfio-user socket " + k.trid.traddr + "/cntrl no longer exists");
     if (s.shared != nullptr && s.owns_device)
       std::atomic_ref<uint32_t>(s.shared->removed).store(1, std::memory_order_release);
     return true;
@@ -196,6 +223,16 @@ Status ProbeContext::Impl::Scan() {
     if (!filter)
       return Fail(EINVAL, "probe without a transport id: only a group's secondary can enumerate (its primary's "
                           "controllers); name the controller, e.g. 'trtype:vfiouser traddr:DIR'");
+    if (filter->traddr.empty() && filter->trtype == TransportType::kPcie) {
+      auto found = EnumeratePcie(*filter);
+      if (!found) return found.error();
+      if (found->empty())
+        return Fail(ENODEV, "probe 'trtype:pcie': no NVMe controller is bound to vfio-pci or uio_pci_generic" +
+                                std::string(std::getenv("PCI_ALLOWED") != nullptr ? " among PCI_ALLOWED" : "") +
+                                " (bind them with `scripts/setup.sh config`)");
+      for (const TransportId& trid : *found) Candidate(trid);
+      return Ok();
+    }
     if (filter->traddr.empty())
       return Fail(EINVAL, "probe '" + filter->ToString() + "': traddr is required outside a group's secondary "
                           "(nothing to enumerate for trtype " + ToString(filter->trtype) + ")");

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "libclient/pcie/pcie_transport.h"
 #include "libclient/shared/fd_holders.h"
 #include "libclient/shared/imported_transport.h"
 #include "libclient/shared/shared_registry.h"
@@ -17,10 +18,24 @@ Result<std::unique_ptr<Transport>> AdoptTransport(Env& env, const TransportId& t
   auto sc = FindSharedController(env.group(), trid.Key());
   if (!sc) return Fail(ENOENT, sc.error().message);
   SharedController& c = **sc;
-  if (trid.trtype != TransportType::kVfioUser)
-    return Fail(ENOTSUP, "adopting " + trid.ToString() + ": only vfiouser controllers can be taken over");
+  if (trid.trtype != TransportType::kVfioUser && trid.trtype != TransportType::kPcie)
+    return Fail(ENOTSUP, "adopting " + trid.ToString() + ": only vfiouser and pcie controllers can be taken over");
   auto fds = TakeSharedFds(c, env.group().processes(), env.group().self_slot());
   if (!fds) return Fail(fds.error().code, "adopting " + trid.ToString() + ": " + fds.error().message);
+  if (trid.trtype == TransportType::kPcie) {
+    // The device stays set up by the fds the group's processes hold (vfio:
+    // the device fd keeps the IOMMU group and its DMA maps; uio: resource0
+    // keeps the lock): this primary maps the registers from the same fds.
+    UniqueFd bar(::fcntl(fds->doorbells.get(), F_DUPFD_CLOEXEC, 0));
+    UniqueFd config(::fcntl(fds->connection.get(), F_DUPFD_CLOEXEC, 0));
+    if (!bar.valid() || !config.valid()) return ErrnoError("adopting " + trid.ToString() + ": dup");
+    uint64_t bar0 = fds->doorbell_file_offset - c.doorbell_offset;
+    auto regs = pcie::AdoptedPcieRegisters::Create(std::move(bar), bar0, std::move(config));
+    if (!regs) return Fail(regs.error().code, "adopting " + trid.ToString() + ": " + regs.error().message);
+    auto t = ImportedTransport::Create(c, std::move(*fds), std::move(*regs));
+    if (!t) return t.error();
+    return std::unique_ptr<Transport>(std::move(*t));
+  }
   UniqueFd for_registers(::fcntl(fds->connection.get(), F_DUPFD_CLOEXEC, 0));
   if (!for_registers.valid()) return ErrnoError("adopting " + trid.ToString() + ": dup");
   auto t = ImportedTransport::Create(c, std::move(*fds),

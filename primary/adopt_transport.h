@@ -8,8 +8,9 @@
 // left as they are.
 //
 // Errors: ENOENT (nothing to adopt: not a took-over primary, or `trid` not
-// published: open it the ordinary way), ENOTSUP (only vfiouser
-// controllers are adopted), and what taking the fds reports (EPERM names
+// published: open it the ordinary way), ENOTSUP (only vfiouser and pcie
+// controllers are adopted; pcie: from the BAR and config fds the group's
+// processes hold), and what taking the fds reports (EPERM names
 // the ptrace requirement).
 #pragma once
 

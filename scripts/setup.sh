@@ -1,112 +1,165 @@
-#!/usr/bin/env bash
-# One-time set-up by root so that nvmux runs without root (issue 14).
+#!/bin/sh
+# setup.sh: hands NVMe controllers to nvmux and back, like SPDK's
+# scripts/setup.sh. POSIX sh (runs under busybox in the test guest).
 #
-#   scripts/setup.sh user NAME [--group GROUP] [--pages N]
-#       Installs what is missing (scripts/deps.sh), then lets user NAME (created as a system user if missing) run nvmuxd, every
-#       tool, nvmux-emu, scripts/demo.sh and the test suite:
-#        - Unix group GROUP (default nvmux, created if missing), NAME in it;
-#        - N 2 MiB hugepages reserved (default $NVMUX_HUGEPAGES or 1024) and a
-#          hugetlbfs mounted at /dev/hugepages-GROUP (gid GROUP, mode 0770),
-#          which nvmuxd picks when it may not write the default mount;
-#        - the run dir every user's groups live in, /var/run/dpdk, searchable
-#          by all and writable by GROUP (mode 1775, sticky: users do not remove
-#          each other's groups), kept across reboots by /etc/tmpfiles.d/nvmux.conf;
-#        - /var/run/nvmux (2770, GROUP) for the emulator's sockets;
-#        - an unlimited memlock limit for GROUP (/etc/security/limits.d/nvmux.conf,
-#          applied to sessions opened by PAM: login, su, runuser, systemd).
-#       Idempotent: run it again to check or repair.
-#   scripts/setup.sh check NAME [--group GROUP]
-#       Prints what NAME may use and what is missing; exit 1 if anything is.
+#   scripts/setup.sh config   bind every NVMe controller not in use to vfio-pci
+#                             (uio_pci_generic without an IOMMU) and reserve
+#                             hugepages; a controller with a mounted namespace,
+#                             a swap or a holder (dm, md) on it is left alone
+#   scripts/setup.sh reset    give controllers bound to vfio-pci or
+#                             uio_pci_generic back to the kernel's nvme driver
+#   scripts/setup.sh status   NVMe controllers, their drivers and block
+#                             devices; the 2 MiB hugepages
+#   scripts/setup.sh user NAME [--group G] [--pages N]
+#   scripts/setup.sh check NAME [--group G]
+#                             running nvmux without root: a service account's
+#                             hugetlbfs, run directory, memlock limit
+#                             (scripts/setup-user.sh, which says more)
 #
-# Other users may then join NAME's groups if nvmuxd runs with
-# --access-group GROUP and they are members of GROUP.
-set -euo pipefail
+# Environment (SPDK's names):
+#   PCI_ALLOWED="0000:04:00.0 05:00.0"  only these controllers (default: all)
+#   PCI_BLOCKED="..."                  never these
+#   DRIVER_OVERRIDE=vfio-pci|uio_pci_generic  the userspace driver (default:
+#                                      vfio-pci when the IOMMU is on, else
+#                                      uio_pci_generic)
+#   HUGEMEM=MB                         hugepage memory config reserves (default 2048)
+# Needs root. nvmux itself drives vfio-pci controllers only (IOVA = VA; see
+# ARCHITECTURE.md, "The pcie transport").
+set -u
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
+sysfs=${NVMUX_SYSFS:-/sys}
+devices=$sysfs/bus/pci/devices
+nvme_class=0x010802
 
-cmd=${1:-}
-name=${2:-}
-[ -n "$cmd" ] && [ -n "$name" ] || usage
-shift 2
-group=nvmux
-pages=${NVMUX_HUGEPAGES:-1024}
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --group) group=${2:?--group needs a name}; shift 2 ;;
-    --pages) pages=${2:?--pages needs a count}; shift 2 ;;
-    *) echo "setup.sh: unknown option '$1' (allowed: --group GROUP, --pages N)" >&2; exit 2 ;;
+die() { echo "setup.sh: $*" >&2; exit 1; }
+
+# Normalises 04:00.0 to 0000:04:00.0 (lower case).
+norm() {
+  a=$(echo "$1" | tr 'A-F' 'a-f')
+  case "$a" in
+    ????:??:??.?) echo "$a" ;;
+    ??:??.?) echo "0000:$a" ;;
+    *) die "'$1' is not a PCI address (DDDD:BB:DD.F or BB:DD.F)" ;;
   esac
-done
-[[ "$pages" =~ ^[0-9]+$ ]] || { echo "setup.sh: bad --pages '$pages': a number of 2 MiB pages" >&2; exit 2; }
-[[ "$name" =~ ^[a-z_][a-z0-9_-]*$ ]] || { echo "setup.sh: bad user name '$name'" >&2; exit 2; }
-[[ "$group" =~ ^[a-z_][a-z0-9_-]*$ ]] || { echo "setup.sh: bad group name '$group'" >&2; exit 2; }
-
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-hugedir=/dev/hugepages-$group
-rundir=/var/run/dpdk
-emudir=/var/run/nvmux
-nr=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
-
-check() {
-  local bad=0
-  say() { printf '  %-4s %s\n' "$1" "$2"; [ "$1" = ok ] || bad=1; }
-  echo "nvmux set-up for user $name, group $group:"
-  if id "$name" >/dev/null 2>&1; then say ok "user $name exists"; else say MISS "user $name"; fi
-  if id -nG "$name" 2>/dev/null | tr ' ' '\n' | grep -qx "$group"; then say ok "$name is in group $group"; else say MISS "$name in group $group"; fi
-  local free; free=$(cat /sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages)
-  if [ "$(cat $nr)" -gt 0 ]; then say ok "$(cat $nr) hugepages reserved, $free free"; else say MISS "hugepages (none reserved)"; fi
-  if awk -v d="$hugedir" '$2 == d && $3 == "hugetlbfs" { f = 1 } END { exit !f }' /proc/mounts; then
-    say ok "hugetlbfs at $hugedir ($(stat -c '%A %U:%G' "$hugedir"))"
-  else say MISS "hugetlbfs at $hugedir"; fi
-  if [ -d "$rundir" ] && [ "$(stat -c %G "$rundir")" = "$group" ]; then say ok "run dir $rundir ($(stat -c '%A %U:%G' "$rundir"))"
-  else say MISS "run dir $rundir writable by $group"; fi
-  if [ -d "$emudir" ]; then say ok "emulator sockets $emudir ($(stat -c '%A %U:%G' "$emudir"))"; else say MISS "$emudir"; fi
-  if [ -f /etc/security/limits.d/nvmux.conf ]; then say ok "memlock: $(grep -v '^#' /etc/security/limits.d/nvmux.conf | head -1)"
-  else say MISS "memlock limit for $group"; fi
-  return $bad
+}
+in_list() {  # addr list
+  for x in $2; do [ "$(norm "$x")" = "$1" ] && return 0; done
+  return 1
+}
+selected() {  # addr: in PCI_ALLOWED (when set) and not in PCI_BLOCKED
+  if [ -n "${PCI_ALLOWED:-}" ] && ! in_list "$1" "$(echo "$PCI_ALLOWED" | tr ',' ' ')"; then return 1; fi
+  if [ -n "${PCI_BLOCKED:-}" ] && in_list "$1" "$(echo "$PCI_BLOCKED" | tr ',' ' ')"; then return 1; fi
+  return 0
+}
+nvme_functions() {
+  for d in "$devices"/*; do
+    [ "$(cat "$d/class" 2>/dev/null)" = $nvme_class ] && basename "$d"
+  done
+}
+driver_of() { [ -e "$devices/$1/driver" ] && basename "$(readlink "$devices/$1/driver")" || echo "-"; }
+# The block devices of a controller bound to nvme (namespaces; partitions too).
+blocks_of() {
+  for c in "$devices/$1"/nvme/nvme*; do
+    [ -d "$c" ] || continue
+    for n in "$c"/nvme*n*; do
+      [ -d "$n" ] || continue
+      echo "$(basename "$n")"
+      for p in "$n"/"$(basename "$n")"p*; do [ -d "$p" ] && basename "$p"; done
+    done
+  done
+  # Multipath namespaces live under the subsystem: match by controller name.
+  true
+}
+# Why a controller cannot be taken (empty: free).
+in_use() {
+  for b in $(blocks_of "$1"); do
+    if grep -q "^/dev/$b " /proc/mounts 2>/dev/null; then
+      echo "/dev/$b is mounted at $(grep "^/dev/$b " /proc/mounts | head -1 | cut -d' ' -f2)"; return
+    fi
+    if grep -q "^/dev/$b " /proc/swaps 2>/dev/null; then echo "/dev/$b is a swap device"; return; fi
+    for h in "$sysfs/class/block/$b/holders"/*; do
+      [ -e "$h" ] && { echo "/dev/$b is held by $(basename "$h")"; return; }
+    done
+  done
+}
+iommu_on() { [ -n "$(ls "$sysfs/kernel/iommu_groups" 2>/dev/null)" ]; }
+load_module() {
+  [ -d "$sysfs/bus/pci/drivers/$1" ] && return 0
+  command -v modprobe >/dev/null 2>&1 && modprobe "$1" 2>/dev/null
+  [ -d "$sysfs/bus/pci/drivers/$1" ] || die "driver $1 is not loaded and modprobe $1 failed"
+}
+bind() {  # addr driver
+  cur=$(driver_of "$1")
+  [ "$cur" = "$2" ] && return 0
+  [ "$cur" != - ] && echo "$1" >"$devices/$1/driver/unbind"
+  echo "$2" >"$devices/$1/driver_override"
+  echo "$1" >"$sysfs/bus/pci/drivers_probe" 2>/dev/null
+  [ "$(driver_of "$1")" = "$2" ] || die "$1: binding to $2 failed (driver now: $(driver_of "$1"))"
 }
 
-case "$cmd" in
-  check) check; exit $? ;;
-  user) ;;
-  *) usage ;;
+reserve_hugepages() {
+  mb=${HUGEMEM:-2048}
+  pages=$((mb / 2))
+  nr=$sysfs/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+  [ -w "$nr" ] || die "cannot write $nr (run as root)"
+  if [ "$(cat "$nr")" -lt $pages ]; then echo $pages >"$nr"; fi
+  got=$(cat "$nr")
+  [ "$got" -ge $pages ] || echo "setup.sh: only $got of $pages 2 MiB hugepages could be reserved" >&2
+  if ! grep -q ' /dev/hugepages hugetlbfs' /proc/mounts; then
+    mkdir -p /dev/hugepages && mount -t hugetlbfs nodev /dev/hugepages || die "cannot mount hugetlbfs at /dev/hugepages"
+  fi
+  echo "hugepages: $got x 2 MiB reserved, hugetlbfs at /dev/hugepages"
+}
+
+config() {
+  if [ -n "${DRIVER_OVERRIDE:-}" ]; then drv=$DRIVER_OVERRIDE
+  elif iommu_on; then drv=vfio-pci
+  else drv=uio_pci_generic
+  fi
+  case "$drv" in vfio-pci|uio_pci_generic) ;; *) die "DRIVER_OVERRIDE='$drv' (allowed: vfio-pci, uio_pci_generic)" ;; esac
+  [ "$drv" = vfio-pci ] && ! iommu_on &&
+    die "vfio-pci needs an IOMMU and none is on (boot with intel_iommu=on or amd_iommu=on)"
+  load_module "$drv"
+  status=0
+  for a in $(nvme_functions); do
+    selected "$a" || continue
+    why=$(in_use "$a")
+    if [ -n "$why" ]; then
+      echo "$a: in use ($why): left with $(driver_of "$a")" >&2; status=1; continue
+    fi
+    bind "$a" "$drv" && echo "$a: $(driver_of "$a")"
+  done
+  reserve_hugepages
+  return $status
+}
+
+reset() {
+  for a in $(nvme_functions); do
+    selected "$a" || continue
+    case "$(driver_of "$a")" in
+      vfio-pci|uio_pci_generic)
+        echo "$a" >"$devices/$a/driver/unbind"
+        echo "" >"$devices/$a/driver_override"
+        echo "$a" >"$sysfs/bus/pci/drivers_probe" 2>/dev/null
+        echo "$a: $(driver_of "$a")" ;;
+    esac
+  done
+}
+
+status() {
+  printf '%-14s %-10s %-16s %s\n' BDF VENDOR:DEV DRIVER BLOCK
+  for a in $(nvme_functions); do
+    v=$(cut -c3- "$devices/$a/vendor"); d=$(cut -c3- "$devices/$a/device")
+    printf '%-14s %-10s %-16s %s\n' "$a" "$v:$d" "$(driver_of "$a")" "$(blocks_of "$a" | tr '\n' ' ')"
+  done
+  h=$sysfs/kernel/mm/hugepages/hugepages-2048kB
+  echo "hugepages (2 MiB): $(cat "$h/nr_hugepages" 2>/dev/null || echo ?) reserved, $(cat "$h/free_hugepages" 2>/dev/null || echo ?) free"
+}
+
+case "${1:-}" in
+  config) [ "$(id -u)" = 0 ] || die "config needs root"; config ;;
+  reset) [ "$(id -u)" = 0 ] || die "reset needs root"; reset ;;
+  status) status ;;
+  user|check) exec bash "$(dirname "$0")/setup-user.sh" "$@" ;;
+  *) echo "usage: setup.sh config|reset|status|user NAME|check NAME (see the top of this script)" >&2; exit 2 ;;
 esac
-
-[ "$(id -u)" -eq 0 ] || { echo "setup.sh user: needs root (it creates a group, mounts hugetlbfs, reserves hugepages)" >&2; exit 1; }
-
-"$root/scripts/deps.sh"   # the service account cannot install packages
-getent group "$group" >/dev/null || groupadd --system "$group"
-if ! id "$name" >/dev/null 2>&1; then
-  useradd --system --gid "$group" --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin "$name"
-fi
-id -nG "$name" | tr ' ' '\n' | grep -qx "$group" || usermod -a -G "$group" "$name"
-gid=$(getent group "$group" | cut -d: -f3)
-
-# Hugepages: reserved for good (the service account cannot reserve them).
-if [ "$(cat $nr)" -lt "$pages" ]; then echo "$pages" > "$nr"; fi
-mkdir -p "$hugedir"
-if ! awk -v d="$hugedir" '$2 == d && $3 == "hugetlbfs" { f = 1 } END { exit !f }' /proc/mounts; then
-  mount -t hugetlbfs -o "pagesize=2M,gid=$gid,mode=0770" nodev "$hugedir"
-fi
-# The run dir shared by every user (shm/group_paths.h) and the emulator's sockets.
-mkdir -p "$rundir" "$emudir"
-chgrp "$group" "$rundir" "$emudir"
-chmod 1775 "$rundir"
-chmod 2770 "$emudir"
-mkdir -p /etc/tmpfiles.d /etc/security/limits.d
-cat > /etc/tmpfiles.d/nvmux.conf <<EOT
-# scripts/setup.sh user $name --group $group: nvmux's run dir and emulator sockets
-d /run/dpdk 1775 root $group -
-d /run/nvmux 2770 root $group -
-EOT
-cat > /etc/security/limits.d/nvmux.conf <<EOT
-@$group - memlock unlimited
-# written by nvmux scripts/setup.sh user $name
-EOT
-check
-cat <<EOT
-Done. As $name, for example the main job:
-  runuser -u $name -- env HOME=/tmp NVMUX_BUILD_DIR=/tmp/nvmux-build-$name $root/scripts/demo.sh
-  build/primary/nvmuxd -i 0 -r 'trtype:vfiouser traddr:$emudir/emu0'   (picks $hugedir itself)
-Members of $group may join groups whose nvmuxd runs with --access-group $group.
-EOT

@@ -10,6 +10,8 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <dirent.h>
+#include <limits.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -72,7 +74,7 @@ std::vector<std::string> BuildEalArgs(const EalOptions& o) {
   CoreSet cores = o.cores.value_or(CoreSet::CurrentAffinity());
   args.push_back("-l");
   args.push_back(std::to_string(cores.Empty() ? 0 : cores.First()));
-  args.push_back("--iova-mode=va");
+  args.push_back(o.iova_pa ? "--iova-mode=pa" : "--iova-mode=va");
   args.push_back("--base-virtaddr=0x200000000000");
   args.push_back("--no-telemetry");
   if (!o.pci) args.push_back("--no-pci");
@@ -98,6 +100,35 @@ std::vector<std::string> BuildEalArgs(const EalOptions& o) {
   }
   return args;
 }
+
+Result<bool> PciNeedsPhysicalAddresses() {
+  if (const char* mode = std::getenv("NVMUX_IOVA_MODE"); mode != nullptr && *mode != '\0') {
+    std::string m(mode);
+    if (m == "pa") return true;
+    if (m == "va") return false;
+    return Fail(EINVAL, "NVMUX_IOVA_MODE='" + m + "' (allowed: va, pa)");
+  }
+  const char* root = "/sys/bus/pci/devices";
+  DIR* d = ::opendir(root);
+  if (d == nullptr) return false;
+  bool pa = false;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::string dir = std::string(root) + "/" + e->d_name;
+    std::string cls;
+    std::ifstream(dir + "/class") >> cls;
+    if (cls != "0x010802") continue;
+    char link[PATH_MAX];
+    ssize_t n = ::readlink((dir + "/driver").c_str(), link, sizeof(link) - 1);
+    if (n <= 0) continue;
+    std::string driver(link, static_cast<size_t>(n));
+    if (driver.ends_with("/uio_pci_generic")) pa = true;
+  }
+  ::closedir(d);
+  return pa;
+}
+
+bool IovaIsPhysical() { return rte_eal_iova_mode() == RTE_IOVA_PA; }
 
 HeapStats ReadHeapStats() {
   HeapStats out;

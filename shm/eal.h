@@ -1,6 +1,7 @@
 // EAL: DPDK's environment abstraction layer, brought up once per process.
 //
-// Every process of a group passes --file-prefix=nvmux<N>, --iova-mode=va,
+// Every process of a group passes --file-prefix=nvmux<N>, --iova-mode=va (pa
+// when a controller bound to uio_pci_generic needs it),
 // --base-virtaddr=0x200000000000 (so shared memory maps at the same address
 // everywhere), --no-telemetry and --no-pci (unless it drives PCIe devices);
 // memory is dynamic. A secondary never passes -m, --no-huge, --in-memory or
@@ -37,6 +38,7 @@ struct EalOptions {
   std::optional<CoreSet> cores;       // where the main thread runs afterwards
   size_t mem_mb = 0;                  // -m preallocation; primary/in-memory only
   bool pci = false;                   // drive PCIe devices (no --no-pci)
+  bool iova_pa = false;               // --iova-mode=pa instead of va (see PciNeedsPhysicalAddresses)
   // DPDK's runtime directory (given as RUNTIME_DIRECTORY, which DPDK honours
   // for every user); runtime files go to <run_dir>/dpdk/<file_prefix>.
   // Empty: DPDK's own default (/var/run for root, XDG_RUNTIME_DIR or /tmp).
@@ -53,6 +55,16 @@ struct EalOptions {
 // Errors: EACCES when no hugetlbfs mount is writable by this user (names
 // them and scripts/setup.sh user).
 Result<std::string> ChooseHugeDir(const std::string& requested);
+
+// Should this process's EAL use IOVA = PA? NVMUX_IOVA_MODE=pa|va decides
+// when set; otherwise yes when an NVMe controller (PCI class 0x010802) is
+// bound to uio_pci_generic, which cannot translate device addresses (DPDK's
+// PCI bus decides the same way). Every process of a group sees the same
+// sysfs, so they agree. Errors: EINVAL naming a bad NVMUX_IOVA_MODE.
+Result<bool> PciNeedsPhysicalAddresses();
+
+// True when DMA addresses are physical (EAL in IOVA = PA mode).
+bool IovaIsPhysical();
 
 // The argv EAL will see; exposed for tests.
 std::vector<std::string> BuildEalArgs(const EalOptions& options);

@@ -138,6 +138,8 @@ Status Group::StartEal(const GroupOptions& o, EalProcType type, const std::strin
   // From here on this process may hold DPDK's shared locks: nvmux code that
   // holds one for long says so on the lock file (see dpdk_lock_doctor.h).
   if (lock_file_) DpdkSection::Bind(lock_file_->fd());
+  auto pa = PciNeedsPhysicalAddresses();
+  if (!pa) return pa.error();
   EalOptions eal;
   eal.program_name = o.name;
   eal.file_prefix = prefix;
@@ -145,6 +147,7 @@ Status Group::StartEal(const GroupOptions& o, EalProcType type, const std::strin
   eal.cores = o.cores;
   eal.mem_mb = type == EalProcType::kSecondary ? 0 : o.mem_mb;
   eal.run_dir = paths_ ? paths_->run_dir : standalone_run_dir_;
+  eal.iova_pa = *pa;
   Status up = InitEal(eal);
   if (!up) return Fail(up.error().code, (id_ >= 0 ? G(id_) + ": " : "") + up.error().message);
   eal_up_ = true;

@@ -37,8 +37,13 @@ Status Controller::SubmitAdmin(const spec::Sqe& cmd, void* buffer, uint32_t leng
     if (buffer == nullptr || !s_->env.IsDmaMemory(buffer, length))
       return Fail(EINVAL, "admin command " + Hex(cmd.opc, 2) + ": data buffer is not DMA memory (allocate it with "
                           "Env::AllocDma)");
-    IovaSegment seg{DmaPageMap::Iova(buffer), length};
-    auto prps = BuildPrps(std::span<const IovaSegment>(&seg, 1), PrpList{{}, 0});
+    // Two segments when the buffer straddles hugepages whose physical
+    // addresses do not follow (IOVA = PA); one otherwise.
+    IovaSegment segs[2];
+    uint64_t first = DmaPageMap::ContiguousBytes(buffer, length);
+    segs[0] = IovaSegment{DmaPageMap::Iova(buffer), first};
+    if (first < length) segs[1] = IovaSegment{DmaPageMap::Iova(static_cast<const uint8_t*>(buffer) + first), length - first};
+    auto prps = BuildPrps(std::span<const IovaSegment>(segs, first < length ? 2 : 1), PrpList{{}, 0});
     if (!prps)
       return Fail(EINVAL, "admin command " + Hex(cmd.opc, 2) + ": " + std::to_string(length) +
                               " bytes of data need a PRP list; admin data is limited to two pages (8 KiB, or less "

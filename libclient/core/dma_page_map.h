@@ -40,9 +40,29 @@ class DmaPageMap {
       if (!(words_[p / 64].load(std::memory_order_relaxed) & (1ull << (p % 64)))) return false;
     return true;
   }
-  // Device address of DMA memory (IOVA = VA in every process of a group).
-  // REQUIRES: Contains(va, 1).
-  static uint64_t Iova(const void* va) { return reinterpret_cast<uintptr_t>(va); }
+  // Device address of DMA memory: VA itself (IOVA = VA, the usual mode: in
+  // every process of a group), or, after EnablePhysical, the physical
+  // address recorded for its 2 MiB page. REQUIRES: Contains(va, 1).
+  static uint64_t Iova(const void* va) {
+    uintptr_t a = reinterpret_cast<uintptr_t>(va);
+    const int64_t* delta = delta_.load(std::memory_order_relaxed);
+    if (delta == nullptr || a < phys_base_ || a - phys_base_ >= kWindowBytes) return a;
+    return a + static_cast<uint64_t>(delta[(a - phys_base_) / kPageBytes]);
+  }
+  // How many of the `length` bytes from `va` on are contiguous in IOVA
+  // (all of them with IOVA = VA; up to the next 2 MiB page whose physical
+  // address does not follow otherwise). REQUIRES: Contains(va, length).
+  static uint64_t ContiguousBytes(const void* va, uint64_t length);
+
+  // IOVA = PA (a controller bound to uio_pci_generic; shm/eal.h): from now
+  // on Iova() translates by the table SetIova fills, for the window at
+  // `base`. Once per process, before memory is added. Not thread-safe
+  // against Iova() (call it during Env::Init).
+  static void EnablePhysical(uintptr_t base);
+  static bool Physical() { return delta_.load(std::memory_order_relaxed) != nullptr; }
+  // [va, va + length) (whole 2 MiB pages, one hugepage each) starts at
+  // device address `iova`. REQUIRES: Physical().
+  static void SetIova(uintptr_t va, uint64_t iova, size_t length);
 
   uintptr_t base() const { return base_; }
 
@@ -50,6 +70,10 @@ class DmaPageMap {
   static constexpr uint64_t kWords = kWindowBytes / kPageBytes / 64;
   uintptr_t base_;
   std::unique_ptr<std::atomic<uint64_t>[]> words_;
+  // IOVA - VA per 2 MiB page of the window (IOVA = PA only); process-wide,
+  // never freed (Iova is static and may run until exit).
+  static std::atomic<int64_t*> delta_;
+  static uintptr_t phys_base_;
 };
 
 }  // namespace nvmux

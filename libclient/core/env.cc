@@ -1,8 +1,12 @@
 #include "nvmux/env.h"
 
+#include <algorithm>
+#include <bit>
+
 #include "libclient/core/dma_page_map.h"
 #include "nvmux/version.h"
 #include "libclient/shared/shared_registry.h"
+#include "shm/eal.h"
 #include "shm/group.h"
 #include "shm/group_access.h"
 #include "shm/mem_events.h"
@@ -63,11 +67,14 @@ Result<std::unique_ptr<Env>> Env::Init(const EnvOptions& options) {
   env->group_ = std::move(*group);
   env->pages_ = std::make_unique<DmaPageMap>();
   DmaPageMap* pages = env->pages_.get();
+  // IOVA = PA (uio_pci_generic): the driver translates by page (dma_page_map.h).
+  if (shm::IovaIsPhysical()) DmaPageMap::EnablePhysical(pages->base());
   auto sub = shm::SubscribeMemEvents([pages](bool added, std::span<const shm::MemSegment> segments) {
     for (const shm::MemSegment& s : segments) {
-      if (added)
+      if (added) {
+        if (DmaPageMap::Physical()) DmaPageMap::SetIova(s.va, s.iova, s.length);
         pages->Add(s.va, s.length);
-      else
+      } else
         pages->Remove(s.va, s.length);
     }
   });
@@ -99,6 +106,11 @@ Result<DmaBuffer> Env::AllocDma(size_t size, size_t align, std::string_view tag,
   if (size == 0) return Fail(EINVAL, "DMA allocation of 0 bytes");
   if (align < 4 || (align & (align - 1)) != 0)
     return Fail(EINVAL, "DMA alignment " + std::to_string(align) + " must be a power of two >= 4");
+  // IOVA = PA: physical addresses are contiguous within a hugepage only, and
+  // queues and PRP lists must be contiguous: a buffer of up to 2 MiB is
+  // aligned to its size rounded up to a power of two, so it never crosses a
+  // 2 MiB page. (Data buffers may still cross; the I/O path splits them.)
+  if (DmaPageMap::Physical() && size <= DmaPageMap::kPageBytes) align = std::max(align, std::bit_ceil(size));
   return group_->dma().Allocate(size, align, tag, owner);
 }
 

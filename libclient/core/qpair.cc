@@ -3,6 +3,7 @@
 // completion processing. The I/O commands themselves: qpair_commands.cc.
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <utility>
 
@@ -171,8 +172,21 @@ Status QpairState::CreateOnDevice() {
   std::memset(static_cast<void*>(ring->cq_memory()), 0, size_t{entries} * sizeof(spec::Cqe));
   ring->Reset();
   // Shadow doorbells may have been switched on or off by a controller reset
-  // since the ring was made; the device restarts this queue's shadow slots at 0.
-  ring->SetDoorbells(cs->doorbells(qid));
+  // since the ring was made.
+  Doorbells db = cs->doorbells(qid);
+  // The queue id may have been used before (by a process that died, or a
+  // deleted queue pair): its shadow and EventIdx slots still hold the old
+  // queue's tail and head. A device need not clear them on Create (QEMU's
+  // hw/nvme does not), and a stale EventIdx ahead of the new tail would
+  // keep the "needs event" rule from ever ringing the real doorbell: the
+  // queue would stall at its first command. Nothing uses the slots while
+  // the queue is off the device, so they start at 0 here.
+  if (db.shadow()) {
+    for (uint32_t* slot : {db.shadow_sq_tail, db.shadow_cq_head, db.eventidx_sq, db.eventidx_cq})
+      std::atomic_ref<uint32_t>(*slot).store(0, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+  ring->SetDoorbells(db);
   uint64_t sq_iova = DmaPageMap::Iova(ring->sq_memory());
   uint64_t cq_iova = DmaPageMap::Iova(ring->cq_memory());
   IoQueueCommands c = CreateIoQueueCommands(qid, entries, sq_iova, cq_iova);
@@ -317,6 +331,21 @@ bool QpairState::Injected(Request* r) {
 
 namespace {
 
+// Appends [va, va + bytes) as IOVA-contiguous segments: one with IOVA = VA;
+// split where the physical pages do not follow each other with IOVA = PA.
+Status AppendContiguous(const void* va, uint64_t bytes, IovaSegment* out, size_t& n) {
+  const uint8_t* p = static_cast<const uint8_t*>(va);
+  while (bytes > 0) {
+    if (n == kMaxSegments)
+      return Fail(EINVAL, "payload needs more than " + std::to_string(kMaxSegments) + " scatter-gather elements");
+    uint64_t run = DmaPageMap::ContiguousBytes(p, bytes);
+    out[n++] = IovaSegment{DmaPageMap::Iova(p), run};
+    p += run;
+    bytes -= run;
+  }
+  return Ok();
+}
+
 // Collects the caller's scatter-gather elements for `bytes` of payload.
 Result<size_t> GatherSgl(const Request& r, const DmaPageMap& pages, IovaSegment* out) {
   void* arg = r.parent ? r.parent->arg : r.arg;
@@ -332,7 +361,7 @@ Result<size_t> GatherSgl(const Request& r, const DmaPageMap& pages, IovaSegment*
     uint32_t len = static_cast<uint32_t>(std::min<uint64_t>(e.length, left));
     if (!pages.Contains(e.address, len))
       return Fail(EINVAL, "scatter-gather element is not DMA memory (allocate it with Env::AllocDma)");
-    out[n++] = IovaSegment{DmaPageMap::Iova(e.address), len};
+    NVMUX_TRY(AppendContiguous(e.address, len, out, n));
     left -= len;
   }
   return n;
@@ -362,17 +391,21 @@ void IssueToDevice(QpairState& q, Request* r) {
       r->data_bytes <= (first_page_left = kPage - (DmaPageMap::Iova(r->data) & (kPage - 1))) + kPage) {
     // The common case, without a list: one or two pages go in PRP1/PRP2
     // (dword alignment was checked at submission).
-    uint64_t iova = DmaPageMap::Iova(r->data);
-    r->cmd.prp1 = iova;
-    r->cmd.prp2 = r->data_bytes > first_page_left ? iova + first_page_left : 0;
+    // (The second page by its own address: with IOVA = PA it may lie in
+    // another hugepage.)
+    r->cmd.prp1 = DmaPageMap::Iova(r->data);
+    r->cmd.prp2 =
+        r->data_bytes > first_page_left ? DmaPageMap::Iova(static_cast<const uint8_t*>(r->data) + first_page_left) : 0;
   } else if (r->data_bytes > 0) {
     Result<Prps> prps = Fail(EINVAL, "");
     PrpList list{std::span<uint64_t>(reinterpret_cast<uint64_t*>(q.PrpPage(cid)), kPrpEntriesPerPage),
                  DmaPageMap::Iova(q.PrpPage(cid))};
     bool sgl = false;
     if (r->next_sge == nullptr) {
-      IovaSegment seg{DmaPageMap::Iova(r->data), r->data_bytes};
-      prps = BuildPrps(std::span<const IovaSegment>(&seg, 1), list);
+      IovaSegment segs[kMaxSegments];
+      size_t n = 0;
+      Status split = AppendContiguous(r->data, r->data_bytes, segs, n);
+      prps = split ? BuildPrps(std::span<const IovaSegment>(segs, n), list) : Result<Prps>(split.error());
     } else {
       IovaSegment segs[kMaxSegments];
       auto n = GatherSgl(*r, q.cs->env.dma_pages(), segs);

@@ -48,10 +48,14 @@ Result<std::unique_ptr<ImportedTransport>> ImportedTransport::Create(SharedContr
   if (p == MAP_FAILED) return ErrnoError("mapping the doorbells the primary passed");
   t->map_ = static_cast<uint8_t*>(p);
   t->map_bytes_ = t->fds_.doorbell_bytes;
+  // A pcie controller's doorbells are its BAR: a surprise removal must not
+  // kill the processes of the group (bar_guard.h).
+  if (auto guard = BarGuard::Guard(p, t->map_bytes_, &t->lost_); guard) t->guard_ = std::move(*guard);
   return t;
 }
 
 ImportedTransport::~ImportedTransport() {
+  guard_.Unguard();
   if (map_ != nullptr) ::munmap(map_, map_bytes_);
 }
 
@@ -63,6 +67,8 @@ Doorbells ImportedTransport::QueueDoorbells(uint16_t qid, uint32_t dstrd) {
   return Doorbells{at(false), at(true)};
 }
 
-bool ImportedTransport::Lost() const { return Load(c_.removed) != 0 || Load(c_.failed) != 0; }
+bool ImportedTransport::Lost() const {
+  return lost_.load(std::memory_order_acquire) || Load(c_.removed) != 0 || Load(c_.failed) != 0;
+}
 
 }  // namespace nvmux

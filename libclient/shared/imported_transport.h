@@ -12,6 +12,9 @@
 
 #include <memory>
 
+#include <atomic>
+
+#include "libclient/core/bar_guard.h"
 #include "libclient/core/transport.h"
 #include "libclient/shared/fd_share.h"
 #include "libclient/shared/shared_controller.h"
@@ -62,6 +65,8 @@ class ImportedTransport final : public Transport {
   std::unique_ptr<RegisterIo> device_registers_;
   uint8_t* map_ = nullptr;
   size_t map_bytes_ = 0;
+  std::atomic<bool> lost_{false};  // the doorbell mapping vanished (SIGBUS, bar_guard.h)
+  BarGuard guard_;
 };
 
 }  // namespace nvmux

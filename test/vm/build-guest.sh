@@ -99,7 +99,11 @@ add_module() {
 # nvme and its dependencies; crc-t10dif / crc64-rocksoft's crypto back ends
 # (their soft dependencies); ext4.ko drives ext2 (CONFIG_EXT4_USE_FOR_EXT2) and
 # needs the crc32c hash at mount time (crc32c_generic).
-for m in crct10dif_generic crc64_rocksoft_generic nvme crc32c_generic ext4; do add_module "$m"; done
+# The pcie test (pcie_test.sh) also needs the userspace drivers: vfio-pci with
+# its IOMMU back end (a soft dependency) and uio_pci_generic.
+for m in crct10dif_generic crc64_rocksoft_generic nvme crc32c_generic ext4 vfio_iommu_type1 vfio_pci uio_pci_generic; do
+  add_module "$m"
+done
 
 initrd="$work/initrd"
 mkdir -p "$initrd"/{bin,dev,proc,sys,tmp,mnt,lib/modules}

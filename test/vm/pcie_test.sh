@@ -1,0 +1,181 @@
+#!/bin/bash
+# The pcie transport in a QEMU TCG guest: two emulated NVMe controllers
+# (QEMU's -device nvme) behind an intel-iommu; the guest binds one to vfio-pci
+# with scripts/setup.sh and runs nvmux-identify and nvmux-perf --verify on it,
+# compares with the kernel nvme driver's view, checks the clear errors, then
+# gives the controller back to nvme and reads nvmux's blocks through it.
+# See test/vm/README.md.
+#
+# Usage: pcie_test.sh --identify BIN --perf BIN --nvmuxd BIN --cache DIR
+#   (the build's programs; CACHE_DIR as build-guest.sh)
+# Env:   NVMUX_QEMU_DIR (bin/qemu-system-x86_64; default ../shared/peers/qemu
+#        beside the tree, else qemu-system-x86_64 on PATH); NVMUX_GUEST_KEEP=1.
+# Exit:  0 pass, 1 fail, 77 skipped (no QEMU).
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+identify= perf= nvmuxd= cache=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --identify) identify=$2; shift 2 ;;
+    --perf) perf=$2; shift 2 ;;
+    --nvmuxd) nvmuxd=$2; shift 2 ;;
+    --cache) cache=$2; shift 2 ;;
+    *) echo "pcie_test: unknown argument '$1' (allowed: --identify BIN --perf BIN --nvmuxd BIN --cache DIR)" >&2
+       exit 2 ;;
+  esac
+done
+[ -x "$identify" ] && [ -x "$perf" ] && [ -x "$nvmuxd" ] && [ -n "$cache" ] ||
+  { echo "pcie_test: need --identify BIN --perf BIN --nvmuxd BIN --cache DIR" >&2; exit 2; }
+
+qemu_dir=${NVMUX_QEMU_DIR:-$(cd "$root/.." && pwd)/shared/peers/qemu}
+qemu=$qemu_dir/bin/qemu-system-x86_64 qemu_share=(-L "$qemu_dir/share/qemu")
+if [ ! -x "$qemu" ]; then
+  qemu=$(command -v qemu-system-x86_64 || true) qemu_share=()
+  [ -n "$qemu" ] || { echo "SKIP: no qemu-system-x86_64 (NVMUX_QEMU_DIR or PATH)"; exit 77; }
+fi
+
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+pass() { echo "ok:   $*"; }
+
+"$here/build-guest.sh" "$cache" || { echo "FAIL: building the guest"; exit 1; }
+
+tmp=$(mktemp -d /tmp/nvmux-pcie-guest.XXXXXX)
+qemu_pid=
+cleanup() {
+  [ -n "$qemu_pid" ] && kill -9 "$qemu_pid" 2>/dev/null && wait "$qemu_pid" 2>/dev/null
+  if [ "${NVMUX_GUEST_KEEP:-0}" = 1 ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+# The overlay: this test's /init, nvmux's programs, setup.sh and every
+# library ldd names (the programs link DPDK statically; the rest is libc,
+# libstdc++, libnuma...), appended to the cached initramfs.
+ov=$tmp/overlay
+mkdir -p "$ov/nvmux/bin" "$ov/nvmux/lib" "$ov/lib64"
+install -m 0755 "$here/pcie-guest-init.sh" "$ov/init"
+install -m 0755 "$root/scripts/setup.sh" "$ov/nvmux/bin/setup.sh"
+for b in "$identify" "$perf" "$nvmuxd"; do
+  cp "$b" "$ov/nvmux/bin/"
+  ldd "$b" | awk '/=> \//{print $3} /^\t\/lib/{print $1}' | while read -r lib; do
+    case "$lib" in */ld-linux*) cp -L "$lib" "$ov/lib64/$(basename "$lib")" ;; *) cp -L "$lib" "$ov/nvmux/lib/" ;; esac
+  done
+done
+(cd "$ov" && find . -print0 | cpio --null -o -H newc --quiet | gzip -1 >"$tmp/overlay.cpio.gz")
+cat "$cache/initramfs.cpio.gz" "$tmp/overlay.cpio.gz" >"$tmp/initramfs.cpio.gz"
+
+# Controller A (00:04.0): namespaces of 512 B and 4 KiB blocks; B (00:05.0): one.
+truncate -s 64M "$tmp/a1.img" "$tmp/a2.img" "$tmp/b1.img" "$tmp/c1.img" "$tmp/v1.img"
+serial=$tmp/serial.log
+qemu_cmd=("$qemu" "${qemu_share[@]}" -accel tcg,thread=single -machine q35 -smp 2 -m 1G -cpu max
+  -device intel-iommu,intremap=on
+  -drive "file=$tmp/a1.img,if=none,id=a1,format=raw" -drive "file=$tmp/a2.img,if=none,id=a2,format=raw"
+  -drive "file=$tmp/b1.img,if=none,id=b1,format=raw"
+  -device nvme,id=ca,serial=NVMUXPCIEA,addr=0x4 -device nvme-ns,bus=ca,drive=a1,nsid=1,logical_block_size=512
+  -device nvme-ns,bus=ca,drive=a2,nsid=2,logical_block_size=4096,physical_block_size=4096
+  -device nvme,id=cb,serial=NVMUXPCIEB,addr=0x5 -device nvme-ns,bus=cb,drive=b1,nsid=1
+  -drive "file=$tmp/c1.img,if=none,id=c1,format=raw"
+  -drive "file=$tmp/v1.img,if=none,id=v1,format=raw"
+  -device pcie-root-port,id=rp1,chassis=1,slot=1,addr=0x6
+  -device nvme,id=cv,serial=NVMUXPCIEV,bus=rp1 -device nvme-ns,bus=cv,drive=v1,nsid=1
+  -device pcie-root-port,id=rp2,chassis=2,slot=2,addr=0x7
+  -device nvme,id=cc,serial=NVMUXPCIEC,bus=rp2 -device nvme-ns,bus=cc,drive=c1,nsid=1
+  -monitor "unix:$tmp/monitor,server,nowait"
+  -kernel "$cache/vmlinux" -initrd "$tmp/initramfs.cpio.gz"
+  -append "console=ttyS0 quiet panic=-1 intel_iommu=on iommu=pt no_timer_check"
+  -display none -nodefaults -no-reboot -serial "file:$serial")
+echo "RUN: ${qemu_cmd[*]}"
+start=$SECONDS
+"${qemu_cmd[@]}" >"$tmp/qemu.log" 2>&1 &
+qemu_pid=$!
+deadline=$((SECONDS + 600))
+unplugged=0 unplugged_vfio=0
+monitor() {  # one HMP command on QEMU's monitor socket
+  python3 -c 'import socket,sys,time
+s=socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1]); time.sleep(0.2); s.recv(4096)
+s.sendall((sys.argv[2]+"\n").encode()); time.sleep(0.5); print(s.recv(4096).decode(errors="replace").strip())' \
+    "$tmp/monitor" "$1"
+}
+while kill -0 "$qemu_pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
+  if [ $unplugged_vfio = 0 ] && grep -q '^GUEST-RESULT hotplug_vfio_armed=1' "$serial"; then
+    echo "RUN: (QEMU monitor) device_del cv"
+    monitor "device_del cv" >/dev/null
+    unplugged_vfio=1
+  fi
+  if [ $unplugged = 0 ] && grep -q '^GUEST-RESULT hotplug_armed=1' "$serial"; then
+    echo "RUN: (QEMU monitor) device_del cc"
+    monitor "device_del cc" >/dev/null
+    unplugged=1
+  fi
+  sleep 0.5
+done
+if kill -0 "$qemu_pid" 2>/dev/null; then fail "the guest did not finish within 600 s"; kill -9 "$qemu_pid"; fi
+wait "$qemu_pid"; qemu_rc=$?; qemu_pid=
+echo "     guest ran $((SECONDS - start)) s (QEMU exit $qemu_rc)"
+
+result() { sed -n "s/^GUEST-RESULT .*\\b$1=\\([^ ]*\\).*/\\1/p" "$serial" | tr -d '\r' | head -1; }
+expect() {  # key expected description
+  local got
+  got=$(result "$1")
+  if [ "$got" = "$2" ]; then pass "$3 ($1=$got)"; else fail "$3: $1='$got', expected '$2'"; fi
+}
+expect booted 1 "the guest booted"
+groups=$(result iommu_groups)
+[ "${groups:-0}" -gt 0 ] && pass "the IOMMU is on ($groups groups)" || fail "no IOMMU groups in the guest"
+expect setup_refuses_mounted ok "setup.sh config refuses a controller whose namespace is mounted"
+expect b_driver_after_refusal nvme "the refused controller stays with nvme"
+expect a_driver vfio-pci "setup.sh config binds the controller to vfio-pci"
+expect identify_rc 0 "nvmux-identify over pcie succeeds"
+expect model ok "model as the kernel's nvme driver reads it"
+expect serial ok "serial as the kernel's nvme driver reads it"
+expect firmware ok "firmware revision as the kernel's nvme driver reads it"
+k=$(result kernel_ns_blocks) n=$(result nvmux_ns_blocks)
+[ -n "$k" ] && [ "$k" = "$n" ] && pass "namespace sizes as the kernel's ($n blocks)" ||
+  fail "namespace sizes: nvmux '$n', kernel '$k'"
+expect err_absent ok "a controller that does not exist: clear error"
+expect err_kernel_driver ok "a controller bound to nvme: error names the driver and setup.sh config"
+expect perf_write_rc 0 "nvmux-perf --verify writes 1 MiB"
+expect err_in_use ok "a second process on the same controller: clear error"
+expect perf_read_rc 0 "nvmux-perf --verify reads it back and checks it"
+expect group_primary ready "nvmuxd -i 1 serves the vfio-pci controller"
+expect group_secondary_rc 0 "a secondary's verified I/O while another secondary is killed (SIGKILL)"
+expect group_after_kill_rc 0 "a new secondary after the kill (the dead one reaped)"
+expect group_restart ready "nvmuxd killed (SIGKILL) and restarted: takes the group over"
+expect group_adopted yes "the new nvmuxd adopted the controller (fds taken from a live secondary)"
+expect group_through_takeover_rc 0 "a secondary's verified I/O through nvmuxd's death and takeover"
+expect group_after_takeover_rc 0 "a new secondary after the takeover"
+expect group_primary_exit 0 "the new nvmuxd stops cleanly on SIGTERM"
+expect uio_driver uio_pci_generic "setup.sh config with DRIVER_OVERRIDE=uio_pci_generic"
+expect uio_identify_rc 0 "nvmux-identify over uio_pci_generic (IOVA = PA)"
+expect uio_serial ok "its serial as the kernel's"
+expect uio_write_rc 0 "nvmux-perf --verify writes 8 MiB in 128 KiB I/Os over uio"
+expect uio_err_in_use ok "uio: a second process on the same controller: clear error"
+expect uio_read_rc 0 "nvmux-perf --verify reads them back and checks them over uio"
+expect uio_4k_rc 0 "nvmux-perf --verify randrw on the 4 KiB-block namespace over uio"
+expect kernel_reads_nvmux_blocks 8 "after setup.sh reset the kernel reads nvmux's blocks (magic, LBA)"
+rc=$(result hotplug_vfio_rc)
+[ -n "$rc" ] && [ "$rc" != still-running ] && [ "$rc" != absent ] && [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ] &&
+  pass "vfio hot removal: nvmux-perf ends with an error (exit $rc)" ||
+  fail "vfio hot removal: nvmux-perf exit '$rc' (expected an error exit < 128)"
+expect hotplug_vfio_request yes "vfio hot removal: the driver saw the kernel's device request"
+expect hotplug_vfio_gone yes "vfio hot removal completes once nvmux let go of the device"
+h=$(result hotplug_bdf)
+[ -n "$h" ] && [ "$h" != none ] && pass "the hot-pluggable controller is at $h" || fail "no controller behind the root port"
+expect hotplug_gone yes "device_del removed the controller under nvmux-perf"
+expect hotplug_noticed_gone yes "nvmux-perf's driver noticed the device was gone (not a controller fault)"
+echo "     the loss was noticed by a caught SIGBUS: $(result hotplug_sigbus_caught)"
+rc=$(result hotplug_perf_rc)
+[ -n "$rc" ] && [ "$rc" != still-running ] && [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ] &&
+  pass "surprise removal: nvmux-perf ends with an error (exit $rc), not killed by SIGBUS" ||
+  fail "surprise removal: nvmux-perf exit '$rc' (expected an error exit < 128)"
+expect done 1 "the guest ran to its end"
+if [ $failures != 0 ]; then
+  echo "----- guest serial log -----"; cat "$serial"
+  echo "----- qemu -----"; cat "$tmp/qemu.log"
+  echo "$failures check(s) failed"
+  exit 1
+fi
+echo "all checks passed"
