@@ -3,6 +3,7 @@
 #include "libclient/adopt_transport.h"
 #include "libclient/core/transport.h"
 #include "libclient/open_transport.h"
+#include "libclient/tcp/tcp_transport.h"
 #include "libclient/vfiouser/vfio_user_transport.h"
 #include "nvmux/controller.h"
 #include "nvmux/probe.h"
@@ -13,7 +14,7 @@ Result<std::unique_ptr<Controller>> AttachController(Env& env, const TransportId
                                                      std::unique_ptr<Transport> transport,
                                                      const ControllerOptions& options);
 
-Result<std::unique_ptr<Transport>> OpenTransport(const TransportId& trid) {
+Result<std::unique_ptr<Transport>> OpenTransport(const TransportId& trid, const ControllerOptions& options) {
   switch (trid.trtype) {
     case TransportType::kVfioUser: {
       auto t = vfiouser::VfioUserTransport::Open(trid.traddr);
@@ -23,9 +24,11 @@ Result<std::unique_ptr<Transport>> OpenTransport(const TransportId& trid) {
     case TransportType::kPcie:
       return Fail(ENOTSUP, "transport '" + trid.ToString() + "': trtype pcie is not available yet (on the roadmap "
                            "after vfiouser); use trtype:vfiouser");
-    case TransportType::kTcp:
-      return Fail(ENOTSUP, "transport '" + trid.ToString() + "': trtype tcp is not available yet (on the roadmap "
-                           "after pcie); use trtype:vfiouser");
+    case TransportType::kTcp: {
+      auto t = tcp::TcpTransport::Open(trid, options);
+      if (!t) return t.error();
+      return std::unique_ptr<Transport>(std::move(*t));
+    }
   }
   return Fail(EINVAL, "unknown transport type");
 }
@@ -43,7 +46,7 @@ Result<std::unique_ptr<Controller>> Controller::Connect(Env& env, const Transpor
     if (!adopted) return adopted.error();
     return AttachController(env, trid, std::move(*adopted), options);
   }
-  auto transport = OpenTransport(trid);
+  auto transport = OpenTransport(trid, options);
   if (!transport) return transport.error();
   return AttachController(env, trid, std::move(*transport), options);
 }

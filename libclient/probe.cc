@@ -214,7 +214,7 @@ void ProbeContext::Impl::Advance(Attempt& a, bool& finished_one) {
   if (!a.attach) {
     std::unique_ptr<Transport> transport;
     if (!IsSecondary(env())) {
-      auto t = OpenTransport(a.trid);
+      auto t = OpenTransport(a.trid, a.options);
       if (!t) {
         Record(a.trid, t.error());
         finished_one = true;

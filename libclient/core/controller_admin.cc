@@ -7,6 +7,8 @@
 #include "libclient/core/controller_state.h"
 #include "libclient/core/dma_page_map.h"
 #include "libclient/core/prp.h"
+#include "libclient/core/transport.h"
+#include "libclient/core/sgl.h"
 #include "libclient/core/qpair_state.h"
 #include "libclient/shared/shared_admin_queue.h"
 #include "nvmux/controller.h"
@@ -36,13 +38,20 @@ Status Controller::SubmitAdmin(const spec::Sqe& cmd, void* buffer, uint32_t leng
       return Fail(EINVAL, "admin command " + Hex(cmd.opc, 2) + ": data buffer is not DMA memory (allocate it with "
                           "Env::AllocDma)");
     IovaSegment seg{DmaPageMap::Iova(buffer), length};
-    auto prps = BuildPrps(std::span<const IovaSegment>(&seg, 1), PrpList{{}, 0});
-    if (!prps)
-      return Fail(EINVAL, "admin command " + Hex(cmd.opc, 2) + ": " + std::to_string(length) +
-                              " bytes of data need a PRP list; admin data is limited to two pages (8 KiB, or less "
-                              "when the buffer does not start on a page): " + prps.error().message);
-    c.prp1 = prps->prp1;
-    c.prp2 = prps->prp2;
+    if (s_->transport != nullptr && s_->transport->SglOnly()) {
+      // One contiguous buffer: one SGL Data Block descriptor (NVMe/TCP).
+      auto sgl = BuildSgl(std::span<const IovaSegment>(&seg, 1), SglList{});
+      if (!sgl) return Fail(EINVAL, "admin command " + Hex(cmd.opc, 2) + ": " + sgl.error().message);
+      SetDataSgl(c, *sgl);
+    } else {
+      auto prps = BuildPrps(std::span<const IovaSegment>(&seg, 1), PrpList{{}, 0});
+      if (!prps)
+        return Fail(EINVAL, "admin command " + Hex(cmd.opc, 2) + ": " + std::to_string(length) +
+                                " bytes of data need a PRP list; admin data is limited to two pages (8 KiB, or less "
+                                "when the buffer does not start on a page): " + prps.error().message);
+      c.prp1 = prps->prp1;
+      c.prp2 = prps->prp2;
+    }
   }
   std::lock_guard<std::recursive_mutex> guard(s_->admin_mutex);
   if (s_->failed) return Fail(ENXIO, "controller " + s_->trid.ToString() + " has failed");

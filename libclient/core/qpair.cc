@@ -9,6 +9,7 @@
 #include "libclient/core/io_queue.h"
 #include "libclient/core/prp.h"
 #include "libclient/core/sgl.h"
+#include "libclient/core/transport.h"
 #include "libclient/core/qpair_state.h"
 #include "nvmux/poll_group.h"
 #include "libclient/shared/shared_admin_queue.h"
@@ -345,7 +346,9 @@ Result<Sgl> BuildDataSgl(std::span<const IovaSegment> segs, uint8_t* page, uint3
 void IssueToDevice(QpairState& q, Request* r) {
   uint16_t cid = q.free_cids.back();
   uint64_t first_page_left = 0;
-  if (r->data_bytes > 0 && r->next_sge == nullptr &&
+  // NVMe/TCP takes SGLs only: they carry the lengths its engine needs.
+  const bool sgl_only = q.cs->transport != nullptr && q.cs->transport->SglOnly();
+  if (r->data_bytes > 0 && r->next_sge == nullptr && !sgl_only &&
       r->data_bytes <= (first_page_left = kPage - (DmaPageMap::Iova(r->data) & (kPage - 1))) + kPage) {
     // The common case, without a list: one or two pages go in PRP1/PRP2
     // (dword alignment was checked at submission).
@@ -357,14 +360,24 @@ void IssueToDevice(QpairState& q, Request* r) {
     PrpList list{std::span<uint64_t>(reinterpret_cast<uint64_t*>(q.PrpPage(cid)), kPrpEntriesPerPage),
                  DmaPageMap::Iova(q.PrpPage(cid))};
     bool sgl = false;
-    if (r->next_sge == nullptr) {
+    if (sgl_only && r->next_sge == nullptr) {
+      IovaSegment seg{DmaPageMap::Iova(r->data), r->data_bytes};
+      Result<Sgl> built = BuildSgl(std::span<const IovaSegment>(&seg, 1), SglList{});
+      if (built) {
+        SetDataSgl(r->cmd, *built);
+        sgl = true;
+      } else {
+        prps = built.error();
+      }
+    } else if (r->next_sge == nullptr) {
       IovaSegment seg{DmaPageMap::Iova(r->data), r->data_bytes};
       prps = BuildPrps(std::span<const IovaSegment>(&seg, 1), list);
     } else {
       IovaSegment segs[kMaxSegments];
       auto n = GatherSgl(*r, q.cs->env.dma_pages(), segs);
-      prps = n ? BuildPrps(std::span<const IovaSegment>(segs, *n), list) : Result<Prps>(n.error());
-      if (n && !prps && (q.cs->data.ctrlr.sgls & 0x3) != 0) {
+      prps = n ? (sgl_only ? Result<Prps>(Fail(EINVAL, "SGL only")) : BuildPrps(std::span<const IovaSegment>(segs, *n), list))
+               : Result<Prps>(n.error());
+      if (n && !prps && ((q.cs->data.ctrlr.sgls & 0x3) != 0 || sgl_only)) {
         // PRPs cannot describe elements that start or end inside a page;
         // an SGL can. Same tracker page, as 256 descriptors.
         Result<Sgl> built =
@@ -408,9 +421,13 @@ void IssueToDevice(QpairState& q, Request* r) {
       IovaSegment seg{DmaPageMap::Iova(w->data), w->data_bytes};
       PrpList list{std::span<uint64_t>(reinterpret_cast<uint64_t*>(q.PrpPage(wcid)), kPrpEntriesPerPage),
                    DmaPageMap::Iova(q.PrpPage(wcid))};
-      auto prps = BuildPrps(std::span<const IovaSegment>(&seg, 1), list);
-      w->cmd.prp1 = prps ? prps->prp1 : 0;
-      w->cmd.prp2 = prps ? prps->prp2 : 0;
+      if (sgl_only) {
+        if (auto built = BuildSgl(std::span<const IovaSegment>(&seg, 1), SglList{})) SetDataSgl(w->cmd, *built);
+      } else {
+        auto prps = BuildPrps(std::span<const IovaSegment>(&seg, 1), list);
+        w->cmd.prp1 = prps ? prps->prp1 : 0;
+        w->cmd.prp2 = prps ? prps->prp2 : 0;
+      }
     }
     q.free_cids.pop_back();
     w->cmd.cid = wcid;

@@ -38,6 +38,9 @@ class Transport {
   // gave for the doorbell page); -1 when the device polls (pcie) or offered
   // none. Which writes are kicked: ControllerState::doorbells().
   virtual int DoorbellKickFd() const { return -1; }
+  // True when data must be described with SGLs (NVMe/TCP: the queue engine
+  // needs each command's data length, which only SGL descriptors carry).
+  virtual bool SglOnly() const { return false; }
 
   // What other processes of a group need to reach the same device: the
   // doorbell mapping's fd and the connection's fd (vfio-user). None when the

@@ -1,0 +1,128 @@
+// nvmux's tools drive SPDK's NVMe/TCP target (nvmf_tgt with a 512 MiB RAM
+// disk on 127.0.0.1, started by the peer's target.sh) with the trid exactly
+// as SPDK prints it. Skipped with the reason when NVMUX_SPDK_DIR names no
+// SPDK build. One target at a time (CTest resource lock spdk_target).
+// TcpErrors needs no target: what a closed port and bad trids report.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "test/interop/spdk_peer.h"
+
+namespace nvmux::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+bool Contains(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
+
+// A TCP port on 127.0.0.1 nobody listens on (bound, then released).
+int FreePort() {
+  int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (s < 0 || ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+      ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    if (s >= 0) ::close(s);
+    return 0;
+  }
+  ::close(s);
+  return ntohs(a.sin_port);
+}
+
+class SpdkTcpTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    std::string why;
+    auto peer = SpdkPeer::Find(why);
+    if (!peer) {
+      skip_ = why;
+      return;
+    }
+    spdk_.emplace(*peer);
+    port_ = std::to_string(FreePort());
+    std::string error;
+    auto trid = spdk_->StartTarget("tcp", port_, error);
+    if (!trid) {
+      start_error_ = error;
+      return;
+    }
+    trid_ = *trid;
+  }
+  static void TearDownTestSuite() {
+    if (spdk_) spdk_->StopTarget();
+    spdk_.reset();
+  }
+  void SetUp() override {
+    if (!skip_.empty()) GTEST_SKIP() << skip_;
+    ASSERT_TRUE(start_error_.empty()) << start_error_;
+  }
+
+  static inline std::optional<SpdkPeer> spdk_;
+  static inline std::string skip_, start_error_, port_, trid_;
+};
+
+TEST_F(SpdkTcpTest, IdentifyReadsTheControllerOverTcp) {
+  ASSERT_TRUE(Contains(trid_, "trtype:TCP")) << trid_;
+  RunResult r = RunCaptured({NVMUX_IDENTIFY, "-r", trid_}, {}, 60s);
+  ASSERT_TRUE(r.ok()) << r.Describe();
+  EXPECT_TRUE(Contains(r.output, "Serial Number:                         SPDK00000000000001")) << r.output;
+  EXPECT_TRUE(Contains(r.output, "Model Number:                          SPDK_Controller1")) << r.output;
+  EXPECT_TRUE(Contains(r.output, "Subsystem NQN:                         nqn.2019-07.io.spdk:cnode1")) << r.output;
+  // Registers came from Property Get after the init machine enabled it.
+  EXPECT_TRUE(Contains(r.output, "Ready:                               Yes")) << r.output;
+  EXPECT_TRUE(Contains(r.output, "1048576")) << r.output;  // 512 MiB of 512-byte blocks
+}
+
+// 4 KiB writes travel inside the command capsule (SPDK's in-capsule size is
+// 4 KiB), 128 KiB writes by R2T and H2CData; reads come back as C2HData.
+// --verify checks every block read against what was written.
+TEST_F(SpdkTcpTest, PerfVerifyInCapsuleAndR2TWrites) {
+  for (const char* size : {"4096", "131072"}) {
+    RunResult r = RunCaptured({NVMUX_PERF, "-r", trid_, "-q", "16", "-o", size, "-w", "randrw", "-M", "50", "-t", "2",
+                               "--verify", "--json"},
+                              {}, 120s);
+    ASSERT_TRUE(r.ok()) << size << ": " << r.Describe();
+    size_t total = r.output.find("\"total\":{\"ios\":");
+    ASSERT_NE(total, std::string::npos) << r.output;
+    EXPECT_GT(std::strtoull(r.output.c_str() + total + 15, nullptr, 10), 50u) << size << ": " << r.output;
+  }
+}
+
+// Several queue pairs: each is its own connection with its own Connect.
+TEST_F(SpdkTcpTest, SeveralQueuePairsEachConnect) {
+  RunResult r = RunCaptured({NVMUX_PERF, "-r", trid_, "-q", "8", "-o", "4096", "-w", "randrw", "-M", "50", "-t", "1",
+                             "-P", "3", "--verify"},
+                            {}, 120s);
+  ASSERT_TRUE(r.ok()) << r.Describe();
+}
+
+TEST_F(SpdkTcpTest, AWrongSubnqnIsRefusedWithTheConnectStatus) {
+  std::string wrong = "trtype:tcp traddr:127.0.0.1 trsvcid:" + port_ + " subnqn:nqn.2019-07.io.spdk:cnode9";
+  RunResult r = RunCaptured({NVMUX_IDENTIFY, "-r", wrong}, {}, 60s);
+  EXPECT_FALSE(r.ok()) << r.Describe();
+  EXPECT_TRUE(Contains(r.output, "Fabrics Connect to subsystem 'nqn.2019-07.io.spdk:cnode9'")) << r.output;
+  EXPECT_TRUE(Contains(r.output, "refused: status 1/0x82 (invalid parameters: subnqn)")) << r.output;
+}
+
+TEST(TcpErrors, AClosedPortIsRefusedNamingTheAddress) {
+  const std::string port = std::to_string(FreePort());
+  RunResult r = RunCaptured({NVMUX_IDENTIFY, "-r", "trtype:tcp traddr:127.0.0.1 trsvcid:" + port}, {}, 60s);
+  EXPECT_FALSE(r.ok()) << r.Describe();
+  EXPECT_TRUE(Contains(r.output, "cannot connect to 127.0.0.1:" + port + ": Connection refused")) << r.output;
+}
+
+TEST(TcpErrors, AMissingPortNamesTheKeyAndAnExample) {
+  RunResult r = RunCaptured({NVMUX_IDENTIFY, "-r", "trtype:tcp traddr:127.0.0.1"}, {}, 60s);
+  EXPECT_FALSE(r.ok()) << r.Describe();
+  EXPECT_TRUE(Contains(r.output, "needs trsvcid (the port, e.g. 4420)")) << r.output;
+}
+
+}  // namespace
+}  // namespace nvmux::test
