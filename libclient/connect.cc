@@ -6,6 +6,7 @@
 #include "libclient/tcp/tcp_transport.h"
 #include "libclient/vfiouser/vfio_user_transport.h"
 #include "nvmux/controller.h"
+#include "nvmux/discovery.h"
 #include "nvmux/probe.h"
 
 namespace nvmux {
@@ -39,6 +40,9 @@ Result<std::unique_ptr<Controller>> Controller::Connect(Env& env, const Transpor
     return Fail(EINVAL, std::string("transport id 'trtype:") + ToString(trid.trtype) +
                             "' names no controller (traddr is missing): give traddr, or, in a group, find its "
                             "controllers with GroupControllers() or a probe");
+  if (IsDiscoveryTrid(trid))
+    return Fail(EINVAL, "transport id '" + trid.ToString() + "' names a discovery service, not an NVM subsystem: read "
+                        "its log (nvmux-manage discover -r TRID, or Probe with it), or give the subsystem's subnqn");
   // A secondary reaches the device through what the primary shares.
   if (env.role() == Role::kSecondary) return AttachController(env, trid, nullptr, options);
   // A primary that took its group over adopts what the dead one published.

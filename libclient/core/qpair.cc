@@ -44,8 +44,10 @@ spec::Cqe StatusCqe(uint16_t status) {
 Result<std::unique_ptr<IoQpair>> Controller::AllocIoQpair(const IoQpairOptions& options) {
   ControllerState& cs = *s_;
   IoQpairOptions o = options;
-  if (o.io_queue_size == 0) o.io_queue_size = cs.options.io_queue_size;
   uint32_t max_entries = cs.data.cap.mqes() + 1u;
+  // The controller's default is clamped to CAP.MQES + 1 (as ControllerOptions
+  // says): SPDK's TCP target offers 128 entries, below the default 256.
+  if (o.io_queue_size == 0) o.io_queue_size = std::min(cs.options.io_queue_size, max_entries);
   if (o.io_queue_size < 2 || o.io_queue_size > max_entries)
     return Fail(EINVAL, "I/O queue size " + std::to_string(o.io_queue_size) + " is out of range (2.." +
                             std::to_string(max_entries) + ", CAP.MQES + 1)");

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "nvmux/spec/nvme.h"
+#include "shm/base/format.h"
 #include "shm/base/log.h"
 
 namespace nvmux::tcp {
@@ -177,9 +178,9 @@ Result<uint64_t> TcpTransport::PropertyGet(uint32_t offset, bool eight) {
   cmd.cdw11 = offset;
   auto c = admin_->Execute(cmd);
   if (!c) return Fail(c.error().code == ETIMEDOUT ? ETIMEDOUT : ENXIO,
-                      "Property Get " + std::to_string(offset) + ": " + c.error().message);
+                      "Property Get " + Hex(offset, 2) + ": " + c.error().message);
   if (c->sct() != 0 || c->sc() != 0)
-    return Fail(EIO, "Property Get of offset " + std::to_string(offset) + " refused: " + ConnectStatusText(*c));
+    return Fail(EIO, "Property Get of offset " + Hex(offset, 2) + " refused: " + ConnectStatusText(*c));
   return eight ? (uint64_t{c->cdw1} << 32) | c->cdw0 : c->cdw0;
 }
 
@@ -194,9 +195,9 @@ Status TcpTransport::PropertySet(uint32_t offset, uint64_t value, bool eight) {
   cmd.cdw13 = static_cast<uint32_t>(value >> 32);
   auto c = admin_->Execute(cmd);
   if (!c) return Fail(c.error().code == ETIMEDOUT ? ETIMEDOUT : ENXIO,
-                      "Property Set " + std::to_string(offset) + ": " + c.error().message);
+                      "Property Set " + Hex(offset, 2) + ": " + c.error().message);
   if (c->sct() != 0 || c->sc() != 0)
-    return Fail(EIO, "Property Set of offset " + std::to_string(offset) + " refused: " + ConnectStatusText(*c));
+    return Fail(EIO, "Property Set of offset " + Hex(offset, 2) + " refused: " + ConnectStatusText(*c));
   return Ok();
 }
 

@@ -11,6 +11,10 @@
 
 #include <cstdlib>
 
+#include "nvmux/controller.h"
+#include "nvmux/env.h"
+#include "nvmux/probe.h"
+#include "nvmux/qpair.h"
 #include "test/interop/spdk_peer.h"
 
 namespace nvmux::test {
@@ -109,6 +113,85 @@ TEST_F(SpdkTcpTest, AWrongSubnqnIsRefusedWithTheConnectStatus) {
   EXPECT_FALSE(r.ok()) << r.Describe();
   EXPECT_TRUE(Contains(r.output, "Fabrics Connect to subsystem 'nqn.2019-07.io.spdk:cnode9'")) << r.output;
   EXPECT_TRUE(Contains(r.output, "refused: status 1/0x82 (invalid parameters: subnqn)")) << r.output;
+}
+
+// The discovery service on the target's port: its log, as nvme discover
+// prints it, and the NVM subsystem in it.
+TEST_F(SpdkTcpTest, DiscoverShowsTheLog) {
+  const std::string disc = "trtype:tcp traddr:127.0.0.1 trsvcid:" + port_;
+  RunResult r = RunCaptured({NVMUX_MANAGE, "discover", "-r", disc}, {}, 60s);
+  ASSERT_TRUE(r.ok()) << r.Describe();
+  EXPECT_TRUE(Contains(r.output, "Discovery Log Number of Records 2, Generation counter")) << r.output;
+  EXPECT_TRUE(Contains(r.output, "subtype: nvme subsystem\ntreq:    not required\nportid:  0\ntrsvcid: " + port_ +
+                                     "\nsubnqn:  nqn.2019-07.io.spdk:cnode1\ntraddr:  127.0.0.1")) << r.output;
+  RunResult j = RunCaptured({NVMUX_IDENTIFY, "-r", disc, "--json"}, {}, 60s);
+  ASSERT_TRUE(j.ok()) << j.Describe();
+  EXPECT_TRUE(Contains(j.output, "\"trid\":\"trtype:tcp adrfam:ipv4 traddr:127.0.0.1 trsvcid:" + port_ +
+                                     " subnqn:nqn.2019-07.io.spdk:cnode1\"")) << j.output;
+  // A controller command given the discovery service says what to do instead.
+  RunResult list = RunCaptured({NVMUX_MANAGE, "list", "-r", disc}, {}, 60s);
+  EXPECT_FALSE(list.ok());
+  EXPECT_TRUE(Contains(list.output, "names a discovery service, not an NVM subsystem")) << list.output;
+}
+
+// In-process: Probe with the discovery trid offers each NVM subsystem entry
+// to the probe callback with its own trid and attaches it; then the
+// connection is cut (the target stops) and the queue pair fails with ENXIO.
+TEST_F(SpdkTcpTest, ProbeThroughDiscoveryThenConnectionLossFailsWithEnxio) {
+  EnvOptions eo;
+  eo.name = "spdk_tcp_test";
+  auto env = Env::Init(eo);
+  ASSERT_TRUE(env) << env.error().message;
+  auto disc = TransportId::Parse("trtype:tcp traddr:127.0.0.1 trsvcid:" + port_);
+  ASSERT_TRUE(disc);
+  std::vector<std::string> offered;
+  auto attached = Probe(**env, *disc,
+                        [&](const TransportId& t, ControllerOptions&) {
+                          offered.push_back(t.ToString());
+                          return true;
+                        },
+                        nullptr);
+  ASSERT_TRUE(attached) << attached.error().message;
+  ASSERT_EQ(offered.size(), 1u);
+  EXPECT_EQ(offered[0], "trtype:tcp adrfam:ipv4 traddr:127.0.0.1 trsvcid:" + port_ + " subnqn:nqn.2019-07.io.spdk:cnode1");
+  ASSERT_EQ(attached->size(), 1u);
+  Controller& c = *(*attached)[0];
+  Namespace* ns = c.GetNamespace(1);
+  ASSERT_NE(ns, nullptr);
+  auto qp = c.AllocIoQpair();
+  ASSERT_TRUE(qp) << qp.error().message;
+  auto buf = (*env)->AllocDma(4096);
+  ASSERT_TRUE(buf);
+  struct Count {
+    int ok = 0, failed = 0;
+  } count;
+  auto done = [](void* arg, const spec::Cqe& cpl) {
+    auto* n = static_cast<Count*>(arg);
+    (cpl.sct() == 0 && cpl.sc() == 0 ? n->ok : n->failed)++;
+  };
+  ASSERT_TRUE((*qp)->Read(*ns, buf->data(), 0, 8, done, &count));
+  for (int i = 0; i < 100000 && count.ok == 0; ++i) ASSERT_TRUE((*qp)->ProcessCompletions());
+  ASSERT_EQ(count.ok, 1);
+
+  spdk_->StopTarget();
+  std::string error;
+  Status last = Ok();
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while (std::chrono::steady_clock::now() < until) {
+    Status sub = (*qp)->Read(*ns, buf->data(), 0, 8, done, &count);
+    auto polled = (*qp)->ProcessCompletions();
+    (void)c.ProcessAdminCompletions();
+    if (!sub) last = sub;
+    else if (!polled) last = polled.error();
+    if (!last) break;
+  }
+  ASSERT_FALSE(last) << "the queue pair kept working after the target stopped";
+  EXPECT_EQ(last.error().code, ENXIO) << last.error().message;
+  qp->reset();  // the queue pair before its controller
+  attached->clear();
+  // The other tests of the suite need the target back.
+  auto trid = spdk_->StartTarget("tcp", port_, error);
+  ASSERT_TRUE(trid) << error;
 }
 
 TEST(TcpErrors, AClosedPortIsRefusedNamingTheAddress) {
