@@ -182,7 +182,7 @@ Status TcpQueue::Handshake() {
   cntlid_ = static_cast<uint16_t>(c->cdw0 & 0xFFFF);
   wire_limit_ = params_.entries - 1u;
   in_capsule_ = params_.qid == 0 ? kAdminInCapsule : 0;
-  NVMUX_LOG(kDebug, "%s: connected (cntlid %u, digests %s/%s, MAXH2CDATA %u)", where.c_str(), cntlid_,
+  NVMUX_LOG(kInfo, "%s: connected (cntlid %u, digests %s/%s, MAXH2CDATA %u)", where.c_str(), cntlid_,
             negotiated_.header_digest ? "header" : "-", negotiated_.data_digest ? "data" : "-",
             negotiated_.maxh2cdata);
   return Ok();

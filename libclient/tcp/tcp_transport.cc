@@ -125,6 +125,7 @@ Result<std::unique_ptr<TcpTransport>> TcpTransport::Open(const TransportId& trid
   p.timeout = std::chrono::milliseconds(options.connect_timeout_ms);
   auto admin = TcpQueue::Connect(*ep, p);
   if (!admin) return admin.error();
+  t->admin_params_ = p;
   t->admin_ = std::move(*admin);
   TcpTransport* self = t.get();
   t->admin_->set_intercept([self](const spec::Sqe& cmd) { return self->Intercept(cmd); });
@@ -214,20 +215,21 @@ Result<uint64_t> TcpTransport::Read64(uint32_t offset) {
   return PropertyGet(offset, true);
 }
 
-// AQA/ASQ/ACQ are not fabrics properties: they place the engine on the ring.
+// AQA/ASQ/ACQ are not fabrics properties: they say where the engine's ring is.
 Status TcpTransport::Write32(uint32_t offset, uint32_t value) {
   if (offset == kRegAqa) {
     aqa_ = value;
-    PlaceAdminRing();
     return Ok();
   }
+  // CC.EN set: the engine goes onto the ring AQA/ASQ/ACQ named (whatever
+  // order they were written in), before the controller can be enabled.
+  if (offset == spec::kRegCc && (value & 1) != 0) PlaceAdminRing();
   return PropertySet(offset, value, false);
 }
 
 Status TcpTransport::Write64(uint32_t offset, uint64_t value) {
   if (offset == kRegAsq || offset == kRegAcq) {
     (offset == kRegAsq ? asq_ : acq_) = value;
-    PlaceAdminRing();
     return Ok();
   }
   return PropertySet(offset, value, true);
@@ -237,6 +239,19 @@ void TcpTransport::PlaceAdminRing() {
   std::lock_guard<std::recursive_mutex> guard(mutex_);
   if (asq_ == 0 || acq_ == 0) return;
   const uint32_t entries = (aqa_ & 0xFFF) + 1;
+  if (ring_placed_) {
+    // The admin queue set up again: a controller reset. Over fabrics that is
+    // a new association (as Linux's host does it): the old connections go,
+    // with whatever the old controller still held (AERs), so no late
+    // response can meet a new command with the same id.
+    for (auto& [qid, q] : io_) q->Close();
+    cqs_.clear();
+    Status st = admin_->Open(admin_params_);
+    if (!st) NVMUX_LOG(kError, "NVMe/TCP %s: reconnecting the admin queue for the reset: %s", ep_.text.c_str(),
+                       st.error().message.c_str());
+    // (a failure leaves the queue broken: Lost() and the init machine see it)
+  }
+  ring_placed_ = true;
   // IOVA = virtual address for the driver's DMA memory.
   admin_->AttachRing(reinterpret_cast<spec::Sqe*>(asq_), reinterpret_cast<spec::Cqe*>(acq_), entries);
 }

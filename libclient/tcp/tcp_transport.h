@@ -99,6 +99,8 @@ class TcpTransport final : public Transport, private RegisterIo {
   uint32_t aqa_ = 0;
   uint64_t asq_ = 0, acq_ = 0;
   uint16_t mqes_ = 0;
+  ConnectParams admin_params_;
+  bool ring_placed_ = false;  // the admin ring was placed once: placing it again is a reset
   uint32_t io_in_capsule_ = 0;  // from Identify Controller IOCCSZ
   std::map<uint16_t, CqInfo> cqs_;
   std::map<uint16_t, std::unique_ptr<TcpQueue>> io_;

@@ -99,6 +99,21 @@ TEST_F(SpdkTcpTest, PerfVerifyInCapsuleAndR2TWrites) {
   }
 }
 
+// CRC32C header and data digests on every PDU, both ways.
+TEST_F(SpdkTcpTest, PerfVerifyWithDigests) {
+  for (const char* size : {"4096", "131072"}) {
+    RunResult r = RunCaptured({NVMUX_PERF, "-r", trid_, "-q", "8", "-o", size, "-w", "randrw", "-M", "50", "-t", "1",
+                               "-H", "-I", "--verify"},
+                              {"NVMUX_LOG_LEVEL=info"}, 120s);
+    ASSERT_TRUE(r.ok()) << size << ": " << r.Describe();
+    // Both queues (admin and I/O) negotiated both digests.
+    EXPECT_TRUE(Contains(r.output, "queue 0: connected (cntlid")) << r.output;
+    EXPECT_TRUE(Contains(r.output, "queue 1: connected (cntlid")) << r.output;
+    EXPECT_FALSE(Contains(r.output, "digests -")) << r.output;
+    EXPECT_FALSE(Contains(r.output, "/-,")) << r.output;
+  }
+}
+
 // Several queue pairs: each is its own connection with its own Connect.
 TEST_F(SpdkTcpTest, SeveralQueuePairsEachConnect) {
   RunResult r = RunCaptured({NVMUX_PERF, "-r", trid_, "-q", "8", "-o", "4096", "-w", "randrw", "-M", "50", "-t", "1",
@@ -136,8 +151,9 @@ TEST_F(SpdkTcpTest, DiscoverShowsTheLog) {
 
 // In-process: Probe with the discovery trid offers each NVM subsystem entry
 // to the probe callback with its own trid and attaches it; then the
-// connection is cut (the target stops) and the queue pair fails with ENXIO.
-TEST_F(SpdkTcpTest, ProbeThroughDiscoveryThenConnectionLossFailsWithEnxio) {
+// controller is reset (the queues connect again) and the connection is cut
+// (the target stops): the queue pair then fails with ENXIO.
+TEST_F(SpdkTcpTest, ProbeThroughDiscoveryResetThenConnectionLoss) {
   EnvOptions eo;
   eo.name = "spdk_tcp_test";
   auto env = Env::Init(eo);
@@ -172,6 +188,13 @@ TEST_F(SpdkTcpTest, ProbeThroughDiscoveryThenConnectionLossFailsWithEnxio) {
   ASSERT_TRUE((*qp)->Read(*ns, buf->data(), 0, 8, done, &count));
   for (int i = 0; i < 100000 && count.ok == 0; ++i) ASSERT_TRUE((*qp)->ProcessCompletions());
   ASSERT_EQ(count.ok, 1);
+
+  // A controller reset is a new association: every queue connects again
+  // and the same queue pair keeps working.
+  ASSERT_TRUE(c.Reset());
+  ASSERT_TRUE((*qp)->Read(*ns, buf->data(), 0, 8, done, &count));
+  for (int i = 0; i < 100000 && count.ok == 1; ++i) ASSERT_TRUE((*qp)->ProcessCompletions());
+  ASSERT_EQ(count.ok, 2);
 
   spdk_->StopTarget();
   std::string error;
