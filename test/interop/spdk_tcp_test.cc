@@ -224,6 +224,26 @@ TEST(TcpErrors, AClosedPortIsRefusedNamingTheAddress) {
   EXPECT_TRUE(Contains(r.output, "cannot connect to 127.0.0.1:" + port + ": Connection refused")) << r.output;
 }
 
+// A listener that never answers ICReq (the kernel completes the TCP
+// handshake; nobody reads): the connect timeout (5 s by default) ends it.
+TEST(TcpErrors, ASilentListenerTimesOutNamingTheAddress) {
+  int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(s, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  ASSERT_EQ(::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(::listen(s, 4), 0);
+  ASSERT_EQ(::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const std::string port = std::to_string(ntohs(a.sin_port));
+  RunResult r = RunCaptured({NVMUX_IDENTIFY, "-r", "trtype:tcp traddr:127.0.0.1 trsvcid:" + port + " subnqn:nqn.x:y"},
+                            {}, 60s);
+  ::close(s);
+  EXPECT_FALSE(r.ok()) << r.Describe();
+  EXPECT_TRUE(Contains(r.output, "ICReq: no answer from 127.0.0.1:" + port + " within 5000 ms")) << r.output;
+}
+
 TEST(TcpErrors, AMissingPortNamesTheKeyAndAnExample) {
   RunResult r = RunCaptured({NVMUX_IDENTIFY, "-r", "trtype:tcp traddr:127.0.0.1"}, {}, 60s);
   EXPECT_FALSE(r.ok()) << r.Describe();
