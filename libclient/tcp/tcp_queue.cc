@@ -87,6 +87,27 @@ void TcpQueue::Close() {
   wire_outstanding_ = 0;
 }
 
+void TcpQueue::Disconnect() {
+  if (fd_.valid() && !broken() && params_.qid != 0) {
+    spec::Sqe cmd;
+    cmd.opc = kFabricsOpcode;
+    cmd.nsid = 0x08;  // FCTYPE Disconnect; RECFMT 0
+    const Nanos saved = params_.timeout;
+    params_.timeout = std::min<Nanos>(saved, std::chrono::seconds(1));
+    auto c = Execute(cmd);
+    params_.timeout = saved;
+    if (!c) NVMUX_LOG(kInfo, "NVMe/TCP %s queue %u: Disconnect: %s", ep_.text.c_str(), params_.qid, c.error().message.c_str());
+    else if (c->sct() == 0 && c->sc() == 0x01)  // invalid opcode: SPDK's target, for one
+      NVMUX_LOG(kDebug, "NVMe/TCP %s queue %u: the target does not implement Disconnect", ep_.text.c_str(), params_.qid);
+    else if (c->sct() != 0 || c->sc() != 0)
+      NVMUX_LOG(kInfo, "NVMe/TCP %s queue %u: Disconnect refused: %s", ep_.text.c_str(), params_.qid,
+                ConnectStatusText(*c).c_str());
+    else
+      NVMUX_LOG(kDebug, "NVMe/TCP %s queue %u: disconnected", ep_.text.c_str(), params_.qid);
+  }
+  Close();
+}
+
 Status TcpQueue::Open(const ConnectParams& params) {
   Close();
   params_ = params;

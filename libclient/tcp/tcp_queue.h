@@ -74,6 +74,10 @@ class TcpQueue final : public QueueHook, private PduReader::Handler {
   ~TcpQueue();
   Status Open(const ConnectParams& params);
   void Close();
+  // Fabrics Disconnect (I/O queues; the admin queue's association ends when
+  // its connection closes), waited for at most 1 s, then Close. The status
+  // is logged, never an error: the connection goes either way.
+  void Disconnect();
   bool open() const { return fd_.valid(); }
 
   // The ring the core drives (REQUIRES: before the first doorbell).

@@ -12,6 +12,7 @@
 
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <thread>
 
 namespace nvmux::tcp {
@@ -286,6 +287,29 @@ TEST(TcpQueue, MisbehavingTargetBreaksTheConnection) {
     EXPECT_NE((*q)->error().message.find(c.expect), std::string::npos) << c.name << ": " << (*q)->error().message;
     (*q)->Close();
   }
+}
+
+TEST(TcpQueue, DisconnectSendsTheFabricsCommandThenCloses) {
+  uint8_t fctype = 0xFF;
+  bool closed = false;
+  std::optional<FakeTarget> target;
+  target.emplace([&](int fd) {
+    std::vector<uint8_t> h, d;
+    if (!ReadPdu(fd, h, d)) return;
+    const auto& cmd = reinterpret_cast<CapsuleCmd*>(h.data())->sqe;
+    if (cmd.opc != 0x7F) return;
+    fctype = static_cast<uint8_t>(cmd.nsid & 0xFF);
+    SendResp(fd, cmd.cid);
+    uint8_t b;
+    closed = ::read(fd, &b, 1) == 0;
+  });
+  auto q = TcpQueue::Connect(target->endpoint(), Params());
+  ASSERT_TRUE(q) << q.error().message;
+  (*q)->Disconnect();
+  EXPECT_FALSE((*q)->open());
+  target.reset();  // joins its thread: the fields are final
+  EXPECT_EQ(fctype, 0x08);
+  EXPECT_TRUE(closed);
 }
 
 TEST(TcpQueue, ARefusedConnectIsDecoded) {

@@ -296,7 +296,7 @@ std::optional<spec::Cqe> TcpTransport::Intercept(const spec::Sqe& cmd) {
       return StatusOf(0, 0);
     }
     case spec::admin::kDeleteIoSq:
-      if (auto it = io_.find(qid); it != io_.end()) it->second->Close();
+      if (auto it = io_.find(qid); it != io_.end()) it->second->Disconnect();
       return StatusOf(0, 0);
     case spec::admin::kDeleteIoCq:
       cqs_.erase(qid);
