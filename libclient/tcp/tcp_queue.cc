@@ -84,6 +84,7 @@ void TcpQueue::Close() {
   fd_.Reset();
   tx_.clear();
   for (Command& c : commands_) c.active = false;
+  internal_.active = false;
   wire_outstanding_ = 0;
 }
 
@@ -201,7 +202,9 @@ Status TcpQueue::Handshake() {
                           "' refused: " + ConnectStatusText(*c));
   }
   cntlid_ = static_cast<uint16_t>(c->cdw0 & 0xFFFF);
-  wire_limit_ = params_.entries - 1u;
+  // The controller's queue holds SQSIZE (entries - 1) commands: the ring's
+  // keep one slot free for an internal command (Property Get/Set, Disconnect).
+  wire_limit_ = std::max(1u, params_.entries - 2u);
   in_capsule_ = params_.qid == 0 ? kAdminInCapsule : 0;
   NVMUX_LOG(kInfo, "%s: connected (cntlid %u, digests %s/%s, MAXH2CDATA %u)", where.c_str(), cntlid_,
             negotiated_.header_digest ? "header" : "-", negotiated_.data_digest ? "data" : "-",
@@ -226,8 +229,14 @@ void TcpQueue::Break(Error e) {
 }
 
 TcpQueue::Command& TcpQueue::Slot(uint16_t cid) {
+  if (cid == kInternalCid) return internal_;  // not in the table: it would grow to 64 Ki slots
   if (cid >= commands_.size()) commands_.resize(size_t{cid} + 1);
   return commands_[cid];
+}
+
+TcpQueue::Command* TcpQueue::Find(uint16_t cid) {
+  if (cid == kInternalCid) return internal_.active ? &internal_ : nullptr;
+  return cid < commands_.size() && commands_[cid].active ? &commands_[cid] : nullptr;
 }
 
 uint32_t TcpQueue::DataOffset(uint32_t header_len) const {
@@ -496,9 +505,10 @@ void TcpQueue::OnCqEmpty() {
 }
 
 Status TcpQueue::PlaceData(const DataHeader& h, std::vector<iovec>& out) {
-  if (h.cccid >= commands_.size() || !commands_[h.cccid].active || commands_[h.cccid].to_controller)
+  const Command* found = Find(h.cccid);
+  if (found == nullptr || found->to_controller)
     return Fail(EPROTO, "NVMe/TCP: C2HData for command id " + std::to_string(h.cccid) + ", which reads nothing");
-  const Command& c = commands_[h.cccid];
+  const Command& c = *found;
   if (uint64_t{h.offset} + h.length > c.length)
     return Fail(EPROTO, "NVMe/TCP: C2HData for bytes " + std::to_string(h.offset) + "+" + std::to_string(h.length) +
                             " of command id " + std::to_string(h.cccid) + ", which reads " + std::to_string(c.length));
@@ -531,13 +541,14 @@ Status TcpQueue::OnPdu(const ReceivedPdu& p) {
     }
     case pdu::kCapsuleResp: {
       const spec::Cqe& cqe = p.as<CapsuleResp>().cqe;
-      if (cqe.cid == kInternalCid && Slot(kInternalCid).active) {
+      Command* found = Find(cqe.cid);
+      if (found == nullptr)
+        return Fail(EPROTO, "NVMe/TCP: response for command id " + std::to_string(cqe.cid) + ", which is not outstanding");
+      if (found->internal) {
         internal_done_ = cqe;
         return Ok();
       }
-      if (cqe.cid >= commands_.size() || !commands_[cqe.cid].active)
-        return Fail(EPROTO, "NVMe/TCP: response for command id " + std::to_string(cqe.cid) + ", which is not outstanding");
-      Command& c = commands_[cqe.cid];
+      Command& c = *found;
       c.active = false;
       wire_outstanding_--;
       if (snoop_ && cqe.sct() == 0 && cqe.sc() == 0) snoop_(c.sqe, c.iov);
@@ -548,11 +559,11 @@ Status TcpQueue::OnPdu(const ReceivedPdu& p) {
       const DataHeader& h = p.as<DataHeader>();
       if ((h.ch.flags & pdu::kFlagSuccess) == 0) return Ok();
       // SUCCESS: the command completed without a response capsule.
-      if (h.cccid == kInternalCid && Slot(kInternalCid).active) {
+      Command& c = *Find(h.cccid);  // PlaceData checked it is outstanding
+      if (c.internal) {
         internal_done_ = StatusCqe(h.cccid, 0, 0);
         return Ok();
       }
-      Command& c = commands_[h.cccid];  // PlaceData checked it is outstanding
       c.active = false;
       wire_outstanding_--;
       if (snoop_) snoop_(c.sqe, c.iov);
@@ -561,9 +572,10 @@ Status TcpQueue::OnPdu(const ReceivedPdu& p) {
     }
     case pdu::kR2T: {
       const DataHeader& r = p.as<DataHeader>();
-      if (r.cccid >= commands_.size() || !commands_[r.cccid].active || !commands_[r.cccid].to_controller)
+      const Command* found = Find(r.cccid);
+      if (found == nullptr || !found->to_controller)
         return Fail(EPROTO, "NVMe/TCP: R2T for command id " + std::to_string(r.cccid) + ", which writes nothing");
-      const Command& c = commands_[r.cccid];
+      const Command& c = *found;
       if (uint64_t{r.offset} + r.length > c.length)
         return Fail(EPROTO, "NVMe/TCP: R2T for bytes " + std::to_string(r.offset) + "+" + std::to_string(r.length) +
                                 " of command id " + std::to_string(r.cccid) + ", which writes " + std::to_string(c.length));

@@ -143,6 +143,7 @@ class TcpQueue final : public QueueHook, private PduReader::Handler {
   void QueueData(uint16_t cid, uint16_t ttag, uint32_t offset, uint32_t length, const Command& cmd);
   Result<std::vector<iovec>> DataIov(const spec::Sqe& sqe, uint32_t& length);
   Command& Slot(uint16_t cid);
+  Command* Find(uint16_t cid);  // the outstanding command `cid`, or null
   uint32_t DataOffset(uint32_t header_len) const;
 
   Status PlaceData(const DataHeader& h, std::vector<iovec>& out) override;
@@ -170,7 +171,8 @@ class TcpQueue final : public QueueHook, private PduReader::Handler {
   uint32_t in_capsule_ = 0;
   uint32_t tx_align_ = 4;  // CPDA in bytes
 
-  std::vector<Command> commands_;
+  std::vector<Command> commands_;  // by command id (the core's ids are small)
+  Command internal_;              // the one internal command (kInternalCid)
   std::deque<TxItem> tx_;
   Intercept intercept_;
   Snoop snoop_;
