@@ -271,7 +271,7 @@ Result<std::vector<iovec>> TcpQueue::DataIov(const spec::Sqe& sqe, uint32_t& len
       if (d.length == 0 || d.length % sizeof(spec::SglDescriptor) != 0 || list_left != 0)
         return Fail(EINVAL, "command " + Hex(sqe.opc, 2) + ": malformed SGL segment descriptor");
       list = reinterpret_cast<const spec::SglDescriptor*>(d.address);
-      list_left = d.length / sizeof(spec::SglDescriptor);
+      list_left = d.length / static_cast<uint32_t>(sizeof(spec::SglDescriptor));
     } else {
       return Fail(EINVAL, "command " + Hex(sqe.opc, 2) + ": SGL descriptor type " + std::to_string(type) +
                               " is not carried over NVMe/TCP");
