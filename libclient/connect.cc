@@ -5,8 +5,10 @@
 #include "libclient/core/transport.h"
 #include "libclient/open_transport.h"
 #include "libclient/pcie/pcie_transport.h"
+#include "libclient/tcp/tcp_transport.h"
 #include "libclient/vfiouser/vfio_user_transport.h"
 #include "nvmux/controller.h"
+#include "nvmux/discovery.h"
 #include "nvmux/probe.h"
 #include "primary/adopt_transport.h"
 #include "primary/primary_role.h"
@@ -18,7 +20,7 @@ Result<std::unique_ptr<Controller>> AttachController(Env& env, const TransportId
                                                      std::unique_ptr<Transport> transport,
                                                      const ControllerOptions& options, const GroupRole* role);
 
-Result<std::unique_ptr<Transport>> OpenTransport(const TransportId& trid) {
+Result<std::unique_ptr<Transport>> OpenTransport(const TransportId& trid, const ControllerOptions& options) {
   switch (trid.trtype) {
     case TransportType::kVfioUser: {
       auto t = vfiouser::VfioUserTransport::Open(trid.traddr);
@@ -30,9 +32,11 @@ Result<std::unique_ptr<Transport>> OpenTransport(const TransportId& trid) {
       if (!t) return t.error();
       return std::unique_ptr<Transport>(std::move(*t));
     }
-    case TransportType::kTcp:
-      return Fail(ENOTSUP, "transport '" + trid.ToString() + "': trtype tcp is not available yet (on the roadmap "
-                           "after pcie); use trtype:vfiouser");
+    case TransportType::kTcp: {
+      auto t = tcp::TcpTransport::Open(trid, options);
+      if (!t) return t.error();
+      return std::unique_ptr<Transport>(std::move(*t));
+    }
   }
   return Fail(EINVAL, "unknown transport type");
 }
@@ -46,12 +50,12 @@ const GroupRole* RoleOf(Env& env) {
   return nullptr;
 }
 
-Result<std::unique_ptr<Transport>> OpenForRole(Env& env, const TransportId& trid) {
+Result<std::unique_ptr<Transport>> OpenForRole(Env& env, const TransportId& trid, const ControllerOptions& options) {
   // A secondary reaches the device through what the primary shares.
   if (env.role() == Role::kSecondary) return std::unique_ptr<Transport>();
   // A primary that took its group over adopts what the dead one published.
   if (auto adopted = AdoptTransport(env, trid); adopted || adopted.error().code != ENOENT) return adopted;
-  return OpenTransport(trid);
+  return OpenTransport(trid, options);
 }
 
 Result<std::unique_ptr<Controller>> Controller::Connect(Env& env, const TransportId& trid,
@@ -60,7 +64,10 @@ Result<std::unique_ptr<Controller>> Controller::Connect(Env& env, const Transpor
     return Fail(EINVAL, std::string("transport id 'trtype:") + ToString(trid.trtype) +
                             "' names no controller (traddr is missing): give traddr, or, in a group, find its "
                             "controllers with GroupControllers() or a probe");
-  auto transport = OpenForRole(env, trid);
+  if (IsDiscoveryTrid(trid))
+    return Fail(EINVAL, "transport id '" + trid.ToString() + "' names a discovery service, not an NVM subsystem: read "
+                        "its log (nvmux-manage discover -r TRID, or Probe with it), or give the subsystem's subnqn");
+  auto transport = OpenForRole(env, trid, options);
   if (!transport) return transport.error();
   return AttachController(env, trid, std::move(*transport), options, RoleOf(env));
 }

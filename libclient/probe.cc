@@ -16,6 +16,7 @@
 #include "libclient/open_transport.h"
 #include "libclient/pcie/pci_sysfs.h"
 #include "libclient/shared/shared_registry.h"
+#include "nvmux/discovery.h"
 #include "shm/base/clock.h"
 #include "shm/base/log.h"
 
@@ -236,6 +237,14 @@ Status ProbeContext::Impl::Scan() {
     if (filter->traddr.empty())
       return Fail(EINVAL, "probe '" + filter->ToString() + "': traddr is required outside a group's secondary "
                           "(nothing to enumerate for trtype " + ToString(filter->trtype) + ")");
+    if (IsDiscoveryTrid(*filter)) {
+      // A discovery service: each NVM subsystem its log lists is a candidate.
+      auto log = ReadDiscoveryLog(*filter);
+      if (!log) return log.error();
+      for (const DiscoveryEntry& d : log->entries)
+        if (d.nvm_subsystem() && d.trid_ok) Candidate(d.trid);
+      return Ok();
+    }
     Candidate(*filter);
     return Ok();
   }
@@ -249,7 +258,7 @@ Status ProbeContext::Impl::Scan() {
 void ProbeContext::Impl::Advance(Attempt& a, bool& finished_one) {
   finished_one = false;
   if (!a.attach) {
-    auto transport = OpenForRole(env(), a.trid);
+    auto transport = OpenForRole(env(), a.trid, a.options);
     if (!transport) {
       Record(a.trid, transport.error());
       finished_one = true;

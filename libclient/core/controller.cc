@@ -181,6 +181,7 @@ std::unique_ptr<ControllerInit> Controller::StartInit() {
   io.io_queues = s_->options.num_io_queues;
   io.arbitration = static_cast<uint8_t>(s_->options.arbitration);
   io.admin_timeout = std::chrono::milliseconds(s_->options.admin_timeout_ms);
+  io.sgl_data = s_->transport->SglOnly();
   return std::make_unique<ControllerInit>(
       s_->transport->registers(), *s_->admin, SystemClock::Get(), io,
       IdentifyBuffer{base + sq_bytes + cq_bytes, DmaPageMap::Iova(base + sq_bytes + cq_bytes)});

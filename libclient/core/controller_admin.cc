@@ -9,6 +9,8 @@
 #include "libclient/core/controller_state.h"
 #include "libclient/core/dma_page_map.h"
 #include "libclient/core/prp.h"
+#include "libclient/core/transport.h"
+#include "libclient/core/sgl.h"
 #include "libclient/core/qpair_state.h"
 #include "libclient/shared/shared_admin_queue.h"
 #include "nvmux/controller.h"
@@ -37,19 +39,28 @@ Status Controller::SubmitAdmin(const spec::Sqe& cmd, void* buffer, uint32_t leng
     if (buffer == nullptr || !s_->env.IsDmaMemory(buffer, length))
       return Fail(EINVAL, "admin command " + Hex(cmd.opc, 2) + ": data buffer is not DMA memory (allocate it with "
                           "Env::AllocDma)");
-    // Two segments when the buffer straddles hugepages whose physical
-    // addresses do not follow (IOVA = PA); one otherwise.
-    IovaSegment segs[2];
-    uint64_t first = DmaPageMap::ContiguousBytes(buffer, length);
-    segs[0] = IovaSegment{DmaPageMap::Iova(buffer), first};
-    if (first < length) segs[1] = IovaSegment{DmaPageMap::Iova(static_cast<const uint8_t*>(buffer) + first), length - first};
-    auto prps = BuildPrps(std::span<const IovaSegment>(segs, first < length ? 2 : 1), PrpList{{}, 0});
-    if (!prps)
-      return Fail(EINVAL, "admin command " + Hex(cmd.opc, 2) + ": " + std::to_string(length) +
-                              " bytes of data need a PRP list; admin data is limited to two pages (8 KiB, or less "
-                              "when the buffer does not start on a page): " + prps.error().message);
-    c.prp1 = prps->prp1;
-    c.prp2 = prps->prp2;
+    if (s_->transport != nullptr && s_->transport->SglOnly()) {
+      // One contiguous buffer: one SGL Data Block descriptor (NVMe/TCP).
+      IovaSegment seg{DmaPageMap::Iova(buffer), length};
+      auto sgl = BuildSgl(std::span<const IovaSegment>(&seg, 1), SglList{});
+      if (!sgl) return Fail(EINVAL, "admin command " + Hex(cmd.opc, 2) + ": " + sgl.error().message);
+      SetDataSgl(c, *sgl);
+    } else {
+      // Two segments when the buffer straddles hugepages whose physical
+      // addresses do not follow (IOVA = PA); one otherwise.
+      IovaSegment segs[2];
+      uint64_t first = DmaPageMap::ContiguousBytes(buffer, length);
+      segs[0] = IovaSegment{DmaPageMap::Iova(buffer), first};
+      if (first < length)
+        segs[1] = IovaSegment{DmaPageMap::Iova(static_cast<const uint8_t*>(buffer) + first), length - first};
+      auto prps = BuildPrps(std::span<const IovaSegment>(segs, first < length ? 2 : 1), PrpList{{}, 0});
+      if (!prps)
+        return Fail(EINVAL, "admin command " + Hex(cmd.opc, 2) + ": " + std::to_string(length) +
+                                " bytes of data need a PRP list; admin data is limited to two pages (8 KiB, or less "
+                                "when the buffer does not start on a page): " + prps.error().message);
+      c.prp1 = prps->prp1;
+      c.prp2 = prps->prp2;
+    }
   }
   std::lock_guard<std::recursive_mutex> guard(s_->admin_mutex);
   if (s_->failed) return Fail(ENXIO, "controller " + s_->trid.ToString() + " has failed");

@@ -108,6 +108,19 @@ std::optional<spec::Cqe> ControllerInit::Command(const spec::Sqe& cmd, const cha
   return c;
 }
 
+void ControllerInit::SetIdentifyBuffer(spec::Sqe& cmd) const {
+  if (!options_.sgl_data) {
+    cmd.prp1 = buffer_.iova;
+    return;
+  }
+  spec::SglDescriptor d;
+  d.address = buffer_.iova;
+  d.length = kPageSize;
+  d.type_subtype = spec::sgl::TypeByte(spec::sgl::kDataBlock);
+  cmd.set_psdt(1);
+  std::memcpy(&cmd.prp1, static_cast<const void*>(&d), sizeof(d));
+}
+
 InitState ControllerInit::Step() {
   switch (state_) {
     case InitState::kReadCaps: {
@@ -194,7 +207,7 @@ InitState ControllerInit::Step() {
     case InitState::kIdentifyController: {
       spec::Sqe cmd;
       cmd.opc = spec::admin::kIdentify;
-      cmd.prp1 = buffer_.iova;
+      SetIdentifyBuffer(cmd);
       cmd.cdw10 = spec::cns::kController;
       if (!Command(cmd, "Identify Controller")) return state_;
       std::memcpy(&data_.ctrlr, buffer_.data, sizeof(data_.ctrlr));
@@ -241,7 +254,7 @@ InitState ControllerInit::Step() {
     case InitState::kIdentifyActiveNamespaces: {
       spec::Sqe cmd;
       cmd.opc = spec::admin::kIdentify;
-      cmd.prp1 = buffer_.iova;
+      SetIdentifyBuffer(cmd);
       cmd.cdw10 = spec::cns::kActiveNamespaceList;
       if (!Command(cmd, "Identify (active namespace list)")) return state_;
       const auto* ids = static_cast<const uint32_t*>(buffer_.data);
@@ -256,7 +269,7 @@ InitState ControllerInit::Step() {
       spec::Sqe cmd;
       cmd.opc = spec::admin::kIdentify;
       cmd.nsid = data_.active_nsids[ns_index_];
-      cmd.prp1 = buffer_.iova;
+      SetIdentifyBuffer(cmd);
       cmd.cdw10 = spec::cns::kNamespace;
       std::string what = "Identify Namespace " + std::to_string(cmd.nsid);
       if (!Command(cmd, what.c_str())) return state_;

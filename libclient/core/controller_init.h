@@ -68,6 +68,9 @@ struct InitOptions {
   // CC.AMS: 0 round robin, 1 weighted round robin with urgent class, 7
   // vendor specific; anything but 0 must be offered in CAP.AMS.
   uint8_t arbitration = 0;
+  // Describe identify buffers with an SGL Data Block descriptor instead of
+  // PRP1 (Transport::SglOnly: NVMe/TCP).
+  bool sgl_data = false;
 };
 
 // A 4 KiB DMA buffer for identify data: CPU address and device address.
@@ -108,6 +111,8 @@ class ControllerInit {
   // completion once it arrived (and fails on timeout or, unless
   // `error_status_ok`, on an error status).
   std::optional<spec::Cqe> Command(const spec::Sqe& cmd, const char* what, bool error_status_ok = false);
+  // Points cmd's data pointer at the 4 KiB identify buffer.
+  void SetIdentifyBuffer(spec::Sqe& cmd) const;
 
   RegisterIo& regs_;
   AdminChannel& admin_;

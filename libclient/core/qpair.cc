@@ -12,6 +12,7 @@
 #include "libclient/core/io_queue.h"
 #include "libclient/core/prp.h"
 #include "libclient/core/sgl.h"
+#include "libclient/core/transport.h"
 #include "libclient/core/qpair_state.h"
 #include "nvmux/poll_group.h"
 #include "libclient/shared/shared_admin_queue.h"
@@ -46,8 +47,10 @@ spec::Cqe StatusCqe(uint16_t status) {
 Result<std::unique_ptr<IoQpair>> Controller::AllocIoQpair(const IoQpairOptions& options) {
   ControllerState& cs = *s_;
   IoQpairOptions o = options;
-  if (o.io_queue_size == 0) o.io_queue_size = cs.options.io_queue_size;
   uint32_t max_entries = cs.data.cap.mqes() + 1u;
+  // The controller's default is clamped to CAP.MQES + 1 (as ControllerOptions
+  // says): SPDK's TCP target offers 128 entries, below the default 256.
+  if (o.io_queue_size == 0) o.io_queue_size = std::min(cs.options.io_queue_size, max_entries);
   if (o.io_queue_size < 2 || o.io_queue_size > max_entries)
     return Fail(EINVAL, "I/O queue size " + std::to_string(o.io_queue_size) + " is out of range (2.." +
                             std::to_string(max_entries) + ", CAP.MQES + 1)");
@@ -387,7 +390,9 @@ Result<Sgl> BuildDataSgl(std::span<const IovaSegment> segs, uint8_t* page, uint3
 void IssueToDevice(QpairState& q, Request* r) {
   uint16_t cid = q.free_cids.back();
   uint64_t first_page_left = 0;
-  if (r->data_bytes > 0 && r->next_sge == nullptr &&
+  // NVMe/TCP takes SGLs only: they carry the lengths its engine needs.
+  const bool sgl_only = q.cs->transport != nullptr && q.cs->transport->SglOnly();
+  if (r->data_bytes > 0 && r->next_sge == nullptr && !sgl_only &&
       r->data_bytes <= (first_page_left = kPage - (DmaPageMap::Iova(r->data) & (kPage - 1))) + kPage) {
     // The common case, without a list: one or two pages go in PRP1/PRP2
     // (dword alignment was checked at submission).
@@ -401,7 +406,16 @@ void IssueToDevice(QpairState& q, Request* r) {
     PrpList list{std::span<uint64_t>(reinterpret_cast<uint64_t*>(q.PrpPage(cid)), kPrpEntriesPerPage),
                  DmaPageMap::Iova(q.PrpPage(cid))};
     bool sgl = false;
-    if (r->next_sge == nullptr) {
+    if (sgl_only && r->next_sge == nullptr) {
+      IovaSegment seg{DmaPageMap::Iova(r->data), r->data_bytes};
+      Result<Sgl> built = BuildSgl(std::span<const IovaSegment>(&seg, 1), SglList{});
+      if (built) {
+        SetDataSgl(r->cmd, *built);
+        sgl = true;
+      } else {
+        prps = built.error();
+      }
+    } else if (r->next_sge == nullptr) {
       IovaSegment segs[kMaxSegments];
       size_t n = 0;
       Status split = AppendContiguous(r->data, r->data_bytes, segs, n);
@@ -409,8 +423,9 @@ void IssueToDevice(QpairState& q, Request* r) {
     } else {
       IovaSegment segs[kMaxSegments];
       auto n = GatherSgl(*r, q.cs->env.dma_pages(), segs);
-      prps = n ? BuildPrps(std::span<const IovaSegment>(segs, *n), list) : Result<Prps>(n.error());
-      if (n && !prps && (q.cs->data.ctrlr.sgls & 0x3) != 0) {
+      prps = n ? (sgl_only ? Result<Prps>(Fail(EINVAL, "SGL only")) : BuildPrps(std::span<const IovaSegment>(segs, *n), list))
+               : Result<Prps>(n.error());
+      if (n && !prps && ((q.cs->data.ctrlr.sgls & 0x3) != 0 || sgl_only)) {
         // PRPs cannot describe elements that start or end inside a page;
         // an SGL can. Same tracker page, as 256 descriptors.
         Result<Sgl> built =
@@ -454,9 +469,13 @@ void IssueToDevice(QpairState& q, Request* r) {
       IovaSegment seg{DmaPageMap::Iova(w->data), w->data_bytes};
       PrpList list{std::span<uint64_t>(reinterpret_cast<uint64_t*>(q.PrpPage(wcid)), kPrpEntriesPerPage),
                    DmaPageMap::Iova(q.PrpPage(wcid))};
-      auto prps = BuildPrps(std::span<const IovaSegment>(&seg, 1), list);
-      w->cmd.prp1 = prps ? prps->prp1 : 0;
-      w->cmd.prp2 = prps ? prps->prp2 : 0;
+      if (sgl_only) {
+        if (auto built = BuildSgl(std::span<const IovaSegment>(&seg, 1), SglList{})) SetDataSgl(w->cmd, *built);
+      } else {
+        auto prps = BuildPrps(std::span<const IovaSegment>(&seg, 1), list);
+        w->cmd.prp1 = prps ? prps->prp1 : 0;
+        w->cmd.prp2 = prps ? prps->prp2 : 0;
+      }
     }
     q.free_cids.pop_back();
     w->cmd.cid = wcid;

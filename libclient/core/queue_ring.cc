@@ -52,6 +52,7 @@ void QueueRing::RingSq() {
   *doorbells_.sq_tail = x_.sq_tail;
   sq_doorbell_writes_++;
   Kick();
+  if (doorbells_.hook != nullptr) doorbells_.hook->OnSqTail();
 }
 
 namespace {
@@ -81,7 +82,12 @@ inline uint32_t NextCqPosition(uint32_t pos, uint32_t entries) {
 
 }  // namespace
 
-std::optional<spec::Cqe> QueueRing::Peek() const { return ReadIfNew(cq_, x_.cq); }
+std::optional<spec::Cqe> QueueRing::Peek() const {
+  std::optional<spec::Cqe> c = ReadIfNew(cq_, x_.cq);
+  if (c || doorbells_.hook == nullptr) return c;
+  doorbells_.hook->OnCqEmpty();  // the host-side engine may have completions to write
+  return ReadIfNew(cq_, x_.cq);
+}
 
 void QueueRing::Consume(const spec::Cqe& c) {
   x_.sq_head = c.sqhd < entries_ ? c.sqhd : c.sqhd % entries_;
@@ -93,6 +99,10 @@ void QueueRing::Consume(const spec::Cqe& c) {
 std::optional<spec::Cqe> QueueRing::Pop() {
   const uint32_t pos = x_.cq;
   std::optional<spec::Cqe> c = ReadIfNew(cq_, pos);
+  if (!c && doorbells_.hook != nullptr) {
+    doorbells_.hook->OnCqEmpty();
+    c = ReadIfNew(cq_, pos);
+  }
   if (!c) return c;
   x_.sq_head = c->sqhd < entries_ ? c->sqhd : c->sqhd % entries_;
   std::atomic_ref<uint32_t>(x_.cq).store(NextCqPosition(pos, entries_), std::memory_order_relaxed);

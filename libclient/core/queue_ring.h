@@ -30,6 +30,21 @@
 
 namespace nvmux {
 
+// A queue whose device side runs in the host (NVMe/TCP: the queue engine
+// turns new ring entries into command capsules and writes received
+// completions into the CQ ring). QueueRing calls OnSqTail after each real SQ
+// doorbell write and OnCqEmpty when it finds no new completion (then looks
+// again), so the completion path stays the memory transports' one. Called by
+// the thread owning the ring.
+class QueueHook {
+ public:
+  virtual void OnSqTail() = 0;
+  virtual void OnCqEmpty() = 0;
+
+ protected:
+  ~QueueHook() = default;
+};
+
 struct Doorbells {
   volatile uint32_t* sq_tail = nullptr;
   volatile uint32_t* cq_head = nullptr;
@@ -42,6 +57,8 @@ struct Doorbells {
   // Written (an eventfd: 8 bytes, value 1) after every real doorbell write
   // to wake a device that sleeps; -1: none.
   int kick_fd = -1;
+  // The engine of a queue emulated in the host (NVMe/TCP), or null.
+  QueueHook* hook = nullptr;
   bool shadow() const { return shadow_sq_tail != nullptr; }
 };
 

@@ -38,6 +38,9 @@ class Transport {
   // gave for the doorbell page); -1 when the device polls (pcie) or offered
   // none. Which writes are kicked: ControllerState::doorbells().
   virtual int DoorbellKickFd() const { return -1; }
+  // True when data must be described with SGLs (NVMe/TCP: the queue engine
+  // needs each command's data length, which only SGL descriptors carry).
+  virtual bool SglOnly() const { return false; }
 
   // Interrupts (MSI-X), for queue pairs in event or hybrid mode (qpair.h):
   // the device signals an eventfd per vector when a CQ created with IEN

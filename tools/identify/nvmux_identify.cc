@@ -20,6 +20,8 @@
 #include <string>
 #include <system_error>
 
+#include "nvmux/discovery.h"
+#include "tools/common/discovery_format.h"
 #include "nvmux/controller.h"
 #include "nvmux/probe.h"
 #include "nvmux/env.h"
@@ -152,6 +154,14 @@ int Run(const Args& args) {
   if (auto rc = Validate(args, req)) return *rc;
   if (req.trid)
     if (auto rc = CheckTraddr(*req.trid)) return *rc;
+  if (req.trid && !req.group_id && nvmux::IsDiscoveryTrid(*req.trid)) {
+    // A discovery service: its log, as `nvme discover` prints it (no
+    // environment needed: the log comes into host memory).
+    auto log = nvmux::ReadDiscoveryLog(*req.trid);
+    if (!log) return Failed("-r/--transport-id '" + req.trid->ToString() + "': " + log.error().message);
+    std::cout << (args.json ? nvmux::tools::DiscoveryLogJson(*log) + "\n" : nvmux::tools::FormatDiscoveryLog(*log));
+    return 0;
+  }
 
   nvmux::EnvOptions env_options;
   env_options.name = kProgram;

@@ -19,7 +19,9 @@
 #include <optional>
 #include <string>
 
+#include "nvmux/discovery.h"
 #include "shm/group_paths.h"
+#include "tools/common/discovery_format.h"
 #include "tools/manage/manage_admin.h"
 #include "tools/manage/manage_args.h"
 #include "tools/manage/manage_reports.h"
@@ -196,6 +198,7 @@ int Main(int argc, char** argv) {
       "  nvmux-manage smart-log -i 0\n"
       "  nvmux-manage create-ns -r 'trtype:vfiouser traddr:/tmp/nvmux-emu' --nsze 262144 --yes\n"
       "  nvmux-manage cleanup -i 0 --yes\n"
+      "  nvmux-manage discover -r 'trtype:tcp traddr:127.0.0.1 trsvcid:4420'\n"
       "Controller subcommands take -r TRID (attach it here: only one process may hold a vfio-user controller, so\n"
       "with nvmuxd running use -i) or -i GROUP (as a secondary of nvmuxd; -r picks the controller, else the first).\n"
       "Destructive subcommands ask on a terminal; otherwise they need --yes.");
@@ -211,6 +214,10 @@ int Main(int argc, char** argv) {
       app.add_subcommand("status", "a group's processes, controllers, queues, DMA memory and reaped processes");
   status->add_option("-i,--group,--shm-id", raw.group, "group id")->required();
   status->add_flag("--json", raw.json, "machine-readable output (one JSON line)");
+  auto* discover = app.add_subcommand("discover", "an NVMe/TCP discovery service's log, like `nvme discover`");
+  discover->add_option("-r,--trid", raw.trid, "discovery service, e.g. 'trtype:tcp traddr:127.0.0.1 trsvcid:4420' "
+                                              "(subnqn: the discovery NQN, the default)")->required();
+  discover->add_flag("--json", raw.json, "machine-readable output (one JSON line)");
   auto* cleanup =
       app.add_subcommand("cleanup", "remove a dead group's leftovers (refused while any of its processes lives)");
   cleanup->add_option("-i,--group,--shm-id", raw.group, "group id")->required();
@@ -282,6 +289,16 @@ int Main(int argc, char** argv) {
     if (status->parsed() || cleanup->parsed()) {
       int id = static_cast<int>(Num("-i", raw.group, 0, shm::kMaxGroupId));
       return status->parsed() ? ShowStatus(id, raw.json) : Cleanup(id, raw.yes);
+    }
+    if (discover->parsed()) {
+      Target t = ParseTarget(raw);
+      auto log = ReadDiscoveryLog(*t.trid);
+      if (!log) {
+        std::cerr << "nvmux-manage: discover: " << log.error().message << "\n";
+        return 1;
+      }
+      std::cout << (raw.json ? tools::DiscoveryLogJson(*log) + "\n" : tools::FormatDiscoveryLog(*log));
+      return 0;
     }
     for (const auto& [name, sub] : controller_subs)
       if (sub->parsed()) return RunController(name, raw);

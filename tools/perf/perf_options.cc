@@ -64,6 +64,7 @@ struct RawArgs {
   int L = 0;
   bool N = false, transport_stats = false, json = false, verify = false, live = false, no_live = false;
   bool cpu_stats = false;
+  bool header_digest = false, data_digest = false;
 };
 
 struct Cli {
@@ -90,6 +91,8 @@ void Setup(Cli& cli) {
   one("THETA", app.add_option("-F,--zipf", r.F, "zipf theta > 0 for the random workloads (default: uniform)"));
   one("START:COUNT", app.add_option("--lba-range", r.lba_range,
                       "START:COUNT: only blocks [START, START+COUNT) of each namespace (default: all)"));
+  app.add_flag("-H,--header-digest", r.header_digest, "NVMe/TCP: CRC32C header digests (as spdk_nvme_perf -H)");
+  app.add_flag("-I,--data-digest", r.data_digest, "NVMe/TCP: CRC32C data digests (as spdk_nvme_perf -I)");
   app.add_flag("--verify", r.verify, "write self-checking blocks (LBA, sequence, CRC32C) and check every read");
   one("CORES", app.add_option("-c,--core-mask", r.c, "cores: hex mask 0x3 or list [0-1], 0,1 (default 0x1)"));
   app.add_option("-r,--transport", r.r,
@@ -219,6 +222,8 @@ Result<PerfOptions> Validate(const Cli& cli) {
     o.lba_range = *range;
   }
   o.verify = r.verify;
+  o.header_digest = r.header_digest;
+  o.data_digest = r.data_digest;
 
   if (given("-c")) {
     auto cores = shm::CoreSet::Parse(r.c);

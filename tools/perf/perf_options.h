@@ -80,6 +80,8 @@ struct PerfOptions {
   double zipf_theta = 0;            // -F: > 0 selects zipf offsets for the random workloads
   std::optional<LbaRange> lba_range;  // --lba-range; unset = the whole namespace
   bool verify = false;              // --verify: writes carry a header, reads are checked
+  bool header_digest = false;       // -H: NVMe/TCP header digests
+  bool data_digest = false;         // -I: NVMe/TCP data digests
 
   // Placement and devices.
   shm::CoreSet cores;                       // -c, default core 0 (SPDK's mask 0x1)

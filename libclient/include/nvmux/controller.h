@@ -60,6 +60,11 @@ struct ControllerOptions {
   uint32_t admin_timeout_ms = 5000;    // init steps and synchronous admin commands
   uint32_t keep_alive_timeout_ms = 10000;  // used when the controller supports keep-alive (KAS != 0)
   Arbitration arbitration = Arbitration::kRoundRobin;
+  // NVMe/TCP: TCP connect, ICReq and Fabrics Connect of each queue, and
+  // every Property Get/Set, must answer within this.
+  uint32_t connect_timeout_ms = 5000;
+  bool tcp_header_digest = false;  // NVMe/TCP: ask for CRC32C header digests
+  bool tcp_data_digest = false;    // NVMe/TCP: ask for CRC32C data digests
 };
 
 // Per-command admin timeout handling (SPDK's timeout callback).

@@ -1,0 +1,589 @@
+#include "libclient/tcp/tcp_queue.h"
+
+#include <arpa/inet.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+
+#include "nvmux/spec/nvme.h"
+#include "shm/base/format.h"
+#include "shm/base/log.h"
+
+namespace nvmux::tcp {
+namespace {
+
+constexpr uint16_t kInternalCid = 0xFFFE;  // Connect, Property Get/Set (core cids stay below 4096)
+constexpr uint8_t kFabricsOpcode = 0x7F;
+constexpr uint8_t kFctypeConnect = 0x01;
+constexpr uint32_t kAdminInCapsule = 8192;  // the admin queue's in-capsule data (as Linux and SPDK use)
+constexpr uint32_t kMaxDescriptors = 4096;  // SGL descriptors walked per command, at most
+
+constexpr uint8_t kSglInCapsule = 0x01;   // Data Block, subtype Offset
+constexpr uint8_t kSglTransport = 0x5A;   // Transport Data Block, subtype Transport specific
+
+spec::Cqe StatusCqe(uint16_t cid, uint8_t sct, uint8_t sc) {
+  spec::Cqe c;
+  c.cid = cid;
+  c.status = static_cast<uint16_t>((sct << 9) | (sc << 1));
+  return c;
+}
+
+void Slice(std::span<const iovec> iov, uint64_t offset, uint64_t length, std::vector<iovec>& out) {
+  for (const iovec& v : iov) {
+    if (length == 0) break;
+    if (offset >= v.iov_len) {
+      offset -= v.iov_len;
+      continue;
+    }
+    size_t take = static_cast<size_t>(std::min<uint64_t>(v.iov_len - offset, length));
+    out.push_back({static_cast<uint8_t*>(v.iov_base) + offset, take});
+    length -= take;
+    offset = 0;
+  }
+}
+
+}  // namespace
+
+std::string ConnectStatusText(const spec::Cqe& c) {
+  std::string s = "status " + std::to_string(c.sct()) + "/" + Hex(c.sc(), 2);
+  if (c.sct() == 1) {
+    switch (c.sc()) {
+      case 0x80: return s + " (incompatible format)";
+      case 0x81: return s + " (controller busy)";
+      case 0x82: {
+        // CDW0: IPO bits 15:0, IATTR bits 23:16 (bit 16 set: the offset is
+        // in the Connect data, else in the command).
+        const bool data = ((c.cdw0 >> 16) & 1) != 0;
+        const unsigned ipo = c.cdw0 & 0xFFFF;
+        std::string field = data ? (ipo == 256 ? "subnqn" : ipo == 512 ? "hostnqn" : ipo == 16 ? "cntlid"
+                                                                                                : "data byte " + std::to_string(ipo))
+                                 : (ipo == 42 ? "qid" : ipo == 44 ? "sqsize" : "command byte " + std::to_string(ipo));
+        return s + " (invalid parameters: " + field + ")";
+      }
+      case 0x83: return s + " (restart discovery)";
+      case 0x84: return s + " (invalid host: this host NQN is not allowed to reach the subsystem)";
+    }
+  }
+  if (c.sct() == 0 && c.sc() == 0x02) return s + " (invalid field)";
+  return s;
+}
+
+TcpQueue::~TcpQueue() = default;
+
+Result<std::unique_ptr<TcpQueue>> TcpQueue::Connect(const Endpoint& ep, const ConnectParams& params) {
+  auto q = std::make_unique<TcpQueue>(ep, params);
+  NVMUX_TRY(q->Open(params));
+  return q;
+}
+
+void TcpQueue::Close() {
+  fd_.Reset();
+  tx_.clear();
+  for (Command& c : commands_) c.active = false;
+  internal_.active = false;
+  wire_outstanding_ = 0;
+}
+
+void TcpQueue::Disconnect() {
+  if (fd_.valid() && !broken() && params_.qid != 0) {
+    spec::Sqe cmd;
+    cmd.opc = kFabricsOpcode;
+    cmd.nsid = 0x08;  // FCTYPE Disconnect; RECFMT 0
+    const Nanos saved = params_.timeout;
+    params_.timeout = std::min<Nanos>(saved, std::chrono::seconds(1));
+    auto c = Execute(cmd);
+    params_.timeout = saved;
+    if (!c) NVMUX_LOG(kInfo, "NVMe/TCP %s queue %u: Disconnect: %s", ep_.text.c_str(), params_.qid, c.error().message.c_str());
+    else if (c->sct() == 0 && c->sc() == 0x01)  // invalid opcode: SPDK's target, for one
+      NVMUX_LOG(kDebug, "NVMe/TCP %s queue %u: the target does not implement Disconnect", ep_.text.c_str(), params_.qid);
+    else if (c->sct() != 0 || c->sc() != 0)
+      NVMUX_LOG(kInfo, "NVMe/TCP %s queue %u: Disconnect refused: %s", ep_.text.c_str(), params_.qid,
+                ConnectStatusText(*c).c_str());
+    else
+      NVMUX_LOG(kDebug, "NVMe/TCP %s queue %u: disconnected", ep_.text.c_str(), params_.qid);
+  }
+  Close();
+}
+
+Status TcpQueue::Open(const ConnectParams& params) {
+  Close();
+  params_ = params;
+  error_ = Ok();
+  reader_ = PduReader{};
+  negotiated_ = Negotiated{};
+  icresp_ = false;
+  internal_done_.reset();
+  const Endpoint& ep = ep_;
+  int s = ::socket(ep.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (s < 0) return ErrnoError("NVMe/TCP: socket for " + ep.text);
+  UniqueFd fd(s);
+  int one = 1;
+  (void)::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  const int64_t deadline = MonotonicNanos() + params.timeout.count();
+  if (::connect(s, reinterpret_cast<const sockaddr*>(&ep.addr), ep.addr_len) != 0) {
+    if (errno != EINPROGRESS) {
+      int e = errno;
+      return Fail(e, "NVMe/TCP: cannot connect to " + ep.text + ": " + std::strerror(e));
+    }
+    pollfd p{s, POLLOUT, 0};
+    int left_ms = static_cast<int>(std::max<int64_t>(0, (deadline - MonotonicNanos()) / 1'000'000));
+    int r = ::poll(&p, 1, left_ms);
+    if (r == 0)
+      return Fail(ETIMEDOUT, "NVMe/TCP: cannot connect to " + ep.text + ": no answer within " +
+                                 std::to_string(params.timeout.count() / 1'000'000) + " ms (connect timeout)");
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (r < 0 || ::getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err != 0) return Fail(err, "NVMe/TCP: cannot connect to " + ep.text + ": " + std::strerror(err));
+  }
+  fd_ = std::move(fd);
+  Status st = Handshake();
+  if (!st) {
+    Close();
+    error_ = st;
+    return st;
+  }
+  return Ok();
+}
+
+Status TcpQueue::WaitFor(const std::function<bool()>& done, const char* what) {
+  const int64_t deadline = MonotonicNanos() + params_.timeout.count();
+  for (;;) {
+    if (done()) return Ok();
+    if (broken()) return Fail(error().code, std::string(what) + ": " + error().message);
+    int64_t left = deadline - MonotonicNanos();
+    if (left <= 0)
+      return Fail(ETIMEDOUT, std::string(what) + ": no answer from " + ep_.text + " within " +
+                                 std::to_string(params_.timeout.count() / 1'000'000) + " ms");
+    pollfd p{fd_.get(), static_cast<short>(POLLIN | (tx_.empty() ? 0 : POLLOUT)), 0};
+    (void)::poll(&p, 1, static_cast<int>(std::min<int64_t>(left / 1'000'000 + 1, 100)));
+    if (Status f = Flush(); !f) Break(f.error());
+    Receive();
+  }
+}
+
+Status TcpQueue::Handshake() {
+  TxItem item;
+  IcReq req;
+  req.ch = {pdu::kIcReq, 0, 128, 0, 128};
+  req.hpda = 0;  // 4-byte alignment of C2H data is enough: it goes into the buffers by readv
+  req.dgst = static_cast<uint8_t>((params_.header_digest ? pdu::kDigestHeader : 0) |
+                                  (params_.data_digest ? pdu::kDigestData : 0));
+  req.maxr2t = 0;  // one R2T outstanding per command (what targets give anyway)
+  std::memcpy(item.header, &req, sizeof(req));
+  item.header_len = sizeof(req);
+  item.total = sizeof(req);
+  tx_.push_back(std::move(item));
+  const std::string where = "NVMe/TCP " + ep_.text + " queue " + std::to_string(params_.qid);
+  NVMUX_TRY(WaitFor([this] { return icresp_; }, (where + ": ICReq").c_str()));
+  reader_.SetNegotiated(negotiated_);
+
+  // Fabrics Connect: SQSIZE 0's based; the data in the capsule.
+  spec::Sqe cmd;
+  cmd.opc = kFabricsOpcode;
+  cmd.nsid = kFctypeConnect;  // FCTYPE is byte 4
+  cmd.cdw10 = static_cast<uint32_t>(params_.qid) << 16;  // RECFMT 0
+  cmd.cdw11 = static_cast<uint32_t>(params_.entries - 1u);  // SQSIZE; CATTR 0
+  cmd.cdw12 = params_.qid == 0 ? params_.kato_ms : 0;
+  uint8_t data[1024] = {};
+  std::memcpy(data, params_.hostid, 16);
+  std::memcpy(data + 16, &params_.cntlid, 2);
+  std::memcpy(data + 256, params_.subnqn.data(), std::min<size_t>(params_.subnqn.size(), 255));
+  std::memcpy(data + 512, params_.hostnqn.data(), std::min<size_t>(params_.hostnqn.size(), 255));
+  auto c = Execute(cmd, {}, std::span<uint8_t>(data, sizeof(data)));
+  if (!c) return Fail(c.error().code, where + ": Fabrics Connect: " + c.error().message);
+  if (c->sct() != 0 || c->sc() != 0) {
+    int code = c->sct() == 1 && c->sc() == 0x84 ? EACCES : c->sct() == 1 && c->sc() == 0x82 ? EINVAL : ECONNABORTED;
+    return Fail(code, where + ": Fabrics Connect to subsystem '" + params_.subnqn + "' as host '" + params_.hostnqn +
+                          "' refused: " + ConnectStatusText(*c));
+  }
+  cntlid_ = static_cast<uint16_t>(c->cdw0 & 0xFFFF);
+  // The controller's queue holds SQSIZE (entries - 1) commands: the ring's
+  // keep one slot free for an internal command (Property Get/Set, Disconnect).
+  wire_limit_ = std::max(1u, params_.entries - 2u);
+  in_capsule_ = params_.qid == 0 ? kAdminInCapsule : 0;
+  NVMUX_LOG(kInfo, "%s: connected (cntlid %u, digests %s/%s, MAXH2CDATA %u)", where.c_str(), cntlid_,
+            negotiated_.header_digest ? "header" : "-", negotiated_.data_digest ? "data" : "-",
+            negotiated_.maxh2cdata);
+  return Ok();
+}
+
+void TcpQueue::AttachRing(spec::Sqe* sq, spec::Cqe* cq, uint32_t entries) {
+  sq_ = sq;
+  cq_ = cq;
+  entries_ = entries;
+  sq_tail_db_ = cq_head_db_ = sq_head_ = cq_tail_ = 0;
+  phase_ = 1;
+}
+
+void TcpQueue::Break(Error e) {
+  if (broken()) return;
+  NVMUX_LOG(kError, "NVMe/TCP %s queue %u: %s", ep_.text.c_str(), params_.qid, e.message.c_str());
+  error_ = std::move(e);
+  fd_.Reset();
+  tx_.clear();
+}
+
+TcpQueue::Command& TcpQueue::Slot(uint16_t cid) {
+  if (cid == kInternalCid) return internal_;  // not in the table: it would grow to 64 Ki slots
+  if (cid >= commands_.size()) commands_.resize(size_t{cid} + 1);
+  return commands_[cid];
+}
+
+TcpQueue::Command* TcpQueue::Find(uint16_t cid) {
+  if (cid == kInternalCid) return internal_.active ? &internal_ : nullptr;
+  return cid < commands_.size() && commands_[cid].active ? &commands_[cid] : nullptr;
+}
+
+uint32_t TcpQueue::DataOffset(uint32_t header_len) const {
+  uint32_t head = header_len + (negotiated_.header_digest ? 4u : 0u);
+  uint32_t align = tx_align_;
+  return align <= 4 ? head : (head + align - 1) / align * align;
+}
+
+Result<std::vector<iovec>> TcpQueue::DataIov(const spec::Sqe& sqe, uint32_t& length) {
+  std::vector<iovec> iov;
+  length = 0;
+  if (sqe.psdt() == spec::kPsdtPrp) {
+    if (sqe.prp1 != 0)
+      return Fail(EINVAL, "command " + Hex(sqe.opc, 2) + " describes its data with PRPs; NVMe/TCP needs SGLs");
+    return iov;
+  }
+  if (sqe.psdt() != 1) return Fail(EINVAL, "command " + Hex(sqe.opc, 2) + ": metadata SGLs are not carried over NVMe/TCP");
+  spec::SglDescriptor d;
+  std::memcpy(static_cast<void*>(&d), &sqe.prp1, sizeof(d));
+  uint64_t total = 0;
+  uint32_t walked = 0;
+  const spec::SglDescriptor* list = nullptr;
+  uint32_t list_left = 0;
+  for (;;) {
+    const uint8_t type = d.type();
+    if (type == spec::sgl::kDataBlock) {
+      if (d.length > 0) {
+        iov.push_back({reinterpret_cast<void*>(d.address), d.length});  // IOVA = virtual address
+        total += d.length;
+      }
+    } else if (type == spec::sgl::kSegment || type == spec::sgl::kLastSegment) {
+      if (d.length == 0 || d.length % sizeof(spec::SglDescriptor) != 0 || list_left != 0)
+        return Fail(EINVAL, "command " + Hex(sqe.opc, 2) + ": malformed SGL segment descriptor");
+      list = reinterpret_cast<const spec::SglDescriptor*>(d.address);
+      list_left = d.length / static_cast<uint32_t>(sizeof(spec::SglDescriptor));
+    } else {
+      return Fail(EINVAL, "command " + Hex(sqe.opc, 2) + ": SGL descriptor type " + std::to_string(type) +
+                              " is not carried over NVMe/TCP");
+    }
+    if (list_left == 0) break;
+    if (++walked > kMaxDescriptors)
+      return Fail(EINVAL, "command " + Hex(sqe.opc, 2) + ": more than " + std::to_string(kMaxDescriptors) + " SGL descriptors");
+    d = *list++;
+    --list_left;
+  }
+  if (total > UINT32_MAX) return Fail(EINVAL, "command " + Hex(sqe.opc, 2) + ": more than 4 GiB of data");
+  length = static_cast<uint32_t>(total);
+  return iov;
+}
+
+bool TcpQueue::Send(Command& cmd, uint16_t cid) {
+  TxItem item;
+  CapsuleCmd hdr;
+  hdr.sqe = cmd.sqe;
+  hdr.sqe.cid = cid;
+  hdr.sqe.flags = static_cast<uint8_t>((hdr.sqe.flags & 0x3F) | 0x40);  // PSDT 01b: SGL
+  spec::SglDescriptor d;
+  const bool in_capsule = cmd.to_controller && cmd.length > 0 && (cmd.internal || cmd.length <= in_capsule_);
+  d.length = cmd.length;
+  d.type_subtype = in_capsule ? kSglInCapsule : kSglTransport;
+  std::memcpy(&hdr.sqe.prp1, static_cast<const void*>(&d), sizeof(d));
+  const uint8_t hd = negotiated_.header_digest ? pdu::kFlagHdgst : 0;
+  const uint8_t dd = negotiated_.data_digest && in_capsule ? pdu::kFlagDdgst : 0;
+  const uint32_t pdo = in_capsule ? DataOffset(sizeof(CapsuleCmd)) : 0;
+  const uint32_t head = in_capsule ? pdo : sizeof(CapsuleCmd) + (hd ? 4u : 0u);
+  hdr.ch = {pdu::kCapsuleCmd, static_cast<uint8_t>(hd | dd), sizeof(CapsuleCmd), static_cast<uint8_t>(pdo),
+            head + (in_capsule ? cmd.length + (dd ? 4u : 0u) : 0u)};
+  std::memcpy(item.header, &hdr, sizeof(hdr));
+  if (hd) {
+    uint32_t crc = Crc32c(&hdr, sizeof(hdr));
+    std::memcpy(item.header + sizeof(hdr), &crc, 4);
+  }
+  item.header_len = head;
+  if (in_capsule) {
+    item.data = cmd.iov;
+    if (dd) {
+      item.digest = Crc32c(std::span<const iovec>(item.data));
+      item.has_digest = true;
+    }
+  }
+  item.total = hdr.ch.plen;
+  tx_.push_back(std::move(item));
+  return true;
+}
+
+void TcpQueue::QueueData(uint16_t cid, uint16_t ttag, uint32_t offset, uint32_t length, const Command& cmd) {
+  // One R2T's range in H2CData PDUs of at most MAXH2CDATA bytes each.
+  const uint32_t chunk_max = std::max<uint32_t>(negotiated_.maxh2cdata, 4096);
+  for (uint32_t done = 0; done < length;) {
+    const uint32_t n = std::min(chunk_max, length - done);
+    TxItem item;
+    DataHeader h;
+    const uint8_t hd = negotiated_.header_digest ? pdu::kFlagHdgst : 0;
+    const uint8_t dd = negotiated_.data_digest ? pdu::kFlagDdgst : 0;
+    const uint32_t pdo = DataOffset(sizeof(DataHeader));
+    const bool last = done + n == length;
+    h.ch = {pdu::kH2CData, static_cast<uint8_t>(hd | dd | (last ? pdu::kFlagLastPdu : 0)), sizeof(DataHeader),
+            static_cast<uint8_t>(pdo), pdo + n + (dd ? 4u : 0u)};
+    h.cccid = cid;
+    h.ttag = ttag;
+    h.offset = offset + done;
+    h.length = n;
+    std::memcpy(item.header, &h, sizeof(h));
+    if (hd) {
+      uint32_t crc = Crc32c(&h, sizeof(h));
+      std::memcpy(item.header + sizeof(h), &crc, 4);
+    }
+    item.header_len = pdo;
+    Slice(cmd.iov, h.offset, n, item.data);
+    if (dd) {
+      item.digest = Crc32c(std::span<const iovec>(item.data));
+      item.has_digest = true;
+    }
+    item.total = h.ch.plen;
+    tx_.push_back(std::move(item));
+    done += n;
+  }
+}
+
+Result<spec::Cqe> TcpQueue::Execute(spec::Sqe cmd, std::span<uint8_t> out_data, std::span<uint8_t> in_data) {
+  if (broken()) return Fail(ENXIO, error().message);
+  Command& c = Slot(kInternalCid);
+  if (c.active) return Fail(EBUSY, "NVMe/TCP: an internal command is already outstanding");
+  c = Command{};
+  c.active = true;
+  c.internal = true;
+  c.sqe = cmd;
+  if (!in_data.empty()) {
+    c.to_controller = true;
+    c.iov.push_back({in_data.data(), in_data.size()});
+    c.length = static_cast<uint32_t>(in_data.size());
+  } else if (!out_data.empty()) {
+    c.iov.push_back({out_data.data(), out_data.size()});
+    c.length = static_cast<uint32_t>(out_data.size());
+  }
+  internal_done_.reset();
+  Send(c, kInternalCid);
+  Status st = WaitFor([this] { return internal_done_.has_value(); }, "NVMe/TCP command");
+  Slot(kInternalCid).active = false;
+  if (!st) {
+    if (st.error().code == ETIMEDOUT) Break(st.error());  // a late answer would confuse the queue
+    return st.error();
+  }
+  return *internal_done_;
+}
+
+void TcpQueue::Complete(const spec::Cqe& cqe) {
+  if (cq_ == nullptr) return;
+  const uint32_t next = cq_tail_ + 1 == entries_ ? 0 : cq_tail_ + 1;
+  if (next == cq_head_db_ % entries_) {
+    Break(Fail(EPROTO, "completion queue overflow (the host did not consume its completions)"));
+    return;
+  }
+  spec::Cqe* slot = &cq_[cq_tail_];
+  slot->cdw0 = cqe.cdw0;
+  slot->cdw1 = cqe.cdw1;
+  slot->sqhd = static_cast<uint16_t>(sq_head_);
+  slot->sqid = params_.qid;
+  slot->cid = cqe.cid;
+  // The phase tag last: the core reads the rest only after seeing it.
+  std::atomic_ref<uint16_t>(slot->status).store(static_cast<uint16_t>((cqe.status & ~1u) | phase_),
+                                                std::memory_order_release);
+  cq_tail_ = next;
+  if (next == 0) phase_ ^= 1;
+}
+
+void TcpQueue::TakeNewEntries() {
+  if (sq_ == nullptr || broken()) return;
+  const uint32_t tail = sq_tail_db_;
+  if (tail >= entries_) {
+    Break(Fail(EINVAL, "SQ tail doorbell " + std::to_string(tail) + " beyond the ring"));
+    return;
+  }
+  while (sq_head_ != tail && wire_outstanding_ < wire_limit_) {
+    std::atomic_thread_fence(std::memory_order_acquire);
+    const spec::Sqe sqe = sq_[sq_head_];
+    sq_head_ = sq_head_ + 1 == entries_ ? 0 : sq_head_ + 1;
+    if (intercept_) {
+      if (std::optional<spec::Cqe> local = intercept_(sqe)) {
+        spec::Cqe c = *local;
+        c.cid = sqe.cid;
+        Complete(c);
+        continue;
+      }
+    }
+    uint32_t length = 0;
+    auto iov = DataIov(sqe, length);
+    Command& c = Slot(sqe.cid);
+    if (!iov || c.active || sqe.cid == kInternalCid) {
+      NVMUX_LOG(kWarning, "NVMe/TCP queue %u: command %u not sent: %s", params_.qid, sqe.cid,
+                iov ? "its command id is already outstanding" : iov.error().message.c_str());
+      Complete(StatusCqe(sqe.cid, 0, 0x02));  // invalid field
+      continue;
+    }
+    c.active = true;
+    c.internal = false;
+    c.sqe = sqe;
+    c.length = length;
+    c.iov = std::move(*iov);
+    c.to_controller = (sqe.opc & 0x3) == 0x1;  // data transfer bits: host to controller
+    Send(c, sqe.cid);
+    wire_outstanding_++;
+  }
+}
+
+Status TcpQueue::Flush() {
+  while (!tx_.empty() && !broken()) {
+    iovec iov[64];
+    int count = 0;
+    for (TxItem& item : tx_) {
+      size_t skip = item.sent;
+      auto add = [&](void* base, size_t len) {
+        if (count == 64) return;
+        if (skip >= len) {
+          skip -= len;
+          return;
+        }
+        iov[count++] = {static_cast<uint8_t*>(base) + skip, len - skip};
+        skip = 0;
+      };
+      add(item.header, item.header_len);
+      for (const iovec& v : item.data) add(v.iov_base, v.iov_len);
+      if (item.has_digest) add(&item.digest, 4);
+      if (count == 64) break;
+    }
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<size_t>(count);
+    ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return Ok();
+      if (errno == EINTR) continue;
+      return ErrnoError("NVMe/TCP: sending to " + ep_.text);
+    }
+    auto left = static_cast<size_t>(n);
+    while (left > 0 && !tx_.empty()) {
+      TxItem& front = tx_.front();
+      size_t take = std::min(left, front.total - front.sent);
+      front.sent += take;
+      left -= take;
+      if (front.sent == front.total) tx_.pop_front();
+    }
+  }
+  return Ok();
+}
+
+void TcpQueue::Receive() {
+  if (broken()) return;
+  const int fd = fd_.get();
+  Status st = reader_.Pump([fd](const iovec* iov, int count) { return ::readv(fd, iov, count); }, *this);
+  if (!st) Break(st.error());
+}
+
+void TcpQueue::OnSqTail() {
+  if (!fd_.valid()) return;
+  TakeNewEntries();
+  if (Status f = Flush(); !f) Break(f.error());
+}
+
+void TcpQueue::OnCqEmpty() {
+  if (broken() || !fd_.valid()) return;
+  if (Status f = Flush(); !f) Break(f.error());
+  Receive();
+  TakeNewEntries();  // entries held back by the controller's queue depth
+  if (Status f = Flush(); !f) Break(f.error());
+}
+
+Status TcpQueue::PlaceData(const DataHeader& h, std::vector<iovec>& out) {
+  const Command* found = Find(h.cccid);
+  if (found == nullptr || found->to_controller)
+    return Fail(EPROTO, "NVMe/TCP: C2HData for command id " + std::to_string(h.cccid) + ", which reads nothing");
+  const Command& c = *found;
+  if (uint64_t{h.offset} + h.length > c.length)
+    return Fail(EPROTO, "NVMe/TCP: C2HData for bytes " + std::to_string(h.offset) + "+" + std::to_string(h.length) +
+                            " of command id " + std::to_string(h.cccid) + ", which reads " + std::to_string(c.length));
+  Slice(c.iov, h.offset, h.length, out);
+  return Ok();
+}
+
+Status TcpQueue::OnPdu(const ReceivedPdu& p) {
+  switch (p.ch().type) {
+    case pdu::kIcResp: {
+      const IcResp& r = p.as<IcResp>();
+      const uint8_t asked = static_cast<uint8_t>((params_.header_digest ? pdu::kDigestHeader : 0) |
+                                                 (params_.data_digest ? pdu::kDigestData : 0));
+      if (r.pfv != 0 || r.cpda > 31 || r.maxh2cdata < 4096 || r.maxh2cdata % 4 != 0 || (r.dgst & ~asked) != 0)
+        return Fail(EPROTO, "NVMe/TCP: ICResp with PFV " + std::to_string(r.pfv) + ", CPDA " + std::to_string(r.cpda) +
+                                ", MAXH2CDATA " + std::to_string(r.maxh2cdata) + ", digests " + Hex(r.dgst, 2) +
+                                " (asked " + Hex(asked, 2) + ")");
+      negotiated_.header_digest = (r.dgst & pdu::kDigestHeader) != 0;
+      negotiated_.data_digest = (r.dgst & pdu::kDigestData) != 0;
+      negotiated_.maxh2cdata = r.maxh2cdata;
+      negotiated_.rx_align = 4;  // HPDA 0
+      tx_align_ = (uint32_t{r.cpda} + 1) * 4;
+      icresp_ = true;
+      return Ok();
+    }
+    case pdu::kC2HTermReq: {
+      const TermReq& t = p.as<TermReq>();
+      return Fail(EPROTO, "NVMe/TCP: the controller terminated the connection (C2HTermReq, FES " +
+                              Hex(t.fes, 2) + ")");
+    }
+    case pdu::kCapsuleResp: {
+      const spec::Cqe& cqe = p.as<CapsuleResp>().cqe;
+      Command* found = Find(cqe.cid);
+      if (found == nullptr)
+        return Fail(EPROTO, "NVMe/TCP: response for command id " + std::to_string(cqe.cid) + ", which is not outstanding");
+      if (found->internal) {
+        internal_done_ = cqe;
+        return Ok();
+      }
+      Command& c = *found;
+      c.active = false;
+      wire_outstanding_--;
+      if (snoop_ && cqe.sct() == 0 && cqe.sc() == 0) snoop_(c.sqe, c.iov);
+      Complete(cqe);
+      return Ok();
+    }
+    case pdu::kC2HData: {
+      const DataHeader& h = p.as<DataHeader>();
+      if ((h.ch.flags & pdu::kFlagSuccess) == 0) return Ok();
+      // SUCCESS: the command completed without a response capsule.
+      Command& c = *Find(h.cccid);  // PlaceData checked it is outstanding
+      if (c.internal) {
+        internal_done_ = StatusCqe(h.cccid, 0, 0);
+        return Ok();
+      }
+      c.active = false;
+      wire_outstanding_--;
+      if (snoop_) snoop_(c.sqe, c.iov);
+      Complete(StatusCqe(h.cccid, 0, 0));
+      return Ok();
+    }
+    case pdu::kR2T: {
+      const DataHeader& r = p.as<DataHeader>();
+      const Command* found = Find(r.cccid);
+      if (found == nullptr || !found->to_controller)
+        return Fail(EPROTO, "NVMe/TCP: R2T for command id " + std::to_string(r.cccid) + ", which writes nothing");
+      const Command& c = *found;
+      if (uint64_t{r.offset} + r.length > c.length)
+        return Fail(EPROTO, "NVMe/TCP: R2T for bytes " + std::to_string(r.offset) + "+" + std::to_string(r.length) +
+                                " of command id " + std::to_string(r.cccid) + ", which writes " + std::to_string(c.length));
+      QueueData(r.cccid, r.ttag, r.offset, r.length, c);
+      return Ok();
+    }
+  }
+  return Fail(EPROTO, std::string("NVMe/TCP: unexpected ") + PduTypeName(p.ch().type) + " PDU");
+}
+
+}  // namespace nvmux::tcp
