@@ -14,12 +14,14 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 
 #include "shm/base/clock.h"
 #include "shm/group.h"
 #include "test/util/census.h"
 #include "test/util/emu_control.h"
+#include "test/util/group_fixture.h"
 #include "test/util/subprocess.h"
 
 namespace nvmux {
@@ -46,46 +48,29 @@ long CpuTicks(pid_t pid) {
 class EventsGroupTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    static int counter = 0;
-    id_ = static_cast<int>((static_cast<long>(getpid()) * 16 + 7 + counter++) % 900'000) + 10'000;
-    ASSERT_TRUE(shm::CleanStaleGroup(id_));
-    char tmpl[] = "/tmp/nvmux-ev-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    id_ = test::FreshGroupId(7);
+    dir_ = test::MakeTempDir("ev");
+    ASSERT_FALSE(dir_.empty());
     trid_ = "trtype:vfiouser traddr:" + dir_;
     std::vector<std::string> emu = {NVMUX_EMU, "--socket", dir_, "--backing", "ram-lazy", "--ns", "size=64M"};
     for (const std::string& a : ExtraEmuArgs()) emu.push_back(a);
-    emu_ = Start(emu);
-    for (int i = 0; i < 200 && !std::filesystem::exists(dir_ + "/control"); ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    daemon_ = Start({NVMUXD, "-i", std::to_string(id_), "-r", trid_});
-    ASSERT_TRUE(daemon_->ReadUntil("nvmuxd: group", std::chrono::seconds(20))) << "nvmuxd did not come up";
+    emu_ = test::StartEmu(emu, dir_);
+    ASSERT_TRUE(emu_);
+    daemon_ = test::StartNvmuxd({NVMUXD, "-i", std::to_string(id_), "-r", trid_});
+    ASSERT_TRUE(daemon_);
   }
   virtual std::vector<std::string> ExtraEmuArgs() const { return {}; }
   void TearDown() override {
-    for (auto& c : children_)
-      if (c->running()) {
-        c->Kill(SIGKILL);
-        (void)c->Wait();
-      }
-    children_.clear();
-    if (daemon_ && daemon_->running()) {
-      daemon_->Kill(SIGTERM);
-      auto st = daemon_->Wait(std::chrono::seconds(20));
-      EXPECT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << "nvmuxd did not stop cleanly";
-    }
-    daemon_.reset();
-    if (emu_) {
-      emu_->Kill(SIGTERM);
-      (void)emu_->Wait();
-    }
+    test::KillAll(children_);
+    test::StopCleanly(daemon_, "nvmuxd");
+    test::StopCleanly(emu_, "nvmux-emu");
     EXPECT_TRUE(shm::CleanStaleGroup(id_));
-    std::filesystem::remove_all(dir_);
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
   std::unique_ptr<Subprocess> Start(std::vector<std::string> argv) {
-    auto p = Subprocess::Spawn(argv);
-    EXPECT_TRUE(p) << p.error().message;
-    return std::make_unique<Subprocess>(std::move(*p));
+    auto p = test::StartProcess(argv);
+    if (!p) throw std::runtime_error("cannot start " + argv.front());
+    return p;
   }
   Subprocess& Child(const std::string& mode, uint64_t lba, uint32_t ios, bool hang = false) {
     std::vector<std::string> argv = {EVENT_CHILD, "-i", std::to_string(id_), "-r", trid_, "--mode", mode,

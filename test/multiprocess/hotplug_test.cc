@@ -16,6 +16,7 @@
 
 #include "shm/base/clock.h"
 #include "shm/group.h"
+#include "test/util/group_fixture.h"
 #include "test/util/subprocess.h"
 
 namespace nvmux {
@@ -27,55 +28,28 @@ using namespace std::chrono_literals;
 class HotplugTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    static int counter = 0;
-    id_ = static_cast<int>((static_cast<long>(getpid()) * 16 + 11 + counter++) % 900'000) + 10'000;
-    ASSERT_TRUE(shm::CleanStaleGroup(id_));
-    char tmpl[] = "/tmp/nvmux-hp-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    id_ = test::FreshGroupId(11);
+    dir_ = test::MakeTempDir("hp");
+    ASSERT_FALSE(dir_.empty());
     trid_ = "trtype:vfiouser traddr:" + dir_;
     StartEmu();
-    daemon_ = Start({NVMUXD, "-i", std::to_string(id_), "-r", trid_});
+    ASSERT_TRUE(emu_);
+    daemon_ = test::StartNvmuxd({NVMUXD, "-i", std::to_string(id_), "-r", trid_});
     ASSERT_TRUE(daemon_);
-    auto line = daemon_->ReadUntil("nvmuxd: group", 20s);
-    ASSERT_TRUE(line) << "nvmuxd did not come up";
   }
   void TearDown() override {
     if (child_ && child_->running()) {
       child_->Kill(SIGKILL);
       (void)child_->Wait();
     }
-    if (daemon_ && daemon_->running()) {
-      daemon_->Kill(SIGTERM);
-      auto st = daemon_->Wait(20s);
-      EXPECT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0)
-          << "nvmuxd did not stop cleanly: " << (st ? test::DescribeStatus(*st) : st.error().message);
-    }
-    daemon_.reset();
-    StopEmu();
+    test::StopCleanly(daemon_, "nvmuxd");
+    test::StopCleanly(emu_, "nvmux-emu");
     EXPECT_TRUE(shm::CleanStaleGroup(id_));
-    std::filesystem::remove_all(dir_);
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
-  std::unique_ptr<Subprocess> Start(const std::vector<std::string>& argv) {
-    auto p = Subprocess::Spawn(argv);
-    EXPECT_TRUE(p) << p.error().message;
-    if (!p) return nullptr;
-    return std::make_unique<Subprocess>(std::move(*p));
-  }
-  void StartEmu() {
-    emu_ = Start({NVMUX_EMU, "--socket", dir_, "--ns", "size=64M"});
-    int64_t deadline = MonotonicNanos() + 10'000'000'000;
-    while (!std::filesystem::exists(dir_ + "/cntrl") && MonotonicNanos() < deadline)
-      std::this_thread::sleep_for(5ms);
-    ASSERT_TRUE(std::filesystem::exists(dir_ + "/cntrl")) << "nvmux-emu did not start";
-  }
-  void StopEmu() {
-    if (!emu_) return;
-    emu_->Kill(SIGTERM);
-    auto st = emu_->Wait();
-    EXPECT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << (st ? test::DescribeStatus(*st) : "");
-    emu_.reset();
-  }
+  std::unique_ptr<Subprocess> Start(const std::vector<std::string>& argv) { return test::StartProcess(argv); }
+  void StartEmu() { emu_ = test::StartEmu({NVMUX_EMU, "--socket", dir_, "--ns", "size=64M"}, dir_); }
+  void StopEmu() { test::StopCleanly(emu_, "nvmux-emu"); }
   // Reads the child's lines until every one of `wanted` (line prefixes) was
   // seen; fails on an "error" line or the deadline.
   void ExpectLines(Subprocess& p, std::set<std::string> wanted, Nanos timeout = 10s) {
@@ -117,6 +91,7 @@ TEST_F(HotplugTest, SurpriseRemovalThenRestartAtTheSamePath) {
   // within its probe period, the secondary's next probe reports it as new.
   StopEmu();
   StartEmu();
+  ASSERT_TRUE(emu_);
   ExpectLines(*daemon_, {"nvmuxd: hotplug: attached " + trid_}, 10s);
   ExpectLines(*child_, {"attached " + trid_, "io-ok " + trid_}, 10s);
 
