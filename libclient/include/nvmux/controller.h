@@ -80,10 +80,10 @@ struct AdminStatistics {
 class Controller {
  public:
   // Attaches the controller at `trid` (see transport_id.h).
-  // Errors: ENOTSUP (transport not yet available: pcie and tcp are on the
-  // roadmap), ENOENT/ECONNREFUSED (nothing at traddr: names it), ETIMEDOUT
+  // Errors: ENOTSUP (tcp in a group), ENOENT/ECONNREFUSED (nothing at traddr:
+  // names it), ENODEV/EBUSY/ENXIO (pcie: see pcie/pcie_transport.h), ETIMEDOUT
   // (an init step exceeded its deadline: names the state), EIO (the device
-  // failed a command or set CSTS.CFS: names the status), ENOMEM.
+  // failed a command or set CSTS.CFS: names the status), ENOMEM, EINVAL.
   [[nodiscard]] static Result<std::unique_ptr<Controller>> Connect(Env& env, const TransportId& trid,
                                                                   const ControllerOptions& options = {});
   ~Controller();

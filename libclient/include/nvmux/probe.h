@@ -74,7 +74,7 @@ class ProbeContext {
   // that advances every pending attach by one step. Returns EAGAIN while
   // any attach is in progress, then Ok once every one finished, or the
   // first attach error (the others still attached): ENOENT/ECONNREFUSED
-  // (nothing at traddr), ENOTSUP (pcie, tcp: roadmap), ETIMEDOUT, EIO, and
+  // (nothing at traddr), ENOTSUP (tcp in a group), ETIMEDOUT, EIO, and
   // the errors of Controller::Connect; EINVAL (standalone/primary probe
   // without traddr). Once finished it returns the same result again.
   [[nodiscard]] Status Poll();
