@@ -9,6 +9,7 @@
 #   scripts/test.sh            both builds
 #   NVMUX_TEST_BUILDS=plain scripts/test.sh    one of: plain, asan, "plain asan"
 #   NVMUX_FUZZ_SECONDS=60 scripts/test.sh      also fuzz nvmux-emu (always when CI=true)
+#   NVMUX_TEST_USER=NAME scripts/test.sh       also the main job as user NAME (always when CI=true, as nvmux-ci)
 #   NVMUX_SPDK_DIR=../shared/peers/spdk scripts/test.sh   also the interop tests against SPDK
 #   (.ci/run sets it, and NVMUX_QEMU_DIR, when ../shared/peers holds them)
 set -euo pipefail
@@ -52,6 +53,13 @@ for kind in $builds; do
   if [ "$kind" = plain ] && [ "${CI:-}" = true ]; then
     echo "== nvmux: benchmark (short mode)"
     "$root/scripts/bench/perf.sh" --short "$root/$dir" || status=1
+  fi
+  # The main job once as an unprivileged user (issue 14), on this build: in
+  # CI, or when NVMUX_TEST_USER names the user (created and removed again
+  # when it does not exist; see scripts/demo-unprivileged.sh).
+  if [ "$kind" = plain ] && { [ "${CI:-}" = true ] || [ -n "${NVMUX_TEST_USER:-}" ]; }; then
+    echo "== nvmux: the main job without root"
+    "$root/scripts/demo-unprivileged.sh" "${NVMUX_TEST_USER:-nvmux-ci}" "$root/$dir" || status=1
   fi
   # The interop suites (peers nobody here wrote, guests under TCG) are slow
   # and test behaviour, not memory errors: they run in the plain build only.
