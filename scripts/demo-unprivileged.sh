@@ -46,6 +46,7 @@ pages_before=$(cat "$nr")
 user_existed=0; id "$user" >/dev/null 2>&1 && user_existed=1
 group_existed=0; getent group "$unix_group" >/dev/null && group_existed=1
 traversed=()
+declare -A modes_before=()
 build_owner=$(stat -c '%u:%g' "$build")
 read_granted=0
 # The run dirs setup.sh re-owns: their state before, to put back.
@@ -58,6 +59,7 @@ undo() {
   local rc=$?
   trap - EXIT INT TERM
   for d in "${traversed[@]}"; do setfacl -x "u:$user" "$d" 2>/dev/null || true; done
+  for d in "${!modes_before[@]}"; do chmod "${modes_before[$d]}" "$d"; done
   [ "$read_granted" = 0 ] || setfacl -R -x "u:$user" "$root" 2>/dev/null || true
   chown -R "$build_owner" "$build"
   if [ "$did_setup" = 1 ]; then
@@ -86,7 +88,10 @@ fi
 d=$root
 while [ "$d" != / ]; do
   d=$(dirname "$d")
-  if ! runuser -u "$user" -- test -x "$d"; then setfacl -m "u:$user:x" "$d"; traversed+=("$d"); fi
+  runuser -u "$user" -- test -x "$d" && continue
+  # A file system without ACLs: o+x for the run, the mode restored after.
+  if setfacl -m "u:$user:x" "$d" 2>/dev/null; then traversed+=("$d")
+  else modes_before[$d]=$(stat -c '%a' "$d"); chmod o+x "$d"; fi
 done
 # A clone made with umask 022 is readable by all: no entries then.
 if ! runuser -u "$user" -- sh -c "test -r '$root/CMakeLists.txt' && test -x '$root/scripts'"; then
