@@ -71,8 +71,15 @@ fail() {  # what, log file
 stop_all() {
   trap - EXIT INT TERM
   for pid in "${slot_pid[@]}"; do [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; done
-  [ -n "$daemon_pid" ] && { kill -TERM "$daemon_pid" 2>/dev/null; wait "$daemon_pid" 2>/dev/null; }
-  [ -n "$emu_pid" ] && { kill -TERM "$emu_pid" 2>/dev/null; wait "$emu_pid" 2>/dev/null; }
+  # TERM, then KILL after 5 s: a process stuck at start (in DPDK's init)
+  # may have its TERM handler installed and never look at it.
+  for pid in "$daemon_pid" "$emu_pid"; do
+    [ -n "$pid" ] || continue
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
   wait 2>/dev/null
   "$manage" cleanup -i "$group" --yes >/dev/null 2>&1
   rm -rf "$work"

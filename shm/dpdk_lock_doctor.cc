@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <rte_eal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <rte_eal_memconfig.h>
 #include <rte_fbarray.h>
 #include <rte_memory.h>
@@ -14,8 +16,10 @@
 #include <fstream>
 #include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "shm/base/log.h"
+#include "shm/base/unique_fd.h"
 
 namespace nvmux::shm {
 namespace {
@@ -42,26 +46,47 @@ constexpr size_t kScanWords = 256;  // the locks sit near the start of DPDK's rt
 struct Mapping {
   uint8_t* start = nullptr;
   size_t length = 0;
+  size_t file_offset = 0;
 };
 
-// This process's mapping of DPDK's shared config file.
-Mapping FindSharedConfig() {
+// This process's mappings of DPDK's shared config file (a secondary maps it
+// twice: once anywhere, then at the primary's address).
+std::vector<Mapping> SharedConfigMappings() {
   // /proc/self/maps shows the resolved path (/var/run is usually /run).
   char resolved[PATH_MAX];
   const char* dir = rte_eal_get_runtime_dir();
   std::string path = std::string(realpath(dir, resolved) != nullptr ? resolved : dir) + "/config";
   std::ifstream maps("/proc/self/maps");
   std::string line;
-  Mapping best;
+  std::vector<Mapping> out;
   while (std::getline(maps, line)) {
     if (line.size() < path.size() || line.compare(line.size() - path.size(), path.size(), path) != 0) continue;
-    size_t dash = line.find('-');
-    uintptr_t start = std::stoull(line.substr(0, dash), nullptr, 16);
-    uintptr_t end = std::stoull(line.substr(dash + 1, line.find(' ') - dash - 1), nullptr, 16);
-    if (best.start == nullptr || reinterpret_cast<uint8_t*>(start) < best.start)
-      best = Mapping{reinterpret_cast<uint8_t*>(start), end - start};
+    // start-end perms offset dev inode path
+    std::istringstream fields(line);
+    std::string range, perms, offset;
+    fields >> range >> perms >> offset;
+    size_t dash = range.find('-');
+    uintptr_t start = std::stoull(range.substr(0, dash), nullptr, 16);
+    uintptr_t end = std::stoull(range.substr(dash + 1), nullptr, 16);
+    out.push_back(Mapping{reinterpret_cast<uint8_t*>(start), end - start, std::stoull(offset, nullptr, 16)});
   }
+  return out;
+}
+
+// The lowest mapping (the one the scans below read).
+Mapping FindSharedConfig() {
+  Mapping best;
+  for (const Mapping& m : SharedConfigMappings())
+    if (best.start == nullptr || m.start < best.start) best = m;
   return best;
+}
+
+size_t ConfigOffsetOf(const int32_t* word, const std::vector<Mapping>& mappings) {
+  auto* p = reinterpret_cast<const uint8_t*>(word);
+  for (const Mapping& m : mappings)
+    if (p >= m.start && p + sizeof(int32_t) <= m.start + m.length)
+      return m.file_offset + static_cast<size_t>(p - m.start);
+  return SIZE_MAX;
 }
 
 // DPDK's malloc heaps live in the shared config too, each named
@@ -231,7 +256,72 @@ Result<DpdkLockDoctor> DpdkLockDoctor::Create() {
   rte_memseg_list_walk(CollectFbarrayLocks, &fbarrays);
   for (size_t i = 0; i < fbarrays.size(); ++i)
     doctor.locks_.push_back(Watched{"memseg list " + std::to_string(i) + " fbarray rwlock", fbarrays[i]});
+  std::vector<Mapping> mappings = SharedConfigMappings();
+  for (Watched& w : doctor.locks_) w.config_offset = ConfigOffsetOf(w.word, mappings);
   return doctor;
+}
+
+std::vector<std::pair<std::string, int32_t*>> DpdkLockDoctor::Words() const {
+  std::vector<std::pair<std::string, int32_t*>> out;
+  for (const Watched& w : locks_) out.emplace_back(w.name, w.word);
+  return out;
+}
+
+Status DpdkLockDoctor::SaveLockMap(const std::string& map_path) const {
+  // One line per word: "<offset> <name>"; written aside and renamed, so a
+  // reader never sees half a file.
+  std::string tmp = map_path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    for (const Watched& w : locks_)
+      if (w.config_offset != SIZE_MAX) out << w.config_offset << ' ' << w.name << '\n';
+    if (!out.flush()) return Fail(EIO, "cannot write " + tmp);
+  }
+  if (::rename(tmp.c_str(), map_path.c_str()) != 0) return ErrnoError("cannot rename " + tmp + " to " + map_path);
+  return Ok();
+}
+
+Result<std::vector<std::string>> DpdkLockDoctor::RepairBeforeJoin(const std::string& config_path,
+                                                                  const std::string& map_path, Nanos stuck_after,
+                                                                  Nanos give_up) {
+  std::ifstream in(map_path);
+  if (!in) return std::vector<std::string>{};
+  std::vector<std::pair<size_t, std::string>> entries;
+  size_t offset = 0;
+  std::string name;
+  while (in >> offset && std::getline(in >> std::ws, name)) entries.emplace_back(offset, name);
+  UniqueFd fd(::open(config_path.c_str(), O_RDWR | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoError("cannot open DPDK's shared config " + config_path);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return ErrnoError("cannot stat " + config_path);
+  size_t length = static_cast<size_t>(st.st_size);
+  void* base = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  if (base == MAP_FAILED) return ErrnoError("cannot map " + config_path);
+  std::vector<std::pair<std::string, int32_t*>> words;
+  for (auto& [off, n] : entries)
+    if (off % alignof(int32_t) == 0 && off + sizeof(int32_t) <= length)
+      words.emplace_back(n, reinterpret_cast<int32_t*>(static_cast<uint8_t*>(base) + off));
+  DpdkLockDoctor doctor = Watching(std::move(words));
+  std::vector<std::string> repaired;
+  const int64_t deadline = MonotonicNanos() + give_up.count();
+  for (;;) {
+    int64_t now = MonotonicNanos();
+    for (std::string& r : doctor.Check(now, stuck_after)) repaired.push_back(std::move(r));
+    bool any_held = false;
+    for (const Watched& w : doctor.locks_)
+      if (std::atomic_ref<int32_t>(*w.word).load(std::memory_order_acquire) != 0) any_held = true;
+    if (!any_held) break;
+    if (now >= deadline) {
+      for (const Watched& w : doctor.locks_)
+        if (std::atomic_ref<int32_t>(*w.word).load(std::memory_order_acquire) != 0)
+          NVMUX_LOG(kWarning, "DPDK's %s is still held after %lld ms (a live process inside DPDK?): joining anyway",
+                    w.name.c_str(), static_cast<long long>(give_up.count() / 1'000'000));
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ::munmap(base, length);
+  return repaired;
 }
 
 std::vector<std::string> DpdkLockDoctor::Check(int64_t now_ns, Nanos stuck_after) {

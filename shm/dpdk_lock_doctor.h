@@ -31,6 +31,7 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -78,11 +79,32 @@ class DpdkLockDoctor {
   // wait: the holder may be about to release it).
   std::vector<std::string> Check(int64_t now_ns, Nanos stuck_after = std::chrono::seconds(1));
   size_t watched() const { return locks_.size(); }
+  // The watched words (name, word), e.g. for a test that leaves one held.
+  std::vector<std::pair<std::string, int32_t*>> Words() const;
+
+  // A takeover's problem: DPDK's primary is dead, so a lock word a killed
+  // process left held would hang this process's own rte_eal_init (a
+  // secondary's init allocates from the shared heap), and with it the only
+  // process that would run a doctor. So the group's primary records where
+  // the words are (offsets into DPDK's shared config file, the same for
+  // every process) once its EAL is up, and a process taking the group over
+  // repairs them from the file before it joins DPDK.
+  // Writes the offsets of the words of Create() to `map_path` (atomically).
+  Status SaveLockMap(const std::string& map_path) const;
+  // Before EAL: maps `config_path` and watches the words `map_path` lists,
+  // repairing as Check() does, until none is held or `give_up` passed.
+  // Returns what it repaired; a missing map (a group made by an older
+  // release) repairs nothing. Needs DpdkSection::Bind done.
+  static Result<std::vector<std::string>> RepairBeforeJoin(const std::string& config_path,
+                                                           const std::string& map_path,
+                                                           Nanos stuck_after = std::chrono::seconds(1),
+                                                           Nanos give_up = std::chrono::seconds(5));
 
  private:
   struct Watched {
     std::string name;
     int32_t* word;
+    size_t config_offset = SIZE_MAX;  // where in DPDK's config file (SIZE_MAX: unknown)
     int32_t last = 0;
     int64_t since_ns = 0;
   };

@@ -212,12 +212,26 @@ Status Group::OpenPrimary(const GroupOptions& o) {
   NVMUX_TRY(lock_file_->JoinMembership());
   became_primary_ = true;
   NVMUX_TRY(StartEal(o, EalProcType::kPrimary, paths_->prefix));
+  SaveDpdkLockMap();
   NVMUX_TRY(CreateSegment(o));
   // Before the ready flag: a member of the access group may join from then on.
   NVMUX_TRY(ShareFiles());
   NVMUX_TRY(lock_file_->WriteHeader(LockFileHeader{{}, o.abi_version, self.pid, self.start_time, 1, NVMUX_VERSION_NUMBER}));
   g_member_group = id_;
   return Ok();
+}
+
+std::string Group::LockMapPath() const { return paths_->runtime_dir + "/nvmux_dpdk_locks"; }
+
+// Where DPDK's lock words are, for a later takeover (dpdk_lock_doctor.h).
+// Best effort: without the map a takeover only loses that safety net.
+void Group::SaveDpdkLockMap() {
+  auto doctor = DpdkLockDoctor::Create();
+  Status saved = doctor ? doctor->SaveLockMap(LockMapPath()) : Status(Ok());
+  const Error* why = !doctor ? &doctor.error() : !saved ? &saved.error() : nullptr;
+  if (why != nullptr)
+    NVMUX_LOG(kNotice, "%s: DPDK's lock map not saved (a takeover cannot repair DPDK's locks): %s", G(id_).c_str(),
+              why->ToString().c_str());
 }
 
 Status Group::ShareFiles() {
@@ -240,6 +254,13 @@ Status Group::TakeOver(const GroupOptions& o, pid_t member, pid_t dead_primary) 
             G(id_).c_str(), static_cast<int>(dead_primary), static_cast<int>(member));
   if (o.mem_mb != 0)
     NVMUX_LOG(kInfo, "%s: no preallocation when taking a group over (its memory exists)", G(id_).c_str());
+  // DPDK's primary is gone and no doctor runs: a lock word a killed process
+  // left held would hang our rte_eal_init (dpdk_lock_doctor.h).
+  DpdkSection::Bind(lock_file_->fd());
+  auto repaired = DpdkLockDoctor::RepairBeforeJoin(paths_->runtime_dir + "/config", LockMapPath());
+  if (!repaired)
+    NVMUX_LOG(kWarning, "%s: cannot check DPDK's locks before joining: %s", G(id_).c_str(),
+              repaired.error().ToString().c_str());
   Status up = StartEal(o, EalProcType::kSecondary, paths_->prefix);
   if (!up)
     return Fail(up.error().code, "taking over " + G(id_) + ": joining its DPDK memory: " + up.error().message);
@@ -259,7 +280,7 @@ Status Group::OpenSecondary(const GroupOptions& o) {
   if (!lock_file_->StillAtPath(paths_->lock_file))
     return Fail(ENODEV, G(id_) + " was removed while this process was joining it: start `nvmuxd -i " +
                             std::to_string(id_) + "` first");
-  int64_t deadline = MonotonicNanos() + o.attach_timeout.count();
+  int64_t deadline = MonotonicNanos() + o.ready_timeout.count();
   for (;;) {
     auto holder = lock_file_->PrimaryHolder();
     if (!holder) {
@@ -281,7 +302,7 @@ Status Group::OpenSecondary(const GroupOptions& o) {
     if (MonotonicNanos() >= deadline)
       return Fail(ETIMEDOUT, "the primary of " + G(id_) + " (pid " + std::to_string(*holder) +
                                  ") did not become ready within " +
-                                 std::to_string(o.attach_timeout.count() / 1'000'000) + " ms");
+                                 std::to_string(o.ready_timeout.count() / 1'000'000) + " ms");
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   NVMUX_TRY(StartEal(o, EalProcType::kSecondary, paths_->prefix));

@@ -9,9 +9,10 @@
 //    joins DPDK as a secondary (DPDK's primary state cannot be rebuilt under
 //    running processes), adopts the segment and its tables, and holds the
 //    primary role from then on (took_over()).
-//  - secondary (group id, join): fails within `attach_timeout` (1 s) with a
-//    message naming the group and what to start when the primary is missing,
-//    dead or of another ABI version; never hangs.
+//  - secondary (group id, join): fails at once with a message naming the
+//    group and what to start when the primary is missing, dead or of another
+//    ABI version; waits up to `ready_timeout` (10 s) for a live primary that
+//    is still starting; never hangs.
 //  - standalone (no group id): private memory (EAL --in-memory), same types.
 //
 // Every role registers in the process table and owns a DMA allocator whose
@@ -58,6 +59,10 @@ struct GroupOptions {
   // none: only the primary's user (and root).
   std::optional<gid_t> access_gid;
   Nanos attach_timeout = std::chrono::seconds(1);
+  // Secondary: how long to wait for a live primary that holds the role but
+  // is still starting (DPDK's init, its DMA pool, or a takeover: seconds on
+  // a loaded machine). A missing or dead primary still fails at once.
+  Nanos ready_timeout = std::chrono::seconds(10);
   uint32_t abi_version = kAbiVersion;   // tests set another to check refusal
   // Primary creating the group: constructs the upper layers' named tables in
   // the segment before it is published (under the group lock), so nothing
@@ -124,6 +129,9 @@ class Group {
   Status OpenPrimary(const GroupOptions& o);
   Status OpenSecondary(const GroupOptions& o);
   Status TakeOver(const GroupOptions& o, pid_t member, pid_t dead_primary);
+  // DPDK's lock words for a later takeover (dpdk_lock_doctor.h): the file, and saving it.
+  std::string LockMapPath() const;
+  void SaveDpdkLockMap();
   Status OpenStandalone(const GroupOptions& o);
   Status OpenLockFile(ProcessRole role, int id);
   Status StartEal(const GroupOptions& o, EalProcType type, const std::string& prefix);

@@ -9,6 +9,7 @@
 // "reap" (reaps every dead process now) -> "reaped n=<k> pids=<p,...> freed=<n>";
 // "watch <ms>" (waits for a death, reaps it) -> "reaped pid=<p> noticed_ns=<t> freed=<n>" or "watch timeout";
 // "lock-and-die" (takes the group lock, half-updates, SIGKILLs itself);
+// "dpdk-lock-and-die <name prefix>" (leaves that DPDK lock word held, SIGKILLs itself);
 // "lock" -> "locked repaired=<0|1>";  "free-all" (drops this process's buffers) -> "freed";
 // "leaked" -> "leaked bytes=<n>";  "quit" (or EOF) -> clean exit.
 // With NVMUX_DIE_AT=<test point> in the environment the child dies there (shm/base/test_point.h).
@@ -21,6 +22,7 @@
 #include <sstream>
 #include <string>
 
+#include "shm/dpdk_lock_doctor.h"
 #include "shm/group.h"
 
 using namespace nvmux;
@@ -109,6 +111,20 @@ int main(int argc, char** argv) {
       auto guard = g.lock().Lock();
       if (!guard) { Say("error " + guard.error().message); continue; }
       // Die holding the lock (intent-recording deaths: NVMUX_DIE_AT test points).
+      Say("dying");
+      ::kill(getpid(), SIGKILL);
+    } else if (cmd == "dpdk-lock-and-die") {
+      // What a process killed inside DPDK's heap code leaves: the heap's
+      // spinlock word held. Found as the lock doctor finds it.
+      std::string prefix;
+      in >> prefix;
+      auto doctor = DpdkLockDoctor::Create();
+      if (!doctor) { Say("error " + doctor.error().message); continue; }
+      int32_t* word = nullptr;
+      for (auto& [name, w] : doctor->Words())
+        if (name.rfind(prefix, 0) == 0) word = w;
+      if (word == nullptr) { Say("error no DPDK lock named " + prefix + "*"); continue; }
+      *word = 1;
       Say("dying");
       ::kill(getpid(), SIGKILL);
     } else if (cmd == "free-all") {

@@ -170,6 +170,32 @@ TEST_F(GroupTest, NewPrimaryTakesOverFromADeadPrimaryWhileSecondariesLive) {
   EXPECT_TRUE(ListGroupFiles(*GroupPaths::For(id_)).empty());
 }
 
+// Soak finding: a secondary killed inside DPDK's heap code left the heap's
+// spinlock held just before nvmuxd was killed; the restarted nvmuxd then
+// spun for ever in its own rte_eal_init (a DPDK secondary's init allocates
+// from the shared heap), and no process was left to run the lock doctor.
+// The process taking over repairs DPDK's locks before it joins.
+TEST_F(GroupTest, TakeOverRepairsADpdkHeapLockAKilledProcessLeftHeld) {
+  Subprocess& primary = Ready("primary");
+  Subprocess& survivor = Ready("secondary");
+  Subprocess& victim = Ready("secondary");
+  EXPECT_EQ(Ask(victim, "dpdk-lock-and-die malloc heap"), "dying");
+  ASSERT_TRUE(victim.Wait());
+  primary.Kill(SIGKILL);
+  ASSERT_TRUE(primary.Wait());
+  // Without the repair the new primary never becomes ready (20 s here).
+  Subprocess& next = Ready("primary");
+  EXPECT_EQ(Ask(next, "reap").rfind("reaped n=2", 0), 0u);
+  // The heap works again: both a survivor and a new member allocate.
+  EXPECT_EQ(Ask(survivor, "alloc 4096").rfind("allocated", 0), 0u);
+  Subprocess& late = Ready("secondary");
+  EXPECT_EQ(Ask(late, "alloc 4096").rfind("allocated", 0), 0u);
+  Quit(late);
+  Quit(survivor);
+  Quit(next);
+  EXPECT_TRUE(ListGroupFiles(*GroupPaths::For(id_)).empty());
+}
+
 TEST_F(GroupTest, OtherAbiVersionIsRefusedNamingBoth) {
   Subprocess& primary = Ready("primary");
   Subprocess& s = Start("secondary", {"--abi", "999"});
