@@ -51,7 +51,7 @@ vm_initramfs "$cache" "$root/scripts/bench/pcie-guest-fio-init.sh" "$tmp/initram
 # 128 MiB of random data, so every read returns written blocks.
 head -c 128M /dev/urandom >"$tmp/ns.img"
 qemu_cmd=("$qemu" "${qemu_share[@]}" -accel tcg,thread=single -machine q35 -smp 2 -m 2G -cpu max
-  -device intel-iommu,intremap=on
+  -device intel-iommu,intremap=on,aw-bits=48
   -drive "file=$tmp/ns.img,if=none,id=n1,format=raw" -device nvme,id=ca,serial=NVMUXBENCH,addr=0x4
   -device nvme-ns,bus=ca,drive=n1,nsid=1
   -kernel "$cache/vmlinux" -initrd "$tmp/initramfs.cpio.gz"

@@ -51,7 +51,7 @@ vm_initramfs "$cache" "$here/pcie-guest-init.sh" "$tmp/initramfs.cpio.gz" "$iden
 truncate -s 64M "$tmp/a1.img" "$tmp/a2.img" "$tmp/b1.img" "$tmp/c1.img" "$tmp/v1.img"
 serial=$tmp/serial.log
 qemu_cmd=("$qemu" "${qemu_share[@]}" -accel tcg,thread=single -machine q35 -smp 2 -m 1G -cpu max
-  -device intel-iommu,intremap=on
+  -device intel-iommu,intremap=on,aw-bits=48
   -drive "file=$tmp/a1.img,if=none,id=a1,format=raw" -drive "file=$tmp/a2.img,if=none,id=a2,format=raw"
   -drive "file=$tmp/b1.img,if=none,id=b1,format=raw"
   -device nvme,id=ca,serial=NVMUXPCIEA,addr=0x4 -device nvme-ns,bus=ca,drive=a1,nsid=1,logical_block_size=512
