@@ -4,6 +4,8 @@
 # from 127.0.0.1:PORT to the guest's 4420 (issue 13). One boot serves every
 # step; each prints what it runs. See test/vm/README.md.
 #
+# Last, QEMU is killed under nvmux-perf's I/O (the target gone).
+#
 # Usage: nvmet_tcp_test.sh --identify BIN --perf BIN --manage BIN --cache DIR
 # Env:   NVMUX_QEMU_DIR (as pcie_test.sh); NVMUX_GUEST_KEEP=1 keeps the logs.
 # Exit:  0 pass, 1 fail, 77 skipped (no QEMU).
@@ -183,8 +185,30 @@ if grep -i -e 'nvmet_tcp:.*\(error\|failed\|unexpected\|digest\)' "$serial" | gr
 else
   pass "nvmet-tcp logged no transport errors"
 fi
-kill -TERM "$qemu_pid"; wait "$qemu_pid"; qemu_pid=
+# 6. The target goes away under I/O: QEMU is killed (SIGKILL), so the
+# forwarded connections are cut. nvmux-perf must end with an error (not hang,
+# not die of a signal) and say that the connection was lost.
+echo "RUN: $perf -r '$base subnqn:$open' -q 8 -o 4k -w randrw -M 50 -t 60 --no-live &  (then kill -9 QEMU)"
+"$perf" -r "$base subnqn:$open" -q 8 -o 4k -w randrw -M 50 -t 60 --no-live >"$tmp/lost.out" 2>&1 &
+perf_pid=$!
+for _ in $(seq 100); do grep -q 'Launching workers' "$tmp/lost.out" && break; sleep 0.2; done
+sleep 1
+kill -9 "$qemu_pid"; wait "$qemu_pid" 2>/dev/null; qemu_pid=
 echo "     the guest ran $((SECONDS - start)) s"
+lost_at=$SECONDS
+for _ in $(seq 300); do kill -0 $perf_pid 2>/dev/null || break; sleep 0.1; done
+if kill -0 $perf_pid 2>/dev/null; then
+  kill -9 $perf_pid; wait $perf_pid 2>/dev/null
+  show lost; fail "nvmux-perf still ran 30 s after the target went away"
+else
+  wait $perf_pid; rc=$?
+  if [ $rc -ne 0 ] && [ $rc -lt 128 ]; then
+    pass "the target killed under I/O: nvmux-perf ended in $((SECONDS - lost_at)) s with exit $rc"
+    grep -i -m3 -e 'lost\|reset\|ENXIO\|closed' "$tmp/lost.out" | sed 's/^/     | /'
+  else
+    show lost; fail "the target killed under I/O: nvmux-perf exit $rc (expected an error exit < 128)"
+  fi
+fi
 if [ $failures != 0 ]; then
   vm_logs
   echo "$failures check(s) failed"
