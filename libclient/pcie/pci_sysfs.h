@@ -53,8 +53,8 @@ enum class Access { kVfio, kUio };
 // The input address width of the Intel VT-d IOMMU that translates the DMA of
 // `bdf` (CAP.MGAW + 1, from <root>/<bdf>/iommu/intel-iommu/cap); nullopt when
 // the function has no IOMMU, it is not Intel's, or the attribute is unreadable.
-// nvmux uses virtual addresses as IOVAs, which need 48 bits (QEMU's
-// intel-iommu before 9.x defaults to 39: aw-bits=48 fixes it).
+// nvmux uses virtual addresses (from 2^45 up) as IOVAs, which a 39-bit IOMMU
+// cannot translate (QEMU 7.2's intel-iommu default; aw-bits=48 fixes it).
 std::optional<unsigned> IommuAddressWidth(const std::string& root, const std::string& bdf);
 
 // SPDK's PCI_ALLOWED: addresses separated by spaces or commas ("04:00.0

@@ -136,10 +136,11 @@ Result<std::unique_ptr<PcieTransport>> PcieTransport::Open(const std::string& bd
     // The usual reason behind DPDK's "DMA remapping failed" in a VM: an
     // IOMMU too narrow for virtual addresses as IOVAs (QEMU 7.2's default).
     std::string why = "; run with -v/NVMUX_LOG=debug for DPDK's reason";
-    if (auto width = IommuAddressWidth(kSysfsPciDevices, bdf); width && *width < 48)
+    // nvmux's DMA memory lives from --base-virtaddr 0x200000000000 (2^45) up.
+    if (auto width = IommuAddressWidth(kSysfsPciDevices, bdf); width && *width < 46)
       why = "; the IOMMU translates only " + std::to_string(*width) + "-bit addresses (VT-d MGAW) and nvmux maps "
-            "its memory at its virtual addresses, which need 48 bits: give the IOMMU 48 (QEMU: -device "
-            "intel-iommu,aw-bits=48)";
+            "its memory at its virtual addresses, from 0x200000000000 (46 bits) up: give the IOMMU 48 bits (QEMU: "
+            "-device intel-iommu,aw-bits=48)";
     return Fail(EIO, "pcie " + bdf + ": DPDK could not set the device up through VFIO (rc " + std::to_string(rc) +
                          why + ")");
   }
