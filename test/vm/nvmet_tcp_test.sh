@@ -138,10 +138,18 @@ perf_step() {  # NAME DESCRIPTION PERF-ARGS...
     show "$name"; fail "$what (exit $step_rc)"
   fi
 }
-perf_step p4k "nvmux-perf --verify 4 KiB randrw QD16 (in-capsule writes)" -q 16 -o 4k -w randrw -M 50 -t 2
+perf_step p4k "nvmux-perf --verify 4 KiB randrw QD16, 2 queue pairs per namespace (in-capsule writes)" \
+  -q 16 -o 4k -w randrw -M 50 -t 2 -P 2
 perf_step p128k "nvmux-perf --verify 128 KiB randrw QD8 (writes by R2T)" -q 8 -o 128k -w randrw -M 50 -t 2
 perf_step pdig "nvmux-perf --verify 4 KiB and digests (-H -I)" -q 8 -o 4k -w randrw -M 50 -t 2 -H -I
 perf_step pdig128 "nvmux-perf --verify 128 KiB and digests (-H -I)" -q 4 -o 128k -w randrw -M 50 -t 2 -H -I
+# Every I/O queue pair is its own connection with its own Connect: 2
+# namespaces x 2 queue pairs, and the admin queue, once: the shutdown at
+# detach (CC.SHN) goes to the same association (nvmux once opened a new
+# admin connection for it, a second controller on the target).
+n=$(grep -c 'connected (cntlid' "$tmp/p4k.out")
+[ "$n" = 5 ] && pass "-P 2: 4 I/O queues and the admin queue each connected once" ||
+  { grep connected "$tmp/p4k.out"; fail "-P 2: $n queues connected, expected 5"; }
 for s in pdig pdig128; do
   if has $s "queue 1: connected" && ! grep -q 'digests [^ ]*-' "$tmp/$s.out"; then
     pass "$s: both queues negotiated header and data digests"
