@@ -91,6 +91,17 @@ Result<Access> CheckDrivable(const PciFunction& f) {
                          "`scripts/setup.sh config`");
 }
 
+std::optional<unsigned> IommuAddressWidth(const std::string& root, const std::string& bdf) {
+  // A 64-bit register in hex without 0x ("d2008c22260286"): MGAW is bits 21:16.
+  std::ifstream in(root + "/" + bdf + "/iommu/intel-iommu/cap");
+  std::string text;
+  if (!(in >> text)) return std::nullopt;
+  uint64_t cap = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), cap, 16);
+  if (ec != std::errc() || p != text.data() + text.size()) return std::nullopt;
+  return static_cast<unsigned>((cap >> 16) & 0x3F) + 1;
+}
+
 Result<std::vector<std::string>> ParseAllowList(const std::string& text) {
   std::vector<std::string> out;
   size_t i = 0;

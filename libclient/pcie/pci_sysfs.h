@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,13 @@ enum class Access { kVfio, kUio };
 // use), ENXIO (bound to no driver). uio_pci_generic is recognised
 // (kUio); whether the process can use it is the transport's decision.
 [[nodiscard]] Result<Access> CheckDrivable(const PciFunction& f);
+
+// The input address width of the Intel VT-d IOMMU that translates the DMA of
+// `bdf` (CAP.MGAW + 1, from <root>/<bdf>/iommu/intel-iommu/cap); nullopt when
+// the function has no IOMMU, it is not Intel's, or the attribute is unreadable.
+// nvmux uses virtual addresses (from 2^45 up) as IOVAs, which a 39-bit IOMMU
+// cannot translate (QEMU 7.2's intel-iommu default; aw-bits=48 fixes it).
+std::optional<unsigned> IommuAddressWidth(const std::string& root, const std::string& bdf);
 
 // SPDK's PCI_ALLOWED: addresses separated by spaces or commas ("04:00.0
 // 0000:05:00.0"), normalised. Empty text: no list (every controller).

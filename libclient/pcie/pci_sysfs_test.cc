@@ -103,6 +103,25 @@ TEST_F(FakeSysfs, RefusalsNameTheDriverAndTheScript) {
   EXPECT_EQ(*CheckDrivable(*ReadPciFunction(devices(), "0000:00:08.0")), Access::kUio);
 }
 
+// VT-d's CAP register as sysfs prints it (hex, no 0x); MGAW (bits 21:16) is
+// the address width minus one: QEMU's intel-iommu with aw-bits=39 and 48.
+TEST_F(FakeSysfs, IommuAddressWidthFromTheVtdCapability) {
+  Add("0000:00:04.0", "0x010802", "vfio-pci", 7);
+  Add("0000:00:05.0", "0x010802", "vfio-pci", 7);
+  Add("0000:00:06.0", "0x010802", "nvme");
+  fs::create_directories(root_ + "/iommu/dmar0/intel-iommu");
+  fs::create_directories(root_ + "/iommu/dmar1/intel-iommu");
+  std::ofstream(root_ + "/iommu/dmar0/intel-iommu/cap") << "12008c22260206\n";  // MGAW 0x26
+  std::ofstream(root_ + "/iommu/dmar1/intel-iommu/cap") << "d2008c222f0686\n";  // MGAW 0x2f
+  fs::create_directory_symlink("../../iommu/dmar0", devices() + "/0000:00:04.0/iommu");
+  fs::create_directory_symlink("../../iommu/dmar1", devices() + "/0000:00:05.0/iommu");
+  EXPECT_EQ(IommuAddressWidth(devices(), "0000:00:04.0"), 39u);
+  EXPECT_EQ(IommuAddressWidth(devices(), "0000:00:05.0"), 48u);
+  EXPECT_EQ(IommuAddressWidth(devices(), "0000:00:06.0"), std::nullopt);  // no IOMMU
+  std::ofstream(root_ + "/iommu/dmar1/intel-iommu/cap") << "not-hex\n";
+  EXPECT_EQ(IommuAddressWidth(devices(), "0000:00:05.0"), std::nullopt);
+}
+
 TEST(PciAllowList, ParsesSpdksSpellings) {
   auto list = ParseAllowList("04:00.0, 0000:05:00.1\t0000:AF:00.0");
   ASSERT_TRUE(list) << list.error().message;

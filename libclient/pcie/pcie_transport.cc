@@ -132,9 +132,18 @@ Result<std::unique_ptr<PcieTransport>> PcieTransport::Open(const std::string& bd
   info.argsz = sizeof(info);
   int fd = -1;
   int rc = rte_vfio_setup_device(kSysfsPciDevices, bdf.c_str(), &fd, &info);
-  if (rc != 0 || fd < 0)
+  if (rc != 0 || fd < 0) {
+    // The usual reason behind DPDK's "DMA remapping failed" in a VM: an
+    // IOMMU too narrow for virtual addresses as IOVAs (QEMU 7.2's default).
+    std::string why = "; run with -v/NVMUX_LOG=debug for DPDK's reason";
+    // nvmux's DMA memory lives from --base-virtaddr 0x200000000000 (2^45) up.
+    if (auto width = IommuAddressWidth(kSysfsPciDevices, bdf); width && *width < 46)
+      why = "; the IOMMU translates only " + std::to_string(*width) + "-bit addresses (VT-d MGAW) and nvmux maps "
+            "its memory at its virtual addresses, from 0x200000000000 (46 bits) up: give the IOMMU 48 bits (QEMU: "
+            "-device intel-iommu,aw-bits=48)";
     return Fail(EIO, "pcie " + bdf + ": DPDK could not set the device up through VFIO (rc " + std::to_string(rc) +
-                         "; run with -v/NVMUX_LOG=debug for DPDK's reason)");
+                         why + ")");
+  }
   t->device_fd_ = fd;
   t->config_fd_ = fd;
   if (info.num_regions <= VFIO_PCI_CONFIG_REGION_INDEX)

@@ -221,9 +221,15 @@ Status TcpTransport::Write32(uint32_t offset, uint32_t value) {
     aqa_ = value;
     return Ok();
   }
-  // CC.EN set: the engine goes onto the ring AQA/ASQ/ACQ named (whatever
-  // order they were written in), before the controller can be enabled.
-  if (offset == spec::kRegCc && (value & 1) != 0) PlaceAdminRing();
+  // CC.EN going from 0 to 1: the engine goes onto the ring AQA/ASQ/ACQ named
+  // (whatever order they were written in), before the controller can be
+  // enabled. Only that edge: the shutdown notification (CC.SHN) is written
+  // with EN still 1 and belongs to this association, not to a new one.
+  if (offset == spec::kRegCc) {
+    const bool enable = (value & 1) != 0;
+    if (enable && !cc_enabled_) PlaceAdminRing();
+    cc_enabled_ = enable;
+  }
   return PropertySet(offset, value, false);
 }
 

@@ -101,6 +101,7 @@ class TcpTransport final : public Transport, private RegisterIo {
   uint16_t mqes_ = 0;
   ConnectParams admin_params_;
   bool ring_placed_ = false;  // the admin ring was placed once: placing it again is a reset
+  bool cc_enabled_ = false;   // the last CC written had EN set (a new association starts disabled)
   uint32_t io_in_capsule_ = 0;  // from Identify Controller IOCCSZ
   std::map<uint16_t, CqInfo> cqs_;
   std::map<uint16_t, std::unique_ptr<TcpQueue>> io_;

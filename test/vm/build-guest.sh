@@ -5,7 +5,8 @@
 # the host) booted from its uncompressed vmlinux (PVH entry: faster under
 # TCG than vmlinuz), and an initramfs of busybox-static, the nvme driver's
 # modules with their dependencies, the ext2 driver (ext4.ko) and
-# test/vm/guest-init.sh as /init.
+# test/vm/guest-init.sh as /init (guest-common.sh, which every test guest's
+# /init sources, as /lib/nvmux-guest.sh).
 #
 # Usage: build-guest.sh CACHE_DIR
 #   Leaves CACHE_DIR/vmlinux and CACHE_DIR/initramfs.cpio.gz. A second run
@@ -42,7 +43,7 @@ if [ -z "$kpkg" ]; then
   exit 1
 fi
 kver=${kpkg#linux-image-}
-stamp="$kpkg $(cat "$here/guest-init.sh" "$here/build-guest.sh" | sha256sum | cut -c1-16)"
+stamp="$kpkg $(cat "$here/guest-init.sh" "$here/guest-common.sh" "$here/build-guest.sh" | sha256sum | cut -c1-16)"
 if [ -f "$cache/vmlinux" ] && [ -f "$cache/initramfs.cpio.gz" ] && [ "$(cat "$cache/stamp" 2>/dev/null)" = "$stamp" ]; then
   echo "build-guest: cached guest in $cache ($kpkg)"
   exit 0
@@ -100,8 +101,11 @@ add_module() {
 # (their soft dependencies); ext4.ko drives ext2 (CONFIG_EXT4_USE_FOR_EXT2) and
 # needs the crc32c hash at mount time (crc32c_generic).
 # The pcie test (pcie_test.sh) also needs the userspace drivers: vfio-pci with
-# its IOMMU back end (a soft dependency) and uio_pci_generic.
-for m in crct10dif_generic crc64_rocksoft_generic nvme crc32c_generic ext4 vfio_iommu_type1 vfio_pci uio_pci_generic; do
+# its IOMMU back end (a soft dependency) and uio_pci_generic. The nvmet-tcp
+# test (nvmet_tcp_test.sh) needs Linux's NVMe target on a RAM disk (brd) and a
+# virtio-net NIC.
+for m in crct10dif_generic crc64_rocksoft_generic nvme crc32c_generic ext4 vfio_iommu_type1 vfio_pci uio_pci_generic \
+    nvmet nvmet_tcp brd virtio_pci virtio_net; do
   add_module "$m"
 done
 
@@ -118,6 +122,7 @@ for m in "${ordered[@]}"; do
   echo "$m" >>"$initrd/lib/modules/load-order"
 done
 install -m 0755 "$here/guest-init.sh" "$initrd/init"
+install -m 0644 "$here/guest-common.sh" "$initrd/lib/nvmux-guest.sh"
 (cd "$initrd" && find . -print0 | cpio --null -o -H newc --quiet | gzip -1 >"$cache/initramfs.cpio.gz.tmp")
 mv "$cache/initramfs.cpio.gz.tmp" "$cache/initramfs.cpio.gz"
 echo "$stamp" >"$cache/stamp"

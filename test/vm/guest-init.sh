@@ -6,27 +6,10 @@
 #                      sync and poweroff -f (a clean shutdown)
 #   nvmux.mode=stress  writes and reads /dev/nvme0n1 in a loop until killed
 # Every step prints what it runs (GUEST-RUN lines) so a failure shows where.
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-echo "GUEST-RESULT booted=1 uptime=$(cut -d' ' -f1 /proc/uptime)"
+. /lib/nvmux-guest.sh  # mounts, result/run/finish, modules (guest-common.sh)
 mode=check
 for arg in $(cat /proc/cmdline); do
   case "$arg" in nvmux.mode=*) mode=${arg#nvmux.mode=} ;; esac
-done
-
-result() { echo "GUEST-RESULT $*"; }
-run() { echo "GUEST-RUN $*"; "$@"; }
-finish() {
-  result done=1 uptime=$(cut -d' ' -f1 /proc/uptime)
-  sync
-  poweroff -f
-  sleep 30  # poweroff -f does not return
-}
-
-for m in $(cat /lib/modules/load-order); do
-  insmod /lib/modules/$m.ko 2>/tmp/insmod.err || { result insmod_$m=fail; cat /tmp/insmod.err; }
 done
 
 # The driver attaches: nvme0 reaches state live and its namespaces appear.

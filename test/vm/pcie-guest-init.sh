@@ -5,24 +5,7 @@
 # 0000:00:05.0; an intel-iommu (intel_iommu=on iommu=pt). Prints one
 # `GUEST-RESULT key=value` line per fact for the host to assert, GUEST-RUN
 # lines for what it runs, then powers off.
-export PATH=/bin:/nvmux/bin
-export LD_LIBRARY_PATH=/nvmux/lib
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-mkdir -p /tmp /var/run
-echo "GUEST-RESULT booted=1 uptime=$(cut -d' ' -f1 /proc/uptime)"
-result() { echo "GUEST-RESULT $*"; }
-run() { echo "GUEST-RUN $*"; "$@"; }
-finish() {
-  result done=1 uptime=$(cut -d' ' -f1 /proc/uptime)
-  sync
-  poweroff -f
-  sleep 30
-}
-for m in $(cat /lib/modules/load-order); do
-  insmod /lib/modules/$m.ko 2>/tmp/insmod.err || { result insmod_$m=fail; cat /tmp/insmod.err; }
-done
+. /lib/nvmux-guest.sh  # mounts, result/run/finish, modules (guest-common.sh)
 A=0000:00:04.0 B=0000:00:05.0
 dev=/sys/bus/pci/devices
 

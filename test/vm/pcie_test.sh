@@ -29,16 +29,8 @@ done
 [ -x "$identify" ] && [ -x "$perf" ] && [ -x "$nvmuxd" ] && [ -n "$cache" ] ||
   { echo "pcie_test: need --identify BIN --perf BIN --nvmuxd BIN --cache DIR" >&2; exit 2; }
 
-qemu_dir=${NVMUX_QEMU_DIR:-$(cd "$root/.." && pwd)/shared/peers/qemu}
-qemu=$qemu_dir/bin/qemu-system-x86_64 qemu_share=(-L "$qemu_dir/share/qemu")
-if [ ! -x "$qemu" ]; then
-  qemu=$(command -v qemu-system-x86_64 || true) qemu_share=()
-  [ -n "$qemu" ] || { echo "SKIP: no qemu-system-x86_64 (NVMUX_QEMU_DIR or PATH)"; exit 77; }
-fi
-
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-pass() { echo "ok:   $*"; }
+. "$here/vm-lib.sh"
+vm_find_qemu "$root"
 
 "$here/build-guest.sh" "$cache" || { echo "FAIL: building the guest"; exit 1; }
 
@@ -51,27 +43,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-# The overlay: this test's /init, nvmux's programs, setup.sh and every
-# library ldd names (the programs link DPDK statically; the rest is libc,
-# libstdc++, libnuma...), appended to the cached initramfs.
-ov=$tmp/overlay
-mkdir -p "$ov/nvmux/bin" "$ov/nvmux/lib" "$ov/lib64"
-install -m 0755 "$here/pcie-guest-init.sh" "$ov/init"
-install -m 0755 "$root/scripts/setup.sh" "$ov/nvmux/bin/setup.sh"
-for b in "$identify" "$perf" "$nvmuxd"; do
-  cp "$b" "$ov/nvmux/bin/"
-  ldd "$b" | awk '/=> \//{print $3} /^\t\/lib/{print $1}' | while read -r lib; do
-    case "$lib" in */ld-linux*) cp -L "$lib" "$ov/lib64/$(basename "$lib")" ;; *) cp -L "$lib" "$ov/nvmux/lib/" ;; esac
-  done
-done
-(cd "$ov" && find . -print0 | cpio --null -o -H newc --quiet | gzip -1 >"$tmp/overlay.cpio.gz")
-cat "$cache/initramfs.cpio.gz" "$tmp/overlay.cpio.gz" >"$tmp/initramfs.cpio.gz"
+# This test's /init, nvmux's programs and setup.sh over the cached guest.
+vm_initramfs "$cache" "$here/pcie-guest-init.sh" "$tmp/initramfs.cpio.gz" "$identify" "$perf" "$nvmuxd" \
+  "$root/scripts/setup.sh"
 
 # Controller A (00:04.0): namespaces of 512 B and 4 KiB blocks; B (00:05.0): one.
 truncate -s 64M "$tmp/a1.img" "$tmp/a2.img" "$tmp/b1.img" "$tmp/c1.img" "$tmp/v1.img"
 serial=$tmp/serial.log
 qemu_cmd=("$qemu" "${qemu_share[@]}" -accel tcg,thread=single -machine q35 -smp 2 -m 1G -cpu max
-  -device intel-iommu,intremap=on
+  -device intel-iommu,intremap=on,aw-bits=48
   -drive "file=$tmp/a1.img,if=none,id=a1,format=raw" -drive "file=$tmp/a2.img,if=none,id=a2,format=raw"
   -drive "file=$tmp/b1.img,if=none,id=b1,format=raw"
   -device nvme,id=ca,serial=NVMUXPCIEA,addr=0x4 -device nvme-ns,bus=ca,drive=a1,nsid=1,logical_block_size=512
@@ -116,12 +96,6 @@ if kill -0 "$qemu_pid" 2>/dev/null; then fail "the guest did not finish within 6
 wait "$qemu_pid"; qemu_rc=$?; qemu_pid=
 echo "     guest ran $((SECONDS - start)) s (QEMU exit $qemu_rc)"
 
-result() { sed -n "s/^GUEST-RESULT .*\\b$1=\\([^ ]*\\).*/\\1/p" "$serial" | tr -d '\r' | head -1; }
-expect() {  # key expected description
-  local got
-  got=$(result "$1")
-  if [ "$got" = "$2" ]; then pass "$3 ($1=$got)"; else fail "$3: $1='$got', expected '$2'"; fi
-}
 expect booted 1 "the guest booted"
 groups=$(result iommu_groups)
 [ "${groups:-0}" -gt 0 ] && pass "the IOMMU is on ($groups groups)" || fail "no IOMMU groups in the guest"
@@ -173,8 +147,7 @@ rc=$(result hotplug_perf_rc)
   fail "surprise removal: nvmux-perf exit '$rc' (expected an error exit < 128)"
 expect done 1 "the guest ran to its end"
 if [ $failures != 0 ]; then
-  echo "----- guest serial log -----"; cat "$serial"
-  echo "----- qemu -----"; cat "$tmp/qemu.log"
+  vm_logs
   echo "$failures check(s) failed"
   exit 1
 fi
