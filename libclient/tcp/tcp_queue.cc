@@ -216,7 +216,9 @@ void TcpQueue::AttachRing(spec::Sqe* sq, spec::Cqe* cq, uint32_t entries) {
   sq_ = sq;
   cq_ = cq;
   entries_ = entries;
-  sq_tail_db_ = cq_head_db_ = sq_head_ = cq_tail_ = 0;
+  std::atomic_ref<uint32_t>(*sq_db_).store(0, std::memory_order_relaxed);
+  std::atomic_ref<uint32_t>(*cq_db_).store(0, std::memory_order_relaxed);
+  sq_head_ = cq_tail_ = 0;
   phase_ = 1;
 }
 
@@ -386,7 +388,7 @@ Result<spec::Cqe> TcpQueue::Execute(spec::Sqe cmd, std::span<uint8_t> out_data, 
 void TcpQueue::Complete(const spec::Cqe& cqe) {
   if (cq_ == nullptr) return;
   const uint32_t next = cq_tail_ + 1 == entries_ ? 0 : cq_tail_ + 1;
-  if (next == cq_head_db_ % entries_) {
+  if (next == std::atomic_ref<uint32_t>(*cq_db_).load(std::memory_order_acquire) % entries_) {
     Break(Fail(EPROTO, "completion queue overflow (the host did not consume its completions)"));
     return;
   }
@@ -405,7 +407,9 @@ void TcpQueue::Complete(const spec::Cqe& cqe) {
 
 void TcpQueue::TakeNewEntries() {
   if (sq_ == nullptr || broken()) return;
-  const uint32_t tail = sq_tail_db_;
+  // Acquire: the entries before the tail (written by any process of a
+  // group, for the shared admin queue) are visible once the tail is.
+  const uint32_t tail = std::atomic_ref<uint32_t>(*sq_db_).load(std::memory_order_acquire);
   if (tail >= entries_) {
     Break(Fail(EINVAL, "SQ tail doorbell " + std::to_string(tail) + " beyond the ring"));
     return;

@@ -84,11 +84,21 @@ class TcpQueue final : public QueueHook, private PduReader::Handler {
   void AttachRing(spec::Sqe* sq, spec::Cqe* cq, uint32_t entries);
   Doorbells doorbells() {
     Doorbells d;
-    d.sq_tail = &sq_tail_db_;
-    d.cq_head = &cq_head_db_;
+    d.sq_tail = sq_db_;
+    d.cq_head = cq_db_;
     d.hook = this;
     return d;
   }
+  // The doorbell words live elsewhere (a group's shared admin queue: every
+  // process rings them, the engine of the process owning the connection
+  // reads them). REQUIRES: before doorbells() is handed out; the words
+  // outlive this queue.
+  void UseDoorbellWords(uint32_t* sq_tail, uint32_t* cq_head) {
+    sq_db_ = sq_tail;
+    cq_db_ = cq_head;
+  }
+  // The connection's socket (-1 while closed), for waiting on it.
+  int socket_fd() const { return fd_.get(); }
   // Writes smaller than this go inside the capsule (IOCCSZ * 16 - 64).
   void set_in_capsule_limit(uint32_t bytes) { in_capsule_ = bytes; }
   // Admin queue: a command the transport serves itself (Create/Delete I/O
@@ -161,8 +171,10 @@ class TcpQueue final : public QueueHook, private PduReader::Handler {
   spec::Sqe* sq_ = nullptr;
   spec::Cqe* cq_ = nullptr;
   uint32_t entries_ = 0;
-  uint32_t sq_tail_db_ = 0;
+  uint32_t sq_tail_db_ = 0;  // the doorbells, unless UseDoorbellWords named others
   uint32_t cq_head_db_ = 0;
+  uint32_t* sq_db_ = &sq_tail_db_;
+  uint32_t* cq_db_ = &cq_head_db_;
   uint32_t sq_head_ = 0;  // next ring entry to send
   uint32_t cq_tail_ = 0;
   uint16_t phase_ = 1;
