@@ -63,6 +63,8 @@ std::string ConnectStatusText(const spec::Cqe& c);
 
 class TcpQueue final : public QueueHook, private PduReader::Handler {
  public:
+  // R2Ts a controller may have outstanding per command (ICReq MAXR2T + 1).
+  static constexpr uint32_t kMaxR2t = 4;
   // Connects (TCP, ICReq/ICResp, Fabrics Connect), waiting at most
   // params.timeout. Errors: ECONNREFUSED/ETIMEDOUT/... naming the endpoint,
   // EPROTO (ICResp), ECONNABORTED/EACCES/EINVAL for a refused Connect with
@@ -131,6 +133,11 @@ class TcpQueue final : public QueueHook, private PduReader::Handler {
     spec::Sqe sqe;
     uint32_t length = 0;
     std::vector<iovec> iov;
+    // R2Ts (a write beyond the in-capsule size): the controller asks for
+    // the data in order, up to kMaxR2t at a time; an R2T is outstanding
+    // until its last H2CData PDU left the socket.
+    uint32_t r2t_next = 0;     // the offset the next R2T must ask for
+    uint32_t r2t_pending = 0;  // R2Ts whose data is not all sent yet
   };
   struct TxItem {
     uint8_t header[256] = {};
@@ -140,6 +147,7 @@ class TcpQueue final : public QueueHook, private PduReader::Handler {
     bool has_digest = false;
     size_t sent = 0;  // of header + data + digest
     size_t total = 0;
+    int32_t r2t_done_cid = -1;  // the last H2CData of an R2T of this command: its sending ends the R2T
   };
 
   Status Handshake();
