@@ -54,7 +54,7 @@ Result<std::unique_ptr<Transport>> OpenForRole(Env& env, const TransportId& trid
   // A secondary reaches the device through what the primary shares.
   if (env.role() == Role::kSecondary) return std::unique_ptr<Transport>();
   // A primary that took its group over adopts what the dead one published.
-  if (auto adopted = AdoptTransport(env, trid); adopted || adopted.error().code != ENOENT) return adopted;
+  if (auto adopted = AdoptTransport(env, trid, options); adopted || adopted.error().code != ENOENT) return adopted;
   return OpenTransport(trid, options);
 }
 

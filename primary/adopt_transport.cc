@@ -7,19 +7,27 @@
 #include "libclient/shared/fd_holders.h"
 #include "libclient/shared/imported_transport.h"
 #include "libclient/shared/shared_registry.h"
+#include "libclient/tcp/tcp_transport.h"
 #include "libclient/vfiouser/adopted_registers.h"
 #include "shm/group.h"
 
 namespace nvmux {
 
-Result<std::unique_ptr<Transport>> AdoptTransport(Env& env, const TransportId& trid) {
+Result<std::unique_ptr<Transport>> AdoptTransport(Env& env, const TransportId& trid, const ControllerOptions& options) {
   if (env.role() != Role::kPrimary || !env.group().took_over())
     return Fail(ENOENT, "this process did not take a group over");
   auto sc = FindSharedController(env.group(), trid.Key());
   if (!sc) return Fail(ENOENT, sc.error().message);
   SharedController& c = **sc;
+  if (trid.trtype == TransportType::kTcp) {
+    // A new association (adopt_transport.h): nothing of the dead primary's
+    // connection can be reused.
+    auto t = tcp::TcpTransport::Open(trid, options);
+    if (!t) return Fail(t.error().code, "taking over " + trid.ToString() + ": " + t.error().message);
+    return std::unique_ptr<Transport>(std::move(*t));
+  }
   if (trid.trtype != TransportType::kVfioUser && trid.trtype != TransportType::kPcie)
-    return Fail(ENOTSUP, "adopting " + trid.ToString() + ": only vfiouser and pcie controllers can be taken over");
+    return Fail(ENOTSUP, "adopting " + trid.ToString() + ": only vfiouser, pcie and tcp controllers can be taken over");
   auto fds = TakeSharedFds(c, env.group().processes(), env.group().self_slot());
   if (!fds) return Fail(fds.error().code, "adopting " + trid.ToString() + ": " + fds.error().message);
   if (trid.trtype == TransportType::kPcie) {

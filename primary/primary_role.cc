@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 
 #include "libclient/core/controller_state.h"
 #include "libclient/core/dma_page_map.h"
@@ -40,6 +41,22 @@ void WriteEntry(ControllerState& s) {
   c.namespace_generation++;
 }
 
+// A fabrics controller's association, for secondaries connecting their own
+// I/O queues (shared_controller.h SharedFabrics); `association` last.
+void WriteFabrics(ControllerState& s) {
+  auto f = s.transport->Fabrics();
+  if (!f) return;
+  SharedFabrics& x = s.shared->fabrics;
+  x.cntlid = f->cntlid;
+  x.header_digest = f->header_digest ? 1 : 0;
+  x.data_digest = f->data_digest ? 1 : 0;
+  std::memcpy(x.hostid, f->hostid, sizeof(x.hostid));
+  std::snprintf(x.hostnqn, sizeof(x.hostnqn), "%s", f->hostnqn.c_str());
+  std::atomic_ref<uint32_t> association(x.association);
+  uint32_t next = association.load(std::memory_order_relaxed) + 1;
+  association.store(next == 0 ? 1 : next, std::memory_order_release);
+}
+
 class Primary final : public GroupRole {
  public:
   // Only a primary that took the group over imports: it adopts what the
@@ -61,6 +78,18 @@ class Primary final : public GroupRole {
     auto mem = env.group().dma().Adopt(c.admin_sq_iova);
     if (!mem) return Fail(mem.error().code, "adopting the admin queue of " + trid.ToString() + ": " + mem.error().message);
     s->admin_memory = std::move(*mem);
+    if (s->transport->Fabrics()) {
+      // NVMe/TCP: a new association over the group's admin ring (the init
+      // runs again: adopt_transport.h). The shadow pages the first init
+      // allocated stay the group's (unused over fabrics; init reuses them).
+      s->transport->ShareAdminDoorbells(&c.fabrics.sq_doorbell, &c.fabrics.cq_doorbell);
+      if (c.shadow_doorbell_iova != 0)
+        if (auto shadow = env.group().dma().Adopt(c.shadow_doorbell_iova)) s->shadow_memory = std::move(*shadow);
+      s->adopted_reinit = true;
+      NVMUX_TRY(FillFromPublished(*s));
+      NVMUX_LOG(kNotice, "taking %s over from the group's dead primary: a new association", trid.ToString().c_str());
+      return s;
+    }
     if (std::atomic_ref<uint32_t>(c.shadow_doorbells).load(std::memory_order_acquire) != 0) {
       auto shadow = env.group().dma().Adopt(c.shadow_doorbell_iova);
       if (!shadow)
@@ -113,6 +142,10 @@ class Primary final : public GroupRole {
     c.admin_ring = RingIndices{};
     c.doorbell_offset = static_cast<uint32_t>(exported->doorbell_bar_offset);
     c.doorbell_bytes = static_cast<uint32_t>(exported->doorbell_bytes);
+    // NVMe/TCP: the admin engine runs in this process; every process rings
+    // the shared ring's doorbells in the entry (nothing of an earlier use).
+    c.fabrics = SharedFabrics{};
+    st.transport->ShareAdminDoorbells(&c.fabrics.sq_doorbell, &c.fabrics.cq_doorbell);
     auto admin = SharedAdminQueue::Open(c, st.doorbells(0), SelfSlot(env), SelfGeneration(env));
     if (!admin) return admin.error();
     st.shared_admin = admin->get();
@@ -139,6 +172,14 @@ class Primary final : public GroupRole {
     if (!st.adopted)
       NVMUX_TRY(OfferFds(st.shared->index, exported->doorbell_fd, exported->doorbell_file_offset,
                          exported->doorbell_bytes, exported->connection_fd, exported->kick_fd));
+    if (st.adopted && st.transport->Fabrics()) {
+      // A new association has a new admin mailbox: what the old one's
+      // processes hold is the dead primary's, useless to a joining process.
+      auto guard = st.shared_admin->lock().Lock();
+      if (guard)
+        for (uint32_t slot = 0; slot < shm::kMaxProcesses; ++slot)
+          if (slot != SelfSlot(env)) ForgetFdHolder(*st.shared, slot);
+    }
     std::vector<int> held{exported->doorbell_fd, exported->connection_fd};
     if (exported->kick_fd >= 0) held.push_back(exported->kick_fd);
     RecordFdHolder(*st.shared, st.shared_admin->lock(), SelfSlot(env), SelfGeneration(env), held,
@@ -170,6 +211,9 @@ class Primary final : public GroupRole {
   // attach or of quarantined ids exists on the device any more.
   void AfterInit(Controller& ctrlr) const override {
     ControllerState& s = ctrlr.state();
+    // Over fabrics each init is a new association (a reset reconnects the
+    // admin queue): secondaries' connections to the old one are gone.
+    WriteFabrics(s);
     s.stale_memory.clear();
     for (uint64_t iova : s.stale_quarantined) (void)s.env.group().dma().ReleaseQuarantined(iova);
     s.stale_quarantined.clear();

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Fuzzes nvmux-emu for a bounded time with libFuzzer (clang, ASan+UBSan):
+# Fuzzes nvmux-emu and the NVMe/TCP PDU reader for a bounded time with
+# libFuzzer (clang, ASan+UBSan):
 #   fuzz_vfiouser  random vfio-user messages into the real server socket
 #   fuzz_sqe       random submission-queue entries into an enabled controller
+#   fuzz_tcp_pdu   random controller-to-host NVMe/TCP streams into PduReader
 #
 #   scripts/fuzz.sh [SECONDS]     total time, split between the targets (default 60)
+#   NVMUX_FUZZ_TARGETS='fuzz_tcp_pdu' scripts/fuzz.sh 10    only some targets
 #
 # Configures and builds build-fuzz/ (NVMUX_FUZZ_BUILD overrides) with
 # clang/clang++, seeds each target from tools/emu/fuzz/corpus/<name>
-# (committed; regenerate with tools/emu/fuzz/make_corpus.py) into a working
+# (committed; regenerate with tools/emu/fuzz/make_corpus.py), or
+# libclient/tcp/fuzz/corpus/tcp_pdu for fuzz_tcp_pdu, into a working
 # corpus kept in the build directory, and runs each with -max_total_time and
 # -timeout=10 (a hang is a failure). Prints one line of final stats per
 # target and, last, "fuzz: N passed, M failed". Exit status: non-zero on any
@@ -22,7 +26,13 @@ case "$total" in
   ''|*[!0-9]*) echo "fuzz.sh: SECONDS must be a whole number, got '$total'" >&2; exit 2 ;;
 esac
 build=${NVMUX_FUZZ_BUILD:-$root/build-fuzz}
-targets=(fuzz_vfiouser fuzz_sqe)
+# NVMUX_FUZZ_TARGETS (space separated) runs a subset.
+read -r -a targets <<<"${NVMUX_FUZZ_TARGETS:-fuzz_vfiouser fuzz_sqe fuzz_tcp_pdu}"
+for t in "${targets[@]}"; do
+  case "$t" in fuzz_vfiouser|fuzz_sqe|fuzz_tcp_pdu) ;;
+    *) echo "fuzz.sh: NVMUX_FUZZ_TARGETS: unknown target '$t' (fuzz_vfiouser, fuzz_sqe, fuzz_tcp_pdu)" >&2; exit 2 ;;
+  esac
+done
 per=$(( total / ${#targets[@]} ))
 [ "$per" -ge 1 ] || per=1
 
@@ -53,6 +63,11 @@ passed=0
 failed=0
 for t in "${targets[@]}"; do
   seeds="$root/tools/emu/fuzz/corpus/${t#fuzz_}"
+  bin="$build/tools/emu/fuzz/$t"
+  if [ "$t" = fuzz_tcp_pdu ]; then
+    seeds="$root/libclient/tcp/fuzz/corpus/tcp_pdu"
+    bin="$build/libclient/tcp/fuzz/$t"
+  fi
   work="$build/corpus/$t"
   mkdir -p "$work"
   log="$build/logs/$t.log"
@@ -63,7 +78,7 @@ for t in "${targets[@]}"; do
   ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
   UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
     timeout --kill-after=30 $(( per + 60 )) \
-    "$build/tools/emu/fuzz/$t" -max_total_time="$per" -timeout=10 -print_final_stats=1 \
+    "$bin" -max_total_time="$per" -timeout=10 -print_final_stats=1 \
       -artifact_prefix="$build/artifacts/$t-" "$work" "$seeds" >"$log" 2>&1 || rc=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
   speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
@@ -77,7 +92,7 @@ for t in "${targets[@]}"; do
     failed=$((failed + 1))
     echo "$t: FAILED (exit $rc) after ${runs:-?} runs; log $log"
     grep -E "ERROR: |SUMMARY: |HANG|Test unit written|^    #[0-9]+ " "$log" | head -n 30 || tail -n 30 "$log"
-    echo "$t: reproduce with: NVMUX_FUZZ_DIR=/tmp $build/tools/emu/fuzz/$t $build/artifacts/$t-<kind>-<sha1>"
+    echo "$t: reproduce with: NVMUX_FUZZ_DIR=/tmp $bin $build/artifacts/$t-<kind>-<sha1>"
   fi
 done
 echo "fuzz: $passed passed, $failed failed"

@@ -10,6 +10,7 @@
 #include "libclient/shared/published_controller.h"
 #include "libclient/shared/shared_admin_queue.h"
 #include "libclient/shared/shared_registry.h"
+#include "libclient/tcp/imported_tcp_transport.h"
 #include "shm/group.h"
 
 namespace nvmux {
@@ -42,9 +43,19 @@ class Secondary final : public GroupRole {
     for (const UniqueFd* fd : {&fds->doorbells, &fds->connection, &fds->kick})
       if (fd->valid()) held.push_back(fd->get());
     const uint64_t doorbell_file_offset = fds->doorbell_file_offset;
-    auto imported = ImportedTransport::Create(c, std::move(*fds));
-    if (!imported) return imported.error();
-    auto s = std::make_unique<ControllerState>(env, trid, options, std::move(*imported));
+    std::unique_ptr<Transport> transport;
+    if (trid.trtype == TransportType::kTcp) {
+      // The primary owns the admin connection; this process connects its
+      // own I/O queues (imported_tcp_transport.h).
+      auto imported = tcp::ImportedTcpTransport::Create(c, trid, std::move(*fds), options);
+      if (!imported) return imported.error();
+      transport = std::move(*imported);
+    } else {
+      auto imported = ImportedTransport::Create(c, std::move(*fds));
+      if (!imported) return imported.error();
+      transport = std::move(*imported);
+    }
+    auto s = std::make_unique<ControllerState>(env, trid, options, std::move(transport));
     s->shared = &c;
     s->owns_device = false;
     s->role = this;

@@ -74,17 +74,14 @@ Status Controller::SubmitAdmin(const spec::Sqe& cmd, void* buffer, uint32_t leng
 
 int Controller::admin_event_fd() const {
   const ControllerState& s = *s_;
-  // Only the process that registered the vectors holds them as its own
-  // (a secondary's ImportedTransport reports none).
-  if (s.transport == nullptr || s.transport->InterruptVectors() == 0) return -1;
-  return s.transport->VectorFd(0);
+  // Only the process that registered the vectors (or owns the fabrics
+  // admin connection) has one (a secondary's imported transport reports none).
+  if (s.transport == nullptr) return -1;
+  return s.transport->AdminEventFd();
 }
 
 void Controller::ArmAdminEvent() {
-  const int fd = admin_event_fd();
-  if (fd < 0) return;
-  uint64_t count = 0;
-  (void)!::read(fd, &count, sizeof(count));  // non-blocking (registered so)
+  if (s_->transport != nullptr) s_->transport->ArmAdminEvent();
 }
 
 Result<uint32_t> Controller::ProcessAdminCompletions() {

@@ -43,7 +43,7 @@ AttachState ControllerAttach::Step() {
       auto ctrlr = Prepare(env_, trid_, std::move(transport_), options_, role_);
       if (!ctrlr) return FailWith(ctrlr.error());
       ctrlr_ = std::move(*ctrlr);
-      if (env_.role() == Role::kSecondary || ctrlr_->state().adopted) {
+      if (env_.role() == Role::kSecondary || (ctrlr_->state().adopted && !ctrlr_->state().adopted_reinit)) {
         state_ = AttachState::kFinish;  // the (first) primary brought it up
       } else {
         init_ = ctrlr_->StartInit();

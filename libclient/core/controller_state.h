@@ -82,6 +82,9 @@ struct ControllerState {
   SharedAdminQueue* shared_admin = nullptr;
   bool owns_device = true;  // standalone/primary: shuts the controller down on detach
   bool adopted = false;     // a primary that took the group over adopted it (no init)
+  // ...except over fabrics: the association died with the old primary, so
+  // the adopting primary runs the init again on the group's admin ring.
+  bool adopted_reinit = false;
   const GroupRole* role = nullptr;  // the process's part in the group (group_role.h)
   // Shadow doorbells: one page of shadow doorbells, one of EventIdx (DMA
   // memory, allocated at the first init); on when the controller accepted

@@ -190,6 +190,17 @@ Status QpairState::CreateOnDevice() {
     std::atomic_thread_fence(std::memory_order_seq_cst);
   }
   ring->SetDoorbells(db);
+  if (cs->transport->ConnectsIoQueues()) {
+    // Fabrics: the queue is this process's own connection (Fabrics Connect
+    // with the queue id), not admin commands. Nothing of it outlives the
+    // connection, which closes with the process: the reaper has nothing to
+    // delete (on_device stays 0) and the rings are ordinary memory.
+    Status st = cs->transport->ConnectIoQueue(qid, entries, ring->sq_memory(), ring->cq_memory());
+    if (!st) return Fail(st.error().code, "connecting I/O queue " + std::to_string(qid) + ": " + st.error().message);
+    state = QpairLifecycle::kConnected;
+    connected_before_reset = true;
+    return Ok();
+  }
   uint64_t sq_iova = DmaPageMap::Iova(ring->sq_memory());
   uint64_t cq_iova = DmaPageMap::Iova(ring->cq_memory());
   IoQueueCommands c = CreateIoQueueCommands(qid, entries, sq_iova, cq_iova);
@@ -226,7 +237,10 @@ Status QpairState::CreateOnDevice() {
 
 void QpairState::DeleteOnDevice() {
   if (state != QpairLifecycle::kConnected && state != QpairLifecycle::kFailed) return;
-  if (!cs->failed) {
+  if (cs->transport->ConnectsIoQueues()) {
+    // (A failed controller answers nothing: close without Disconnect.)
+    cs->transport->DisconnectIoQueue(qid, !cs->failed && state == QpairLifecycle::kConnected);
+  } else if (!cs->failed) {
     IoQueueDeleteCommands d = DeleteIoQueueCommands(qid);
     auto sq = ctrlr->SyncAdmin(d.delete_sq);
     if (!sq) NVMUX_LOG(kWarning, "deleting I/O submission queue %u: %s", qid, sq.error().message.c_str());

@@ -4,7 +4,8 @@
 // link to the device is still there. Queue memory is DMA memory the device
 // reaches by IOVA (the transport makes it reachable: vfio-user maps every
 // hugepage segment with DMA_MAP; pcie relies on DPDK's IOMMU mappings).
-// NVMe/TCP will add queue connection calls (Fabrics Connect) here.
+// Fabrics transports (NVMe/TCP) connect I/O queues themselves
+// (ConnectsIoQueues) and say what a group's secondaries need (Fabrics).
 //
 // Thread safety: registers() and Lost() from any thread (serialised inside);
 // doorbells are written by the thread owning their queue.
@@ -14,6 +15,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "libclient/core/queue_ring.h"
 #include "libclient/core/register_io.h"
@@ -65,6 +67,41 @@ class Transport {
     int kick_fd = -1;  // DoorbellKickFd(), or -1
   };
   virtual std::optional<Exported> Export() const { return std::nullopt; }
+
+  // An fd that becomes readable when the admin queue wants polling (an
+  // admin completion or event), for a process that sleeps between polls
+  // (nvmuxd): MSI-X vector 0 by default; NVMe/TCP: an epoll fd over the
+  // admin connection and the group's admin mailbox. -1: none (poll).
+  virtual int AdminEventFd() const { return InterruptVectors() > 0 ? VectorFd(0) : -1; }
+  // Clears what AdminEventFd() reported; called before the admin queue is
+  // polled, so what arrives after it wakes the next wait.
+  virtual void ArmAdminEvent();
+
+  // Fabrics: each I/O queue is a connection of its own, which the
+  // transport opens onto the core's rings (Fabrics Connect with the queue
+  // id) and closes, instead of the core sending Create/Delete I/O SQ/CQ.
+  // Nothing of such a queue outlives its process's connection.
+  virtual bool ConnectsIoQueues() const { return false; }
+  // Errors: the connection's (ECONNREFUSED, ETIMEDOUT, the Connect status).
+  [[nodiscard]] virtual Status ConnectIoQueue(uint16_t qid, uint32_t entries, spec::Sqe* sq, spec::Cqe* cq);
+  // `graceful`: Fabrics Disconnect first (bounded); else just close.
+  virtual void DisconnectIoQueue(uint16_t /*qid*/, bool /*graceful*/) {}
+
+  // What a group's secondaries need to connect their own I/O queues to the
+  // controller the primary's admin connection created (NVMe/TCP).
+  struct FabricsInfo {
+    uint16_t cntlid = 0;
+    std::string hostnqn;
+    uint8_t hostid[16] = {};
+    bool header_digest = false;
+    bool data_digest = false;
+  };
+  virtual std::optional<FabricsInfo> Fabrics() const { return std::nullopt; }
+  // The admin queue's doorbells are these words in group memory, which
+  // every process of the group rings (a transport whose device side runs
+  // in this process: NVMe/TCP's engine reads them). REQUIRES: before
+  // QueueDoorbells(0).
+  virtual void ShareAdminDoorbells(uint32_t* /*sq_tail*/, uint32_t* /*cq_head*/) {}
 };
 
 }  // namespace nvmux

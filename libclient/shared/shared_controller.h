@@ -120,6 +120,22 @@ struct FdHolder {
   FdIdentity identity[kMaxHeldFds];  // of fds[i], as the holder saw it when recording
 };
 
+// A fabrics controller (NVMe/TCP) in a group: the primary owns the admin
+// connection, whose engine serves the shared admin ring; secondaries connect
+// their own I/O queues with what is published here (see ARCHITECTURE.md,
+// "NVMe/TCP in a group"). Written by the primary at each init or reset
+// (`association` last, release); zero for memory transports.
+struct SharedFabrics {
+  uint32_t sq_doorbell;   // the shared admin ring's SQ tail doorbell: rung by any process (atomic_ref)
+  uint32_t cq_doorbell;   // its CQ head doorbell
+  uint32_t association;   // bumped at each new association (init, reset, takeover); 0: none yet (atomic_ref)
+  uint16_t cntlid;        // the controller the admin connection's Fabrics Connect created
+  uint8_t header_digest;  // the admin connection's choices, asked of I/O connections too
+  uint8_t data_digest;
+  uint8_t hostid[16];
+  char hostnqn[256];      // NUL-terminated
+};
+
 struct SharedController {
   uint32_t in_use;  // kEntry*: 0 free, 2 reserved by the primary, 1 published, 3 retired (atomic_ref)
   uint32_t index;   // in the table
@@ -194,6 +210,7 @@ struct SharedController {
   uint32_t irq_vectors;
   uint32_t reserved3;
   int32_t irq_fds[kMaxSharedQids];
+  SharedFabrics fabrics;
 };
 
 struct SharedControllerTable {

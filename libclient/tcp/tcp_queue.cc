@@ -173,7 +173,7 @@ Status TcpQueue::Handshake() {
   req.hpda = 0;  // 4-byte alignment of C2H data is enough: it goes into the buffers by readv
   req.dgst = static_cast<uint8_t>((params_.header_digest ? pdu::kDigestHeader : 0) |
                                   (params_.data_digest ? pdu::kDigestData : 0));
-  req.maxr2t = 0;  // one R2T outstanding per command (what targets give anyway)
+  req.maxr2t = kMaxR2t - 1;  // 0's based: a controller may ask for a large write's data in pieces at once
   std::memcpy(item.header, &req, sizeof(req));
   item.header_len = sizeof(req);
   item.total = sizeof(req);
@@ -216,7 +216,9 @@ void TcpQueue::AttachRing(spec::Sqe* sq, spec::Cqe* cq, uint32_t entries) {
   sq_ = sq;
   cq_ = cq;
   entries_ = entries;
-  sq_tail_db_ = cq_head_db_ = sq_head_ = cq_tail_ = 0;
+  std::atomic_ref<uint32_t>(*sq_db_).store(0, std::memory_order_relaxed);
+  std::atomic_ref<uint32_t>(*cq_db_).store(0, std::memory_order_relaxed);
+  sq_head_ = cq_tail_ = 0;
   phase_ = 1;
 }
 
@@ -351,6 +353,7 @@ void TcpQueue::QueueData(uint16_t cid, uint16_t ttag, uint32_t offset, uint32_t 
       item.has_digest = true;
     }
     item.total = h.ch.plen;
+    if (last) item.r2t_done_cid = cid;
     tx_.push_back(std::move(item));
     done += n;
   }
@@ -386,7 +389,7 @@ Result<spec::Cqe> TcpQueue::Execute(spec::Sqe cmd, std::span<uint8_t> out_data, 
 void TcpQueue::Complete(const spec::Cqe& cqe) {
   if (cq_ == nullptr) return;
   const uint32_t next = cq_tail_ + 1 == entries_ ? 0 : cq_tail_ + 1;
-  if (next == cq_head_db_ % entries_) {
+  if (next == std::atomic_ref<uint32_t>(*cq_db_).load(std::memory_order_acquire) % entries_) {
     Break(Fail(EPROTO, "completion queue overflow (the host did not consume its completions)"));
     return;
   }
@@ -405,7 +408,9 @@ void TcpQueue::Complete(const spec::Cqe& cqe) {
 
 void TcpQueue::TakeNewEntries() {
   if (sq_ == nullptr || broken()) return;
-  const uint32_t tail = sq_tail_db_;
+  // Acquire: the entries before the tail (written by any process of a
+  // group, for the shared admin queue) are visible once the tail is.
+  const uint32_t tail = std::atomic_ref<uint32_t>(*sq_db_).load(std::memory_order_acquire);
   if (tail >= entries_) {
     Break(Fail(EINVAL, "SQ tail doorbell " + std::to_string(tail) + " beyond the ring"));
     return;
@@ -437,6 +442,8 @@ void TcpQueue::TakeNewEntries() {
     c.length = length;
     c.iov = std::move(*iov);
     c.to_controller = (sqe.opc & 0x3) == 0x1;  // data transfer bits: host to controller
+    c.r2t_next = 0;
+    c.r2t_pending = 0;
     Send(c, sqe.cid);
     wire_outstanding_++;
   }
@@ -477,7 +484,12 @@ Status TcpQueue::Flush() {
       size_t take = std::min(left, front.total - front.sent);
       front.sent += take;
       left -= take;
-      if (front.sent == front.total) tx_.pop_front();
+      if (front.sent != front.total) continue;
+      if (front.r2t_done_cid >= 0) {
+        if (Command* c = Find(static_cast<uint16_t>(front.r2t_done_cid)); c != nullptr && c->r2t_pending > 0)
+          c->r2t_pending--;
+      }
+      tx_.pop_front();
     }
   }
   return Ok();
@@ -572,13 +584,24 @@ Status TcpQueue::OnPdu(const ReceivedPdu& p) {
     }
     case pdu::kR2T: {
       const DataHeader& r = p.as<DataHeader>();
-      const Command* found = Find(r.cccid);
+      Command* found = Find(r.cccid);
       if (found == nullptr || !found->to_controller)
         return Fail(EPROTO, "NVMe/TCP: R2T for command id " + std::to_string(r.cccid) + ", which writes nothing");
-      const Command& c = *found;
+      Command& c = *found;
       if (uint64_t{r.offset} + r.length > c.length)
         return Fail(EPROTO, "NVMe/TCP: R2T for bytes " + std::to_string(r.offset) + "+" + std::to_string(r.length) +
                                 " of command id " + std::to_string(r.cccid) + ", which writes " + std::to_string(c.length));
+      // The data is asked for in order, each byte once (NVMe/TCP 1.0,
+      // R2T: R2TO follows the previous R2T's range), at most kMaxR2t at a time.
+      if (r.length == 0 || r.offset != c.r2t_next)
+        return Fail(EPROTO, "NVMe/TCP: R2T for bytes " + std::to_string(r.offset) + "+" + std::to_string(r.length) +
+                                " of command id " + std::to_string(r.cccid) + ": the next range asked for must start at " +
+                                std::to_string(c.r2t_next) + " and not be empty");
+      if (c.r2t_pending >= kMaxR2t)
+        return Fail(EPROTO, "NVMe/TCP: more than " + std::to_string(kMaxR2t) + " R2Ts outstanding for command id " +
+                                std::to_string(r.cccid) + " (MAXR2T)");
+      c.r2t_next = r.offset + r.length;
+      c.r2t_pending++;
       QueueData(r.cccid, r.ttag, r.offset, r.length, c);
       return Ok();
     }

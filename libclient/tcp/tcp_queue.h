@@ -63,6 +63,8 @@ std::string ConnectStatusText(const spec::Cqe& c);
 
 class TcpQueue final : public QueueHook, private PduReader::Handler {
  public:
+  // R2Ts a controller may have outstanding per command (ICReq MAXR2T + 1).
+  static constexpr uint32_t kMaxR2t = 4;
   // Connects (TCP, ICReq/ICResp, Fabrics Connect), waiting at most
   // params.timeout. Errors: ECONNREFUSED/ETIMEDOUT/... naming the endpoint,
   // EPROTO (ICResp), ECONNABORTED/EACCES/EINVAL for a refused Connect with
@@ -84,11 +86,21 @@ class TcpQueue final : public QueueHook, private PduReader::Handler {
   void AttachRing(spec::Sqe* sq, spec::Cqe* cq, uint32_t entries);
   Doorbells doorbells() {
     Doorbells d;
-    d.sq_tail = &sq_tail_db_;
-    d.cq_head = &cq_head_db_;
+    d.sq_tail = sq_db_;
+    d.cq_head = cq_db_;
     d.hook = this;
     return d;
   }
+  // The doorbell words live elsewhere (a group's shared admin queue: every
+  // process rings them, the engine of the process owning the connection
+  // reads them). REQUIRES: before doorbells() is handed out; the words
+  // outlive this queue.
+  void UseDoorbellWords(uint32_t* sq_tail, uint32_t* cq_head) {
+    sq_db_ = sq_tail;
+    cq_db_ = cq_head;
+  }
+  // The connection's socket (-1 while closed), for waiting on it.
+  int socket_fd() const { return fd_.get(); }
   // Writes smaller than this go inside the capsule (IOCCSZ * 16 - 64).
   void set_in_capsule_limit(uint32_t bytes) { in_capsule_ = bytes; }
   // Admin queue: a command the transport serves itself (Create/Delete I/O
@@ -121,6 +133,11 @@ class TcpQueue final : public QueueHook, private PduReader::Handler {
     spec::Sqe sqe;
     uint32_t length = 0;
     std::vector<iovec> iov;
+    // R2Ts (a write beyond the in-capsule size): the controller asks for
+    // the data in order, up to kMaxR2t at a time; an R2T is outstanding
+    // until its last H2CData PDU left the socket.
+    uint32_t r2t_next = 0;     // the offset the next R2T must ask for
+    uint32_t r2t_pending = 0;  // R2Ts whose data is not all sent yet
   };
   struct TxItem {
     uint8_t header[256] = {};
@@ -130,6 +147,7 @@ class TcpQueue final : public QueueHook, private PduReader::Handler {
     bool has_digest = false;
     size_t sent = 0;  // of header + data + digest
     size_t total = 0;
+    int32_t r2t_done_cid = -1;  // the last H2CData of an R2T of this command: its sending ends the R2T
   };
 
   Status Handshake();
@@ -161,8 +179,10 @@ class TcpQueue final : public QueueHook, private PduReader::Handler {
   spec::Sqe* sq_ = nullptr;
   spec::Cqe* cq_ = nullptr;
   uint32_t entries_ = 0;
-  uint32_t sq_tail_db_ = 0;
+  uint32_t sq_tail_db_ = 0;  // the doorbells, unless UseDoorbellWords named others
   uint32_t cq_head_db_ = 0;
+  uint32_t* sq_db_ = &sq_tail_db_;
+  uint32_t* cq_db_ = &cq_head_db_;
   uint32_t sq_head_ = 0;  // next ring entry to send
   uint32_t cq_tail_ = 0;
   uint16_t phase_ = 1;

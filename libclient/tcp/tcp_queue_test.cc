@@ -86,6 +86,7 @@ class FakeTarget {
       if (fd < 0) return;
       IcReq req;
       if (ReadAll(fd, &req, sizeof(req))) {
+        icreq_maxr2t = req.maxr2t;
         IcResp resp;
         resp.ch = {pdu::kIcResp, 0, 128, 0, 128};
         resp.maxh2cdata = 8192;
@@ -108,6 +109,7 @@ class FakeTarget {
   }
   const Endpoint& endpoint() const { return ep_; }
   std::string connect_subnqn;
+  uint32_t icreq_maxr2t = 0xFFFFFFFF;
 
  private:
   int listen_ = -1;
@@ -230,6 +232,59 @@ TEST(TcpQueue, LargeWriteAnswersR2TWithH2CDataInMaxH2CDataPieces) {
   EXPECT_EQ(pieces, 3u);  // MAXH2CDATA 8192: 8192 + 8192 + 3616
 }
 
+// MAXR2T > 0: the target asks for a write's data with several R2Ts at once
+// (as a target may, up to the host's MAXR2T + 1); the host answers each
+// with H2CData carrying that R2T's tag and range, in MAXH2CDATA pieces.
+TEST(TcpQueue, SeveralR2TsOutstandingAreEachAnsweredWithTheirOwnData) {
+  std::vector<uint8_t> received(24000);
+  std::vector<std::pair<uint16_t, uint32_t>> pdus;  // (ttag, offset) of each H2CData
+  FakeTarget target([&](int fd) {
+    std::vector<uint8_t> h, d;
+    if (!ReadPdu(fd, h, d)) return;
+    const auto cmd = reinterpret_cast<CapsuleCmd*>(h.data())->sqe;
+    // Three R2Ts before any data: [0, 8000), [8000, 20000), [20000, 24000).
+    const uint32_t ranges[3][2] = {{0, 8000}, {8000, 12000}, {20000, 4000}};
+    for (uint16_t i = 0; i < 3; ++i) {
+      DataHeader r2t;
+      r2t.ch = {pdu::kR2T, 0, 24, 0, 24};
+      r2t.cccid = cmd.cid;
+      r2t.ttag = static_cast<uint16_t>(10 + i);
+      r2t.offset = ranges[i][0];
+      r2t.length = ranges[i][1];
+      WriteAll(fd, &r2t, sizeof(r2t));
+    }
+    size_t got = 0;
+    while (got < received.size()) {
+      if (!ReadPdu(fd, h, d) || h[0] != pdu::kH2CData) return;
+      const auto& hd = *reinterpret_cast<DataHeader*>(h.data());
+      if (hd.length != d.size() || hd.offset + d.size() > received.size()) return;
+      std::memcpy(received.data() + hd.offset, d.data(), d.size());
+      pdus.emplace_back(hd.ttag, hd.offset);
+      got += d.size();
+    }
+    SendResp(fd, cmd.cid);
+    uint8_t b;
+    (void)::read(fd, &b, 1);
+  });
+  auto q = TcpQueue::Connect(target.endpoint(), Params());
+  ASSERT_TRUE(q) << q.error().message;
+  EXPECT_EQ(target.icreq_maxr2t, TcpQueue::kMaxR2t - 1);
+  Ring ring{};
+  (*q)->AttachRing(ring.sq, ring.cq, 8);
+  std::vector<uint8_t> buf(24000);
+  for (size_t i = 0; i < buf.size(); ++i) buf[i] = static_cast<uint8_t>(i * 7 + 1);
+  spec::Sqe write;
+  write.opc = 0x01;
+  write.cid = 3;
+  Submit(**q, ring, write, buf.data(), static_cast<uint32_t>(buf.size()));
+  ASSERT_TRUE(WaitCompletion(**q, ring)) << ((*q)->broken() ? (*q)->error().message : "timeout");
+  EXPECT_EQ(ring.cq[0].status >> 1, 0);
+  EXPECT_EQ(received, buf);
+  // MAXH2CDATA 8192: R2T 10 in one piece, R2T 11 in two (8192 + 3808), R2T 12 in one.
+  std::vector<std::pair<uint16_t, uint32_t>> expect = {{10, 0}, {11, 8000}, {11, 16192}, {12, 20000}};
+  EXPECT_EQ(pdus, expect);
+}
+
 // What a broken target sends ends the connection with EPROTO naming it.
 TEST(TcpQueue, MisbehavingTargetBreaksTheConnection) {
   struct Case {
@@ -247,6 +302,18 @@ TEST(TcpQueue, MisbehavingTargetBreaksTheConnection) {
          WriteAll(fd, &r2t, sizeof(r2t));
        },
        "R2T for bytes 256+512"},
+      {"R2Ts asking for the same bytes twice",
+       [](int fd, uint16_t cid) {
+         DataHeader r2t;
+         r2t.ch = {pdu::kR2T, 0, 24, 0, 24};
+         r2t.cccid = cid;
+         r2t.length = 256;
+         WriteAll(fd, &r2t, sizeof(r2t));
+         r2t.ttag = 1;
+         r2t.offset = 128;  // overlaps the first: the next must start at 256
+         WriteAll(fd, &r2t, sizeof(r2t));
+       },
+       "must start at 256"},
       {"response for an unknown command",
        [](int fd, uint16_t) { SendResp(fd, 77); }, "command id 77, which is not outstanding"},
       {"an undefined PDU type",

@@ -1,6 +1,9 @@
 #include "libclient/tcp/tcp_transport.h"
 
 #include <arpa/inet.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <fstream>
@@ -123,10 +126,19 @@ Result<std::unique_ptr<TcpTransport>> TcpTransport::Open(const TransportId& trid
   p.header_digest = options.tcp_header_digest;
   p.data_digest = options.tcp_data_digest;
   p.timeout = std::chrono::milliseconds(options.connect_timeout_ms);
+  t->mailbox_ = UniqueFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  t->epoll_ = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
+  if (!t->mailbox_.valid() || !t->epoll_.valid()) return ErrnoError("NVMe/TCP: eventfd/epoll for the admin queue");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = t->mailbox_.get();
+  if (::epoll_ctl(t->epoll_.get(), EPOLL_CTL_ADD, t->mailbox_.get(), &ev) != 0)
+    return ErrnoError("NVMe/TCP: epoll_ctl for the admin mailbox");
   auto admin = TcpQueue::Connect(*ep, p);
   if (!admin) return admin.error();
   t->admin_params_ = p;
   t->admin_ = std::move(*admin);
+  t->WatchAdminSocket();
   TcpTransport* self = t.get();
   t->admin_->set_intercept([self](const spec::Sqe& cmd) { return self->Intercept(cmd); });
   t->admin_->set_snoop([self](const spec::Sqe& cmd, std::span<const iovec> data) { self->Snoop(cmd, data); });
@@ -255,6 +267,7 @@ void TcpTransport::PlaceAdminRing() {
     Status st = admin_->Open(admin_params_);
     if (!st) NVMUX_LOG(kError, "NVMe/TCP %s: reconnecting the admin queue for the reset: %s", ep_.text.c_str(),
                        st.error().message.c_str());
+    WatchAdminSocket();
     // (a failure leaves the queue broken: Lost() and the init machine see it)
   }
   ring_placed_ = true;
@@ -271,6 +284,8 @@ std::optional<spec::Cqe> TcpTransport::Intercept(const spec::Sqe& cmd) {
       cqs_[qid] = CqInfo{cmd.prp1, entries};
       return StatusOf(0, 0);
     case spec::admin::kCreateIoSq: {
+      // (The core connects its queues with ConnectIoQueue; this serves an
+      // application's own Create I/O SQ sent as an admin command.)
       const uint16_t cqid = static_cast<uint16_t>(cmd.cdw11 >> 16);
       auto cq = cqs_.find(cqid);
       if (qid == 0 || cq == cqs_.end() || cqid != qid || cq->second.entries != entries) {
@@ -279,26 +294,14 @@ std::optional<spec::Cqe> TcpTransport::Intercept(const spec::Sqe& cmd) {
                   ep_.text.c_str(), qid, cqid);
         return StatusOf(1, cq == cqs_.end() ? 0x00 : 0x01);  // completion queue invalid / invalid qid
       }
-      TcpQueue& q = IoQueue(qid);
-      ConnectParams p;
-      p.qid = qid;
-      p.entries = static_cast<uint16_t>(std::min<uint32_t>(entries, uint32_t{mqes_} + 1));
-      p.cntlid = admin_->cntlid();
-      p.subnqn = trid_.subnqn.empty() ? std::string(TransportId::kDiscoveryNqn) : trid_.subnqn;
-      p.hostnqn = host_.nqn;
-      std::memcpy(p.hostid, host_.id, 16);
-      p.header_digest = options_.tcp_header_digest;
-      p.data_digest = options_.tcp_data_digest;
-      p.timeout = std::chrono::milliseconds(options_.connect_timeout_ms);
       // Connecting here (a bounded wait, once per queue) keeps Create I/O SQ
-      // one admin command for the core, as on every other transport.
-      Status st = q.Open(p);
+      // one admin command, as on every other transport.
+      Status st = ConnectIoQueue(qid, entries, reinterpret_cast<spec::Sqe*>(cmd.prp1),
+                                 reinterpret_cast<spec::Cqe*>(cq->second.iova));
       if (!st) {
         NVMUX_LOG(kError, "NVMe/TCP: I/O queue %u: %s", qid, st.error().message.c_str());
         return StatusOf(0, 0x06);  // internal error
       }
-      q.AttachRing(reinterpret_cast<spec::Sqe*>(cmd.prp1), reinterpret_cast<spec::Cqe*>(cq->second.iova), entries);
-      q.set_in_capsule_limit(io_in_capsule_);
       return StatusOf(0, 0);
     }
     case spec::admin::kDeleteIoSq:
@@ -327,6 +330,79 @@ void TcpTransport::Snoop(const spec::Sqe& cmd, std::span<const iovec> data) {
   uint32_t ioccsz;
   std::memcpy(&ioccsz, raw, 4);
   io_in_capsule_ = ioccsz * 16 > 64 ? ioccsz * 16 - 64 : 0;
+}
+
+Status TcpTransport::ConnectIoQueue(uint16_t qid, uint32_t entries, spec::Sqe* sq, spec::Cqe* cq) {
+  std::lock_guard<std::recursive_mutex> guard(mutex_);
+  if (qid == 0) return Fail(EINVAL, "NVMe/TCP: queue 0 is the admin queue");
+  TcpQueue& q = IoQueue(qid);
+  ConnectParams p;
+  p.qid = qid;
+  p.entries = static_cast<uint16_t>(std::min<uint32_t>(entries, uint32_t{mqes_} + 1));
+  p.cntlid = admin_->cntlid();
+  p.subnqn = trid_.subnqn.empty() ? std::string(TransportId::kDiscoveryNqn) : trid_.subnqn;
+  p.hostnqn = host_.nqn;
+  std::memcpy(p.hostid, host_.id, 16);
+  p.header_digest = options_.tcp_header_digest;
+  p.data_digest = options_.tcp_data_digest;
+  p.timeout = std::chrono::milliseconds(options_.connect_timeout_ms);
+  NVMUX_TRY(q.Open(p));
+  q.AttachRing(sq, cq, entries);
+  q.set_in_capsule_limit(io_in_capsule_);
+  return Ok();
+}
+
+void TcpTransport::DisconnectIoQueue(uint16_t qid, bool graceful) {
+  std::lock_guard<std::recursive_mutex> guard(mutex_);
+  auto it = io_.find(qid);
+  if (it == io_.end()) return;
+  if (graceful) {
+    it->second->Disconnect();
+  } else {
+    it->second->Close();
+  }
+}
+
+void TcpTransport::WatchAdminSocket() {
+  const int s = admin_->socket_fd();
+  if (s == watched_socket_ || s < 0 || !epoll_.valid()) return;
+  // A closed socket left epoll by itself (its last reference went).
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = s;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, s, &ev) != 0 && errno != EEXIST)
+    NVMUX_LOG(kWarning, "NVMe/TCP %s: epoll_ctl for the admin socket: %s (nvmuxd then wakes on its timer only)",
+              ep_.text.c_str(), std::strerror(errno));
+  watched_socket_ = s;
+}
+
+void TcpTransport::ArmAdminEvent() {
+  uint64_t count = 0;
+  (void)!::read(mailbox_.get(), &count, sizeof(count));
+}
+
+std::optional<Transport::Exported> TcpTransport::Export() const {
+  // No doorbell area to map: a secondary's "doorbell" is this mailbox.
+  Exported e;
+  e.doorbell_fd = mailbox_.get();
+  e.connection_fd = mailbox_.get();
+  return e;
+}
+
+void TcpTransport::ShareAdminDoorbells(uint32_t* sq_tail, uint32_t* cq_head) {
+  std::lock_guard<std::recursive_mutex> guard(mutex_);
+  admin_->UseDoorbellWords(sq_tail, cq_head);
+}
+
+std::optional<Transport::FabricsInfo> TcpTransport::Fabrics() const {
+  std::lock_guard<std::recursive_mutex> guard(mutex_);
+  FabricsInfo f;
+  f.cntlid = admin_->cntlid();
+  f.hostnqn = host_.nqn;
+  std::memcpy(f.hostid, host_.id, 16);
+  f.header_digest = options_.tcp_header_digest;
+  f.data_digest = options_.tcp_data_digest;
+  return f;
 }
 
 }  // namespace nvmux::tcp

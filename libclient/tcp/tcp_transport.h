@@ -15,6 +15,9 @@
 //  - SglOnly(): the core describes data with SGLs, which carry lengths; the
 //    engine turns them into in-capsule data or transport SGLs.
 //
+// Group mode (a primary's transport): see Export() below, and
+// ARCHITECTURE.md "NVMe/TCP in a group".
+//
 // Thread safety: as Transport; the admin connection is serialised by a
 // mutex (registers() from any thread, the admin ring under the core's admin
 // lock). Each I/O queue's connection belongs to its queue pair's thread.
@@ -61,6 +64,21 @@ class TcpTransport final : public Transport, private RegisterIo {
   bool SglOnly() const override { return true; }
   uint16_t cntlid() const { return admin_->cntlid(); }
 
+  // In a group (this process the primary): secondaries ring the shared
+  // admin ring's doorbells (ShareAdminDoorbells) and then write the admin
+  // mailbox, an eventfd, which Export() hands them as their "doorbell" (and
+  // "connection": they hold a duplicate, so another process can take it
+  // from them after this one died). AdminEventFd() is an epoll fd over the
+  // admin socket and the mailbox, so nvmuxd sleeps until either has work.
+  std::optional<Exported> Export() const override;
+  int AdminEventFd() const override { return epoll_.get(); }
+  void ArmAdminEvent() override;
+  void ShareAdminDoorbells(uint32_t* sq_tail, uint32_t* cq_head) override;
+  std::optional<FabricsInfo> Fabrics() const override;
+  bool ConnectsIoQueues() const override { return true; }
+  [[nodiscard]] Status ConnectIoQueue(uint16_t qid, uint32_t entries, spec::Sqe* sq, spec::Cqe* cq) override;
+  void DisconnectIoQueue(uint16_t qid, bool graceful) override;
+
  private:
   // Serialises the admin connection: the core's ring use and register calls.
   class AdminHook final : public QueueHook {
@@ -88,6 +106,8 @@ class TcpTransport final : public Transport, private RegisterIo {
   std::optional<spec::Cqe> Intercept(const spec::Sqe& cmd);
   void Snoop(const spec::Sqe& cmd, std::span<const iovec> data);
   TcpQueue& IoQueue(uint16_t qid);
+  // (Re)registers the admin socket with epoll_ after each (re)connection.
+  void WatchAdminSocket();
 
   TransportId trid_;
   ControllerOptions options_;
@@ -105,6 +125,9 @@ class TcpTransport final : public Transport, private RegisterIo {
   uint32_t io_in_capsule_ = 0;  // from Identify Controller IOCCSZ
   std::map<uint16_t, CqInfo> cqs_;
   std::map<uint16_t, std::unique_ptr<TcpQueue>> io_;
+  UniqueFd mailbox_;  // eventfd: a group secondary committed admin commands
+  UniqueFd epoll_;    // over the admin socket and mailbox_
+  int watched_socket_ = -1;
 };
 
 }  // namespace nvmux::tcp

@@ -114,14 +114,16 @@ int RunRange(int group, const std::string& trid_text, uint64_t lba0, uint64_t bl
   auto joined = Join(group, trid_text, verify ? "mp_verify" : "mp_fill");
   if (!joined) return 1;
   Namespace* ns = joined->ctrlr->GetNamespace(1);
+  // Before the queue pair: leaving on an error destroys it first, and its
+  // destruction completes what is outstanding (OnDone writes these).
+  int errors = 0;
+  uint64_t ios = 0;
+  Slot s;
   auto qpair = joined->ctrlr->AllocIoQpair();
   if (!qpair) {
     std::fprintf(stderr, "mp_child: %s\n", qpair.error().message.c_str());
     return 1;
   }
-  int errors = 0;
-  uint64_t ios = 0;
-  Slot s;
   auto b = joined->env->AllocDma(8 * ns->sector_size());
   if (!b) return 1;
   s.buffer = std::move(*b);
@@ -164,14 +166,16 @@ int RunIo(int group, const std::string& trid_text, uint64_t lba0, uint64_t block
   std::unique_ptr<Env>* env = &joined->env;
   std::unique_ptr<Controller>* ctrlr = &joined->ctrlr;
   Namespace* ns = (*ctrlr)->GetNamespace(1);
+  // Before the queue pair: leaving on an error (ENXIO) destroys it first,
+  // and its destruction completes what is outstanding (OnDone writes these).
+  int errors = 0;
+  uint64_t ios = 0;
+  std::vector<Slot> slots(qd);
   auto qpair = (*ctrlr)->AllocIoQpair();
   if (!qpair) {
     std::fprintf(stderr, "mp_child: %s\n", qpair.error().message.c_str());
     return 1;
   }
-  int errors = 0;
-  uint64_t ios = 0;
-  std::vector<Slot> slots(qd);
   uint32_t per = 8;
   if (blocks % (uint64_t{per} * qd) != 0) {
     std::fprintf(stderr, "mp_child: --blocks %llu must be a multiple of 8 x --qd\n", static_cast<unsigned long long>(blocks));

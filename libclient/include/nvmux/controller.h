@@ -140,9 +140,12 @@ class Controller {
   // The admin queue's interrupt (MSI-X vector 0) as an eventfd, so a
   // process can sleep until admin completions or asynchronous events
   // arrive instead of polling: readable once the device posted an admin
-  // completion after the last ArmAdminEvent(). -1 when this process did not
-  // register the device's interrupts (a secondary; a transport or device
-  // without MSI-X; a primary that took the group over): poll then.
+  // completion after the last ArmAdminEvent(). Over NVMe/TCP, an epoll fd
+  // readable when the admin connection has data or a group secondary
+  // committed an admin command for this process to send. -1 when this
+  // process did not register the device's interrupts (a secondary; a
+  // transport or device without MSI-X; a primary that took the group
+  // over): poll then.
   // Owned by the controller; do not read or close it. Race-free use:
   //   ctrlr->ArmAdminEvent(); (void)ctrlr->ProcessAdminCompletions();
   //   poll({admin_event_fd(), ...}, timeout <= keep_alive_timeout_ms / 2);
