@@ -15,6 +15,7 @@
 #include "libclient/core/transport.h"
 #include "libclient/core/qpair_state.h"
 #include "nvmux/poll_group.h"
+#include "libclient/shared/fd_holders.h"
 #include "libclient/shared/shared_admin_queue.h"
 #include "shm/group.h"
 #include "shm/base/clock.h"
@@ -158,6 +159,10 @@ IoQpair::~IoQpair() {
     std::lock_guard<std::recursive_mutex> guard(s_->cs->admin_mutex);
     Disconnect();
     if (s_->cs->shared != nullptr) {
+      // Withdrawn before the queue id is freed and the fd closed.
+      if (s_->irq_fd.valid())
+        ForgetVectorHolder(*s_->cs->shared, s_->qid, s_->cs->env.group().self_slot(),
+                           s_->cs->env.group().processes().self_generation());
       auto lock = s_->cs->shared_admin->lock().Lock();
       if (lock) s_->cs->shared->qids[s_->qid] = SharedQid{};
     } else {

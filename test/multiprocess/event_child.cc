@@ -10,6 +10,10 @@
 //     With --hang it then submits one read (the test makes the device drop
 //     it), prints "blocked", and waits for it with WaitCompletions(-1):
 //     blocked on the eventfd until it is killed.
+//     With --first-wait it first submits one read (the test makes the
+//     device delay it), prints "blocked", waits for it (up to 60 s) and
+//     prints "woken <wakeups>", then waits for a line on stdin before its
+//     N I/Os: the test restarts nvmuxd meanwhile (a takeover).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstring>
@@ -36,7 +40,8 @@ int Fail(const std::string& what) {
   return 1;
 }
 
-int Run(int group, const std::string& trid_text, const std::string& mode, uint64_t lba, uint32_t ios, bool hang) {
+int Run(int group, const std::string& trid_text, const std::string& mode, uint64_t lba, uint32_t ios, bool hang,
+        bool first_wait) {
   EnvOptions o;
   o.name = "event_child";
   o.group_id = group;
@@ -72,6 +77,21 @@ int Run(int group, const std::string& trid_text, const std::string& mode, uint64
     }
     return d.ok || (Fail("I/O failed"), false);
   };
+  if (first_wait) {
+    Done slow;
+    if (Status st = q.Read(*ns, buf->data(), lba, 8, OnDone, &slow); !st) return Fail(st.error().message);
+    std::printf("blocked\n");
+    std::fflush(stdout);
+    for (int i = 0; i < 6 && !slow.done; ++i) {
+      auto n = q.WaitCompletions(10'000);
+      if (!n) return Fail(n.error().message);
+    }
+    if (!slow.done || !slow.ok) return Fail("the delayed read did not complete within 60 s, or failed");
+    std::printf("woken %llu\n", static_cast<unsigned long long>(q.statistics().wakeups));
+    std::fflush(stdout);
+    char line[16];
+    if (std::fgets(line, sizeof line, stdin) == nullptr) return Fail("stdin closed before 'go'");
+  }
   auto* words = static_cast<uint32_t*>(buf->data());
   for (uint32_t i = 0; i < ios; ++i) {
     const uint64_t at = lba + uint64_t{i} * 8;
@@ -111,12 +131,14 @@ int main(int argc, char** argv) {
   uint64_t lba = 0;
   uint32_t ios = 8;
   bool hang = false;
+  bool first_wait = false;
   app.add_option("-i", group)->required();
   app.add_option("-r", trid)->required();
   app.add_option("--mode", mode);
   app.add_option("--lba", lba);
   app.add_option("--ios", ios);
   app.add_flag("--hang", hang);
+  app.add_flag("--first-wait", first_wait);
   CLI11_PARSE(app, argc, argv);
-  return nvmux::Run(group, trid, mode, lba, ios, hang);
+  return nvmux::Run(group, trid, mode, lba, ios, hang, first_wait);
 }

@@ -142,7 +142,8 @@ class Controller {
   // arrive instead of polling: readable once the device posted an admin
   // completion after the last ArmAdminEvent(). -1 when this process did not
   // register the device's interrupts (a secondary; a transport or device
-  // without MSI-X; a primary that took the group over): poll then.
+  // without MSI-X): poll then. A primary that took the group over
+  // registers them again (or keeps the files live processes hold).
   // Owned by the controller; do not read or close it. Race-free use:
   //   ctrlr->ArmAdminEvent(); (void)ctrlr->ProcessAdminCompletions();
   //   poll({admin_event_fd(), ...}, timeout <= keep_alive_timeout_ms / 2);
