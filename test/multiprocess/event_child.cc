@@ -10,11 +10,20 @@
 //     With --hang it then submits one read (the test makes the device drop
 //     it), prints "blocked", and waits for it with WaitCompletions(-1):
 //     blocked on the eventfd until it is killed.
+//     With --admin-wait it prints "connected", waits for a line on stdin,
+//     then only sends one Get Features (Number of Queues;
+//     the test makes the device delay it) and prints
+//     "admin ok <cpu us> <wall us> <blocks> <wakeups>": the CPU time this
+//     process used (getrusage) while waiting, the wait's wall time, and the
+//     controller's admin wait statistics.
 //     With --first-wait it first submits one read (the test makes the
 //     device delay it), prints "blocked", waits for it (up to 60 s) and
 //     prints "woken <wakeups>", then waits for a line on stdin before its
 //     N I/Os: the test restarts nvmuxd meanwhile (a takeover).
 #include <CLI/CLI.hpp>
+#include <sys/resource.h>
+
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -41,7 +50,7 @@ int Fail(const std::string& what) {
 }
 
 int Run(int group, const std::string& trid_text, const std::string& mode, uint64_t lba, uint32_t ios, bool hang,
-        bool first_wait) {
+        bool first_wait, bool admin_wait) {
   EnvOptions o;
   o.name = "event_child";
   o.group_id = group;
@@ -51,6 +60,32 @@ int Run(int group, const std::string& trid_text, const std::string& mode, uint64
   if (!trid) return Fail(trid.error().message);
   auto ctrlr = Controller::Connect(**env, *trid);
   if (!ctrlr) return Fail(ctrlr.error().message);
+  if (admin_wait) {
+    // Connecting sent admin commands of its own: the test sets the delay
+    // up once this one is the next.
+    std::printf("connected\n");
+    std::fflush(stdout);
+    char go[16];
+    if (std::fgets(go, sizeof go, stdin) == nullptr) return Fail("stdin closed before 'go'");
+    const AdminStatistics before = (*ctrlr)->admin_statistics();
+    auto cpu_us = [] {
+      rusage u{};
+      ::getrusage(RUSAGE_SELF, &u);
+      return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1'000'000LL + u.ru_utime.tv_usec + u.ru_stime.tv_usec;
+    };
+    const long long cpu0 = cpu_us();
+    const auto wall0 = std::chrono::steady_clock::now();
+    auto queues = (*ctrlr)->GetFeature(0x07);
+    const long long wall =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - wall0).count();
+    const long long cpu = cpu_us() - cpu0;
+    if (!queues) return Fail(queues.error().message);
+    const AdminStatistics& st = (*ctrlr)->admin_statistics();
+    std::printf("admin ok %lld %lld %llu %llu\n", cpu, wall, static_cast<unsigned long long>(st.blocks - before.blocks),
+                static_cast<unsigned long long>(st.wakeups - before.wakeups));
+    std::fflush(stdout);
+    return 0;
+  }
   IoQpairOptions qo;
   if (mode == "event") qo.mode = CompletionMode::kEvent;
   else if (mode == "hybrid") qo.mode = CompletionMode::kHybrid;
@@ -132,6 +167,7 @@ int main(int argc, char** argv) {
   uint32_t ios = 8;
   bool hang = false;
   bool first_wait = false;
+  bool admin_wait = false;
   app.add_option("-i", group)->required();
   app.add_option("-r", trid)->required();
   app.add_option("--mode", mode);
@@ -139,6 +175,7 @@ int main(int argc, char** argv) {
   app.add_option("--ios", ios);
   app.add_flag("--hang", hang);
   app.add_flag("--first-wait", first_wait);
+  app.add_flag("--admin-wait", admin_wait);
   CLI11_PARSE(app, argc, argv);
-  return nvmux::Run(group, trid, mode, lba, ios, hang, first_wait);
+  return nvmux::Run(group, trid, mode, lba, ios, hang, first_wait, admin_wait);
 }

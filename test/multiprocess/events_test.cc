@@ -210,6 +210,35 @@ TEST_F(EventsGroupTest, EventModeSurvivesATakeoverAndIsOfferedAfterIt) {
   ExpectIoOk(blocked);
 }
 
+// A secondary waiting for its own admin command (through the group's
+// admin queue) sleeps on the admin vector instead of spinning: the device
+// holds its Get Features for 1.5 s, and the secondary's CPU time over the
+// wait stays far below the wait's wall time (a bound, not a timing check:
+// a spinning waiter uses about as much CPU as wall time).
+TEST_F(EventsGroupTest, SecondaryWaitingForAnAdminCompletionSleepsOnTheAdminVector) {
+  std::vector<std::string> argv = {EVENT_CHILD, "-i", std::to_string(id_), "-r", trid_, "--admin-wait"};
+  children_.push_back(Start(argv));
+  Subprocess& c = *children_.back();
+  ASSERT_TRUE(c.ReadUntil("connected", std::chrono::seconds(20)));
+  auto delay = test::EmuControl(dir_, "delay us=1500000 opc=0x0a queue=admin count=1");
+  ASSERT_TRUE(delay && delay->rfind("ok", 0) == 0) << (delay ? *delay : delay.error().message);
+  ASSERT_TRUE(c.WriteLine("go"));
+  auto line = c.ReadUntil("admin ok", std::chrono::seconds(60));
+  ASSERT_TRUE(line) << "the admin command did not complete";
+  long long cpu_us = 0, wall_us = 0;
+  unsigned long long blocks = 0, wakeups = 0;
+  ASSERT_EQ(std::sscanf(line->c_str(), "admin ok %lld %lld %llu %llu", &cpu_us, &wall_us, &blocks, &wakeups), 4)
+      << *line;
+  std::printf("admin wait: %lld us CPU over %lld us, %llu blocks, %llu woken by the interrupt\n", cpu_us, wall_us,
+              blocks, wakeups);
+  EXPECT_GE(wall_us, 1'000'000) << "the device did not hold the command (did another process take the delay?)";
+  EXPECT_GT(blocks, 0u) << "never blocked on the admin vector: " << *line;
+  EXPECT_LT(cpu_us * 5, wall_us) << "the waiter spun: " << *line;
+  auto st = c.Wait(std::chrono::seconds(30));
+  ASSERT_TRUE(st);
+  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << test::DescribeStatus(*st);
+}
+
 // A device with only the admin queue's vector: a secondary asking for event
 // mode is refused with ENOTSUP naming the mode and the transport, and its
 // refused queue pair left nothing (no queue id, no queue on the device).
