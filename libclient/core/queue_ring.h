@@ -150,6 +150,17 @@ class QueueRing {
   uint64_t shadow_doorbell_updates() const { return shadow_updates_; }
   uint32_t sq_tail() const { return x_.sq_tail; }
   uint32_t cq_head() const { return x_.cq_head(); }
+  // The idle poll's whole question, inline: nothing new at the CQ head (its
+  // phase tag is the previous lap's), nothing pushed and not yet rung, no
+  // consumed entry whose head was not written, and no host-side engine
+  // (TCP) that must be asked for completions first. When true, Pop, RingCq
+  // and RingSq would each do nothing. One load of the CQ entry's status,
+  // the indices' line, no call.
+  bool Idle() const {
+    const volatile spec::Cqe* slot = &cq_[x_.cq & RingIndices::kHeadMask];
+    return (slot->status & 1u) != x_.cq >> 16 && x_.sq_tail == x_.sq_rung && x_.cq_head() == x_.cq_rung &&
+           doorbells_.hook == nullptr;
+  }
   // Back to the state of a freshly created queue (the caller zeroes the CQ
   // memory): after the controller was reset or the queue re-created.
   void Reset() { x_ = RingIndices{}; }
