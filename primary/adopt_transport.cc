@@ -1,7 +1,13 @@
 #include "primary/adopt_transport.h"
 
 #include <fcntl.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
 
 #include "libclient/pcie/pcie_transport.h"
 #include "libclient/shared/fd_holders.h"
@@ -9,9 +15,73 @@
 #include "libclient/shared/shared_registry.h"
 #include "libclient/tcp/tcp_transport.h"
 #include "libclient/vfiouser/adopted_registers.h"
+#include "libclient/vfiouser/protocol.h"
+#include "shm/base/log.h"
 #include "shm/group.h"
 
 namespace nvmux {
+
+namespace {
+
+// The dead primary's vector eventfds died with it; the device keeps
+// signalling the registration it was given, which is the duplicates live
+// processes hold (event-mode queues, admin waiters). Those files are taken
+// and kept; only vectors nobody holds get a fresh eventfd, registered with
+// DEVICE_SET_IRQS on the adopted connection (start = the vector, a run at
+// a time). Replacing a held vector's eventfd would leave its holder blocked
+// on a file nobody signals any more. Returns every vector's eventfd, or
+// none (logged: queue pairs then only poll) when the device offers none or
+// refuses.
+std::vector<UniqueFd> RegisterVectorsAgain(SharedController& c, const shm::ProcessTable& processes,
+                                           vfiouser::Client& client, const TransportId& trid) {
+  auto info = client.GetIrqInfo(vfiouser::kPciMsixIrq);
+  if (!info || info->count == 0 || (info->flags & vfiouser::kIrqInfoEventfd) == 0) {
+    NVMUX_LOG(kInfo, "adopting %s: no MSI-X vectors with eventfds%s%s: queue pairs can only poll",
+              trid.ToString().c_str(), info ? "" : ": ", info ? "" : info.error().message.c_str());
+    return {};
+  }
+  std::vector<UniqueFd> fds = TakeHeldVectorFds(c, processes, std::min<uint32_t>(info->count, kMaxSharedQids));
+  uint32_t kept = 0;
+  std::vector<bool> fresh(fds.size(), false);
+  for (size_t v = 0; v < fds.size(); ++v) {
+    if (fds[v].valid()) {
+      ++kept;
+      continue;
+    }
+    fds[v] = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!fds[v].valid()) {
+      NVMUX_LOG(kWarning, "adopting %s: eventfd for MSI-X vector %zu: %s; queue pairs can only poll",
+                trid.ToString().c_str(), v, std::strerror(errno));
+      return {};
+    }
+    fresh[v] = true;
+  }
+  // A server's max_msg_fds is at least the protocol's default: runs of at most 8.
+  constexpr uint32_t kChunk = 8;
+  for (uint32_t start = 0; start < fds.size();) {
+    if (!fresh[start]) {
+      ++start;
+      continue;
+    }
+    std::vector<int> raw;
+    while (start + raw.size() < fds.size() && fresh[start + raw.size()] && raw.size() < kChunk)
+      raw.push_back(fds[start + raw.size()].get());
+    const auto n = static_cast<uint32_t>(raw.size());
+    Status st = client.SetIrqs(vfiouser::kPciMsixIrq, vfiouser::kIrqSetDataEventfd | vfiouser::kIrqSetActionTrigger,
+                               start, n, raw);
+    if (!st) {
+      NVMUX_LOG(kWarning, "adopting %s: the device refused MSI-X eventfds %u..%u (%s); queue pairs can only poll",
+                trid.ToString().c_str(), start, start + n - 1, st.error().message.c_str());
+      return {};
+    }
+    start += n;
+  }
+  NVMUX_LOG(kNotice, "adopting %s: %zu MSI-X vectors registered again (%u kept from the processes blocking on them)",
+            trid.ToString().c_str(), fds.size(), kept);
+  return fds;
+}
+
+}  // namespace
 
 Result<std::unique_ptr<Transport>> AdoptTransport(Env& env, const TransportId& trid, const ControllerOptions& options) {
   if (env.role() != Role::kPrimary || !env.group().took_over())
@@ -46,9 +116,11 @@ Result<std::unique_ptr<Transport>> AdoptTransport(Env& env, const TransportId& t
   }
   UniqueFd for_registers(::fcntl(fds->connection.get(), F_DUPFD_CLOEXEC, 0));
   if (!for_registers.valid()) return ErrnoError("adopting " + trid.ToString() + ": dup");
-  auto t = ImportedTransport::Create(c, std::move(*fds),
-                                     std::make_unique<vfiouser::AdoptedRegisters>(std::move(for_registers)));
+  auto regs = std::make_unique<vfiouser::AdoptedRegisters>(std::move(for_registers));
+  std::vector<UniqueFd> vectors = RegisterVectorsAgain(c, env.group().processes(), regs->client(), trid);
+  auto t = ImportedTransport::Create(c, std::move(*fds), std::move(regs));
   if (!t) return t.error();
+  (*t)->SetVectorFds(std::move(vectors));
   return std::unique_ptr<Transport>(std::move(*t));
 }
 

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <string>
 
 #include "libclient/core/controller_state.h"
 #include "libclient/core/dma_page_map.h"
@@ -26,7 +27,11 @@ uint32_t SelfGeneration(Env& env) { return env.group().processes().self_generati
 // What secondaries read of a ready controller.
 void WriteEntry(ControllerState& s) {
   SharedController& c = *s.shared;
-  std::snprintf(c.transport_name, sizeof(c.transport_name), "%s", s.transport->name());
+  // Copied first: an adopting primary's transport returns this very field
+  // as its name, and snprintf from a buffer into itself is undefined (glibc
+  // left it empty: error messages after a takeover named no transport).
+  const std::string name = s.transport->name();
+  std::snprintf(c.transport_name, sizeof(c.transport_name), "%s", name.c_str());
   c.cap = s.data.cap.raw;
   c.vs = s.data.vs.raw;
   c.max_transfer = s.max_transfer;

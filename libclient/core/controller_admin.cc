@@ -1,8 +1,11 @@
 // Controller: the admin queue — submission with data, polling (AENs,
 // keep-alive, timeouts), synchronous commands and their conveniences,
 // namespace refresh and controller reset.
+#include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <thread>
 
@@ -12,7 +15,9 @@
 #include "libclient/core/transport.h"
 #include "libclient/core/sgl.h"
 #include "libclient/core/qpair_state.h"
+#include "libclient/shared/fd_holders.h"
 #include "libclient/shared/shared_admin_queue.h"
+#include "shm/group.h"
 #include "nvmux/controller.h"
 #include "nvmux/spec/features.h"
 #include "nvmux/spec/log_page.h"
@@ -72,13 +77,40 @@ Status Controller::SubmitAdmin(const spec::Sqe& cmd, void* buffer, uint32_t leng
   return Ok();
 }
 
-int Controller::admin_event_fd() const {
-  const ControllerState& s = *s_;
-  // Only the process that registered the vectors (or owns the fabrics
-  // admin connection) has one (a secondary's imported transport reports none).
-  if (s.transport == nullptr) return -1;
-  return s.transport->AdminEventFd();
+ControllerState::AdminWait::~AdminWait() {
+  if (fd.valid() && shared != nullptr) ForgetVectorHolder(*shared, 0, slot, generation);
 }
+
+int ControllerState::AdminWaitFd() {
+  std::lock_guard<std::recursive_mutex> guard(admin_mutex);
+  if (shared == nullptr || owns_device) {
+    // Vector 0's eventfd; over NVMe/TCP an epoll fd over the admin
+    // connection and the group's mailbox (TcpTransport::AdminEventFd).
+    if (transport == nullptr) return -1;
+    return transport->AdminEventFd();
+  }
+  if (admin_wait.fd.valid()) return admin_wait.fd.get();
+  // A secondary: the primary's recorded vector 0, once per registration
+  // (a failed take is retried when a primary records the vectors again).
+  const uint32_t registered = std::atomic_ref<uint32_t>(shared->irq_holder_generation).load(std::memory_order_acquire);
+  if (registered == 0 || registered == admin_wait.tried) return -1;
+  admin_wait.tried = registered;
+  auto fd = TakeVectorFd(*shared, env.group().processes(), 0);
+  if (!fd) {
+    NVMUX_LOG(kInfo, "%s: admin waits poll: %s", trid.ToString().c_str(), fd.error().message.c_str());
+    return -1;
+  }
+  const int flags = ::fcntl(fd->get(), F_GETFL);
+  if (flags >= 0 && (flags & O_NONBLOCK) == 0) (void)::fcntl(fd->get(), F_SETFL, flags | O_NONBLOCK);
+  admin_wait.shared = shared;
+  admin_wait.slot = env.group().self_slot();
+  admin_wait.generation = env.group().processes().self_generation();
+  RecordVectorHolder(*shared, 0, admin_wait.slot, admin_wait.generation, fd->get());
+  admin_wait.fd = std::move(*fd);
+  return admin_wait.fd.get();
+}
+
+int Controller::admin_event_fd() const { return s_->AdminWaitFd(); }
 
 void Controller::ArmAdminEvent() {
   if (s_->transport != nullptr) s_->transport->ArmAdminEvent();
@@ -178,14 +210,37 @@ Result<spec::Cqe> Controller::SyncAdmin(const spec::Sqe& cmd, void* buffer, uint
     delete holder;
     return st.error();
   }
-  int64_t deadline = MonotonicNanos() + int64_t{s_->options.admin_timeout_ms} * 1'000'000;
-  while (!waiter->done) {
+  const int64_t start = MonotonicNanos();
+  const int64_t deadline = start + int64_t{s_->options.admin_timeout_ms} * 1'000'000;
+  // Most admin commands complete within microseconds: poll that long, then
+  // sleep on the admin interrupt. Slices bound the sleep because the
+  // eventfd is the group's: another process (nvmuxd) may drain it first and
+  // route this completion to our mailbox without waking us.
+  constexpr int64_t kSpinNs = 200'000;
+  constexpr int kSliceMs = 5;
+  for (;;) {
+    const int64_t now = MonotonicNanos();
+    const int fd = now - start >= kSpinNs ? s_->AdminWaitFd() : -1;
+    if (fd >= 0) {  // drain, then process: see ArmAdminEvent
+      if (s_->shared == nullptr || s_->owns_device) {
+        ArmAdminEvent();  // the transport's own fd (an epoll fd over NVMe/TCP)
+      } else {
+        uint64_t count = 0;
+        (void)!::read(fd, &count, sizeof(count));
+      }
+    }
     auto n = ProcessAdminCompletions();
     if (!n && !waiter->done) return n.error();
     if (waiter->done) break;
     if (MonotonicNanos() > deadline)
       return Fail(ETIMEDOUT, "admin command " + Hex(cmd.opc, 2) + " did not complete within " +
                                  std::to_string(s_->options.admin_timeout_ms) + " ms");
+    if (fd < 0) continue;
+    pollfd p{fd, POLLIN, 0};
+    const bool woken = ::poll(&p, 1, kSliceMs) > 0;
+    std::lock_guard<std::recursive_mutex> guard(s_->admin_mutex);
+    s_->stats.blocks++;
+    if (woken) s_->stats.wakeups++;
   }
   s_->last_admin = waiter->cpl;
   if (IsError(waiter->cpl))

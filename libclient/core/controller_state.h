@@ -17,6 +17,7 @@
 #include "libclient/core/controller_init.h"
 #include "libclient/core/transport.h"
 #include "nvmux/controller.h"
+#include "shm/base/unique_fd.h"
 
 namespace nvmux {
 
@@ -75,6 +76,24 @@ struct ControllerState {
   spec::Cqe last_admin{};
   AdminStatistics stats;
   Controller* handle = nullptr;
+  // A secondary's duplicate of the admin vector's eventfd, taken at its
+  // first admin wait and recorded (fd_holders.h RecordVectorHolder) so a
+  // primary taking the group over keeps it registered; withdrawn before it
+  // is closed. (controller_admin.cc)
+  struct AdminWait {
+    UniqueFd fd;
+    uint32_t tried = 0;  // irq_holder_generation of the last failed take: retried when it changes
+    SharedController* shared = nullptr;
+    uint32_t slot = 0;
+    uint32_t generation = 0;
+    AdminWait() = default;
+    AdminWait(const AdminWait&) = delete;
+    AdminWait& operator=(const AdminWait&) = delete;
+    ~AdminWait();
+  } admin_wait;
+  // The admin vector's eventfd this process may block on: the registering
+  // process's own, a secondary's duplicate, or -1. Takes admin_mutex.
+  int AdminWaitFd();
 
   // Group mode (primary or secondary): the controller's shared state and
   // the shared admin queue (== admin). Null when standalone.

@@ -44,11 +44,15 @@ Status QpairState::ObtainInterrupt() {
     auto fd = TakeVectorFd(*cs->shared, cs->env.group().processes(), vector);
     if (!fd) return Fail(fd.error().code, what + " needs an interrupt vector: " + fd.error().message);
     irq_fd = std::move(*fd);
+    // So that a primary taking the group over keeps this very eventfd
+    // registered while this queue may block on it (fd_holders.h).
+    RecordVectorHolder(*cs->shared, vector, cs->env.group().self_slot(),
+                       cs->env.group().processes().self_generation(), irq_fd.get());
   } else {
     const uint32_t vectors = cs->transport->InterruptVectors();
     if (vectors == 0)
       return Fail(ENOTSUP, what + " needs interrupts, and the transport offers no MSI-X vectors for this device" +
-                               (cs->adopted ? " (a primary that took the group over does not register them)" : "") +
+                               (cs->adopted ? " (this primary took the group over and could not register them again: see its log)" : "") +
                                ": use mode 'poll'");
     if (vector >= vectors)
       return Fail(ENOTSUP, what + " needs MSI-X vector " + std::to_string(vector) + ", and the device offers " +

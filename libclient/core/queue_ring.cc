@@ -6,16 +6,13 @@
 
 namespace nvmux {
 
-Status QueueRing::Stage(const spec::Sqe& cmd) {
-  if (Full())
-    return Fail(EAGAIN, "submission queue full (" + std::to_string(entries_ - 1) + " commands outstanding)");
-  sq_[x_.sq_tail] = cmd;
-  return Ok();
+Status QueueRing::FullError() const {
+  return Fail(EAGAIN, "submission queue full (" + std::to_string(entries_ - 1) + " commands outstanding)");
 }
 
-Status QueueRing::Push(const spec::Sqe& cmd) {
-  NVMUX_TRY(Stage(cmd));
-  CommitStaged();
+Status QueueRing::Stage(const spec::Sqe& cmd) {
+  if (Full()) return FullError();
+  sq_[x_.sq_tail] = cmd;
   return Ok();
 }
 

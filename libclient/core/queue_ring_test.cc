@@ -152,6 +152,26 @@ TEST(QueueRing, PhaseFlipsAcrossManyWraps) {
   EXPECT_EQ(seen, 100u);
 }
 
+// Idle() is the I/O poll's shortcut: true exactly when Pop, RingCq and
+// RingSq would all do nothing, across phase wraps.
+TEST(QueueRing, IdleOnlyWhenNothingIsNewUnrungOrUnconsumed) {
+  FakeDevice dev(4);
+  QueueRing ring(dev.sq.data(), dev.cq.data(), 4, dev.doorbells());
+  EXPECT_TRUE(ring.Idle());
+  for (uint32_t round = 0; round < 10; ++round) {
+    ASSERT_TRUE(ring.Push(Cmd(static_cast<uint16_t>(round), round)));
+    EXPECT_FALSE(ring.Idle()) << "pushed, not rung (round " << round << ")";
+    ring.RingSq();
+    EXPECT_TRUE(ring.Idle()) << "rung, nothing completed (round " << round << ")";
+    ASSERT_EQ(dev.Process(), 1);
+    EXPECT_FALSE(ring.Idle()) << "a new entry at the CQ head (round " << round << ")";
+    ASSERT_TRUE(ring.Pop());
+    EXPECT_FALSE(ring.Idle()) << "consumed, head not written (round " << round << ")";
+    ring.RingCq();
+    EXPECT_TRUE(ring.Idle()) << "round " << round;
+  }
+}
+
 TEST(AdminQueue, RunsEachCallbackOnceAndReusesCommandIds) {
   FakeDevice dev(4);
   QueueRing ring(dev.sq.data(), dev.cq.data(), 4, dev.doorbells());

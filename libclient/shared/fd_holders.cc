@@ -28,6 +28,13 @@ FdIdentity IdentityOf(int fd) {
                     static_cast<uint32_t>(st.st_mode & S_IFMT), 1};
 }
 
+bool IsEventfd(int fd) {
+  char link[64] = {};
+  const std::string self = "/proc/self/fd/" + std::to_string(fd);
+  const ssize_t len = ::readlink(self.c_str(), link, sizeof(link) - 1);
+  return len > 0 && std::string(link, static_cast<size_t>(len)) == "anon_inode:[eventfd]";
+}
+
 bool SameFile(const FdIdentity& a, const FdIdentity& b) {
   return a.valid != 0 && b.valid != 0 && a.type == b.type && a.dev == b.dev && a.ino == b.ino;
 }
@@ -164,18 +171,84 @@ Result<UniqueFd> TakeVectorFd(SharedController& c, const shm::ProcessTable& proc
     // The number was read before taking it: the holder must still be the
     // same and the file an eventfd (an exiting holder may have reused it).
     std::atomic_thread_fence(std::memory_order_acquire);
-    char link[64] = {};
-    const std::string self = "/proc/self/fd/" + std::to_string(fd.get());
-    const ssize_t len = ::readlink(self.c_str(), link, sizeof(link) - 1);
     if (std::atomic_ref<uint32_t>(c.irq_holder_generation).load(std::memory_order_acquire) != generation ||
-        len <= 0 || std::string(link, static_cast<size_t>(len)) != "anon_inode:[eventfd]")
+        !IsEventfd(fd.get()))
       return Fail(ESTALE, "process " + std::to_string(p.id.pid) + " no longer holds MSI-X vector " +
                               std::to_string(vector) + "'s eventfd (exiting?)");
     return fd;
   }
   return Fail(ENOTSUP, "the process that registered the interrupt eventfds of " + std::string(c.trid) +
-                           " (the primary) is gone: a primary that took the group over does not register them "
-                           "again, so event mode is unavailable until the group restarts");
+                           " (the primary) is gone: event mode is unavailable until a primary takes the group "
+                           "over (it registers them again)");
+}
+
+namespace {
+
+VectorHolder* HolderRecord(SharedController& c, uint16_t vector, uint32_t slot) {
+  if (vector == 0) return slot < shm::kMaxProcesses ? &c.irq_admin_holders[slot] : nullptr;
+  return vector < kMaxSharedQids ? &c.irq_queue_holders[vector] : nullptr;
+}
+
+// Takes `h` (a copy of `shared`, read when its generation was `generation`)
+// from the live process it names; invalid when it cannot.
+UniqueFd TakeHeld(const VectorHolder& h, VectorHolder& shared, uint32_t generation,
+                  const std::vector<shm::ProcessInfo>& live, uint32_t vector) {
+  for (const shm::ProcessInfo& p : live) {
+    if (p.slot != h.slot || p.generation != generation || p.state != shm::SlotState::kActive) continue;
+    UniqueFd pidfd(PidfdOpen(p.id.pid));
+    if (!pidfd.valid()) return UniqueFd();
+    auto start = shm::ReadProcessStartTime(p.id.pid);
+    if (!start || *start != p.id.start_time) return UniqueFd();
+    UniqueFd fd(PidfdGetfd(pidfd.get(), h.fd));
+    if (!fd.valid()) {
+      NVMUX_LOG(kWarning, "MSI-X vector %u: cannot take the eventfd process %d blocks on (%s): it gets a new one",
+                vector, static_cast<int>(p.id.pid), std::strerror(errno));
+      return UniqueFd();
+    }
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (std::atomic_ref<uint32_t>(shared.generation).load(std::memory_order_acquire) != generation ||
+        !IsEventfd(fd.get()))
+      return UniqueFd();  // withdrawn meanwhile (its queue deleted or the process leaving)
+    return fd;
+  }
+  return UniqueFd();
+}
+
+}  // namespace
+
+void RecordVectorHolder(SharedController& c, uint16_t vector, uint32_t slot, uint32_t generation, int fd) {
+  VectorHolder* h = HolderRecord(c, vector, slot);
+  if (h == nullptr) return;
+  std::atomic_ref<uint32_t>(h->generation).store(0, std::memory_order_release);
+  std::atomic_thread_fence(std::memory_order_release);
+  h->slot = slot;
+  h->fd = fd;
+  std::atomic_ref<uint32_t>(h->generation).store(generation, std::memory_order_release);
+}
+
+void ForgetVectorHolder(SharedController& c, uint16_t vector, uint32_t slot, uint32_t generation) {
+  VectorHolder* h = HolderRecord(c, vector, slot);
+  if (h == nullptr) return;
+  if (std::atomic_ref<uint32_t>(h->generation).load(std::memory_order_acquire) == generation && h->slot == slot)
+    std::atomic_ref<uint32_t>(h->generation).store(0, std::memory_order_release);
+}
+
+std::vector<UniqueFd> TakeHeldVectorFds(SharedController& c, const shm::ProcessTable& processes, uint32_t vectors) {
+  std::vector<UniqueFd> out(std::min<uint32_t>(vectors, kMaxSharedQids));
+  const std::vector<shm::ProcessInfo> live = processes.Snapshot();
+  auto take = [&](VectorHolder& shared, uint32_t v) -> UniqueFd {
+    const uint32_t generation = std::atomic_ref<uint32_t>(shared.generation).load(std::memory_order_acquire);
+    if (generation == 0) return UniqueFd();
+    VectorHolder h = shared;
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (std::atomic_ref<uint32_t>(shared.generation).load(std::memory_order_relaxed) != generation) return UniqueFd();
+    return TakeHeld(h, shared, generation, live, v);
+  };
+  for (uint32_t v = 1; v < out.size(); ++v) out[v] = take(c.irq_queue_holders[v], v);
+  // Vector 0: any one waiter's duplicate is the file all of them hold.
+  if (!out.empty())
+    for (uint32_t s = 0; s < shm::kMaxProcesses && !out[0].valid(); ++s) out[0] = take(c.irq_admin_holders[s], 0);
+  return out;
 }
 
 Result<SharedFds> TakeSharedFds(SharedController& c, const shm::ProcessTable& processes, uint32_t self_slot) {

@@ -73,11 +73,33 @@ void RecordVectorFds(SharedController& c, uint32_t slot, uint32_t generation, st
 // A duplicate of vector `vector`'s eventfd, taken from the recorded holder
 // with pidfd_getfd and checked to be an eventfd while the record stayed
 // that holder's. Errors: ENOTSUP (no holder recorded — the transport or
-// device offers no interrupts, or the primary that registered them died:
-// a primary that takes the group over does not register them again — or
-// the vector is beyond the device's; names the vector and the count),
-// EPERM (no ptrace access, as above), ESTALE (the holder is exiting).
+// device offers no interrupts, or the primary that registered them died
+// and no primary has taken the group over yet — or the vector is beyond
+// the device's; names the vector and the count), EPERM (no ptrace access,
+// as above), ESTALE (the holder is exiting).
 [[nodiscard]] Result<UniqueFd> TakeVectorFd(SharedController& c, const shm::ProcessTable& processes,
                                             uint16_t vector);
+
+// A process other than the registering one records the duplicate it took
+// (`fd`, its number here) while it may block on it: vector v >= 1 by the
+// owner of queue id v, vector 0 by each process waiting for admin
+// completions (by its slot). Forget withdraws the record; call it before
+// closing the fd (it does nothing when the record is not this process's).
+// No lock: each record has one writer (the queue id's owner; the slot's
+// process), which writes the generation last.
+void RecordVectorHolder(SharedController& c, uint16_t vector, uint32_t slot, uint32_t generation, int fd);
+void ForgetVectorHolder(SharedController& c, uint16_t vector, uint32_t slot, uint32_t generation);
+
+// For a primary that took the group over and must register the vectors
+// again (the dead primary's eventfds died with it, but the device still
+// signals the duplicates live processes hold and block on): for each
+// vector below `vectors`, a duplicate of the eventfd a live process
+// recorded with RecordVectorHolder (checked as TakeVectorFd checks), or an
+// invalid fd when none does. Re-registering exactly the taken files keeps
+// every blocked waiter's eventfd the one the device signals. Never fails:
+// a holder that cannot be taken from (exited, EPERM) leaves its vector
+// invalid, logged; the caller registers a fresh eventfd for it.
+[[nodiscard]] std::vector<UniqueFd> TakeHeldVectorFds(SharedController& c, const shm::ProcessTable& processes,
+                                                      uint32_t vectors);
 
 }  // namespace nvmux

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include <atomic>
 
@@ -51,6 +52,13 @@ class ImportedTransport final : public Transport {
   Doorbells QueueDoorbells(uint16_t qid, uint32_t dstrd) override;
   bool Lost() const override;
   int DoorbellKickFd() const override { return fds_.kick.get(); }
+  // A secondary has none; a primary that adopted the controller registers
+  // the MSI-X vectors again (adopt_transport.h) and hands them here.
+  uint32_t InterruptVectors() const override { return static_cast<uint32_t>(vector_fds_.size()); }
+  int VectorFd(uint16_t vector) const override {
+    return vector < vector_fds_.size() ? vector_fds_[vector].get() : -1;
+  }
+  void SetVectorFds(std::vector<UniqueFd> fds) { vector_fds_ = std::move(fds); }
   // What this process holds, for others to take (fd_holders.h).
   std::optional<Exported> Export() const override {
     return Exported{fds_.doorbells.get(), fds_.doorbell_file_offset, c_.doorbell_offset, fds_.doorbell_bytes,
@@ -63,6 +71,7 @@ class ImportedTransport final : public Transport {
   SharedRegisters registers_;
   SharedFds fds_;
   std::unique_ptr<RegisterIo> device_registers_;
+  std::vector<UniqueFd> vector_fds_;  // MSI-X vector v's eventfd, as registered by this (adopting) primary
   uint8_t* map_ = nullptr;
   size_t map_bytes_ = 0;
   std::atomic<bool> lost_{false};  // the doorbell mapping vanished (SIGBUS, bar_guard.h)

@@ -136,6 +136,16 @@ struct SharedFabrics {
   char hostnqn[256];      // NUL-terminated
 };
 
+// A process's duplicate of an MSI-X vector's eventfd: its slot, that
+// slot's generation (0: no record; atomic_ref, written last) and the fd
+// number in that process.
+struct VectorHolder {
+  uint32_t slot;
+  uint32_t generation;
+  int32_t fd;
+  uint32_t reserved;
+};
+
 struct SharedController {
   uint32_t in_use;  // kEntry*: 0 free, 2 reserved by the primary, 1 published, 3 retired (atomic_ref)
   uint32_t index;   // in the table
@@ -211,6 +221,13 @@ struct SharedController {
   uint32_t reserved3;
   int32_t irq_fds[kMaxSharedQids];
   SharedFabrics fabrics;
+  // The duplicates the other processes took (fd_holders.h
+  // RecordVectorHolder), so that a primary that takes the group over finds
+  // the eventfds live processes block on and keeps them registered instead
+  // of replacing them: [v] is queue id v's owner (v >= 1); a process that
+  // waits for admin completions on vector 0 records itself by its slot.
+  VectorHolder irq_queue_holders[kMaxSharedQids];
+  VectorHolder irq_admin_holders[shm::kMaxProcesses];
 };
 
 struct SharedControllerTable {

@@ -1,7 +1,8 @@
 // AdoptedRegisters: register access over a vfio-user connection adopted
 // from a dead primary (Client::Adopt), for the primary that takes its group
 // over. The device keeps the connection's DMA maps and doorbell mapping;
-// only REGION_READ/WRITE are sent on it.
+// REGION_READ/WRITE are sent on it, and DEVICE_GET_IRQ_INFO/SET_IRQS once
+// when the adopter registers the interrupt vectors again.
 //
 // Thread safety: as VfioUserRegisters. Ownership: owns the adopted client.
 #pragma once
@@ -23,6 +24,8 @@ class AdoptedRegisters final : public RegisterIo {
   Result<uint64_t> Read64(uint32_t offset) override { return registers_.Read64(offset); }
   Status Write32(uint32_t offset, uint32_t value) override { return registers_.Write32(offset, value); }
   Status Write64(uint32_t offset, uint64_t value) override { return registers_.Write64(offset, value); }
+  // The adopted connection, for the adopting primary's DEVICE_SET_IRQS.
+  Client& client() { return *client_; }
 
  private:
   std::unique_ptr<Client> client_;

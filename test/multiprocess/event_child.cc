@@ -10,7 +10,20 @@
 //     With --hang it then submits one read (the test makes the device drop
 //     it), prints "blocked", and waits for it with WaitCompletions(-1):
 //     blocked on the eventfd until it is killed.
+//     With --admin-wait it prints "connected", waits for a line on stdin,
+//     then only sends one Get Features (Number of Queues;
+//     the test makes the device delay it) and prints
+//     "admin ok <cpu us> <wall us> <blocks> <wakeups>": the CPU time this
+//     process used (getrusage) while waiting, the wait's wall time, and the
+//     controller's admin wait statistics.
+//     With --first-wait it first submits one read (the test makes the
+//     device delay it), prints "blocked", waits for it (up to 60 s) and
+//     prints "woken <wakeups>", then waits for a line on stdin before its
+//     N I/Os: the test restarts nvmuxd meanwhile (a takeover).
 #include <CLI/CLI.hpp>
+#include <sys/resource.h>
+
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -36,7 +49,8 @@ int Fail(const std::string& what) {
   return 1;
 }
 
-int Run(int group, const std::string& trid_text, const std::string& mode, uint64_t lba, uint32_t ios, bool hang) {
+int Run(int group, const std::string& trid_text, const std::string& mode, uint64_t lba, uint32_t ios, bool hang,
+        bool first_wait, bool admin_wait) {
   EnvOptions o;
   o.name = "event_child";
   o.group_id = group;
@@ -46,6 +60,32 @@ int Run(int group, const std::string& trid_text, const std::string& mode, uint64
   if (!trid) return Fail(trid.error().message);
   auto ctrlr = Controller::Connect(**env, *trid);
   if (!ctrlr) return Fail(ctrlr.error().message);
+  if (admin_wait) {
+    // Connecting sent admin commands of its own: the test sets the delay
+    // up once this one is the next.
+    std::printf("connected\n");
+    std::fflush(stdout);
+    char go[16];
+    if (std::fgets(go, sizeof go, stdin) == nullptr) return Fail("stdin closed before 'go'");
+    const AdminStatistics before = (*ctrlr)->admin_statistics();
+    auto cpu_us = [] {
+      rusage u{};
+      ::getrusage(RUSAGE_SELF, &u);
+      return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1'000'000LL + u.ru_utime.tv_usec + u.ru_stime.tv_usec;
+    };
+    const long long cpu0 = cpu_us();
+    const auto wall0 = std::chrono::steady_clock::now();
+    auto queues = (*ctrlr)->GetFeature(0x07);
+    const long long wall =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - wall0).count();
+    const long long cpu = cpu_us() - cpu0;
+    if (!queues) return Fail(queues.error().message);
+    const AdminStatistics& st = (*ctrlr)->admin_statistics();
+    std::printf("admin ok %lld %lld %llu %llu\n", cpu, wall, static_cast<unsigned long long>(st.blocks - before.blocks),
+                static_cast<unsigned long long>(st.wakeups - before.wakeups));
+    std::fflush(stdout);
+    return 0;
+  }
   IoQpairOptions qo;
   if (mode == "event") qo.mode = CompletionMode::kEvent;
   else if (mode == "hybrid") qo.mode = CompletionMode::kHybrid;
@@ -72,6 +112,21 @@ int Run(int group, const std::string& trid_text, const std::string& mode, uint64
     }
     return d.ok || (Fail("I/O failed"), false);
   };
+  if (first_wait) {
+    Done slow;
+    if (Status st = q.Read(*ns, buf->data(), lba, 8, OnDone, &slow); !st) return Fail(st.error().message);
+    std::printf("blocked\n");
+    std::fflush(stdout);
+    for (int i = 0; i < 6 && !slow.done; ++i) {
+      auto n = q.WaitCompletions(10'000);
+      if (!n) return Fail(n.error().message);
+    }
+    if (!slow.done || !slow.ok) return Fail("the delayed read did not complete within 60 s, or failed");
+    std::printf("woken %llu\n", static_cast<unsigned long long>(q.statistics().wakeups));
+    std::fflush(stdout);
+    char line[16];
+    if (std::fgets(line, sizeof line, stdin) == nullptr) return Fail("stdin closed before 'go'");
+  }
   auto* words = static_cast<uint32_t*>(buf->data());
   for (uint32_t i = 0; i < ios; ++i) {
     const uint64_t at = lba + uint64_t{i} * 8;
@@ -111,12 +166,16 @@ int main(int argc, char** argv) {
   uint64_t lba = 0;
   uint32_t ios = 8;
   bool hang = false;
+  bool first_wait = false;
+  bool admin_wait = false;
   app.add_option("-i", group)->required();
   app.add_option("-r", trid)->required();
   app.add_option("--mode", mode);
   app.add_option("--lba", lba);
   app.add_option("--ios", ios);
   app.add_flag("--hang", hang);
+  app.add_flag("--first-wait", first_wait);
+  app.add_flag("--admin-wait", admin_wait);
   CLI11_PARSE(app, argc, argv);
-  return nvmux::Run(group, trid, mode, lba, ios, hang);
+  return nvmux::Run(group, trid, mode, lba, ios, hang, first_wait, admin_wait);
 }

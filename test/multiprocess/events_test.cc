@@ -72,10 +72,11 @@ class EventsGroupTest : public ::testing::Test {
     if (!p) throw std::runtime_error("cannot start " + argv.front());
     return p;
   }
-  Subprocess& Child(const std::string& mode, uint64_t lba, uint32_t ios, bool hang = false) {
+  Subprocess& Child(const std::string& mode, uint64_t lba, uint32_t ios, bool hang = false, bool first_wait = false) {
     std::vector<std::string> argv = {EVENT_CHILD, "-i", std::to_string(id_), "-r", trid_, "--mode", mode,
                                      "--lba", std::to_string(lba), "--ios", std::to_string(ios)};
     if (hang) argv.push_back("--hang");
+    if (first_wait) argv.push_back("--first-wait");
     children_.push_back(Start(argv));
     return *children_.back();
   }
@@ -175,6 +176,69 @@ TEST_F(EventsGroupTest, SecondaryKilledWhileBlockedInEventModeIsReapedAndItsVect
   ExpectIoOk(next);
 }
 
+// Takeover (kill -9 nvmuxd, restart): the new primary registers the
+// vectors again on the adopted connection, keeping the eventfds live
+// secondaries block on. A secondary blocked in event mode across the
+// takeover is woken by the device's interrupt and does event-mode I/O
+// after it; a secondary started after the takeover gets event mode (before
+// the re-registration it was refused with ENOTSUP).
+TEST_F(EventsGroupTest, EventModeSurvivesATakeoverAndIsOfferedAfterIt) {
+  // The blocked child's first read is held by the device for 12 s: long
+  // enough to span the kill and the restart, whose adoption re-registers
+  // the vectors while the child blocks on its eventfd.
+  auto delay = test::EmuControl(dir_, "delay us=12000000 opc=0x02 queue=io count=1");
+  ASSERT_TRUE(delay && delay->rfind("ok", 0) == 0) << (delay ? *delay : delay.error().message);
+  Subprocess& blocked = Child("event", 0, 32, /*hang=*/false, /*first_wait=*/true);
+  ASSERT_GT(Ready(blocked), 0);
+  ASSERT_TRUE(blocked.ReadUntil("blocked", std::chrono::seconds(20)));
+  daemon_->Kill(SIGKILL);
+  (void)daemon_->Wait();
+  daemon_.reset();
+  daemon_ = test::StartNvmuxd({NVMUXD, "-i", std::to_string(id_), "-r", trid_});
+  ASSERT_TRUE(daemon_);
+  // A new secondary in event mode, after the takeover.
+  Subprocess& fresh = Child("event", 8192, 64);
+  ASSERT_GT(Ready(fresh), 0);
+  ExpectIoOk(fresh);
+  // The blocked one: woken by its interrupt (never by polling: event mode).
+  auto woken = blocked.ReadUntil("woken", std::chrono::seconds(60));
+  ASSERT_TRUE(woken) << "the secondary blocked across the takeover was never woken";
+  unsigned long long wakeups = 0;
+  ASSERT_EQ(std::sscanf(woken->c_str(), "woken %llu", &wakeups), 1) << *woken;
+  EXPECT_GT(wakeups, 0u) << *woken;
+  ASSERT_TRUE(blocked.WriteLine("go"));
+  ExpectIoOk(blocked);
+}
+
+// A secondary waiting for its own admin command (through the group's
+// admin queue) sleeps on the admin vector instead of spinning: the device
+// holds its Get Features for 1.5 s, and the secondary's CPU time over the
+// wait stays far below the wait's wall time (a bound, not a timing check:
+// a spinning waiter uses about as much CPU as wall time).
+TEST_F(EventsGroupTest, SecondaryWaitingForAnAdminCompletionSleepsOnTheAdminVector) {
+  std::vector<std::string> argv = {EVENT_CHILD, "-i", std::to_string(id_), "-r", trid_, "--admin-wait"};
+  children_.push_back(Start(argv));
+  Subprocess& c = *children_.back();
+  ASSERT_TRUE(c.ReadUntil("connected", std::chrono::seconds(20)));
+  auto delay = test::EmuControl(dir_, "delay us=1500000 opc=0x0a queue=admin count=1");
+  ASSERT_TRUE(delay && delay->rfind("ok", 0) == 0) << (delay ? *delay : delay.error().message);
+  ASSERT_TRUE(c.WriteLine("go"));
+  auto line = c.ReadUntil("admin ok", std::chrono::seconds(60));
+  ASSERT_TRUE(line) << "the admin command did not complete";
+  long long cpu_us = 0, wall_us = 0;
+  unsigned long long blocks = 0, wakeups = 0;
+  ASSERT_EQ(std::sscanf(line->c_str(), "admin ok %lld %lld %llu %llu", &cpu_us, &wall_us, &blocks, &wakeups), 4)
+      << *line;
+  std::printf("admin wait: %lld us CPU over %lld us, %llu blocks, %llu woken by the interrupt\n", cpu_us, wall_us,
+              blocks, wakeups);
+  EXPECT_GE(wall_us, 1'000'000) << "the device did not hold the command (did another process take the delay?)";
+  EXPECT_GT(blocks, 0u) << "never blocked on the admin vector: " << *line;
+  EXPECT_LT(cpu_us * 5, wall_us) << "the waiter spun: " << *line;
+  auto st = c.Wait(std::chrono::seconds(30));
+  ASSERT_TRUE(st);
+  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << test::DescribeStatus(*st);
+}
+
 // A device with only the admin queue's vector: a secondary asking for event
 // mode is refused with ENOTSUP naming the mode and the transport, and its
 // refused queue pair left nothing (no queue id, no queue on the device).
@@ -202,6 +266,28 @@ TEST_F(EventsGroupNoVectorsTest, SecondaryAskingForEventModeGetsEnotsupAndNothin
   EXPECT_GT(Ready(p, /*event_mode=*/false), 0);
   auto ok = p.ReadUntil("io ok", std::chrono::seconds(30));
   EXPECT_TRUE(ok);
+}
+
+// After a takeover the refusal is the same: the adopting primary registered
+// the one vector again, and the message still names the transport (the
+// adopting primary used to blank the entry's transport name).
+TEST_F(EventsGroupNoVectorsTest, AfterATakeoverEventModeIsRefusedNamingTheTransport) {
+  daemon_->Kill(SIGKILL);
+  (void)daemon_->Wait();
+  daemon_.reset();
+  daemon_ = test::StartNvmuxd({NVMUXD, "-i", std::to_string(id_), "-r", trid_});
+  ASSERT_TRUE(daemon_);
+  Subprocess& c = Child("event", 0, 1);
+  auto line = c.ReadUntil("alloc error", std::chrono::seconds(20));
+  ASSERT_TRUE(line) << "the child was not refused";
+  int code = 0;
+  ASSERT_EQ(std::sscanf(line->c_str(), "alloc error %d", &code), 1) << *line;
+  EXPECT_EQ(code, ENOTSUP) << *line;
+  EXPECT_NE(line->find("(transport VFIOUSER,"), std::string::npos) << *line;
+  EXPECT_NE(line->find("1 MSI-X vector(s)"), std::string::npos) << *line;
+  auto st = c.Wait(std::chrono::seconds(30));
+  ASSERT_TRUE(st);
+  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 1) << test::DescribeStatus(*st);
 }
 
 }  // namespace

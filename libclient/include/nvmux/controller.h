@@ -75,6 +75,8 @@ struct AdminStatistics {
   uint64_t completed = 0;
   uint64_t timeouts = 0;
   uint64_t aens = 0;
+  uint64_t blocks = 0;   // SyncAdmin waits that blocked on admin_event_fd()
+  uint64_t wakeups = 0;  // of which ended by the admin interrupt (not the slice's end)
 };
 
 class Controller {
@@ -140,12 +142,17 @@ class Controller {
   // The admin queue's interrupt (MSI-X vector 0) as an eventfd, so a
   // process can sleep until admin completions or asynchronous events
   // arrive instead of polling: readable once the device posted an admin
-  // completion after the last ArmAdminEvent(). Over NVMe/TCP, an epoll fd
-  // readable when the admin connection has data or a group secondary
-  // committed an admin command for this process to send. -1 when this
-  // process did not register the device's interrupts (a secondary; a
-  // transport or device without MSI-X; a primary that took the group
-  // over): poll then.
+  // completion after the last ArmAdminEvent(). Over NVMe/TCP (the process
+  // owning the admin connection), an epoll fd readable when the connection
+  // has data or a group secondary committed an admin command for this
+  // process to send. In a group every process holds the same eventfd (a
+  // secondary takes a duplicate from the primary at its first use,
+  // fd_holders.h); whoever drains it first consumes the wakeup, and its
+  // ProcessAdminCompletions routes the others' completions to their
+  // mailboxes, so a waiter must bound its sleep (SyncAdmin sleeps in slices
+  // of 5 ms) to find a completion routed by another process.
+  // -1 when the transport or device offers no MSI-X (or, in a secondary,
+  // no live primary recorded the vectors yet; a TCP secondary): poll then.
   // Owned by the controller; do not read or close it. Race-free use:
   //   ctrlr->ArmAdminEvent(); (void)ctrlr->ProcessAdminCompletions();
   //   poll({admin_event_fd(), ...}, timeout <= keep_alive_timeout_ms / 2);
@@ -154,7 +161,9 @@ class Controller {
   // ProcessAdminCompletions: a completion posted after the drain leaves the
   // fd readable, one posted before it is found by that poll.
   void ArmAdminEvent();
-  // Submits and polls until done or admin_timeout_ms; returns the completion.
+  // Submits and waits until done or admin_timeout_ms; returns the completion.
+  // Polls for the first 200 us, then sleeps on admin_event_fd() in slices
+  // of at most 5 ms (polls throughout when it is -1).
   // Errors: ETIMEDOUT, ENXIO, EIO when the device returned an error status
   // (the message names opcode and status; the completion is in the error's
   // detail via LastAdminCompletion()).
