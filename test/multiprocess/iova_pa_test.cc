@@ -4,7 +4,7 @@
 // physical addresses, which nvmux-emu maps like any other IOVA. The group's
 // DMA pool is then not one physically contiguous range: the driver must
 // translate every buffer page by page and split I/O at physical breaks
-// (96 KiB I/Os straddle 2 MiB pages), and the addresses the group shares
+// (96 KiB buffers straddle 2 MiB pages), and the addresses the group shares
 // (admin and I/O rings, shadow doorbells) must be ones every process can
 // use. Two verifying secondaries, one killed with SIGKILL and reaped, a new
 // one after it; nvmuxd killed with SIGKILL and restarted under a running
@@ -71,8 +71,10 @@ class IovaPaGroupTest : public ::testing::Test {
   }
   // A secondary writing and reading back (--verify) `seconds` of 96 KiB
   // I/Os in its own 40,000 blocks from `lba`; waits until its workers run.
+  // 32 buffers of 96 KiB: 3 MiB, so buffers straddle 2 MiB pages (on this
+  // host most neighbouring hugepages of a group are not physically adjacent).
   Subprocess* StartSecondary(int lba, int seconds) {
-    auto p = test::StartProcess({NVMUX_PERF, "-i", std::to_string(id_), "-r", trid_, "-q", "8", "-o", "96k", "-w",
+    auto p = test::StartProcess({NVMUX_PERF, "-i", std::to_string(id_), "-r", trid_, "-q", "32", "-o", "96k", "-w",
                                  "randrw", "-M", "50", "-t", std::to_string(seconds), "--lba-range",
                                  std::to_string(lba) + ":40000", "--verify", "--no-live"},
                                 {"NVMUX_IOVA_MODE=pa"});
