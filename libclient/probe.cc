@@ -81,24 +81,29 @@ bool Matches(Env& env, const std::optional<TransportId>& filter, const Transport
 }
 
 // Every NVMe controller bound to a userspace driver (vfio-pci,
-// uio_pci_generic), limited by SPDK's PCI_ALLOWED when set; `filter` (a
-// trtype:pcie id without traddr) gives the other fields (ns, hostnqn).
-Result<std::vector<TransportId>> EnumeratePcie(const TransportId& filter) {
-  std::vector<std::string> allowed;
-  if (const char* list = std::getenv("PCI_ALLOWED"); list != nullptr) {
+// uio_pci_generic), limited by the Env's pci_allowed, else by SPDK's
+// PCI_ALLOWED when set; `filter` (a trtype:pcie id without traddr) gives
+// the other fields (ns, hostnqn).
+Result<std::vector<TransportId>> EnumeratePcie(Env& env, const TransportId& filter) {
+  std::vector<std::string> allowed = env.pci_allowed();
+  if (const char* list = std::getenv("PCI_ALLOWED"); allowed.empty() && list != nullptr) {
     auto parsed = pcie::ParseAllowList(list);
     if (!parsed) return parsed.error();
     allowed = std::move(*parsed);
   }
   std::vector<TransportId> out;
-  for (const pcie::PciFunction& f : pcie::ListNvmeFunctions(pcie::kSysfsPciDevices)) {
-    if (f.driver != "vfio-pci" && f.driver != "uio_pci_generic") continue;
-    if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), f.bdf) == allowed.end()) continue;
+  for (const std::string& bdf : pcie::UserspaceNvmeAddresses(pcie::kSysfsPciDevices, allowed)) {
     TransportId trid = filter;
-    trid.traddr = f.bdf;
+    trid.traddr = bdf;
     out.push_back(trid);
   }
   return out;
+}
+
+// Where the allow list of a pcie enumeration came from, for messages.
+std::string AllowListSource(Env& env) {
+  if (!env.pci_allowed().empty()) return " among EnvOptions::pci_allowed";
+  return std::getenv("PCI_ALLOWED") != nullptr ? " among PCI_ALLOWED" : "";
 }
 
 // The group's published, live entries as transport ids.
@@ -225,11 +230,11 @@ Status ProbeContext::Impl::Scan() {
       return Fail(EINVAL, "probe without a transport id: only a group's secondary can enumerate (its primary's "
                           "controllers); name the controller, e.g. 'trtype:vfiouser traddr:DIR'");
     if (filter->traddr.empty() && filter->trtype == TransportType::kPcie) {
-      auto found = EnumeratePcie(*filter);
+      auto found = EnumeratePcie(e, *filter);
       if (!found) return found.error();
       if (found->empty())
         return Fail(ENODEV, "probe 'trtype:pcie': no NVMe controller is bound to vfio-pci or uio_pci_generic" +
-                                std::string(std::getenv("PCI_ALLOWED") != nullptr ? " among PCI_ALLOWED" : "") +
+                                AllowListSource(e) +
                                 " (bind them with `scripts/setup.sh config`)");
       for (const TransportId& trid : *found) Candidate(trid);
       return Ok();

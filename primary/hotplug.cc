@@ -25,14 +25,20 @@ void Hotplug::StartProbes(int64_t now_ns) {
       std::fflush(stdout);
       gone_.push_back(&ctrlr);
     };
-    probing_.push_back(Probing{trid, prober_.ProbeAsync(trid, nullptr, nullptr, remove)});
+    auto options = [this](const TransportId&, ControllerOptions& o) {
+      o = options_;
+      return true;
+    };
+    probing_.push_back(Probing{trid, prober_.ProbeAsync(trid, options, nullptr, remove)});
   }
 }
 
 void Hotplug::Finish(const TransportId& trid, Status result, ProbeContext& ctx) {
   std::string key = trid.ToString();
   for (auto& c : ctx.TakeAttached()) {
-    std::printf("nvmuxd: hotplug: attached %s (%zu namespace(s))\n", key.c_str(), c->active_namespaces().size());
+    // The controller's own id: an enumerating trid ('trtype:pcie') finds several.
+    std::printf("nvmuxd: hotplug: attached %s (%zu namespace(s))\n", c->trid().ToString().c_str(),
+                c->active_namespaces().size());
     std::fflush(stdout);
     ++attached_;
     absent_[key] = false;

@@ -43,6 +43,9 @@ class Hotplug {
   Hotplug(const Hotplug&) = delete;
   Hotplug& operator=(const Hotplug&) = delete;
 
+  // The options of the controllers it attaches (nvmuxd's --io-queues, ...).
+  void SetControllerOptions(const ControllerOptions& options) { options_ = options; }
+
   // Call periodically (each loop turn is fine: between probes it costs a
   // clock comparison and a failed() flag per controller). `now_ns`: the
   // monotonic clock.
@@ -62,6 +65,7 @@ class Hotplug {
   std::vector<TransportId> trids_;
   std::vector<std::unique_ptr<Controller>>& controllers_;
   Nanos period_;
+  ControllerOptions options_;
   Prober prober_;
   struct Probing {
     TransportId trid;

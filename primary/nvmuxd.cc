@@ -21,6 +21,7 @@
 #include "primary/reap_queues.h"
 #include "nvmux/controller.h"
 #include "nvmux/env.h"
+#include "nvmux/probe.h"
 #include "primary/hotplug.h"
 #include "primary/reaper.h"
 #include "shm/base/log.h"
@@ -66,7 +67,9 @@ int main(int argc, char** argv) {
   app.add_option("-i,--group", group_id, "shared-memory group id (0-" + std::to_string(shm::kMaxGroupId) + ")")
       ->required()
       ->check(CLI::Range(0, shm::kMaxGroupId));
-  app.add_option("-r,--trid", trids, "transport id of a controller to attach (repeatable)");
+  app.add_option("-r,--trid", trids,
+                 "transport id of a controller to attach (repeatable); 'trtype:pcie' alone: every NVMe controller "
+                 "bound to vfio-pci or uio_pci_generic (PCI_ALLOWED limits it), now and as they are bound");
   std::string controllers_file;
   app.add_option("-c,--controllers-file", controllers_file,
                  "more controllers to attach, one transport id per line ('#' starts a comment); what the systemd "
@@ -194,6 +197,30 @@ int main(int argc, char** argv) {
                 group_id, static_cast<int>((*env)->group().dead_primary()));
   std::vector<std::unique_ptr<Controller>> controllers;
   for (const TransportId& trid : parsed) {
+    if (trid.trtype == TransportType::kPcie && trid.traddr.empty()) {
+      // 'trtype:pcie' alone: every NVMe controller bound to vfio-pci or
+      // uio_pci_generic (PCI_ALLOWED limits it); none yet is fine, hotplug
+      // attaches each one bound later.
+      Prober prober(**env);
+      auto found = prober.Probe(
+          trid,
+          [&](const TransportId&, ControllerOptions& o) {
+            o = ctrlr_options;
+            return true;
+          },
+          nullptr);
+      if (!found) {
+        std::printf("nvmuxd: %s: none attached yet (%s); attaching them as they are bound\n", trid.ToString().c_str(),
+                    found.error().message.c_str());
+        continue;
+      }
+      for (auto& c : *found) {
+        std::printf("nvmuxd: %s %s (%zu namespace(s))\n", c->state().adopted ? "adopted" : "attached",
+                    c->trid().ToString().c_str(), c->active_namespaces().size());
+        controllers.push_back(std::move(c));
+      }
+      continue;
+    }
     auto ctrlr = Controller::Connect(**env, trid, ctrlr_options);
     if (!ctrlr) {
       std::cerr << "nvmuxd: -r '" << trid.ToString() << "': " << ctrlr.error().message << "\n";
@@ -218,6 +245,7 @@ int main(int argc, char** argv) {
   // Hotplug (issue 5): detaches controllers whose device went away and
   // attaches the -r ones that (re)appear; probes once a second.
   primary::Hotplug hotplug(**env, parsed, controllers);
+  hotplug.SetControllerOptions(ctrlr_options);
   // DPDK's own shared locks are not robust: release any a killed process
   // left held (see shm/dpdk_lock_doctor.h).
   auto doctor = shm::DpdkLockDoctor::Create();

@@ -140,10 +140,10 @@ class Primary final : public GroupRole {
     if (!mem) return mem.error();
     st.admin_memory = std::move(*mem);
     auto* base = static_cast<uint8_t*>(st.admin_memory.data());
-    c.admin_sq_iova = DmaPageMap::Iova(base);
+    c.admin_sq_iova = GroupAddress(base);
     NVMUX_TRY(shm::InitRobustMutex(c.lock));
     c.admin_entries = layout.entries;
-    c.admin_cq_iova = DmaPageMap::Iova(base + layout.sq_bytes);
+    c.admin_cq_iova = GroupAddress(base + layout.sq_bytes);
     c.admin_ring = RingIndices{};
     c.doorbell_offset = static_cast<uint32_t>(exported->doorbell_bar_offset);
     c.doorbell_bytes = static_cast<uint32_t>(exported->doorbell_bytes);

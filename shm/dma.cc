@@ -61,7 +61,7 @@ Result<DmaBuffer> DmaAllocator::Allocate(size_t size, size_t align, std::string_
   DmaBuffer buf;
   buf.owner_ = this;
   buf.addr_ = addr;
-  buf.iova_ = r.iova;
+  buf.iova_ = backend_.DeviceAddress(addr);
   buf.size_ = size;
   buf.record_ = index;
   buf.owner_slot_ = r.owner_slot;
@@ -77,11 +77,11 @@ Result<DmaBuffer> DmaAllocator::Adopt(uint64_t iova) {
     DmaBuffer buf;
     buf.owner_ = this;
     buf.addr_ = backend_.IovaToVirt(iova);
-    buf.iova_ = iova;
     buf.size_ = r.size;
     buf.record_ = i;
     buf.owner_slot_ = kGroupOwner;
     if (buf.addr_ == nullptr) break;
+    buf.iova_ = backend_.DeviceAddress(buf.addr_);
     return buf;
   }
   return Fail(ENOENT, "no group-owned DMA allocation at IOVA " + std::to_string(iova));
@@ -108,7 +108,8 @@ void DmaAllocator::Release(DmaBuffer& buffer) {
     DmaRecord& r = state_.records[buffer.record_];
     // Only our own, still-live record: never one that a reaper freed and
     // another process has since reused.
-    if (GetState(r) == DmaRecordState::kLive && r.owner_slot == buffer.owner_slot_ && r.iova == buffer.iova_)
+    if (GetState(r) == DmaRecordState::kLive && r.owner_slot == buffer.owner_slot_ &&
+        r.iova == backend_.VirtToIova(buffer.addr_))
       FreeRecord(backend_, r);
   }
   buffer.owner_ = nullptr;

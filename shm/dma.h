@@ -51,7 +51,7 @@ enum class DmaRecordState : uint32_t { kFree = 0, kAllocating = 1, kLive = 2, kF
 struct DmaRecord {
   uint32_t state;       // DmaRecordState
   uint32_t owner_slot;  // process-table slot of the allocator
-  uint64_t iova;        // 0 until the backend returned memory
+  uint64_t iova;        // the backend's VirtToIova of the range; 0 until the backend returned memory
   uint64_t size;
   char tag[16];
 };
@@ -71,9 +71,16 @@ class DmaBackend {
   // Zeroed memory, `align` a power of two. Returns nullptr when out of memory.
   virtual void* Allocate(size_t size, size_t align, std::string_view tag) = 0;
   virtual void Free(void* addr) = 0;
+  // The address the group's DMA table records `addr` by (DmaRecord::iova):
+  // the device address with IOVA = VA. Must be linear over the backend's
+  // memory (the pool allocates first fit in this space).
   virtual uint64_t VirtToIova(const void* addr) const = 0;
-  // Address of memory this backend allocated, from its IOVA; nullptr if unknown.
+  // Address of memory this backend allocated, from its VirtToIova; nullptr if unknown.
   virtual void* IovaToVirt(uint64_t iova) const = 0;
+  // The device address of `addr` (DmaBuffer::iova()): VirtToIova, unless
+  // the backend's table addresses are not device addresses (a group pool
+  // with IOVA = PA, dma_pool.h).
+  virtual uint64_t DeviceAddress(const void* addr) const { return VirtToIova(addr); }
   // Free hugepage/heap bytes, for error messages.
   virtual size_t FreeBytes() const = 0;
   // What to do when Allocate returned nullptr, for error messages: which
@@ -107,8 +114,9 @@ class DmaAllocator {
   // With DmaOwner::kGroup the memory survives this process's death (see
   // kGroupOwner); destroying the buffer still frees it.
   Result<DmaBuffer> Allocate(size_t size, size_t align, std::string_view tag, DmaOwner owner = DmaOwner::kProcess);
-  // A handle on a live group-owned allocation at `iova` (made by a primary
-  // that died): destroying it frees the memory. Errors: ENOENT (no such
+  // A handle on a live group-owned allocation at `iova` (the table's
+  // address, VirtToIova; made by a primary that died): destroying it frees
+  // the memory. Errors: ENOENT (no such
   // group-owned allocation), lock errors.
   Result<DmaBuffer> Adopt(uint64_t iova);
 

@@ -387,7 +387,11 @@ Status Group::Finish(const GroupOptions& o) {
     if (!base)
       return Fail(base.error().code, G(id_) + ": the group's DMA pool of " + std::to_string(o.dma_pool_mb) +
                                          " MiB: " + base.error().message);
-    dma_backend_ = std::make_unique<PoolDmaBackend>(*base, VirtToIova(*base), size, *dt);
+    // Recorded by group address (dma_pool.h); with IOVA = VA that is VirtToIova(*base) as well.
+    std::function<uint64_t(const void*)> device_address;
+    if (IovaIsPhysical()) device_address = [](const void* addr) { return VirtToIova(addr); };
+    dma_backend_ = std::make_unique<PoolDmaBackend>(*base, reinterpret_cast<uintptr_t>(*base), size, *dt,
+                                                    std::move(device_address));
   }
   table_ = std::make_unique<ProcessTable>(*pt, *lock_, *lock_file_);
   // Hooks before registering: Register may reap a dead process to make room.

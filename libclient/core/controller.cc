@@ -161,7 +161,7 @@ std::unique_ptr<ControllerInit> Controller::StartInit() {
       // Recorded at once (still off): if this primary dies before publishing,
       // whoever reclaims the entry frees the pages (shared_registry.h).
       if (s_->shared != nullptr && s_->owns_device) {
-        s_->shared->shadow_doorbell_iova = DmaPageMap::Iova(s_->shadow_memory.data());
+        s_->shared->shadow_doorbell_iova = GroupAddress(s_->shadow_memory.data());
         s_->shared->eventidx_iova = s_->shared->shadow_doorbell_iova + kPage;
       }
     } else {
@@ -200,8 +200,8 @@ Status Controller::FinishInit(const ControllerInit& init) {
   s_->shadow_doorbells = s_->data.shadow_doorbells;
   if (s_->shared != nullptr && s_->shadow_doorbells) {
     // (StartInit gave the init machine these two pages.)
-    s_->shared->shadow_doorbell_iova = DmaPageMap::Iova(s_->shadow_memory.data());
-    s_->shared->eventidx_iova = DmaPageMap::Iova(static_cast<uint8_t*>(s_->shadow_memory.data()) + kPage);
+    s_->shared->shadow_doorbell_iova = GroupAddress(s_->shadow_memory.data());
+    s_->shared->eventidx_iova = GroupAddress(static_cast<uint8_t*>(s_->shadow_memory.data()) + kPage);
     std::atomic_ref<uint32_t>(s_->shared->shadow_doorbells).store(1, std::memory_order_release);
   }
   uint64_t page = uint64_t{1} << (12 + s_->data.cap.mpsmin());
@@ -231,7 +231,7 @@ Doorbells ControllerState::doorbells(uint16_t qid) {
   }
   uint8_t* shadow = nullptr;
   if (shared != nullptr && !owns_device) {
-    // A secondary: the primary's pages, by IOVA (= address in every process).
+    // A secondary: the primary's pages, by group address (the same in every process).
     if (std::atomic_ref<uint32_t>(shared->shadow_doorbells).load(std::memory_order_acquire) != 0 &&
         shared->eventidx_iova == shared->shadow_doorbell_iova + kPage)
       shadow = reinterpret_cast<uint8_t*>(shared->shadow_doorbell_iova);

@@ -4,6 +4,7 @@
 #include <bit>
 
 #include "libclient/core/dma_page_map.h"
+#include "nvmux/transport_id.h"
 #include "nvmux/version.h"
 #include "libclient/shared/shared_registry.h"
 #include "shm/eal.h"
@@ -29,6 +30,16 @@ const char* ToString(Role role) {
 }
 
 Result<std::unique_ptr<Env>> Env::Init(const EnvOptions& options) {
+  // Checked before anything starts: a bad entry is the caller's error.
+  std::vector<std::string> pci_allowed;
+  for (const std::string& entry : options.pci_allowed) {
+    // The transport id parser owns the address syntax (one entry: no blanks).
+    auto trid = TransportId::Parse("trtype:pcie traddr:" + entry);
+    if (!trid || entry.empty() || entry.find_first_of(" \t\n") != std::string::npos)
+      return Fail(EINVAL, "EnvOptions::pci_allowed entry '" + entry + "' is not a PCI address (expected "
+                              "DDDD:BB:DD.F or BB:DD.F, e.g. 0000:04:00.0)");
+    pci_allowed.push_back(trid->traddr);
+  }
   shm::GroupOptions g;
   g.group_id = options.group_id;
   g.create = options.primary;
@@ -62,6 +73,7 @@ Result<std::unique_ptr<Env>> Env::Init(const EnvOptions& options) {
   }
   std::unique_ptr<Env> env(new Env());
   env->name_ = options.name;
+  env->pci_allowed_ = std::move(pci_allowed);
   auto group = shm::Group::Open(g);
   if (!group) return group.error();
   env->group_ = std::move(*group);

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <tuple>
 #include <utility>
 
 #include "libclient/core/controller_state.h"
@@ -177,6 +178,19 @@ IoQpair::~IoQpair() {
 QpairState::~QpairState() = default;
 
 Status QpairState::CreateOnDevice() {
+  // A ring is one physically contiguous range for the device (no PRP list:
+  // CDW11.PC = 1). With IOVA = PA (uio_pci_generic) that holds within a 2 MiB
+  // hugepage only; Env::AllocDma keeps buffers up to 2 MiB inside one, so
+  // only a larger ring, or one the caller placed across pages, can break it.
+  for (auto [ring_memory, bytes, which] :
+       {std::tuple<const void*, uint64_t, const char*>{ring->sq_memory(), uint64_t{entries} * sizeof(spec::Sqe), "SQ"},
+        std::tuple<const void*, uint64_t, const char*>{ring->cq_memory(), uint64_t{entries} * sizeof(spec::Cqe), "CQ"}})
+    if (DmaPageMap::ContiguousBytes(ring_memory, bytes) < bytes)
+      return Fail(EINVAL, std::string("I/O queue ") + std::to_string(qid) + ": its " + which + " of " +
+                              std::to_string(bytes) + " bytes is not physically contiguous (IOVA = physical "
+                              "addresses, uio_pci_generic): use at most " +
+                              std::to_string(DmaPageMap::kPageBytes / sizeof(spec::Sqe)) +
+                              " entries (io_queue_size), or vfio-pci with an IOMMU");
   std::memset(static_cast<void*>(ring->cq_memory()), 0, size_t{entries} * sizeof(spec::Cqe));
   ring->Reset();
   // Shadow doorbells may have been switched on or off by a controller reset
@@ -220,8 +234,8 @@ Status QpairState::CreateOnDevice() {
   if (cs->shared != nullptr) {
     // The rings too: the reaper keeps them out of reuse until the device
     // confirmed the queue's deletion.
-    cs->shared->qids[qid].sq_iova = sq_iova;
-    cs->shared->qids[qid].cq_iova = cq_iova;
+    cs->shared->qids[qid].sq_iova = GroupAddress(ring->sq_memory());
+    cs->shared->qids[qid].cq_iova = GroupAddress(ring->cq_memory());
     cs->shared->qids[qid].on_device = 1;
   }
   c.create_sq.cdw11 |= static_cast<uint32_t>(options.qprio) << 1;

@@ -102,7 +102,7 @@ std::optional<unsigned> IommuAddressWidth(const std::string& root, const std::st
   return static_cast<unsigned>((cap >> 16) & 0x3F) + 1;
 }
 
-Result<std::vector<std::string>> ParseAllowList(const std::string& text) {
+Result<std::vector<std::string>> ParseAllowList(const std::string& text, const std::string& source) {
   std::vector<std::string> out;
   size_t i = 0;
   while (i < text.size()) {
@@ -113,11 +113,21 @@ Result<std::vector<std::string>> ParseAllowList(const std::string& text) {
       // The transport id parser owns the address syntax.
       auto trid = TransportId::Parse("trtype:pcie traddr:" + entry);
       if (!trid)
-        return Fail(EINVAL, "PCI_ALLOWED entry '" + entry + "' is not a PCI address (expected DDDD:BB:DD.F or "
+        return Fail(EINVAL, source + " entry '" + entry + "' is not a PCI address (expected DDDD:BB:DD.F or "
                                 "BB:DD.F, separated by spaces or commas)");
       out.push_back(trid->traddr);
     }
     i = end + 1;
+  }
+  return out;
+}
+
+std::vector<std::string> UserspaceNvmeAddresses(const std::string& root, const std::vector<std::string>& allowed) {
+  std::vector<std::string> out;
+  for (const PciFunction& f : ListNvmeFunctions(root)) {
+    if (f.driver != "vfio-pci" && f.driver != "uio_pci_generic") continue;
+    if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), f.bdf) == allowed.end()) continue;
+    out.push_back(f.bdf);
   }
   return out;
 }

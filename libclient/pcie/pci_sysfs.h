@@ -59,7 +59,14 @@ std::optional<unsigned> IommuAddressWidth(const std::string& root, const std::st
 
 // SPDK's PCI_ALLOWED: addresses separated by spaces or commas ("04:00.0
 // 0000:05:00.0"), normalised. Empty text: no list (every controller).
-// Errors: EINVAL naming the entry that is not a PCI address.
-[[nodiscard]] Result<std::vector<std::string>> ParseAllowList(const std::string& text);
+// Errors: EINVAL naming the entry that is not a PCI address and `source`
+// (where the list came from).
+[[nodiscard]] Result<std::vector<std::string>> ParseAllowList(const std::string& text,
+                                                              const std::string& source = "PCI_ALLOWED");
+
+// What a probe with no traddr enumerates: the addresses of the NVMe
+// controllers under `root` bound to vfio-pci or uio_pci_generic, sorted,
+// limited to `allowed` (normalised addresses) unless it is empty.
+std::vector<std::string> UserspaceNvmeAddresses(const std::string& root, const std::vector<std::string>& allowed);
 
 }  // namespace nvmux::pcie

@@ -133,5 +133,25 @@ TEST(PciAllowList, ParsesSpdksSpellings) {
   EXPECT_NE(bad.error().message.find("'nvme0'"), std::string::npos) << bad.error().message;
 }
 
+TEST_F(FakeSysfs, EnumerationKeepsUserspaceBoundControllersOfTheAllowList) {
+  Add("0000:00:05.0", "0x010802", "vfio-pci", 7);
+  Add("0000:00:04.0", "0x010802", "uio_pci_generic");
+  Add("0000:00:06.0", "0x010802", "nvme");          // the kernel's: never enumerated
+  Add("0000:00:07.0", "0x010802", "");              // no driver
+  Add("0000:00:03.0", "0x020000", "vfio-pci", 7);  // not NVMe
+  EXPECT_EQ(UserspaceNvmeAddresses(devices(), {}), (std::vector<std::string>{"0000:00:04.0", "0000:00:05.0"}));
+  EXPECT_EQ(UserspaceNvmeAddresses(devices(), {"0000:00:05.0"}), (std::vector<std::string>{"0000:00:05.0"}));
+  // Allowed but bound to nvme, or absent: nothing.
+  EXPECT_TRUE(UserspaceNvmeAddresses(devices(), {"0000:00:06.0", "0000:00:09.0"}).empty());
+}
+
+TEST(PciAllowList, ABadEntryNamesItAndWhereTheListCameFrom) {
+  auto bad = ParseAllowList("04:00.0,0000:zz:00.0", "--pci-allowed");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, EINVAL);
+  EXPECT_EQ(bad.error().message.rfind("--pci-allowed entry '0000:zz:00.0' is not a PCI address", 0), 0u)
+      << bad.error().message;
+}
+
 }  // namespace
 }  // namespace nvmux::pcie

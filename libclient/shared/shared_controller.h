@@ -35,6 +35,9 @@ inline constexpr uint32_t kMailboxEvents = 16;
 inline constexpr uint32_t kAerOwner = 0xFFFFFFFFu;  // tracker owner of the group's AERs
 inline constexpr char kSharedControllersName[] = "nvmux.controllers";
 
+// The group address of DMA memory (see SharedQid::sq_iova).
+inline uint64_t GroupAddress(const void* dma) { return reinterpret_cast<uintptr_t>(dma); }
+
 enum class TrackerState : uint32_t { kFree = 0, kInFlight = 1 };
 
 struct SharedAdminTracker {
@@ -88,7 +91,13 @@ struct SharedQid {
   uint32_t owner_slot;
   uint32_t owner_generation;
   uint32_t on_device;  // Create I/O CQ/SQ sent (intent) or succeeded, not yet deleted
-  uint64_t sq_iova;    // the rings the device was given (0 until Create I/O CQ/SQ is sent)
+  // The rings the device was given, by group address (0 until Create I/O
+  // CQ/SQ is sent). Group address: a DMA buffer's virtual address, the same
+  // in every process (--base-virtaddr), which is what the group's DMA table
+  // records (shm/dma_pool.h). It is the device address only with IOVA = VA;
+  // with IOVA = PA (uio_pci_generic) the device was given the physical one.
+  // (The *_iova fields below are group addresses as well.)
+  uint64_t sq_iova;
   uint64_t cq_iova;
 };
 
@@ -170,7 +179,7 @@ struct SharedController {
   spec::IdentifyController ctrlr;
 
   shm::RobustMutexState lock;
-  uint64_t admin_sq_iova;
+  uint64_t admin_sq_iova;  // group addresses of the admin rings (see SharedQid)
   uint64_t admin_cq_iova;
   RingIndices admin_ring;
   uint32_t aers_outstanding;  // group AERs in flight: recounted from the trackers after each change (for status)
@@ -194,7 +203,7 @@ struct SharedController {
   uint32_t routed_order;   // the last MailCompletion::order handed out
   FdHolder fd_holders[shm::kMaxProcesses];  // under `lock`
   // Shadow doorbells (Doorbell Buffer Config), set by the primary at each
-  // controller (re)initialisation: the IOVAs (= addresses in every process)
+  // controller (re)initialisation: the group addresses (see SharedQid)
   // of the shadow doorbell page and the EventIdx page, in the group's DMA
   // memory, and whether the controller accepted them (atomic_ref; 0 while a
   // reset is re-initialising). Secondaries' I/O queue pairs use them too.

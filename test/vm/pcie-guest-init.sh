@@ -94,11 +94,11 @@ wait_ready() {  # log file: nvmuxd prints "ready" once it serves
   while [ $i -lt 600 ]; do grep -q ready "$1" && return 0; sleep 0.1; i=$((i + 1)); done
   cat "$1"; return 1
 }
-sec() {  # out lba-start seconds: both namespaces (a group names controllers
+sec() {  # out lba-start seconds (group $grp, default 1): both namespaces (a group names controllers
   # without ns), 1024 blocks of each from lba-start (below the 4 KiB namespace's 16384).
   # Queue depth 1: a read racing a write of the same block may see it torn
   # (QEMU copies through the host's page cache), which --verify reports.
-  nvmux-perf -i 1 -r "trtype:pcie traddr:$A" -q 1 -o 4k -w randrw -M 50 -t $3 --lba-range $2:1024 --verify \
+  nvmux-perf -i ${grp:-1} -r "trtype:pcie traddr:$A" -q 1 -o 4k -w randrw -M 50 -t $3 --lba-range $2:1024 --verify \
     --no-live >$1 2>&1
 }
 nvmuxd -i 1 -r "trtype:pcie traddr:$A" >/tmp/d1 2>&1 &
@@ -148,6 +148,34 @@ wait $perf_pid
 result uio_read_rc=$?; tail -5 /tmp/ur
 run nvmux-perf -r "trtype:pcie traddr:$A ns:2" -q 1 -o 16k -w randrw -M 50 -t 2 --verify --no-live >/tmp/u4k 2>&1
 result uio_4k_rc=$?; tail -3 /tmp/u4k
+# The group over uio (IOVA = PA in every process: the group's DMA pool is
+# not physically contiguous, secondaries map BAR0 from nvmuxd's resource0
+# fd): two verifying secondaries, one killed with SIGKILL; nvmuxd killed
+# with SIGKILL under a third and restarted (it adopts the controller).
+nvmuxd -i 2 -r "trtype:pcie traddr:$A" >/tmp/ud1 2>&1 &
+ud1=$!
+if wait_ready /tmp/ud1; then
+  result uio_group_primary=ready
+  grp=2
+  sec /tmp/us1 13312 6 & us1=$!
+  sec /tmp/us2 14336 30 & us2=$!
+  wait_running /tmp/us2; sleep 1
+  kill -9 $us2; wait $us2 2>/dev/null
+  wait $us1; rc=$?; result uio_group_secondary_rc=$rc; show /tmp/us1 $rc
+  sec /tmp/us3 15360 2; rc=$?; result uio_group_after_kill_rc=$rc; show /tmp/us3 $rc
+  sec /tmp/us4 13312 12 & us4=$!
+  wait_running /tmp/us4; sleep 1
+  kill -9 $ud1; wait $ud1 2>/dev/null
+  nvmuxd -i 2 -r "trtype:pcie traddr:$A" >/tmp/ud2 2>&1 &
+  ud2=$!
+  wait_ready /tmp/ud2 && result uio_group_restart=ready || result uio_group_restart=no
+  wait $us4; rc=$?; result uio_group_through_takeover_rc=$rc; show /tmp/us4 $rc
+  kill -TERM $ud2; wait $ud2; result uio_group_primary_exit=$?
+  echo "--- nvmuxd over uio (first)"; tail -8 /tmp/ud1; echo "--- nvmuxd over uio (restarted)"; tail -8 /tmp/ud2
+else
+  result uio_group_primary=no
+  kill -9 $ud1 2>/dev/null
+fi
 
 # 8. Back to the kernel: the blocks nvmux wrote (vfio and uio) are there.
 PCI_ALLOWED=$A run setup.sh reset
@@ -206,5 +234,33 @@ if [ -e $dev/$C ]; then
   result hotplug_sigbus_caught=$(grep -q 'SIGBUS caught' /tmp/hp && echo yes || echo no)
   result hotplug_noticed_gone=$(grep -q -e 'SIGBUS caught' -e 'device is gone' /tmp/hp && echo yes || echo no)
   dmesg | grep -i -e pciehp -e "$C" | tail -5
+fi
+
+# 10. Hot insertion: nvmuxd serves 'trtype:pcie' (every userspace-bound
+# controller, PCI_ALLOWED=N); the host adds controller N behind root port 1
+# (QEMU's device_add) when this says so; the kernel's nvme driver takes it,
+# setup.sh binds it to vfio-pci, nvmuxd's hotplug polling attaches it, and a
+# secondary's verified I/O runs on it.
+N=0000:01:00.0
+PCI_ALLOWED=$N nvmuxd -i 3 -r "trtype:pcie" >/tmp/nd 2>&1 &
+nd=$!
+if wait_ready /tmp/nd; then
+  result hotadd_armed=1
+  i=0
+  while [ $i -lt 300 ] && [ ! -e $dev/$N ]; do sleep 0.1; i=$((i + 1)); done
+  result hotadd_present=$([ -e $dev/$N ] && echo yes || echo no)
+  wait_nvme $N >/dev/null || result hotadd_kernel=absent
+  HUGEMEM=256 PCI_ALLOWED=$N run setup.sh config >/dev/null
+  i=0
+  while [ $i -lt 150 ] && ! grep -q "hotplug: attached trtype:pcie traddr:$N" /tmp/nd; do sleep 0.1; i=$((i + 1)); done
+  result hotadd_attached=$(grep -q "hotplug: attached trtype:pcie traddr:$N" /tmp/nd && echo yes || echo no)
+  run nvmux-perf -i 3 -r "trtype:pcie traddr:$N" -q 1 -o 4k -w randrw -M 50 -t 2 --lba-range 0:1024 --verify \
+    --no-live >/tmp/ns1 2>&1
+  rc=$?; result hotadd_io_rc=$rc; show /tmp/ns1 $rc
+  kill -TERM $nd; wait $nd; result hotadd_primary_exit=$?
+  echo "--- nvmuxd (trtype:pcie)"; tail -6 /tmp/nd
+else
+  result hotadd_armed=no
+  kill -9 $nd 2>/dev/null
 fi
 finish

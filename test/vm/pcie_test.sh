@@ -48,8 +48,11 @@ vm_initramfs "$cache" "$here/pcie-guest-init.sh" "$tmp/initramfs.cpio.gz" "$iden
   "$root/scripts/setup.sh"
 
 # Controller A (00:04.0): namespaces of 512 B and 4 KiB blocks; B (00:05.0): one.
-truncate -s 64M "$tmp/a1.img" "$tmp/a2.img" "$tmp/b1.img" "$tmp/c1.img" "$tmp/v1.img"
+truncate -s 64M "$tmp/a1.img" "$tmp/a2.img" "$tmp/b1.img" "$tmp/c1.img" "$tmp/v1.img" "$tmp/n1.img"
 serial=$tmp/serial.log
+# aw-bits=48: nvmux's DMA addresses are its virtual addresses (IOVA = VA,
+# from --base-virtaddr 0x200000000000, 45 bits); Debian's QEMU 7.2 defaults
+# to a 39-bit IOMMU, whose VFIO DMA maps then fail with EINVAL.
 qemu_cmd=("$qemu" "${qemu_share[@]}" -accel tcg,thread=single -machine q35 -smp 2 -m 1G -cpu max
   -device intel-iommu,intremap=on,aw-bits=48
   -drive "file=$tmp/a1.img,if=none,id=a1,format=raw" -drive "file=$tmp/a2.img,if=none,id=a2,format=raw"
@@ -59,6 +62,7 @@ qemu_cmd=("$qemu" "${qemu_share[@]}" -accel tcg,thread=single -machine q35 -smp 
   -device nvme,id=cb,serial=NVMUXPCIEB,addr=0x5 -device nvme-ns,bus=cb,drive=b1,nsid=1
   -drive "file=$tmp/c1.img,if=none,id=c1,format=raw"
   -drive "file=$tmp/v1.img,if=none,id=v1,format=raw"
+  -drive "file=$tmp/n1.img,if=none,id=n1,format=raw"
   -device pcie-root-port,id=rp1,chassis=1,slot=1,addr=0x6
   -device nvme,id=cv,serial=NVMUXPCIEV,bus=rp1 -device nvme-ns,bus=cv,drive=v1,nsid=1
   -device pcie-root-port,id=rp2,chassis=2,slot=2,addr=0x7
@@ -72,7 +76,7 @@ start=$SECONDS
 "${qemu_cmd[@]}" >"$tmp/qemu.log" 2>&1 &
 qemu_pid=$!
 deadline=$((SECONDS + 600))
-unplugged=0 unplugged_vfio=0
+unplugged=0 unplugged_vfio=0 added=0
 monitor() {  # one HMP command on QEMU's monitor socket
   python3 -c 'import socket,sys,time
 s=socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1]); time.sleep(0.2); s.recv(4096)
@@ -84,6 +88,11 @@ while kill -0 "$qemu_pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
     echo "RUN: (QEMU monitor) device_del cv"
     monitor "device_del cv" >/dev/null
     unplugged_vfio=1
+  fi
+  if [ $added = 0 ] && grep -q '^GUEST-RESULT hotadd_armed=1' "$serial"; then
+    echo "RUN: (QEMU monitor) device_add nvme,id=cn,serial=NVMUXPCIEN,bus=rp1,drive=n1"
+    monitor "device_add nvme,id=cn,serial=NVMUXPCIEN,bus=rp1,drive=n1" >/dev/null
+    added=1
   fi
   if [ $unplugged = 0 ] && grep -q '^GUEST-RESULT hotplug_armed=1' "$serial"; then
     echo "RUN: (QEMU monitor) device_del cc"
@@ -129,6 +138,12 @@ expect uio_write_rc 0 "nvmux-perf --verify writes 8 MiB in 128 KiB I/Os over uio
 expect uio_err_in_use ok "uio: a second process on the same controller: clear error"
 expect uio_read_rc 0 "nvmux-perf --verify reads them back and checks them over uio"
 expect uio_4k_rc 0 "nvmux-perf --verify randrw on the 4 KiB-block namespace over uio"
+expect uio_group_primary ready "nvmuxd -i 2 serves the controller over uio_pci_generic (IOVA = PA)"
+expect uio_group_secondary_rc 0 "uio: a secondary's verified I/O while another secondary is killed (SIGKILL)"
+expect uio_group_after_kill_rc 0 "uio: a new secondary after the kill (the dead one reaped)"
+expect uio_group_restart ready "uio: nvmuxd killed (SIGKILL) and restarted: takes the group over"
+expect uio_group_through_takeover_rc 0 "uio: a secondary's verified I/O through nvmuxd's death and takeover"
+expect uio_group_primary_exit 0 "uio: the new nvmuxd stops cleanly on SIGTERM"
 expect kernel_reads_nvmux_blocks 8 "after setup.sh reset the kernel reads nvmux's blocks (magic, LBA)"
 rc=$(result hotplug_vfio_rc)
 [ -n "$rc" ] && [ "$rc" != still-running ] && [ "$rc" != absent ] && [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ] &&
@@ -145,6 +160,11 @@ rc=$(result hotplug_perf_rc)
 [ -n "$rc" ] && [ "$rc" != still-running ] && [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ] &&
   pass "surprise removal: nvmux-perf ends with an error (exit $rc), not killed by SIGBUS" ||
   fail "surprise removal: nvmux-perf exit '$rc' (expected an error exit < 128)"
+expect hotadd_armed 1 "nvmuxd -r trtype:pcie starts with no controller bound yet"
+expect hotadd_present yes "device_add: the new controller appeared in the guest"
+expect hotadd_attached yes "nvmuxd's hotplug polling attached it once setup.sh bound it to vfio-pci"
+expect hotadd_io_rc 0 "a secondary's verified I/O on the hot-added controller"
+expect hotadd_primary_exit 0 "that nvmuxd stops cleanly on SIGTERM"
 expect done 1 "the guest ran to its end"
 if [ $failures != 0 ]; then
   vm_logs

@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "nvmux/dma_buffer.h"
 #include "nvmux/result.h"
@@ -51,6 +52,12 @@ struct EnvOptions {
   bool primary = false;             // with group_id: create the group (nvmuxd)
   std::string core_mask;            // "0x3", "[0-1]", "0,2"; empty: keep affinity
   size_t mem_mb = 0;                // hugepage memory to preallocate (primary/standalone)
+  // SPDK's pci_allowed: the PCI addresses ("0000:04:00.0" or "04:00.0") a
+  // probe with no traddr ('trtype:pcie') may enumerate. Empty: the
+  // PCI_ALLOWED environment variable's list, else every NVMe controller
+  // bound to vfio-pci or uio_pci_generic. Naming a controller by traddr is
+  // not limited by it.
+  std::vector<std::string> pci_allowed;
   // A primary creating its group (nvmuxd's options); ignored otherwise.
   std::string access_group;         // Unix group that may use the group's files; empty: this user only
   uint32_t max_processes = 64;      // process slots, 1..64 (ENOSPC when full)
@@ -60,7 +67,7 @@ struct EnvOptions {
 
 class Env {
  public:
-  // Errors: EINVAL (bad core mask, naming it), ENOMEM (no hugepages: names
+  // Errors: EINVAL (bad core mask or pci_allowed entry, naming it), ENOMEM (no hugepages: names
   // scripts/hugepages.sh), ENOENT/ESTALE (group absent or dead: names the
   // group and what to start or clean), EBUSY (a second Env in this process),
   // EPROTO (group of another ABI version).
@@ -72,6 +79,8 @@ class Env {
   Role role() const;
   std::optional<int> group_id() const;
   const std::string& name() const { return name_; }
+  // EnvOptions::pci_allowed, normalised ("0000:04:00.0"); empty: none given.
+  const std::vector<std::string>& pci_allowed() const { return pci_allowed_; }
 
   // Zeroed DMA memory. `align` a power of two (>= 4 bytes). Memory is freed
   // with its DmaBuffer, or when this process dies; group-owned memory
@@ -93,6 +102,7 @@ class Env {
  private:
   Env() = default;
   std::string name_;
+  std::vector<std::string> pci_allowed_;
   std::unique_ptr<shm::Group> group_;
   std::unique_ptr<DmaPageMap> pages_;
   std::unique_ptr<shm::MemEventSubscription> page_events_;

@@ -1,5 +1,9 @@
 // DmaBuffer: memory a device can reach (DMA), as the API hands it out
-// (Env::AllocDma). data() for the CPU, iova() for the device. Zeroed when
+// (Env::AllocDma). data() for the CPU, iova() for the device (the address
+// of data()'s first byte; with IOVA = physical addresses, a controller bound
+// to uio_pci_generic, the bytes are contiguous for the device only up to
+// the end of their 2 MiB hugepage: the driver's I/O path splits buffers
+// there, a caller building its own commands must too). Zeroed when
 // allocated; move-only; freed on destruction (or, if this process dies
 // first, by the group's reaper).
 //
