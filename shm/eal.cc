@@ -197,11 +197,11 @@ Status InitEal(const EalOptions& options_in) {
     return Fail(err, std::string("DPDK EAL initialisation failed: ") + rte_strerror(err));
   }
   g_eal_initialised = true;
-  // rte_eal_init allocates the service library's tables (about 150 KiB) in
-  // the group's shared hugepage heap; only rte_eal_cleanup frees them, which
-  // group members skip (group.cc). nvmux runs no DPDK services, so free them
-  // at once: otherwise every process that ever joined, such as each run of
-  // a management tool, leaves them behind in the primary's heap for good.
+  // nvmux runs no DPDK services. Its own programs never initialise DPDK's
+  // service library (shm/dpdk_wraps.cc); where DPDK is linked without those
+  // wraps (an application linking libnvmux.a and DPDK itself) rte_eal_init
+  // allocated its tables in the group's shared heap, and only the skipped
+  // rte_eal_cleanup would free them: free them now (a no-op when wrapped).
   rte_service_finalize();
   Status pinned = options.cores.value_or(before).ApplyToThisThread();
   if (!pinned) NVMUX_LOG(kWarning, "%s", pinned.error().ToString().c_str());

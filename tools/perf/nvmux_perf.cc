@@ -150,7 +150,9 @@ std::string FormatTransportStats(const std::vector<std::unique_ptr<PerfWorker>>&
         last_ns = r.ns_name;
       }
       const QpairStatistics& s = r.stats;
-      std::snprintf(line, sizeof(line), "VFIOUSER transport, I/O queue pair %u:\n", r.qpair_id);
+      // The target's name starts with its transport ("TCP (...) NSID 1").
+      const std::string transport = r.ns_name.substr(0, r.ns_name.find(' '));
+      std::snprintf(line, sizeof(line), "%s transport, I/O queue pair %u:\n", transport.c_str(), r.qpair_id);
       out += line;
       auto field = [&](const char* name, uint64_t value) {
         std::snprintf(line, sizeof(line), "\t%-24s %" PRIu64 "\n", name, value);
