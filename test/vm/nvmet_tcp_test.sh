@@ -2,30 +2,34 @@
 # nvmux's tools on the host against Linux's own NVMe/TCP target (nvmet-tcp)
 # in a QEMU TCG guest, reached through QEMU's user-mode network forwarding
 # from 127.0.0.1:PORT to the guest's 4420 (issue 13). One boot serves every
-# step; each prints what it runs. See test/vm/README.md.
+# step; each prints what it runs. See test/vm/README.md. Besides standalone
+# tools, a group: nvmuxd owns the controller, secondaries' admin commands go
+# through it, their I/O queues are their own connections, and one killed
+# under I/O is reaped.
 #
 # Last, QEMU is killed under nvmux-perf's I/O (the target gone).
 #
-# Usage: nvmet_tcp_test.sh --identify BIN --perf BIN --manage BIN --cache DIR
+# Usage: nvmet_tcp_test.sh --identify BIN --perf BIN --manage BIN --nvmuxd BIN --cache DIR
 # Env:   NVMUX_QEMU_DIR (as pcie_test.sh); NVMUX_GUEST_KEEP=1 keeps the logs.
 # Exit:  0 pass, 1 fail, 77 skipped (no QEMU).
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-identify= perf= manage= cache=
+identify= perf= manage= nvmuxd= cache=
 while [ $# -gt 0 ]; do
   case "$1" in
     --identify) identify=$2; shift 2 ;;
     --perf) perf=$2; shift 2 ;;
     --manage) manage=$2; shift 2 ;;
+    --nvmuxd) nvmuxd=$2; shift 2 ;;
     --cache) cache=$2; shift 2 ;;
-    *) echo "nvmet_tcp_test: unknown argument '$1' (allowed: --identify BIN --perf BIN --manage BIN --cache DIR)" >&2
+    *) echo "nvmet_tcp_test: unknown argument '$1' (allowed: --identify BIN --perf BIN --manage BIN --nvmuxd BIN --cache DIR)" >&2
        exit 2 ;;
   esac
 done
-[ -x "$identify" ] && [ -x "$perf" ] && [ -x "$manage" ] && [ -n "$cache" ] ||
-  { echo "nvmet_tcp_test: need --identify BIN --perf BIN --manage BIN --cache DIR" >&2; exit 2; }
+[ -x "$identify" ] && [ -x "$perf" ] && [ -x "$manage" ] && [ -x "$nvmuxd" ] && [ -n "$cache" ] ||
+  { echo "nvmet_tcp_test: need --identify BIN --perf BIN --manage BIN --nvmuxd BIN --cache DIR" >&2; exit 2; }
 
 . "$here/vm-lib.sh"
 vm_find_qemu "$root"
@@ -34,7 +38,11 @@ vm_find_qemu "$root"
 tmp=$(mktemp -d /tmp/nvmux-nvmet-guest.XXXXXX)
 serial=$tmp/serial.log
 qemu_pid=
+daemon_pid=
+gid=$((700000 + $$ % 90000))
 cleanup() {
+  [ -n "$daemon_pid" ] && kill -9 "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
+  [ -n "$daemon_pid" ] && "$manage" cleanup -i "$gid" --yes >/dev/null 2>&1
   [ -n "$qemu_pid" ] && kill -9 "$qemu_pid" 2>/dev/null && wait "$qemu_pid" 2>/dev/null
   if [ "${NVMUX_GUEST_KEEP:-0}" = 1 ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
 }
@@ -158,6 +166,55 @@ for s in pdig pdig128; do
   fi
 done
 grep -h 'connected (cntlid' "$tmp/pdig.out" | head -2 | sed 's/^/     | /'
+
+# 3b. The group: nvmuxd owns the controller's admin connection; secondaries'
+# admin commands go through the shared admin ring (nvmuxd's connection sends
+# them), their I/O queues are their own connections; a secondary killed
+# under I/O is reaped (the target drops its connections, its queue ids come
+# back) and the next secondary's verified I/O runs.
+echo "RUN: $nvmuxd -i $gid -r '$base subnqn:$open' &"
+"$nvmuxd" -i "$gid" -r "$base subnqn:$open" >"$tmp/nvmuxd.out" 2>&1 &
+daemon_pid=$!
+for _ in $(seq 600); do grep -q "nvmuxd: group $gid ready" "$tmp/nvmuxd.out" && break; sleep 0.05; done
+if grep -q "nvmuxd: group $gid ready" "$tmp/nvmuxd.out"; then
+  pass "nvmuxd -i $gid owns $open"
+  if step gid "$identify" -i "$gid"; then
+    [ "$(field gid 'Model Number')" = "$model" ] && pass "nvmux-identify -i $gid (a secondary, admin through nvmuxd)" ||
+      { show gid; fail "nvmux-identify -i $gid: model '$(field gid 'Model Number')'"; }
+  else
+    show gid; fail "nvmux-identify -i $gid (exit $step_rc)"
+  fi
+  echo "RUN: $perf -i $gid -q 8 -o 4k -w randrw -M 50 -t 60 --verify --no-live &  (then kill -9 mid-I/O)"
+  "$perf" -i "$gid" -q 8 -o 4k -w randrw -M 50 -t 60 --verify --no-live >"$tmp/gvictim.out" 2>&1 &
+  victim=$!
+  for _ in $(seq 300); do grep -q 'Initialization complete' "$tmp/gvictim.out" && break; sleep 0.1; done
+  sleep 1
+  kill -9 "$victim" 2>/dev/null; wait "$victim" 2>/dev/null
+  reaped=0
+  for _ in $(seq 100); do
+    "$manage" status -i "$gid" >"$tmp/gstatus.out" 2>&1
+    grep -q 'I/O queues: none in use' "$tmp/gstatus.out" && { reaped=1; break; }
+    sleep 0.1
+  done
+  [ "$reaped" = 1 ] && pass "a secondary killed under I/O was reaped (no I/O queue id left in use)" ||
+    { show gstatus; fail "the killed secondary's queue ids are still in use"; }
+  if step gperf "$perf" -i "$gid" -q 16 -o 4k -w randrw -M 50 -t 2 -P 2 --verify --no-live --json; then
+    total=$(sed -n 's/.*"total":{"ios":\([0-9]*\).*/\1/p' "$tmp/gperf.out" | head -1)
+    [ "${total:-0}" -gt 0 ] && pass "nvmux-perf -i $gid --verify, own connections, after the kill ($total verified I/Os)" ||
+      { show gperf; fail "nvmux-perf -i $gid: no I/O counted"; }
+  else
+    show gperf; fail "nvmux-perf -i $gid --verify (exit $step_rc)"
+  fi
+  kill -TERM "$daemon_pid"
+  for _ in $(seq 100); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$daemon_pid" 2>/dev/null; then fail "nvmuxd did not stop on SIGTERM"; else
+    wait "$daemon_pid"; rc=$?
+    [ "$rc" = 0 ] && pass "nvmuxd stopped cleanly" || { sed 's/^/     | /' "$tmp/nvmuxd.out"; fail "nvmuxd exit $rc"; }
+  fi
+  daemon_pid=
+else
+  sed 's/^/     | /' "$tmp/nvmuxd.out"; fail "nvmuxd -i $gid -r '$base subnqn:$open' did not become ready"
+fi
 
 # 4. Connect refused: the status decoded.
 if step wrong "$identify" -r "$base subnqn:nqn.2026-12.io.nvmux:nope"; then
