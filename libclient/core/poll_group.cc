@@ -20,7 +20,7 @@ namespace {
 
 // statistics() adds up every field by name: a new QpairStatistics field
 // must be added there too.
-static_assert(sizeof(QpairStatistics) == 11 * sizeof(uint64_t) && std::is_trivially_copyable_v<QpairStatistics>,
+static_assert(sizeof(QpairStatistics) == 18 * sizeof(uint64_t) && std::is_trivially_copyable_v<QpairStatistics>,
               "QpairStatistics changed: add the new field to PollGroup::statistics()");
 
 void AddUp(QpairStatistics& sum, const QpairStatistics& s) {
@@ -35,6 +35,14 @@ void AddUp(QpairStatistics& sum, const QpairStatistics& s) {
   sum.split += s.split;
   sum.blocks += s.blocks;
   sum.wakeups += s.wakeups;
+  sum.tcp_pdus_sent += s.tcp_pdus_sent;
+  sum.tcp_pdus_received += s.tcp_pdus_received;
+  sum.tcp_in_capsule_writes += s.tcp_in_capsule_writes;
+  sum.tcp_r2ts += s.tcp_r2ts;
+  sum.tcp_h2c_data += s.tcp_h2c_data;
+  sum.tcp_c2h_data += s.tcp_c2h_data;
+  sum.tcp_header_digest = sum.tcp_header_digest || s.tcp_header_digest;  // any member's connection
+  sum.tcp_data_digest = sum.tcp_data_digest || s.tcp_data_digest;
 }
 
 }  // namespace

@@ -299,6 +299,17 @@ const QpairStatistics& IoQpair::statistics() const {
   s_->stats.sq_doorbell_writes = s_->ring->sq_doorbell_writes();
   s_->stats.cq_doorbell_writes = s_->ring->cq_doorbell_writes();
   s_->stats.shadow_doorbell_updates = s_->ring->shadow_doorbell_updates();
+  if (const QueueHook* hook = s_->ring->doorbells().hook) {
+    const EngineCounters e = hook->counters();
+    s_->stats.tcp_pdus_sent = e.pdus_sent;
+    s_->stats.tcp_pdus_received = e.pdus_received;
+    s_->stats.tcp_in_capsule_writes = e.in_capsule_writes;
+    s_->stats.tcp_r2ts = e.r2ts;
+    s_->stats.tcp_h2c_data = e.h2c_data;
+    s_->stats.tcp_c2h_data = e.c2h_data;
+    s_->stats.tcp_header_digest = e.header_digest;
+    s_->stats.tcp_data_digest = e.data_digest;
+  }
   return s_->stats;
 }
 

@@ -36,10 +36,23 @@ namespace nvmux {
 // doorbell write and OnCqEmpty when it finds no new completion (then looks
 // again), so the completion path stays the memory transports' one. Called by
 // the thread owning the ring.
+// What a host-side engine (NVMe/TCP) counted, for IoQpair::statistics().
+struct EngineCounters {
+  uint64_t pdus_sent = 0;
+  uint64_t pdus_received = 0;
+  uint64_t in_capsule_writes = 0;  // writes whose data went inside the command capsule
+  uint64_t r2ts = 0;               // R2T PDUs received
+  uint64_t h2c_data = 0;           // H2CData PDUs sent (answering R2Ts)
+  uint64_t c2h_data = 0;           // C2HData PDUs received
+  bool header_digest = false;      // negotiated on this connection
+  bool data_digest = false;
+};
+
 class QueueHook {
  public:
   virtual void OnSqTail() = 0;
   virtual void OnCqEmpty() = 0;
+  virtual EngineCounters counters() const { return {}; }
 
  protected:
   ~QueueHook() = default;

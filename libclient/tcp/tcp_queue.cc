@@ -178,6 +178,7 @@ Status TcpQueue::Handshake() {
   item.header_len = sizeof(req);
   item.total = sizeof(req);
   tx_.push_back(std::move(item));
+  counters_.pdus_sent++;
   const std::string where = "NVMe/TCP " + ep_.text + " queue " + std::to_string(params_.qid);
   NVMUX_TRY(WaitFor([this] { return icresp_; }, (where + ": ICReq").c_str()));
   reader_.SetNegotiated(negotiated_);
@@ -313,6 +314,7 @@ bool TcpQueue::Send(Command& cmd, uint16_t cid) {
   }
   item.header_len = head;
   if (in_capsule) {
+    if (!cmd.internal) counters_.in_capsule_writes++;  // not the Fabrics Connect
     item.data = cmd.iov;
     if (dd) {
       item.digest = Crc32c(std::span<const iovec>(item.data));
@@ -321,6 +323,7 @@ bool TcpQueue::Send(Command& cmd, uint16_t cid) {
   }
   item.total = hdr.ch.plen;
   tx_.push_back(std::move(item));
+  counters_.pdus_sent++;
   return true;
 }
 
@@ -354,7 +357,9 @@ void TcpQueue::QueueData(uint16_t cid, uint16_t ttag, uint32_t offset, uint32_t 
     }
     item.total = h.ch.plen;
     if (last) item.r2t_done_cid = cid;
+    counters_.h2c_data++;
     tx_.push_back(std::move(item));
+    counters_.pdus_sent++;
     done += n;
   }
 }
@@ -529,6 +534,7 @@ Status TcpQueue::PlaceData(const DataHeader& h, std::vector<iovec>& out) {
 }
 
 Status TcpQueue::OnPdu(const ReceivedPdu& p) {
+  counters_.pdus_received++;
   switch (p.ch().type) {
     case pdu::kIcResp: {
       const IcResp& r = p.as<IcResp>();
@@ -568,6 +574,7 @@ Status TcpQueue::OnPdu(const ReceivedPdu& p) {
       return Ok();
     }
     case pdu::kC2HData: {
+      counters_.c2h_data++;
       const DataHeader& h = p.as<DataHeader>();
       if ((h.ch.flags & pdu::kFlagSuccess) == 0) return Ok();
       // SUCCESS: the command completed without a response capsule.
@@ -583,6 +590,7 @@ Status TcpQueue::OnPdu(const ReceivedPdu& p) {
       return Ok();
     }
     case pdu::kR2T: {
+      counters_.r2ts++;
       const DataHeader& r = p.as<DataHeader>();
       Command* found = Find(r.cccid);
       if (found == nullptr || !found->to_controller)

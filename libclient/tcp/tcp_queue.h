@@ -118,6 +118,12 @@ class TcpQueue final : public QueueHook, private PduReader::Handler {
 
   void OnSqTail() override;
   void OnCqEmpty() override;
+  EngineCounters counters() const override {
+    EngineCounters c = counters_;
+    c.header_digest = negotiated_.header_digest;
+    c.data_digest = negotiated_.data_digest;
+    return c;
+  }
 
   bool broken() const { return !error_; }
   const Error& error() const { return error_.error(); }
@@ -167,6 +173,7 @@ class TcpQueue final : public QueueHook, private PduReader::Handler {
   Status PlaceData(const DataHeader& h, std::vector<iovec>& out) override;
   Status OnPdu(const ReceivedPdu& pdu) override;
 
+  EngineCounters counters_;  // by the thread owning the queue
   UniqueFd fd_;
   Endpoint ep_;
   ConnectParams params_;

@@ -99,6 +99,36 @@ TEST_F(SpdkTcpTest, PerfVerifyInCapsuleAndR2TWrites) {
   }
 }
 
+// --transport-stats counts the connection's PDUs: 4 KiB writes go in the
+// capsule (no R2T), 128 KiB writes are asked for by R2Ts and sent as
+// H2CData; reads come back as C2HData; digests as negotiated.
+TEST_F(SpdkTcpTest, TransportStatsCountPdusR2tsAndDigests) {
+  auto stat = [](const std::string& out, const std::string& name) -> long long {
+    size_t at = out.find("\t" + name + ":");
+    if (at == std::string::npos) return -1;
+    return std::strtoll(out.c_str() + out.find_first_not_of(" \t", at + name.size() + 2), nullptr, 10);
+  };
+  RunResult small = RunCaptured({NVMUX_PERF, "-r", trid_, "-q", "8", "-o", "4096", "-w", "write", "-t", "1",
+                                 "--transport-stats"},
+                                {}, 120s);
+  ASSERT_TRUE(small.ok()) << small.Describe();
+  EXPECT_TRUE(Contains(small.output, "TCP transport, I/O queue pair 1:")) << small.output;
+  EXPECT_GT(stat(small.output, "in_capsule_writes"), 0) << small.output;
+  EXPECT_EQ(stat(small.output, "r2ts"), 0) << small.output;
+  EXPECT_GT(stat(small.output, "pdus_sent"), 0) << small.output;
+  EXPECT_EQ(stat(small.output, "header_digest"), 0) << small.output;
+  RunResult big = RunCaptured({NVMUX_PERF, "-r", trid_, "-q", "4", "-o", "131072", "-w", "randrw", "-M", "50", "-t",
+                               "1", "-H", "-I", "--transport-stats"},
+                              {}, 120s);
+  ASSERT_TRUE(big.ok()) << big.Describe();
+  EXPECT_GT(stat(big.output, "r2ts"), 0) << big.output;
+  EXPECT_GE(stat(big.output, "h2c_data_pdus"), stat(big.output, "r2ts")) << big.output;
+  EXPECT_GT(stat(big.output, "c2h_data_pdus"), 0) << big.output;
+  EXPECT_EQ(stat(big.output, "in_capsule_writes"), 0) << big.output;
+  EXPECT_EQ(stat(big.output, "header_digest"), 1) << big.output;
+  EXPECT_EQ(stat(big.output, "data_digest"), 1) << big.output;
+}
+
 // CRC32C header and data digests on every PDU, both ways.
 TEST_F(SpdkTcpTest, PerfVerifyWithDigests) {
   for (const char* size : {"4096", "131072"}) {

@@ -167,6 +167,16 @@ std::string FormatTransportStats(const std::vector<std::unique_ptr<PerfWorker>>&
       field("shadow_doorbell_updates:", s.shadow_doorbell_updates);
       field("queued_requests:", s.queued);
       field("split_requests:", s.split);
+      if (transport == "TCP") {
+        field("pdus_sent:", s.tcp_pdus_sent);
+        field("pdus_received:", s.tcp_pdus_received);
+        field("in_capsule_writes:", s.tcp_in_capsule_writes);
+        field("r2ts:", s.tcp_r2ts);
+        field("h2c_data_pdus:", s.tcp_h2c_data);
+        field("c2h_data_pdus:", s.tcp_c2h_data);
+        field("header_digest:", s.tcp_header_digest ? 1 : 0);
+        field("data_digest:", s.tcp_data_digest ? 1 : 0);
+      }
     }
   }
   return out;

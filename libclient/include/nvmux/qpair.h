@@ -88,6 +88,17 @@ struct QpairStatistics {
   uint64_t split = 0;   // parents split into children
   uint64_t blocks = 0;   // WaitCompletions blocked on event_fd() (event/hybrid)
   uint64_t wakeups = 0;  // of which ended by the device's interrupt (not a timeout)
+  // NVMe/TCP's queue connection (zero on other transports): PDUs each way,
+  // writes with in-capsule data, R2Ts received and the H2CData PDUs that
+  // answered them, C2HData PDUs received, and the digests negotiated.
+  uint64_t tcp_pdus_sent = 0;
+  uint64_t tcp_pdus_received = 0;
+  uint64_t tcp_in_capsule_writes = 0;
+  uint64_t tcp_r2ts = 0;
+  uint64_t tcp_h2c_data = 0;
+  uint64_t tcp_c2h_data = 0;
+  bool tcp_header_digest = false;
+  bool tcp_data_digest = false;
 };
 
 // An error the caller asks the driver to inject (SPDK's
