@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # nvmux's NVMe/TCP host beside SPDK's own (issue 13): both drive the same
 # SPDK nvmf_tgt (512 MiB RAM disk, NVMe/TCP on 127.0.0.1, target on CPU 1),
-# each host on CPU 0, 4 KiB random reads at QD 1 and QD 32. The hosts take
-# turns within each run, so drift hits both alike. Prints the median IOPS
-# and average latency of each host and load, and nvmux / SPDK.
+# each host on CPU 0: 4 KiB randread at QD 1 and 32, 4 KiB randwrite at QD
+# 32, 128 KiB sequential write at QD 8. A third host is nvmux-perf as a
+# secondary of a group whose nvmuxd owns the controller (-i: admin through
+# nvmuxd, its own I/O connection). The hosts take turns within each run, so
+# drift hits all alike. Prints the median IOPS and average latency of each
+# host and load, and nvmux / SPDK.
 #
 #   scripts/bench/tcp.sh [--short] [BUILD_DIR] [RUNS]   (default 3 runs x 5 s; --short: 1 x 1 s)
 #
@@ -30,7 +33,11 @@ spdk=${NVMUX_SPDK_DIR:-$(cd "$root/.." && pwd)/shared/peers/spdk}
 [ -x "$spdk/bin/spdk_nvme_perf" ] || {
   echo "tcp.sh: no SPDK build at $spdk (set NVMUX_SPDK_DIR to one with bin/spdk_nvme_perf)" >&2; exit 2; }
 perf=$build/tools/perf/nvmux-perf
-[ -x "$perf" ] || { echo "tcp.sh: $perf is missing: build first (cmake --build $build)" >&2; exit 2; }
+nvmuxd=$build/primary/nvmuxd
+manage=$build/tools/manage/nvmux-manage
+[ -x "$perf" ] && [ -x "$nvmuxd" ] || { echo "tcp.sh: $perf or $nvmuxd is missing: build first (cmake --build $build)" >&2; exit 2; }
+group=$((800000 + $$ % 90000))
+daemon_pid=
 # shellcheck disable=SC1091
 source "$spdk/env.sh"
 
@@ -39,6 +46,11 @@ export SPDK_PEER_RUN=$work/target
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  if [ -n "$daemon_pid" ]; then
+    kill -TERM "$daemon_pid" 2>/dev/null || true
+    wait "$daemon_pid" 2>/dev/null || true
+    "$manage" cleanup -i "$group" --yes >/dev/null 2>&1 || true
+  fi
   "$spdk/target.sh" stop >/dev/null 2>&1 || true
   spdk_peer_clean
   rm -rf "$work"
@@ -54,30 +66,44 @@ echo "target: $trid"
 total() { awk '/^Total/ {print $3, $5; found=1} END {if (!found) exit 1}'; }
 median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
+"$nvmuxd" -i "$group" -r "$trid" -m 0x2 > "$work/nvmuxd.log" 2>&1 &
+daemon_pid=$!
+for _ in $(seq 200); do grep -q "nvmuxd: group $group ready" "$work/nvmuxd.log" && break; sleep 0.05; done
+grep -q "nvmuxd: group $group ready" "$work/nvmuxd.log" || { echo "tcp.sh: nvmuxd did not come up:"; cat "$work/nvmuxd.log"; exit 1; }
+
+# name: perf arguments (both perf tools take the same ones)
+loads=("4k-randread-QD1:-q 1 -o 4096 -w randread" "4k-randread-QD32:-q 32 -o 4096 -w randread"
+  "4k-randwrite-QD32:-q 32 -o 4096 -w randwrite" "128k-write-QD8:-q 8 -o 131072 -w write")
 declare -A iops lat
 for run in $(seq "$runs"); do
-  for qd in 1 32; do
-    out=$(spdk_nvme_perf -r "$trid" -q "$qd" -o 4096 -w randread -t "$seconds" -c 0x1 2>&1) || {
+  for load in "${loads[@]}"; do
+    name=${load%%:*}
+    read -ra args <<<"${load#*:}"
+    out=$(spdk_nvme_perf -r "$trid" "${args[@]}" -t "$seconds" -c 0x1 2>&1) || {
       echo "tcp.sh: spdk_nvme_perf failed:"; echo "$out"; exit 1; }
     spdk_peer_clean
     read -r si l < <(echo "$out" | total)
-    iops[spdk,$qd]+="$si "; lat[spdk,$qd]+="$l "
-    out=$("$perf" -r "$trid" -q "$qd" -o 4096 -w randread -t "$seconds" -c 0x1 2>&1) || {
+    iops[spdk,$name]+="$si "; lat[spdk,$name]+="$l "
+    out=$("$perf" -r "$trid" "${args[@]}" -t "$seconds" -c 0x1 2>&1) || {
       echo "tcp.sh: nvmux-perf failed:"; echo "$out"; exit 1; }
     read -r i l < <(echo "$out" | total)
-    iops[nvmux,$qd]+="$i "; lat[nvmux,$qd]+="$l "
-    echo "run $run QD $qd: SPDK $si IOPS, nvmux $i IOPS"
+    iops[nvmux,$name]+="$i "; lat[nvmux,$name]+="$l "
+    out=$("$perf" -i "$group" "${args[@]}" -t "$seconds" -c 0x1 2>&1) || {
+      echo "tcp.sh: nvmux-perf -i $group failed:"; echo "$out"; exit 1; }
+    read -r gi l < <(echo "$out" | total)
+    iops[group,$name]+="$gi "; lat[group,$name]+="$l "
+    echo "run $run $name: SPDK $si IOPS, nvmux $i IOPS, nvmux secondary $gi IOPS"
   done
 done
 
+m() { tr ' ' '\n' <<<"$1" | grep . | median; }
 echo
-printf '%-6s %-4s %12s %12s %12s %12s %10s\n' load "" "SPDK IOPS" "nvmux IOPS" "SPDK avg us" "nvmux avg us" "IOPS ratio"
-for qd in 1 32; do
-  si=$(tr ' ' '\n' <<<"${iops[spdk,$qd]}" | grep . | median)
-  ni=$(tr ' ' '\n' <<<"${iops[nvmux,$qd]}" | grep . | median)
-  sl=$(tr ' ' '\n' <<<"${lat[spdk,$qd]}" | grep . | median)
-  nl=$(tr ' ' '\n' <<<"${lat[nvmux,$qd]}" | grep . | median)
-  printf '%-6s %-4s %12s %12s %12s %12s %10s\n' "QD$qd" "" "$si" "$ni" "$sl" "$nl" \
-    "$(awk -v a="$ni" -v b="$si" 'BEGIN {printf "%.2f", a / b}')"
+printf '%-18s %10s %10s %10s %9s %9s %9s %8s %8s\n' load "SPDK IOPS" "nvmux" "secondary" "SPDK us" "nvmux us" "sec. us" "nvmux/S" "sec./S"
+for load in "${loads[@]}"; do
+  name=${load%%:*}
+  si=$(m "${iops[spdk,$name]}"); ni=$(m "${iops[nvmux,$name]}"); gi=$(m "${iops[group,$name]}")
+  sl=$(m "${lat[spdk,$name]}"); nl=$(m "${lat[nvmux,$name]}"); gl=$(m "${lat[group,$name]}")
+  printf '%-18s %10s %10s %10s %9s %9s %9s %8s %8s\n' "$name" "$si" "$ni" "$gi" "$sl" "$nl" "$gl" \
+    "$(awk -v a="$ni" -v b="$si" 'BEGIN {printf "%.2f", a / b}')" "$(awk -v a="$gi" -v b="$si" 'BEGIN {printf "%.2f", a / b}')"
 done
-echo "(medians of $runs runs x ${seconds} s; 4 KiB randread; hosts on CPU 0, target on CPU 1)"
+echo "(medians of $runs runs x ${seconds} s; hosts on CPU 0, target on CPU 1, nvmuxd on CPU 1)"
