@@ -108,8 +108,10 @@ TEST_F(SpdkTcpTest, TransportStatsCountPdusR2tsAndDigests) {
     if (at == std::string::npos) return -1;
     return std::strtoll(out.c_str() + out.find_first_not_of(" \t", at + name.size() + 2), nullptr, 10);
   };
-  RunResult small = RunCaptured({NVMUX_PERF, "-r", trid_, "-q", "8", "-o", "4096", "-w", "write", "-t", "1",
-                                 "--transport-stats"},
+  // --verify: the target's disk is shared with the other cases, whose
+  // --verify runs read back what this one writes.
+  RunResult small = RunCaptured({NVMUX_PERF, "-r", trid_, "-q", "8", "-o", "4096", "-w", "randrw", "-M", "50", "-t",
+                                 "1", "--verify", "--transport-stats"},
                                 {}, 120s);
   ASSERT_TRUE(small.ok()) << small.Describe();
   EXPECT_TRUE(Contains(small.output, "TCP transport, I/O queue pair 1:")) << small.output;
@@ -118,7 +120,7 @@ TEST_F(SpdkTcpTest, TransportStatsCountPdusR2tsAndDigests) {
   EXPECT_GT(stat(small.output, "pdus_sent"), 0) << small.output;
   EXPECT_EQ(stat(small.output, "header_digest"), 0) << small.output;
   RunResult big = RunCaptured({NVMUX_PERF, "-r", trid_, "-q", "4", "-o", "131072", "-w", "randrw", "-M", "50", "-t",
-                               "1", "-H", "-I", "--transport-stats"},
+                               "1", "-H", "-I", "--verify", "--transport-stats"},
                               {}, 120s);
   ASSERT_TRUE(big.ok()) << big.Describe();
   EXPECT_GT(stat(big.output, "r2ts"), 0) << big.output;
