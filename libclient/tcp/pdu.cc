@@ -155,29 +155,161 @@ Status PduReader::Finish(Handler& handler) {
   return st;
 }
 
-Status PduReader::Pump(const ReadFn& read, Handler& handler) {
-  if (!error_) return error_;
-  uint8_t scratch[256];
-  for (;;) {
-    iovec target[64];
-    int count = 1;
-    switch (phase_) {
-      case Phase::kCommon: target[0] = {header_ + got_, sizeof(CommonHeader) - got_}; break;
-      case Phase::kHeader: target[0] = {header_ + got_, header_bytes_ - got_}; break;
-      case Phase::kPad: target[0] = {scratch, pad_ - got_}; break;
-      case Phase::kDataDigest: target[0] = {digest_ + got_, 4 - got_}; break;
-      case Phase::kData: {
-        // The remaining pieces from got_ on (data_iov_ is consumed in place).
-        count = 0;
-        for (const iovec& v : data_iov_) {
-          if (v.iov_len == 0) continue;
-          target[count++] = v;
-          if (count == 64) break;
+uint32_t PduReader::PhaseLeft() const {
+  switch (phase_) {
+    case Phase::kCommon: return static_cast<uint32_t>(sizeof(CommonHeader)) - got_;
+    case Phase::kHeader: return header_bytes_ - got_;
+    case Phase::kPad: return pad_ - got_;
+    case Phase::kData: return data_bytes_ - got_;
+    case Phase::kDataDigest: return 4 - got_;
+  }
+  return 0;
+}
+
+Status PduReader::Advance(uint32_t got, Handler& handler) {
+  switch (phase_) {
+    case Phase::kCommon: {
+      got_ += got;
+      if (got_ < sizeof(CommonHeader)) break;
+      CommonHeader ch;
+      std::memcpy(&ch, header_, sizeof(ch));
+      uint8_t hlen = HeaderLength(ch.type);
+      if (hlen == 0 || ch.hlen != hlen)
+        return Fail(std::string(PduTypeName(ch.type)) + " PDU (type " + std::to_string(ch.type) + ") with HLEN " +
+                    std::to_string(ch.hlen));
+      // The digest is read with the header when the PDU says it has one;
+      // CheckHeader then tells whether it may.
+      header_bytes_ = hlen + ((ch.flags & pdu::kFlagHdgst) != 0 ? 4u : 0u);
+      phase_ = Phase::kHeader;
+      break;
+    }
+    case Phase::kHeader: {
+      got_ += got;
+      if (got_ < header_bytes_) break;
+      CommonHeader ch;
+      std::memcpy(&ch, header_, sizeof(ch));
+      const uint32_t hlen = ch.hlen;
+      NVMUX_TRY(error_ = CheckHeader(std::span<const uint8_t>(header_, hlen), negotiated_, connected_, data_bytes_));
+      if (header_bytes_ > hlen) {
+        uint32_t wire;
+        std::memcpy(&wire, header_ + hlen, 4);
+        if (wire != Crc32c(header_, hlen)) return Fail(std::string(PduTypeName(ch.type)) + " PDU: header digest mismatch");
+      }
+      header_bytes_ = hlen;  // what Finish hands over
+      pad_ = 0;
+      if (data_bytes_ > 0 && ch.pdo != 0) {
+        const uint32_t head = hlen + ((ch.flags & pdu::kFlagHdgst) != 0 ? 4u : 0u);
+        pad_ = ch.pdo - head;  // CheckHeader: pdo >= head
+      }
+      small_.clear();
+      data_iov_.clear();
+      got_ = 0;
+      if (data_bytes_ == 0) return Finish(handler);
+      if (ch.type == pdu::kC2HData) {
+        const auto& d = *reinterpret_cast<const DataHeader*>(header_);
+        Status placed = handler.PlaceData(d, data_iov_);
+        if (!placed) {
+          error_ = placed;
+          return error_;
         }
+        uint64_t total = 0;
+        for (const iovec& v : data_iov_) total += v.iov_len;
+        if (total != data_bytes_)
+          return Fail("C2HData of " + std::to_string(data_bytes_) + " bytes placed into " + std::to_string(total));
+      } else {
+        small_.resize(data_bytes_);
+        data_iov_.push_back({small_.data(), small_.size()});
+      }
+      if ((ch.flags & pdu::kFlagDdgst) != 0) digest_iov_ = data_iov_;
+      phase_ = pad_ > 0 ? Phase::kPad : Phase::kData;
+      break;
+    }
+    case Phase::kPad:
+      got_ += got;
+      if (got_ < pad_) break;
+      got_ = 0;
+      phase_ = Phase::kData;
+      break;
+    case Phase::kData: {
+      size_t left = got;
+      for (iovec& v : data_iov_) {
+        if (left == 0) break;
+        size_t take = std::min(left, v.iov_len);
+        v.iov_base = static_cast<uint8_t*>(v.iov_base) + take;
+        v.iov_len -= take;
+        left -= take;
+      }
+      got_ += got;
+      if (got_ < data_bytes_) break;
+      got_ = 0;
+      if ((header_[1] & pdu::kFlagDdgst) != 0) {
+        phase_ = Phase::kDataDigest;
+        break;
+      }
+      return Finish(handler);
+    }
+    case Phase::kDataDigest: {
+      got_ += got;
+      if (got_ < 4) break;
+      uint32_t wire;
+      std::memcpy(&wire, digest_, 4);
+      if (wire != Crc32c(std::span<const iovec>(digest_iov_)))
+        return Fail(std::string(PduTypeName(header_[0])) + " PDU: data digest mismatch");
+      return Finish(handler);
+    }
+  }
+  return Ok();
+}
+
+Status PduReader::Consume(Handler& handler) {
+  while (buffer_pos_ < buffer_end_) {
+    const uint8_t* src = buffer_.data() + buffer_pos_;
+    const auto n = static_cast<uint32_t>(std::min<size_t>(buffer_end_ - buffer_pos_, PhaseLeft()));
+    switch (phase_) {
+      case Phase::kCommon:
+      case Phase::kHeader: std::memcpy(header_ + got_, src, n); break;
+      case Phase::kPad: break;
+      case Phase::kDataDigest: std::memcpy(digest_ + got_, src, n); break;
+      case Phase::kData: {
+        // Into the pieces still empty, in order (Advance then moves past them).
+        size_t left = n;
+        for (const iovec& v : data_iov_) {
+          if (left == 0) break;
+          const size_t take = std::min(left, v.iov_len);
+          std::memcpy(v.iov_base, src + (n - left), take);
+          left -= take;
+        }
+        copied_ += n;
         break;
       }
     }
-    ssize_t n = read(target, count);
+    buffer_pos_ += n;
+    NVMUX_TRY(Advance(n, handler));
+  }
+  buffer_pos_ = buffer_end_ = 0;
+  return Ok();
+}
+
+Status PduReader::Pump(const ReadFn& read, Handler& handler, Drain drain) {
+  if (!error_) return error_;
+  if (buffer_.empty()) buffer_.resize(kBufferBytes);
+  for (;;) {
+    NVMUX_TRY(Consume(handler));
+    // A large payload whose header is parsed goes straight to its buffers;
+    // the receive buffer behind it takes what follows in the same read.
+    iovec target[65];
+    int count = 0;
+    size_t direct = 0;
+    if (phase_ == Phase::kData && PhaseLeft() >= kDirectThreshold) {
+      for (const iovec& v : data_iov_) {
+        if (v.iov_len == 0) continue;
+        target[count++] = v;
+        direct += v.iov_len;
+        if (count == 64) break;
+      }
+    }
+    target[count++] = {buffer_.data(), buffer_.size()};
+    const ssize_t n = read(target, count);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return Ok();
       if (errno == EINTR) continue;
@@ -188,106 +320,12 @@ Status PduReader::Pump(const ReadFn& read, Handler& handler) {
       error_ = nvmux::Fail(ECONNRESET, "NVMe/TCP: the controller closed the connection");
       return error_;
     }
-    const auto got = static_cast<uint32_t>(n);
-    switch (phase_) {
-      case Phase::kCommon: {
-        got_ += got;
-        if (got_ < sizeof(CommonHeader)) break;
-        CommonHeader ch;
-        std::memcpy(&ch, header_, sizeof(ch));
-        uint8_t hlen = HeaderLength(ch.type);
-        if (hlen == 0 || ch.hlen != hlen)
-          return Fail(std::string(PduTypeName(ch.type)) + " PDU (type " + std::to_string(ch.type) + ") with HLEN " +
-                      std::to_string(ch.hlen));
-        // The digest is read with the header when the PDU says it has one;
-        // CheckHeader then tells whether it may.
-        header_bytes_ = hlen + ((ch.flags & pdu::kFlagHdgst) != 0 ? 4u : 0u);
-        phase_ = Phase::kHeader;
-        break;
-      }
-      case Phase::kHeader: {
-        got_ += got;
-        if (got_ < header_bytes_) break;
-        CommonHeader ch;
-        std::memcpy(&ch, header_, sizeof(ch));
-        const uint32_t hlen = ch.hlen;
-        NVMUX_TRY(error_ = CheckHeader(std::span<const uint8_t>(header_, hlen), negotiated_, connected_, data_bytes_));
-        if (header_bytes_ > hlen) {
-          uint32_t wire;
-          std::memcpy(&wire, header_ + hlen, 4);
-          if (wire != Crc32c(header_, hlen))
-            return Fail(std::string(PduTypeName(ch.type)) + " PDU: header digest mismatch");
-        }
-        header_bytes_ = hlen;  // what Finish hands over
-        pad_ = 0;
-        if (data_bytes_ > 0 && ch.pdo != 0) {
-          const uint32_t head = hlen + ((ch.flags & pdu::kFlagHdgst) != 0 ? 4u : 0u);
-          pad_ = ch.pdo - head;  // CheckHeader: pdo >= head
-        }
-        small_.clear();
-        data_iov_.clear();
-        got_ = 0;
-        if (data_bytes_ == 0) {
-          NVMUX_TRY(Finish(handler));
-          break;
-        }
-        if (ch.type == pdu::kC2HData) {
-          const auto& d = *reinterpret_cast<const DataHeader*>(header_);
-          Status placed = handler.PlaceData(d, data_iov_);
-          if (!placed) {
-            error_ = placed;
-            return error_;
-          }
-          uint64_t total = 0;
-          for (const iovec& v : data_iov_) total += v.iov_len;
-          if (total != data_bytes_)
-            return Fail("C2HData of " + std::to_string(data_bytes_) + " bytes placed into " + std::to_string(total));
-        } else {
-          small_.resize(data_bytes_);
-          data_iov_.push_back({small_.data(), small_.size()});
-        }
-        if ((ch.flags & pdu::kFlagDdgst) != 0) digest_iov_ = data_iov_;
-        phase_ = pad_ > 0 ? Phase::kPad : Phase::kData;
-        break;
-      }
-      case Phase::kPad:
-        got_ += got;
-        if (got_ < pad_) break;
-        got_ = 0;
-        phase_ = Phase::kData;
-        break;
-      case Phase::kData: {
-        size_t left = got;
-        for (iovec& v : data_iov_) {
-          if (left == 0) break;
-          size_t take = std::min(left, v.iov_len);
-          v.iov_base = static_cast<uint8_t*>(v.iov_base) + take;
-          v.iov_len -= take;
-          left -= take;
-        }
-        got_ += got;
-        if (got_ < data_bytes_) break;
-        got_ = 0;
-        CommonHeader ch;
-        std::memcpy(&ch, header_, sizeof(ch));
-        if ((ch.flags & pdu::kFlagDdgst) != 0) {
-          phase_ = Phase::kDataDigest;
-          break;
-        }
-        NVMUX_TRY(Finish(handler));
-        break;
-      }
-      case Phase::kDataDigest: {
-        got_ += got;
-        if (got_ < 4) break;
-        uint32_t wire;
-        std::memcpy(&wire, digest_, 4);
-        if (wire != Crc32c(std::span<const iovec>(digest_iov_)))
-          return Fail(std::string(PduTypeName(header_[0])) + " PDU: data digest mismatch");
-        NVMUX_TRY(Finish(handler));
-        break;
-      }
-    }
+    ++reads_;
+    const auto got = static_cast<size_t>(n);
+    const size_t placed = std::min(got, direct);
+    buffer_end_ = got - placed;  // bytes past the direct pieces landed in the buffer
+    if (placed > 0) NVMUX_TRY(Advance(static_cast<uint32_t>(placed), handler));
+    if (drain == Drain::kUntilShortRead && got < direct + buffer_.size()) return Consume(handler);
   }
 }
 

@@ -136,8 +136,13 @@ struct ReceivedPdu {
   const T& as() const { return *reinterpret_cast<const T*>(header.data()); }
 };
 
-// Reads PDUs from a byte stream. C2HData payloads go straight into the
-// buffers the handler names (readv onto the command's memory: no copy).
+// Reads PDUs from a byte stream through a receive buffer: one read takes
+// whatever the socket holds (many small PDUs at a time, as SPDK's socket
+// layer does), and headers and small payloads are parsed from there. Once a
+// C2HData header says where its payload goes, the rest of a large payload
+// is read straight into the command's buffers (readv onto its memory, with
+// the buffer behind it for what follows): only bytes that arrived before
+// their header was parsed are copied, at most one buffer's worth.
 class PduReader {
  public:
   // Reads into iov like readv: bytes read, 0 at end of stream, -1 with errno
@@ -151,6 +156,14 @@ class PduReader {
     // A complete PDU (after its data and digests were checked).
     virtual Status OnPdu(const ReceivedPdu& pdu) = 0;
   };
+  // When Pump stops reading: at EAGAIN, or already after a read that
+  // returned less than it asked for (a socket: what it held is taken; the
+  // next poll reads what arrives later, and the EAGAIN read is saved).
+  enum class Drain { kUntilEagain, kUntilShortRead };
+  // Bytes read at a time into the buffer; a payload at least
+  // kDirectThreshold long goes straight into its command's buffers.
+  static constexpr size_t kBufferBytes = 64 * 1024;
+  static constexpr size_t kDirectThreshold = 1024;
 
   // Before ICResp arrives: only ICResp (or C2HTermReq) is accepted.
   void SetNegotiated(const Negotiated& n) {
@@ -160,8 +173,12 @@ class PduReader {
   // Reads what is available; Ok when the source has nothing more now.
   // Errors: EPROTO (malformed PDU, digest mismatch), ECONNRESET (end of
   // stream), the read's errno. The reader stays failed after an error.
-  Status Pump(const ReadFn& read, Handler& handler);
+  Status Pump(const ReadFn& read, Handler& handler, Drain drain = Drain::kUntilEagain);
   uint64_t pdus() const { return pdus_; }
+  uint64_t reads() const { return reads_; }
+  // Payload bytes copied out of the receive buffer (the rest went straight
+  // into the commands' buffers).
+  uint64_t copied_bytes() const { return copied_; }
 
   // Checks a complete header (HLEN bytes, digest not included) against its
   // type's layout and the negotiated parameters; the data length it
@@ -173,6 +190,12 @@ class PduReader {
   enum class Phase { kCommon, kHeader, kPad, kData, kDataDigest };
   Status Fail(const std::string& why);
   Status Finish(Handler& handler);
+  // Takes `bytes` already stored where the current phase wants them (or, in
+  // kPad, skipped) and moves the state machine on.
+  Status Advance(uint32_t bytes, Handler& handler);
+  // Parses buffered bytes until the buffer is empty or an error.
+  Status Consume(Handler& handler);
+  uint32_t PhaseLeft() const;
 
   Negotiated negotiated_;
   bool connected_ = false;
@@ -186,8 +209,13 @@ class PduReader {
   std::vector<iovec> digest_iov_; // all of it, for the data digest
   std::vector<uint8_t> small_;    // TermReq data
   uint8_t digest_[4] = {};
+  std::vector<uint8_t> buffer_;   // kBufferBytes once the first read needs it
+  size_t buffer_pos_ = 0;         // [pos, end): received, not parsed yet
+  size_t buffer_end_ = 0;
   Status error_ = Ok();
   uint64_t pdus_ = 0;
+  uint64_t reads_ = 0;
+  uint64_t copied_ = 0;
 };
 
 }  // namespace nvmux::tcp

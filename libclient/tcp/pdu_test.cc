@@ -57,9 +57,10 @@ struct Recorder : FuzzHandler {
 
 // Feeds `stream` `step` bytes per read.
 Status Feed(PduReader& reader, PduReader::Handler& h, const std::vector<uint8_t>& stream, size_t step,
-            bool eof = false) {
+            bool eof = false, PduReader::Drain drain = PduReader::Drain::kUntilEagain, int* calls = nullptr) {
   size_t at = 0;
   auto read = [&](const iovec* iov, int count) -> ssize_t {
+    if (calls != nullptr) ++*calls;
     if (at == stream.size()) {
       if (eof) return 0;
       errno = EAGAIN;
@@ -75,7 +76,7 @@ Status Feed(PduReader& reader, PduReader::Handler& h, const std::vector<uint8_t>
     }
     return static_cast<ssize_t>(done);
   };
-  return reader.Pump(read, h);
+  return reader.Pump(read, h, drain);
 }
 
 PduReader Connected(bool hdgst = false, bool ddgst = false) {
@@ -122,6 +123,61 @@ TEST(TcpPdu, C2HDataLandsInTheCommandBufferWithDigest) {
     ASSERT_TRUE(Feed(reader, h, C2H(2, 100, data, true, true), step));
     ASSERT_EQ(h.headers.size(), 1u);
     EXPECT_EQ(std::memcmp(h.buffers[2] + 100, data.data(), data.size()), 0);
+  }
+}
+
+// A socket's reader takes whatever one read gives (many PDUs), and stops at
+// a short read instead of asking again for the EAGAIN.
+TEST(TcpPdu, ManyPdusComeFromOneReadAndAShortReadEndsThePump) {
+  std::vector<uint8_t> s;
+  for (uint16_t cid = 0; cid < 10; ++cid) Append(s, Resp(cid, false));
+  for (auto drain : {PduReader::Drain::kUntilShortRead, PduReader::Drain::kUntilEagain}) {
+    PduReader reader = Connected();
+    Recorder h;
+    int calls = 0;
+    ASSERT_TRUE(Feed(reader, h, s, 1 << 20, false, drain, &calls));
+    EXPECT_EQ(h.headers.size(), 10u);
+    EXPECT_EQ(reader.reads(), 1u);
+    EXPECT_EQ(calls, drain == PduReader::Drain::kUntilShortRead ? 1 : 2);
+    EXPECT_EQ(reader.copied_bytes(), 0u);
+  }
+}
+
+// A payload whose header is parsed is read straight into the command's
+// buffer pieces (more pieces than one read takes, too); only what came in
+// the same read as its header is copied from the receive buffer.
+TEST(TcpPdu, LargePayloadGoesStraightIntoItsBufferPieces) {
+  struct Large : PduReader::Handler {
+    std::vector<uint8_t> buffer = std::vector<uint8_t>(256 * 1024);
+    uint64_t pdus = 0;
+    Status PlaceData(const DataHeader& h, std::vector<iovec>& out) override {
+      const size_t piece = 2621;  // 101 pieces
+      for (size_t at = 0; at < h.length; at += piece)
+        out.push_back({buffer.data() + h.offset + at, std::min<size_t>(piece, h.length - at)});
+      return Ok();
+    }
+    Status OnPdu(const ReceivedPdu&) override {
+      ++pdus;
+      return Ok();
+    }
+  };
+  std::vector<uint8_t> data(256 * 1024);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 13 + (i >> 12));
+  for (bool ddgst : {false, true}) {
+    for (size_t step : {size_t{16384}, size_t{1} << 20}) {
+      PduReader reader = Connected(false, ddgst);
+      Large h;
+      std::vector<uint8_t> s = C2H(0, 0, data, ddgst, true);
+      Append(s, Resp(1, false));
+      ASSERT_TRUE(Feed(reader, h, s, step)) << step;
+      EXPECT_EQ(h.pdus, 2u);
+      EXPECT_EQ(h.buffer, data) << step;
+      if (step == 16384) {
+        // The first read (header and 16,360 bytes), then direct reads, then
+        // the last bytes (under kDirectThreshold) with what follows.
+        EXPECT_LE(reader.copied_bytes(), 16384u + PduReader::kDirectThreshold);
+      }
+    }
   }
 }
 

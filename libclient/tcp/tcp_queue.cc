@@ -167,7 +167,7 @@ Status TcpQueue::WaitFor(const std::function<bool()>& done, const char* what) {
 }
 
 Status TcpQueue::Handshake() {
-  TxItem item;
+  TxItem& item = tx_.Push();
   IcReq req;
   req.ch = {pdu::kIcReq, 0, 128, 0, 128};
   req.hpda = 0;  // 4-byte alignment of C2H data is enough: it goes into the buffers by readv
@@ -177,7 +177,6 @@ Status TcpQueue::Handshake() {
   std::memcpy(item.header, &req, sizeof(req));
   item.header_len = sizeof(req);
   item.total = sizeof(req);
-  tx_.push_back(std::move(item));
   counters_.pdus_sent++;
   const std::string where = "NVMe/TCP " + ep_.text + " queue " + std::to_string(params_.qid);
   NVMUX_TRY(WaitFor([this] { return icresp_; }, (where + ": ICReq").c_str()));
@@ -248,13 +247,32 @@ uint32_t TcpQueue::DataOffset(uint32_t header_len) const {
   return align <= 4 ? head : (head + align - 1) / align * align;
 }
 
-Result<std::vector<iovec>> TcpQueue::DataIov(const spec::Sqe& sqe, uint32_t& length) {
-  std::vector<iovec> iov;
+TcpQueue::TxItem& TcpQueue::TxRing::Push() {
+  if (count_ == items_.size()) {
+    std::vector<TxItem> grown(std::max<size_t>(8, items_.size() * 2));
+    for (size_t i = 0; i < count_; ++i) grown[i] = std::move(at(i));
+    items_ = std::move(grown);
+    head_ = 0;
+  }
+  TxItem& item = items_[(head_ + count_) % items_.size()];
+  ++count_;
+  item.header_len = 0;
+  item.data.clear();
+  item.digest = 0;
+  item.has_digest = false;
+  item.sent = 0;
+  item.total = 0;
+  item.r2t_done_cid = -1;
+  return item;
+}
+
+Status TcpQueue::DataIov(const spec::Sqe& sqe, std::vector<iovec>& iov, uint32_t& length) {
+  iov.clear();
   length = 0;
   if (sqe.psdt() == spec::kPsdtPrp) {
     if (sqe.prp1 != 0)
       return Fail(EINVAL, "command " + Hex(sqe.opc, 2) + " describes its data with PRPs; NVMe/TCP needs SGLs");
-    return iov;
+    return Ok();
   }
   if (sqe.psdt() != 1) return Fail(EINVAL, "command " + Hex(sqe.opc, 2) + ": metadata SGLs are not carried over NVMe/TCP");
   spec::SglDescriptor d;
@@ -287,11 +305,11 @@ Result<std::vector<iovec>> TcpQueue::DataIov(const spec::Sqe& sqe, uint32_t& len
   }
   if (total > UINT32_MAX) return Fail(EINVAL, "command " + Hex(sqe.opc, 2) + ": more than 4 GiB of data");
   length = static_cast<uint32_t>(total);
-  return iov;
+  return Ok();
 }
 
 bool TcpQueue::Send(Command& cmd, uint16_t cid) {
-  TxItem item;
+  TxItem& item = tx_.Push();
   CapsuleCmd hdr;
   hdr.sqe = cmd.sqe;
   hdr.sqe.cid = cid;
@@ -322,7 +340,6 @@ bool TcpQueue::Send(Command& cmd, uint16_t cid) {
     }
   }
   item.total = hdr.ch.plen;
-  tx_.push_back(std::move(item));
   counters_.pdus_sent++;
   return true;
 }
@@ -332,7 +349,7 @@ void TcpQueue::QueueData(uint16_t cid, uint16_t ttag, uint32_t offset, uint32_t 
   const uint32_t chunk_max = std::max<uint32_t>(negotiated_.maxh2cdata, 4096);
   for (uint32_t done = 0; done < length;) {
     const uint32_t n = std::min(chunk_max, length - done);
-    TxItem item;
+    TxItem& item = tx_.Push();
     DataHeader h;
     const uint8_t hd = negotiated_.header_digest ? pdu::kFlagHdgst : 0;
     const uint8_t dd = negotiated_.data_digest ? pdu::kFlagDdgst : 0;
@@ -358,8 +375,7 @@ void TcpQueue::QueueData(uint16_t cid, uint16_t ttag, uint32_t offset, uint32_t 
     item.total = h.ch.plen;
     if (last) item.r2t_done_cid = cid;
     counters_.h2c_data++;
-    tx_.push_back(std::move(item));
-    counters_.pdus_sent++;
+      counters_.pdus_sent++;
     done += n;
   }
 }
@@ -433,7 +449,7 @@ void TcpQueue::TakeNewEntries() {
       }
     }
     uint32_t length = 0;
-    auto iov = DataIov(sqe, length);
+    Status iov = DataIov(sqe, scratch_iov_, length);
     Command& c = Slot(sqe.cid);
     if (!iov || c.active || sqe.cid == kInternalCid) {
       NVMUX_LOG(kWarning, "NVMe/TCP queue %u: command %u not sent: %s", params_.qid, sqe.cid,
@@ -445,7 +461,7 @@ void TcpQueue::TakeNewEntries() {
     c.internal = false;
     c.sqe = sqe;
     c.length = length;
-    c.iov = std::move(*iov);
+    c.iov.swap(scratch_iov_);  // both keep their capacity: no allocation per command
     c.to_controller = (sqe.opc & 0x3) == 0x1;  // data transfer bits: host to controller
     c.r2t_next = 0;
     c.r2t_pending = 0;
@@ -458,7 +474,8 @@ Status TcpQueue::Flush() {
   while (!tx_.empty() && !broken()) {
     iovec iov[64];
     int count = 0;
-    for (TxItem& item : tx_) {
+    for (size_t i = 0; i < tx_.size(); ++i) {
+      TxItem& item = tx_.at(i);
       size_t skip = item.sent;
       auto add = [&](void* base, size_t len) {
         if (count == 64) return;
@@ -494,7 +511,7 @@ Status TcpQueue::Flush() {
         if (Command* c = Find(static_cast<uint16_t>(front.r2t_done_cid)); c != nullptr && c->r2t_pending > 0)
           c->r2t_pending--;
       }
-      tx_.pop_front();
+      tx_.PopFront();
     }
   }
   return Ok();
@@ -503,7 +520,16 @@ Status TcpQueue::Flush() {
 void TcpQueue::Receive() {
   if (broken()) return;
   const int fd = fd_.get();
-  Status st = reader_.Pump([fd](const iovec* iov, int count) { return ::readv(fd, iov, count); }, *this);
+  // recv/recvmsg rather than readv: a socket call skips the file position
+  // lock, and one buffer (the common case) skips importing an iovec.
+  auto read = [fd](const iovec* iov, int count) -> ssize_t {
+    if (count == 1) return ::recv(fd, iov[0].iov_base, iov[0].iov_len, MSG_DONTWAIT);
+    msghdr msg{};
+    msg.msg_iov = const_cast<iovec*>(iov);
+    msg.msg_iovlen = static_cast<size_t>(count);
+    return ::recvmsg(fd, &msg, MSG_DONTWAIT);
+  };
+  Status st = reader_.Pump(read, *this, PduReader::Drain::kUntilShortRead);
   if (!st) Break(st.error());
 }
 

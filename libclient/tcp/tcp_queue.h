@@ -25,7 +25,6 @@
 #include <sys/socket.h>
 
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -155,6 +154,27 @@ class TcpQueue final : public QueueHook, private PduReader::Handler {
     size_t total = 0;
     int32_t r2t_done_cid = -1;  // the last H2CData of an R2T of this command: its sending ends the R2T
   };
+  // The PDUs waiting to be sent, oldest first: a ring of items reused with
+  // their data vectors, so that once it has grown to the queue's depth no
+  // PDU allocates.
+  class TxRing {
+   public:
+    TxItem& Push();  // a cleared item at the back
+    TxItem& front() { return at(0); }
+    TxItem& at(size_t i) { return items_[(head_ + i) % items_.size()]; }
+    void PopFront() {
+      head_ = (head_ + 1) % items_.size();
+      --count_;
+    }
+    bool empty() const { return count_ == 0; }
+    size_t size() const { return count_; }
+    void clear() { head_ = count_ = 0; }
+
+   private:
+    std::vector<TxItem> items_;
+    size_t head_ = 0;
+    size_t count_ = 0;
+  };
 
   Status Handshake();
   Status WaitFor(const std::function<bool()>& done, const char* what);
@@ -165,7 +185,8 @@ class TcpQueue final : public QueueHook, private PduReader::Handler {
   Status Flush();
   void Receive();
   void QueueData(uint16_t cid, uint16_t ttag, uint32_t offset, uint32_t length, const Command& cmd);
-  Result<std::vector<iovec>> DataIov(const spec::Sqe& sqe, uint32_t& length);
+  // The data pieces an SQE's SGL names, into `iov` (cleared first).
+  Status DataIov(const spec::Sqe& sqe, std::vector<iovec>& iov, uint32_t& length);
   Command& Slot(uint16_t cid);
   Command* Find(uint16_t cid);  // the outstanding command `cid`, or null
   uint32_t DataOffset(uint32_t header_len) const;
@@ -200,7 +221,8 @@ class TcpQueue final : public QueueHook, private PduReader::Handler {
 
   std::vector<Command> commands_;  // by command id (the core's ids are small)
   Command internal_;              // the one internal command (kInternalCid)
-  std::deque<TxItem> tx_;
+  TxRing tx_;
+  std::vector<iovec> scratch_iov_;  // DataIov's output, swapped into the command's
   Intercept intercept_;
   Snoop snoop_;
   std::optional<spec::Cqe> internal_done_;
