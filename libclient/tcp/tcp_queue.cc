@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -82,6 +83,8 @@ Result<std::unique_ptr<TcpQueue>> TcpQueue::Connect(const Endpoint& ep, const Co
 
 void TcpQueue::Close() {
   fd_.Reset();
+  held_.clear();
+  readiness_.Reset();
   tx_.clear();
   for (Command& c : commands_) c.active = false;
   internal_.active = false;
@@ -140,6 +143,14 @@ Status TcpQueue::Open(const ConnectParams& params) {
     if (r < 0 || ::getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
     if (err != 0) return Fail(err, "NVMe/TCP: cannot connect to " + ep.text + ": " + std::strerror(err));
   }
+  // Readiness through epoll: a poll that finds nothing then costs no
+  // socket lock, which the target's kernel path needs to deliver (a recv
+  // that finds nothing takes it, and at high queue depth most polls do).
+  readiness_ = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLRDHUP;
+  if (!readiness_.valid() || ::epoll_ctl(readiness_.get(), EPOLL_CTL_ADD, s, &ev) != 0)
+    return ErrnoError("NVMe/TCP: epoll for " + ep.text);
   fd_ = std::move(fd);
   Status st = Handshake();
   if (!st) {
@@ -227,6 +238,7 @@ void TcpQueue::Break(Error e) {
   NVMUX_LOG(kError, "NVMe/TCP %s queue %u: %s", ep_.text.c_str(), params_.qid, e.message.c_str());
   error_ = std::move(e);
   fd_.Reset();
+  readiness_.Reset();
   tx_.clear();
 }
 
@@ -409,11 +421,16 @@ Result<spec::Cqe> TcpQueue::Execute(spec::Sqe cmd, std::span<uint8_t> out_data, 
 
 void TcpQueue::Complete(const spec::Cqe& cqe) {
   if (cq_ == nullptr) return;
+  // A full CQ (by its head doorbell) holds the completion back until the
+  // host rings the head, as a controller does (NVMe base spec: no entry is
+  // posted to a full CQ). The host may legally have consumed entries
+  // without ringing yet and submitted more, so "full" is not an error.
+  if (!held_.empty() || !PostCompletion(cqe)) held_.push_back(cqe);
+}
+
+bool TcpQueue::PostCompletion(const spec::Cqe& cqe) {
   const uint32_t next = cq_tail_ + 1 == entries_ ? 0 : cq_tail_ + 1;
-  if (next == std::atomic_ref<uint32_t>(*cq_db_).load(std::memory_order_acquire) % entries_) {
-    Break(Fail(EPROTO, "completion queue overflow (the host did not consume its completions)"));
-    return;
-  }
+  if (next == std::atomic_ref<uint32_t>(*cq_db_).load(std::memory_order_acquire) % entries_) return false;
   spec::Cqe* slot = &cq_[cq_tail_];
   slot->cdw0 = cqe.cdw0;
   slot->cdw1 = cqe.cdw1;
@@ -425,6 +442,11 @@ void TcpQueue::Complete(const spec::Cqe& cqe) {
                                                 std::memory_order_release);
   cq_tail_ = next;
   if (next == 0) phase_ ^= 1;
+  return true;
+}
+
+void TcpQueue::PostHeld() {
+  while (!held_.empty() && PostCompletion(held_.front())) held_.pop_front();
 }
 
 void TcpQueue::TakeNewEntries() {
@@ -519,6 +541,7 @@ Status TcpQueue::Flush() {
 
 void TcpQueue::Receive() {
   if (broken()) return;
+  if (epoll_event ev; readiness_.valid() && ::epoll_wait(readiness_.get(), &ev, 1, 0) == 0) return;
   const int fd = fd_.get();
   // recv/recvmsg rather than readv: a socket call skips the file position
   // lock, and one buffer (the common case) skips importing an iovec.
@@ -541,6 +564,7 @@ void TcpQueue::OnSqTail() {
 
 void TcpQueue::OnCqEmpty() {
   if (broken() || !fd_.valid()) return;
+  if (!held_.empty()) PostHeld();
   if (Status f = Flush(); !f) Break(f.error());
   Receive();
   TakeNewEntries();  // entries held back by the controller's queue depth
@@ -560,6 +584,14 @@ Status TcpQueue::PlaceData(const DataHeader& h, std::vector<iovec>& out) {
 }
 
 Status TcpQueue::OnPdu(const ReceivedPdu& p) {
+  Status st = HandlePdu(p);
+  // Whatever broke the connection while handling the PDU also ends this
+  // read: the reader must not go on with a closed (or reused) descriptor.
+  if (st && broken()) return error_;
+  return st;
+}
+
+Status TcpQueue::HandlePdu(const ReceivedPdu& p) {
   counters_.pdus_received++;
   switch (p.ch().type) {
     case pdu::kIcResp: {

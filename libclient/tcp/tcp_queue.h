@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -182,6 +183,8 @@ class TcpQueue final : public QueueHook, private PduReader::Handler {
   void TakeNewEntries();
   bool Send(Command& cmd, uint16_t cid);
   void Complete(const spec::Cqe& cqe);
+  bool PostCompletion(const spec::Cqe& cqe);  // false: the CQ is full
+  void PostHeld();
   Status Flush();
   void Receive();
   void QueueData(uint16_t cid, uint16_t ttag, uint32_t offset, uint32_t length, const Command& cmd);
@@ -193,9 +196,11 @@ class TcpQueue final : public QueueHook, private PduReader::Handler {
 
   Status PlaceData(const DataHeader& h, std::vector<iovec>& out) override;
   Status OnPdu(const ReceivedPdu& pdu) override;
+  Status HandlePdu(const ReceivedPdu& pdu);
 
   EngineCounters counters_;  // by the thread owning the queue
   UniqueFd fd_;
+  UniqueFd readiness_;  // an epoll set of fd_ alone (EPOLLIN): the lockless check before a recv
   Endpoint ep_;
   ConnectParams params_;
   Negotiated negotiated_;
@@ -226,6 +231,10 @@ class TcpQueue final : public QueueHook, private PduReader::Handler {
   Intercept intercept_;
   Snoop snoop_;
   std::optional<spec::Cqe> internal_done_;
+  // Completions waiting for CQ space (the host has not rung the head
+  // doorbell past them yet), oldest first. At most the host's outstanding
+  // commands: it cannot submit more than its trackers allow.
+  std::deque<spec::Cqe> held_;
 };
 
 }  // namespace nvmux::tcp

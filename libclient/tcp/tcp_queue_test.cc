@@ -286,6 +286,71 @@ TEST(TcpQueue, SeveralR2TsOutstandingAreEachAnsweredWithTheirOwnData) {
 }
 
 // What a broken target sends ends the connection with EPROTO naming it.
+// The host may consume completions, submit more and ring the CQ head
+// doorbell only later (the core rings it once per ProcessCompletions, after
+// the callbacks that submit): completions that find the CQ full by its
+// doorbell wait for space, as a controller's do, instead of breaking the
+// connection. (The old engine broke it: "completion queue overflow".)
+TEST(TcpQueue, CompletionsWaitForCqSpaceUntilTheHeadDoorbellMoves) {
+  FakeTarget target([](int fd) {
+    std::vector<uint8_t> h, d;
+    for (int round = 0; round < 2; ++round) {
+      std::vector<uint16_t> cids;
+      for (int i = 0; i < 6; ++i) {
+        if (!ReadPdu(fd, h, d)) return;
+        cids.push_back(reinterpret_cast<CapsuleCmd*>(h.data())->sqe.cid);
+      }
+      for (uint16_t cid : cids) SendResp(fd, cid);
+    }
+    uint8_t b;
+    (void)::read(fd, &b, 1);
+  });
+  auto q = TcpQueue::Connect(target.endpoint(), Params());
+  ASSERT_TRUE(q) << q.error().message;
+  TcpQueue& queue = **q;
+  Ring ring{};
+  queue.AttachRing(ring.sq, ring.cq, 8);
+  auto put = [&](uint32_t slot, uint16_t cid) {
+    spec::Sqe flush;  // no data: an SGL of length 0
+    flush.opc = 0x00;
+    flush.cid = cid;
+    flush.set_psdt(1);
+    ring.sq[slot] = flush;
+  };
+  auto poll_until = [&](const std::function<bool()>& done) {
+    for (int i = 0; i < 5000 && !done() && !queue.broken(); ++i) {
+      queue.OnCqEmpty();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return done();
+  };
+  auto phase = [&](uint32_t slot) { return ring.cq[slot].status & 1; };
+  for (uint16_t i = 0; i < 6; ++i) put(i, i);
+  *queue.doorbells().sq_tail = 6;
+  queue.OnSqTail();
+  ASSERT_TRUE(poll_until([&] { return phase(5) == 1; })) << (queue.broken() ? queue.error().message : "timeout");
+  // Entries 0-5 consumed, the head doorbell not rung; six more commands.
+  for (uint16_t i = 0; i < 6; ++i) put((6 + i) % 8, static_cast<uint16_t>(10 + i));
+  *queue.doorbells().sq_tail = 4;
+  queue.OnSqTail();
+  // ICResp, the Connect response, then 12 responses.
+  ASSERT_TRUE(poll_until([&] { return queue.counters().pdus_received >= 14; }))
+      << (queue.broken() ? queue.error().message : "timeout");
+  ASSERT_FALSE(queue.broken()) << queue.error().message;
+  EXPECT_EQ(phase(6), 1u);
+  EXPECT_EQ(ring.cq[6].cid, 10);
+  EXPECT_EQ(phase(7), 0u);  // the next entry would fill the CQ: held
+  *queue.doorbells().cq_head = 6;
+  queue.OnCqEmpty();
+  EXPECT_EQ(phase(7), 1u);
+  EXPECT_EQ(ring.cq[7].cid, 11);
+  for (uint32_t slot = 0; slot < 4; ++slot) {
+    EXPECT_EQ(phase(slot), 0u) << slot;  // the second pass through the ring
+    EXPECT_EQ(ring.cq[slot].cid, 12 + slot) << slot;
+  }
+  EXPECT_FALSE(queue.broken());
+}
+
 TEST(TcpQueue, MisbehavingTargetBreaksTheConnection) {
   struct Case {
     const char* name;
