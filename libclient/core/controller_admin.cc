@@ -113,6 +113,16 @@ int ControllerState::AdminWaitFd() {
 int Controller::admin_event_fd() const { return s_->AdminWaitFd(); }
 
 void Controller::ArmAdminEvent() {
+  if (s_->shared != nullptr && !s_->owns_device) {
+    // A secondary blocks on its own duplicate (AdminWaitFd), not on the
+    // transport's fd: drain that one, or a level-triggered poll spins.
+    std::lock_guard<std::recursive_mutex> guard(s_->admin_mutex);
+    if (s_->admin_wait.fd.valid()) {
+      uint64_t count = 0;
+      (void)!::read(s_->admin_wait.fd.get(), &count, sizeof(count));
+      return;
+    }
+  }
   if (s_->transport != nullptr) s_->transport->ArmAdminEvent();
 }
 
@@ -221,14 +231,7 @@ Result<spec::Cqe> Controller::SyncAdmin(const spec::Sqe& cmd, void* buffer, uint
   for (;;) {
     const int64_t now = MonotonicNanos();
     const int fd = now - start >= kSpinNs ? s_->AdminWaitFd() : -1;
-    if (fd >= 0) {  // drain, then process: see ArmAdminEvent
-      if (s_->shared == nullptr || s_->owns_device) {
-        ArmAdminEvent();  // the transport's own fd (an epoll fd over NVMe/TCP)
-      } else {
-        uint64_t count = 0;
-        (void)!::read(fd, &count, sizeof(count));
-      }
-    }
+    if (fd >= 0) ArmAdminEvent();  // drain, then process
     auto n = ProcessAdminCompletions();
     if (!n && !waiter->done) return n.error();
     if (waiter->done) break;
