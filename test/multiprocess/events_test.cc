@@ -374,6 +374,33 @@ TEST_F(EventsGroupTest, AdminWaiterKilledWhileBlockedIsCleanedUp) {
   EXPECT_EQ(b.missed, 0u) << b.missed << " admin wait(s) slept to their slice's end with the completion there";
 }
 
+// An idle secondary in event mode (nvmux-event-loop -i: its queue's
+// event_fd and admin_event_fd in its own epoll loop) sleeps: over 3 idle
+// seconds, with an AEN in them, it wakes for that event, the admin
+// interrupts of nvmuxd's keep-alives and its own keep-alive timer (a few),
+// not in a loop. (A count of wakeups, not a time: a loop that polled would
+// count hundreds.)
+TEST_F(EventsGroupTest, IdleEventLoopSecondarySleeps) {
+  children_.push_back(Start({EVENT_LOOP, "-i", std::to_string(id_), "--reads", "20", "--seconds", "3"}));
+  Subprocess& loop = *children_.back();
+  ASSERT_TRUE(loop.ReadUntil("idle", std::chrono::seconds(30)));
+  // An asynchronous event while it idles: vector 0 fires in every process
+  // (and the event reaches its mailbox); it must wake once, not spin.
+  auto aen = test::EmuControl(dir_, "aen type=1 info=0 lid=2");
+  ASSERT_TRUE(aen && aen->rfind("ok", 0) == 0) << (aen ? *aen : aen.error().message);
+  auto line = loop.ReadUntil("wakeups", std::chrono::seconds(30));
+  ASSERT_TRUE(line) << "the loop did not finish";
+  unsigned long io = 0, admin = 0, timer = 0, idle = 0;
+  ASSERT_EQ(std::sscanf(line->c_str(), "wakeups io %lu admin %lu timer %lu idle %lu", &io, &admin, &timer, &idle), 4)
+      << *line;
+  std::printf("idle secondary: %s\n", line->c_str());
+  EXPECT_GE(admin, 1u) << "the event did not wake it: " << *line;
+  EXPECT_LE(idle, 20u) << "the idle loop kept waking up: " << *line;
+  auto st = loop.Wait(std::chrono::seconds(30));
+  ASSERT_TRUE(st);
+  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << test::DescribeStatus(*st);
+}
+
 // A device with only the admin queue's vector: a secondary asking for event
 // mode is refused with ENOTSUP naming the mode and the transport, and its
 // refused queue pair left nothing (no queue id, no queue on the device).
