@@ -154,6 +154,7 @@ class Primary final : public GroupRole {
     auto admin = SharedAdminQueue::Open(c, st.doorbells(0), SelfSlot(env), SelfGeneration(env));
     if (!admin) return admin.error();
     st.shared_admin = admin->get();
+    st.shared_admin->EnableWakeups(env.group().processes());
     st.admin = std::move(*admin);
     retire.Dismiss();  // from here on the Controller's destruction retires it
     return Ok();

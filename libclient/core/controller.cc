@@ -270,6 +270,7 @@ bool Controller::BeginDetach() {
   if (!s_->qpairs.empty())
     NVMUX_LOG(kError, "controller %s destroyed with %zu queue pair(s) still allocated (free them first)",
               s_->trid.ToString().c_str(), s_->qpairs.size());
+  s_->ForgetAdminWakeup();  // before the mailbox goes (Leave) and the eventfd is closed
   if (s_->role != nullptr) s_->role->Leave(*s_);
   for (QpairState* q : s_->qpairs) q->ctrlr_gone = true;
   AbortAllAdmin();  // commands never answered (a SyncAdmin timed out on them) complete, freeing their waiters

@@ -3,6 +3,8 @@
 // namespace refresh and controller reset.
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -15,6 +17,7 @@
 #include "libclient/core/transport.h"
 #include "libclient/core/sgl.h"
 #include "libclient/core/qpair_state.h"
+#include "libclient/shared/admin_wakeup.h"
 #include "libclient/shared/fd_holders.h"
 #include "libclient/shared/shared_admin_queue.h"
 #include "shm/group.h"
@@ -78,10 +81,53 @@ Status Controller::SubmitAdmin(const spec::Sqe& cmd, void* buffer, uint32_t leng
 }
 
 ControllerState::AdminWait::~AdminWait() {
+  if (wakeup.valid() && shared != nullptr) nvmux::ForgetAdminWakeup(*shared, slot, generation, wakeup.get());
   if (fd.valid() && shared != nullptr) ForgetVectorHolder(*shared, 0, slot, generation);
 }
 
+void ControllerState::ForgetAdminWakeup() {
+  std::lock_guard<std::recursive_mutex> guard(admin_mutex);
+  if (admin_wait.wakeup.valid() && shared_admin != nullptr) (void)shared_admin->SetWakeupFd(-1);
+}
+
 int ControllerState::AdminWaitFd() {
+  std::lock_guard<std::recursive_mutex> guard(admin_mutex);
+  const int vector = AdminVectorFd();
+  // Without the admin interrupt nothing would wake a process whose
+  // completion nobody routes: waiters poll then (-1), as before.
+  if (vector < 0 || shared == nullptr || shared_admin == nullptr) return vector;
+  if (!admin_wait.epoll.valid()) {
+    // Our own wakeup, which whoever routes into our mailbox signals
+    // (libclient/shared/admin_wakeup.h), beside the group's vector 0.
+    UniqueFd ep(::epoll_create1(EPOLL_CLOEXEC));
+    UniqueFd wake(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    if (!ep.valid() || !wake.valid() || ::epoll_ctl(ep.get(), EPOLL_CTL_ADD, wake.get(), &ev) != 0) {
+      NVMUX_LOG(kWarning, "%s: no admin wakeup (%s): admin waits use the shared vector alone", trid.ToString().c_str(),
+                std::strerror(errno));
+      return vector;
+    }
+    if (Status st = shared_admin->SetWakeupFd(wake.get()); !st) {
+      NVMUX_LOG(kWarning, "%s: no admin wakeup: %s", trid.ToString().c_str(), st.error().message.c_str());
+      return vector;
+    }
+    admin_wait.shared = shared;
+    admin_wait.slot = env.group().self_slot();
+    admin_wait.generation = env.group().processes().self_generation();
+    admin_wait.wakeup = std::move(wake);
+    admin_wait.epoll = std::move(ep);
+  }
+  if (admin_wait.epoll_vector != vector) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    if (::epoll_ctl(admin_wait.epoll.get(), EPOLL_CTL_ADD, vector, &ev) != 0) return vector;
+    admin_wait.epoll_vector = vector;
+  }
+  return admin_wait.epoll.get();
+}
+
+int ControllerState::AdminVectorFd() {
   std::lock_guard<std::recursive_mutex> guard(admin_mutex);
   if (shared == nullptr || owns_device) {
     // Vector 0's eventfd; over NVMe/TCP an epoll fd over the admin
@@ -113,6 +159,20 @@ int ControllerState::AdminWaitFd() {
 int Controller::admin_event_fd() const { return s_->AdminWaitFd(); }
 
 void Controller::ArmAdminEvent() {
+  std::lock_guard<std::recursive_mutex> guard(s_->admin_mutex);
+  if (s_->admin_wait.wakeup.valid()) {  // our own wakeup (a group's waiter)
+    uint64_t count = 0;
+    (void)!::read(s_->admin_wait.wakeup.get(), &count, sizeof(count));
+  }
+  if (s_->shared != nullptr && !s_->owns_device) {
+    // A secondary blocks on its own duplicate (AdminVectorFd), not on the
+    // transport's fd: drain that one, or a level-triggered poll spins.
+    if (s_->admin_wait.fd.valid()) {
+      uint64_t count = 0;
+      (void)!::read(s_->admin_wait.fd.get(), &count, sizeof(count));
+      return;
+    }
+  }
   if (s_->transport != nullptr) s_->transport->ArmAdminEvent();
 }
 
@@ -213,31 +273,39 @@ Result<spec::Cqe> Controller::SyncAdmin(const spec::Sqe& cmd, void* buffer, uint
   const int64_t start = MonotonicNanos();
   const int64_t deadline = start + int64_t{s_->options.admin_timeout_ms} * 1'000'000;
   // Most admin commands complete within microseconds: poll that long, then
-  // sleep on the admin interrupt. Slices bound the sleep because the
-  // eventfd is the group's: another process (nvmuxd) may drain it first and
-  // route this completion to our mailbox without waking us.
+  // sleep on the admin interrupt. In a group the vector's eventfd is
+  // shared: whoever drains it first routes this completion to our mailbox
+  // and signals our own wakeup (AdminWaitFd), so a sleep ends when the
+  // completion is here. Slices only bound the sleep should a wakeup not
+  // come (a router that cannot take our eventfd: no ptrace access, as in a
+  // group shared by several users), and keep the keep-alive and timeout
+  // checks of ProcessAdminCompletions going. They stay short for that
+  // case: a slice is spent only while one of our commands is outstanding.
   constexpr int64_t kSpinNs = 200'000;
   constexpr int kSliceMs = 5;
+  bool slept_out = false;
   for (;;) {
     const int64_t now = MonotonicNanos();
     const int fd = now - start >= kSpinNs ? s_->AdminWaitFd() : -1;
-    if (fd >= 0) {  // drain, then process: see ArmAdminEvent
-      if (s_->shared == nullptr || s_->owns_device) {
-        ArmAdminEvent();  // the transport's own fd (an epoll fd over NVMe/TCP)
-      } else {
-        uint64_t count = 0;
-        (void)!::read(fd, &count, sizeof(count));
-      }
-    }
+    if (fd >= 0) ArmAdminEvent();  // drain, then process
     auto n = ProcessAdminCompletions();
     if (!n && !waiter->done) return n.error();
-    if (waiter->done) break;
+    if (waiter->done) {
+      // Found right after a sleep that ran to the end of its slice: it
+      // had arrived meanwhile and nothing woke us.
+      if (slept_out) {
+        std::lock_guard<std::recursive_mutex> guard(s_->admin_mutex);
+        s_->stats.missed_wakeups++;
+      }
+      break;
+    }
     if (MonotonicNanos() > deadline)
       return Fail(ETIMEDOUT, "admin command " + Hex(cmd.opc, 2) + " did not complete within " +
                                  std::to_string(s_->options.admin_timeout_ms) + " ms");
     if (fd < 0) continue;
     pollfd p{fd, POLLIN, 0};
     const bool woken = ::poll(&p, 1, kSliceMs) > 0;
+    slept_out = !woken;
     std::lock_guard<std::recursive_mutex> guard(s_->admin_mutex);
     s_->stats.blocks++;
     if (woken) s_->stats.wakeups++;

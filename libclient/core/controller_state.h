@@ -79,9 +79,16 @@ struct ControllerState {
   // A secondary's duplicate of the admin vector's eventfd, taken at its
   // first admin wait and recorded (fd_holders.h RecordVectorHolder) so a
   // primary taking the group over keeps it registered; withdrawn before it
-  // is closed. (controller_admin.cc)
+  // is closed. In a group (primary or secondary), also this process's own
+  // admin wakeup eventfd (libclient/shared/admin_wakeup.h), recorded in its
+  // mailbox and withdrawn before it is closed, and an epoll fd over both
+  // (vector 0 and the wakeup): what admin_event_fd() returns there.
+  // (controller_admin.cc)
   struct AdminWait {
     UniqueFd fd;
+    UniqueFd wakeup;
+    UniqueFd epoll;
+    int epoll_vector = -1;  // the vector fd added to `epoll` (-1: none yet)
     uint32_t tried = 0;  // irq_holder_generation of the last failed take: retried when it changes
     SharedController* shared = nullptr;
     uint32_t slot = 0;
@@ -93,7 +100,15 @@ struct ControllerState {
   } admin_wait;
   // The admin vector's eventfd this process may block on: the registering
   // process's own, a secondary's duplicate, or -1. Takes admin_mutex.
+  int AdminVectorFd();
+  // What a waiter blocks on: in a group, the epoll fd over AdminVectorFd()
+  // and this process's wakeup eventfd (set up at the first call; the vector
+  // added when it becomes available); standalone, AdminVectorFd(). -1
+  // when neither exists. Takes admin_mutex.
   int AdminWaitFd();
+  // Before closing the wakeup: withdraws its record (the admin queue and
+  // its mailbox must still exist). Idempotent. Takes admin_mutex.
+  void ForgetAdminWakeup();
 
   // Group mode (primary or secondary): the controller's shared state and
   // the shared admin queue (== admin). Null when standalone.

@@ -27,6 +27,7 @@ Status FillFromPublished(ControllerState& s) {
                                       group.processes().self_generation());
   if (!admin) return admin.error();
   s.shared_admin = admin->get();
+  s.shared_admin->EnableWakeups(group.processes());
   s.admin = std::move(*admin);
   return Ok();
 }

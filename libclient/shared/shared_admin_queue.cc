@@ -70,6 +70,7 @@ SharedAdminQueue::~SharedAdminQueue() {
   if (generation_ == 0) return;
   auto guard = Lock();
   if (!guard) return;
+  std::atomic_ref<uint32_t>(c_.mailboxes[slot_].wakeup_fd).store(0, std::memory_order_seq_cst);
   c_.mailboxes[slot_].generation = 0;
   ForgetFdHolder(c_, slot_);
   // Our in-flight commands' completions now have nowhere to go: their
@@ -179,6 +180,7 @@ void SharedAdminQueue::FanOut(SharedAdminTracker& t, const spec::Cqe& c) {
     } else if (!queued) {
       m.events[m.tail % kMailboxEvents] = MailEvent{seq, 0, c};
       m.tail++;
+      NoteRouted(s);
     }
     m.last_event_seq = seq;
     NVMUX_TEST_POINT("admin.poll.deliver");
@@ -206,6 +208,7 @@ void SharedAdminQueue::Route(const spec::Cqe& c, bool again) {
     slot.cpl = c;
     slot.order = ++c_.routed_order;
     slot.ready = 1;
+    NoteRouted(t.owner_slot);
   } else {
     orphan = true;
   }
@@ -225,6 +228,35 @@ void SharedAdminQueue::Route(const spec::Cqe& c, bool again) {
     NVMUX_LOG(kNotice, "group AER completed with status %u/0x%02x; not re-armed (%u kept in flight)", c.sct(), c.sc(),
               c_.aer_target);
   }
+}
+
+void SharedAdminQueue::EnableWakeups(const shm::ProcessTable& processes) {
+  wakeups_ = std::make_unique<AdminWakeups>(c_, processes);
+}
+
+Status SharedAdminQueue::SetWakeupFd(int fd) {
+  auto guard = Lock();
+  if (!guard) return guard.error();
+  if (wakeup_fd_ >= 0) ForgetAdminWakeup(c_, slot_, generation_, wakeup_fd_);
+  wakeup_fd_ = fd;
+  if (fd >= 0) RecordAdminWakeup(c_, slot_, generation_, fd);
+  return Ok();
+}
+
+void SharedAdminQueue::NoteRouted(uint32_t slot) {
+  if (!wakeups_ || slot == slot_ || slot >= shm::kMaxProcesses) return;
+  const Mailbox& m = c_.mailboxes[slot];
+  const uint32_t fd = std::atomic_ref<const uint32_t>(m.wakeup_fd).load(std::memory_order_seq_cst);
+  if (fd == 0) return;
+  const WakeupTarget t{slot, m.generation, static_cast<int32_t>(fd - 1)};
+  if (std::find(to_wake_.begin(), to_wake_.end(), t) == to_wake_.end()) to_wake_.push_back(t);
+}
+
+void SharedAdminQueue::WakeRouted() {
+  if (to_wake_.empty()) return;
+  std::vector<WakeupTarget> targets;
+  targets.swap(to_wake_);
+  wakeups_->Wake(targets);
 }
 
 void SharedAdminQueue::TopUpAers() {
@@ -263,6 +295,7 @@ Status SharedAdminQueue::Poll() {
     }
     ring_.RingCq();
     TopUpAers();
+    if (wakeups_) wakeups_->Prune();
     Mailbox& m = c_.mailboxes[slot_];
     if (m.generation == generation_) {
       while (m.head != m.tail) {
@@ -282,6 +315,8 @@ Status SharedAdminQueue::Poll() {
       });
     }
   }
+  // Outside the lock: the entries are in the mailboxes already.
+  WakeRouted();
   for (const Local& l : mine) {
     if (l.event) {
       if (on_event_) on_event_(l.cpl);

@@ -47,6 +47,7 @@
 #include <vector>
 
 #include "libclient/core/admin_channel.h"
+#include "libclient/shared/admin_wakeup.h"
 #include "libclient/shared/shared_controller.h"
 #include "shm/robust_mutex.h"
 
@@ -84,6 +85,19 @@ class SharedAdminQueue final : public AdminChannel {
   // arrive). Returns how many items were released.
   uint64_t ForgetSlot(uint32_t slot);
 
+  // Per-process admin wakeups (admin_wakeup.h): from now on, completions
+  // and events this process routes into another process's mailbox wake
+  // that process's recorded eventfd (duplicates taken through `processes`,
+  // which must outlive this queue). Without it nothing is signalled.
+  void EnableWakeups(const shm::ProcessTable& processes);
+  // Records `fd` (-1: withdraws the record) as this process's own wakeup,
+  // signalled by whoever routes into our mailbox. The fd stays open until
+  // the record is withdrawn. Errors: the lock's.
+  Status SetWakeupFd(int fd);
+  // Wakeups this process signalled; other processes' eventfds it holds.
+  uint64_t wakeups_signalled() const { return wakeups_ ? wakeups_->signalled() : 0; }
+  size_t wakeups_held() const { return wakeups_ ? wakeups_->held() : 0; }
+
   // The controller's lock. Lockers outside this class must not change the
   // admin queue's fields (trackers, ring, mailboxes, intents).
   shm::RobustLock& lock() { return lock_; }
@@ -102,6 +116,11 @@ class SharedAdminQueue final : public AdminChannel {
   void FanOut(SharedAdminTracker& t, const spec::Cqe& c);
   // Arms group AERs up to aer_target; stops quietly when the ring is full.
   void TopUpAers();
+  // Notes that mailbox `slot` got something (under the lock): its owner is
+  // woken once the lock is released (WakeRouted), if it recorded a wakeup.
+  void NoteRouted(uint32_t slot);
+  // Signals the noted waiters. REQUIRES: the lock is not held.
+  void WakeRouted();
 
   SharedController& c_;
   QueueRing ring_;
@@ -112,6 +131,9 @@ class SharedAdminQueue final : public AdminChannel {
   std::vector<uint32_t> free_cookies_;
   uint32_t outstanding_ = 0;
   EventFn on_event_;
+  std::unique_ptr<AdminWakeups> wakeups_;
+  std::vector<WakeupTarget> to_wake_;
+  int wakeup_fd_ = -1;  // ours, as recorded
 };
 
 }  // namespace nvmux

@@ -74,7 +74,10 @@ struct Mailbox {
   uint32_t tail;            // events: next to write (router)
   uint32_t dropped;         // events dropped because `events` was full
   uint32_t last_event_seq;  // the last group event this mailbox got (or dropped)
-  uint32_t reserved;
+  // The owner's own admin wakeup eventfd, its number in the owner's process
+  // plus one (0: none); a router that fills this mailbox writes to it
+  // (admin_wakeup.h). atomic_ref.
+  uint32_t wakeup_fd;
   MailEvent events[kMailboxEvents];
   MailCompletion completions[kMaxSharedAdminEntries];  // by cookie
 };

@@ -4,8 +4,12 @@
 # CPU 1, perf on CPU 0), with --cpu-stats: IOPS, average latency and the
 # worker's CPU per I/O; beside the kernel's path in the same run (fio,
 # io_uring, a tmpfs file, CPU per I/O from fio's usr+sys). Medians of RUNS.
+# Then hybrid's QD 1 average latency over poll's (each process with its own
+# core; goal <= 1.10), and events-shared.sh: 4 and 8 secondaries sharing
+# the two CPUs (poll against hybrid) and the idle group in event mode.
 #
-#   scripts/bench/events.sh [--short] [BUILD_DIR] [RUNS]   (default 3 runs x 5 s; --short: 1 x 1 s)
+#   scripts/bench/events.sh [--short] [--idle-seconds N] [BUILD_DIR] [RUNS]
+#     (default 3 runs x 5 s, idle 60 s; --short: 1 x 1 s, idle 5 s)
 #
 # Needs free hugepages (scripts/hugepages.sh reserve); reserves and releases
 # none itself. Leaves no process behind. Run it on an otherwise idle
@@ -15,10 +19,12 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 runs=3
 seconds=5
 build=$root/build
+shared_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --short) runs=1; seconds=1; shift ;;
-    -*) echo "events.sh: unknown option '$1' (allowed: --short, BUILD_DIR, RUNS)" >&2; exit 2 ;;
+    --short) runs=1; seconds=1; shared_args+=(--short); shift ;;
+    --idle-seconds) shared_args+=(--idle-seconds "${2:-}"); shift 2 || shift ;;
+    -*) echo "events.sh: unknown option '$1' (allowed: --short, --idle-seconds N, BUILD_DIR, RUNS)" >&2; exit 2 ;;
     *) if [[ "$1" =~ ^[0-9]+$ ]]; then runs=$1; else build=$1; fi; shift ;;
   esac
 done
@@ -43,7 +49,9 @@ trap cleanup EXIT INT TERM
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 rows=()
+declare -A latency=()
 record() {  # $1 = label, $2 = IOPS list, $3 = latency list, $4 = CPU us/IO list, $5 = core % list
+  latency[$1]=$(echo $3 | tr ' ' '\n' | median)
   rows+=("$(printf '%-34s %10.0f %9.1f %9.2f %7.1f' "$1" "$(echo $2 | tr ' ' '\n' | median)" \
     "$(echo $3 | tr ' ' '\n' | median)" "$(echo $4 | tr ' ' '\n' | median)" "$(echo $5 | tr ' ' '\n' | median)")")
 }
@@ -89,3 +97,13 @@ fi
 printf '%-34s %10s %9s %9s %7s\n' "load (4 KiB)" "IOPS" "avg us" "CPU us/IO" "core %"
 printf '%s\n' "${rows[@]}"
 echo "medians of $runs run(s) x ${seconds} s; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "QD1, each process on its own core: hybrid / poll average latency = $(awk \
+  -v h="${latency[nvmux hybrid randread QD1]}" -v p="${latency[nvmux poll randread QD1]}" \
+  'BEGIN { if (p > 0) printf "%.3f", h / p; else print "nan" }') (goal <= 1.10)"
+
+# The emulator stops first: the next part starts its own, with nvmuxd.
+kill -TERM "$emu_pid" 2>/dev/null || true
+wait "$emu_pid" 2>/dev/null || true
+emu_pid=""
+echo
+"$root/scripts/bench/events-shared.sh" "${shared_args[@]}" "$build" "$runs"

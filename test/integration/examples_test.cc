@@ -84,5 +84,47 @@ TEST_F(ExamplesTest, HelloWorldExplainsAMissingController) {
   EXPECT_TRUE(lines.empty());
 }
 
+// Event mode in the application's own epoll loop: the reads are woken by
+// the queue's interrupt, and once idle the loop sleeps: over the idle
+// second nothing wakes it (a loop that polled or spun would count wakeups
+// here; keep-alive's timer is due only after a quarter of the KATO, 2.5 s).
+TEST_F(ExamplesTest, EventLoopIsWokenByItsReadsThenSleepsWhileIdle) {
+  auto [lines, status] =
+      RunToEnd({NVMUX_EVENT_LOOP, "-r", "trtype:vfiouser traddr:" + dir_, "--reads", "50", "--seconds", "1"});
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << DescribeStatus(status);
+  std::string all;
+  for (const std::string& l : lines) all += l + "\n";
+  EXPECT_NE(std::find(lines.begin(), lines.end(), "reads done 50"), lines.end()) << all;
+  unsigned long io = 0, admin = 0, timer = 0, idle = 0;
+  auto w = std::find_if(lines.begin(), lines.end(), [](const std::string& l) { return l.rfind("wakeups ", 0) == 0; });
+  ASSERT_NE(w, lines.end()) << all;
+  ASSERT_EQ(std::sscanf(w->c_str(), "wakeups io %lu admin %lu timer %lu idle %lu", &io, &admin, &timer, &idle), 4)
+      << *w;
+  EXPECT_GE(io, 1u) << "no read was woken by the queue's event fd: " << all;
+  EXPECT_EQ(idle, 0u) << "the idle loop woke up: " << all;
+}
+
+// SIGTERM ends an idle loop (--seconds 0: until a signal) cleanly.
+TEST_F(ExamplesTest, EventLoopStopsOnSigterm) {
+  auto child = Subprocess::Spawn({NVMUX_EVENT_LOOP, "-r", "trtype:vfiouser traddr:" + dir_});
+  ASSERT_TRUE(child) << child.error().ToString();
+  bool idle = false;
+  for (int i = 0; i < 10 && !idle; ++i) {
+    auto line = child->ReadLine(Nanos(30'000'000'000));
+    ASSERT_TRUE(line) << line.error().ToString();
+    idle = *line == "idle";
+  }
+  ASSERT_TRUE(idle);
+  child->Kill(SIGTERM);
+  auto st = child->Wait();
+  ASSERT_TRUE(st) << st.error().ToString();
+  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << DescribeStatus(*st);
+}
+
+TEST_F(ExamplesTest, EventLoopExplainsAMissingController) {
+  auto [lines, status] = RunToEnd({NVMUX_EVENT_LOOP});
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << DescribeStatus(status);
+}
+
 }  // namespace
 }  // namespace nvmux::test

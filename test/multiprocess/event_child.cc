@@ -13,9 +13,12 @@
 //     With --admin-wait it prints "connected", waits for a line on stdin,
 //     then only sends one Get Features (Number of Queues;
 //     the test makes the device delay it) and prints
-//     "admin ok <cpu us> <wall us> <blocks> <wakeups>": the CPU time this
+//     "admin ok <cpu us> <wall us> <blocks> <wakeups> <missed>": the CPU time this
 //     process used (getrusage) while waiting, the wait's wall time, and the
-//     controller's admin wait statistics.
+//     controller's admin wait statistics; then exits. A line "go N"
+//     instead sends N of them one after another, prints the same line for
+//     the batch and "admin fd <admin_event_fd()>", and waits for the next
+//     line (exit 0 at end of input).
 //     With --first-wait it first submits one read (the test makes the
 //     device delay it), prints "blocked", waits for it (up to 60 s) and
 //     prints "woken <wakeups>", then waits for a line on stdin before its
@@ -65,25 +68,37 @@ int Run(int group, const std::string& trid_text, const std::string& mode, uint64
     // up once this one is the next.
     std::printf("connected\n");
     std::fflush(stdout);
-    char go[16];
-    if (std::fgets(go, sizeof go, stdin) == nullptr) return Fail("stdin closed before 'go'");
-    const AdminStatistics before = (*ctrlr)->admin_statistics();
-    auto cpu_us = [] {
-      rusage u{};
-      ::getrusage(RUSAGE_SELF, &u);
-      return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1'000'000LL + u.ru_utime.tv_usec + u.ru_stime.tv_usec;
-    };
-    const long long cpu0 = cpu_us();
-    const auto wall0 = std::chrono::steady_clock::now();
-    auto queues = (*ctrlr)->GetFeature(0x07);
-    const long long wall =
-        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - wall0).count();
-    const long long cpu = cpu_us() - cpu0;
-    if (!queues) return Fail(queues.error().message);
-    const AdminStatistics& st = (*ctrlr)->admin_statistics();
-    std::printf("admin ok %lld %lld %llu %llu\n", cpu, wall, static_cast<unsigned long long>(st.blocks - before.blocks),
-                static_cast<unsigned long long>(st.wakeups - before.wakeups));
-    std::fflush(stdout);
+    char go[32];
+    while (std::fgets(go, sizeof go, stdin) != nullptr) {
+      unsigned count = 1;
+      const bool batch = std::sscanf(go, "go %u", &count) == 1;
+      const AdminStatistics before = (*ctrlr)->admin_statistics();
+      auto cpu_us = [] {
+        rusage u{};
+        ::getrusage(RUSAGE_SELF, &u);
+        return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1'000'000LL + u.ru_utime.tv_usec + u.ru_stime.tv_usec;
+      };
+      const long long cpu0 = cpu_us();
+      const auto wall0 = std::chrono::steady_clock::now();
+      for (unsigned i = 0; i < count; ++i) {
+        auto queues = (*ctrlr)->GetFeature(0x07);
+        if (!queues) return Fail(queues.error().message);
+      }
+      const long long wall =
+          std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - wall0).count();
+      const long long cpu = cpu_us() - cpu0;
+      const AdminStatistics& st = (*ctrlr)->admin_statistics();
+      std::printf("admin ok %lld %lld %llu %llu %llu\n", cpu, wall,
+                  static_cast<unsigned long long>(st.blocks - before.blocks),
+                  static_cast<unsigned long long>(st.wakeups - before.wakeups),
+                  static_cast<unsigned long long>(st.missed_wakeups - before.missed_wakeups));
+      std::fflush(stdout);
+      // What it blocks on (an epoll fd in a group), for the test to find
+      // its wakeup eventfd.
+      std::printf("admin fd %d\n", (*ctrlr)->admin_event_fd());
+      std::fflush(stdout);
+      if (!batch) return 0;
+    }
     return 0;
   }
   IoQpairOptions qo;

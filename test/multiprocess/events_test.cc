@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -235,6 +236,167 @@ TEST_F(EventsGroupTest, SecondaryWaitingForAnAdminCompletionSleepsOnTheAdminVect
   EXPECT_GT(blocks, 0u) << "never blocked on the admin vector: " << *line;
   EXPECT_LT(cpu_us * 5, wall_us) << "the waiter spun: " << *line;
   auto st = c.Wait(std::chrono::seconds(30));
+  ASSERT_TRUE(st);
+  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << test::DescribeStatus(*st);
+}
+
+// /proc/PID/fdinfo/FD's lines starting with `key` (their values).
+std::vector<long> FdinfoValues(pid_t pid, int fd, const std::string& key) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/fdinfo/" + std::to_string(fd));
+  std::vector<long> out;
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind(key, 0) == 0) out.push_back(std::strtol(line.c_str() + key.size(), nullptr, 10));
+  return out;
+}
+// The eventfd ids (fdinfo "eventfd-id", unique per eventfd file) of the
+// files `pid` holds.
+std::set<long> EventfdIdsOf(pid_t pid) {
+  std::set<long> ids;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+    const int fd = std::atoi(e.path().filename().c_str());
+    for (long id : FdinfoValues(pid, fd, "eventfd-id:")) ids.insert(id);
+  }
+  return ids;
+}
+
+struct AdminBatch {
+  unsigned long long blocks = 0, wakeups = 0, missed = 0;
+};
+// Reads a secondary's "admin ok <cpu> <wall> <blocks> <wakeups> <missed>".
+AdminBatch ReadAdminBatch(Subprocess& c) {
+  AdminBatch b;
+  auto line = c.ReadUntil("admin ok", std::chrono::seconds(60));
+  EXPECT_TRUE(line) << "the admin commands did not complete";
+  if (!line) return b;
+  long long cpu = 0, wall = 0;
+  EXPECT_EQ(std::sscanf(line->c_str(), "admin ok %lld %lld %llu %llu %llu", &cpu, &wall, &b.blocks, &b.wakeups,
+                        &b.missed),
+            5)
+      << *line;
+  return b;
+}
+
+// Two secondaries wait for their own admin commands at the same time (the
+// device holds each Get Features 2 ms, so every wait blocks), while nvmuxd
+// and each other drain the group's admin vector too: whoever drains it
+// first routes the other's completion and signals that process's own
+// wakeup, so no wait runs to the end of its slice with its completion
+// already there (AdminStatistics::missed_wakeups, a count). With the vector
+// alone, a waiter whose interrupt another process consumed slept until its
+// slice ran out, finding its completion only then. (A slice may still run
+// out on a stalled machine while the device has not answered yet: not
+// counted, so not asserted.)
+TEST_F(EventsGroupTest, ConcurrentAdminWaitersAreEachWokenByTheirOwnWakeup) {
+  constexpr int kCommands = 40;
+  std::vector<Subprocess*> waiters;
+  for (int i = 0; i < 2; ++i) {
+    children_.push_back(Start({EVENT_CHILD, "-i", std::to_string(id_), "-r", trid_, "--admin-wait"}));
+    waiters.push_back(children_.back().get());
+    ASSERT_TRUE(waiters.back()->ReadUntil("connected", std::chrono::seconds(20)));
+  }
+  auto delay = test::EmuControl(dir_, "delay us=2000 opc=0x0a queue=admin count=" + std::to_string(2 * kCommands));
+  ASSERT_TRUE(delay && delay->rfind("ok", 0) == 0) << (delay ? *delay : delay.error().message);
+  for (Subprocess* w : waiters) ASSERT_TRUE(w->WriteLine("go " + std::to_string(kCommands)));
+  for (Subprocess* w : waiters) {
+    const AdminBatch b = ReadAdminBatch(*w);
+    std::printf("admin waiter %d: %llu blocks, %llu woken, %llu missed wakeups\n", w->pid(), b.blocks, b.wakeups,
+                b.missed);
+    EXPECT_GT(b.blocks, 0u) << "never blocked: the device delay did not hold its commands";
+    EXPECT_EQ(b.missed, 0u) << b.missed << " admin wait(s) slept to their slice's end with the completion there";
+  }
+}
+
+// A waiter killed with kill -9 while blocked on its admin wakeup: it is
+// reaped, nvmuxd lets go of the duplicate of its wakeup eventfd it may have
+// taken (its eventfd count returns to what it was before the waiter came),
+// and the next waiter is woken as promptly.
+TEST_F(EventsGroupTest, AdminWaiterKilledWhileBlockedIsCleanedUp) {
+  children_.push_back(Start({EVENT_CHILD, "-i", std::to_string(id_), "-r", trid_, "--admin-wait"}));
+  Subprocess& victim = *children_.back();
+  ASSERT_TRUE(victim.ReadUntil("connected", std::chrono::seconds(20)));
+  // First a batch that registers its wakeup (each wait blocks) and that
+  // nvmuxd may route, then one command the device holds for 3 s.
+  auto delay = test::EmuControl(dir_, "delay us=2000 opc=0x0a queue=admin count=10");
+  ASSERT_TRUE(delay && delay->rfind("ok", 0) == 0) << (delay ? *delay : delay.error().message);
+  ASSERT_TRUE(victim.WriteLine("go 10"));
+  const AdminBatch first = ReadAdminBatch(victim);
+  EXPECT_GT(first.blocks, 0u);
+  auto admin_fd = victim.ReadUntil("admin fd", std::chrono::seconds(10));
+  ASSERT_TRUE(admin_fd);
+  int epfd = -1;
+  ASSERT_EQ(std::sscanf(admin_fd->c_str(), "admin fd %d", &epfd), 1) << *admin_fd;
+  // Its epoll fd watches the group's vector 0 (nvmuxd holds that file too)
+  // and its own wakeup eventfd (nvmuxd holds that one only if it routed a
+  // completion to it).
+  std::set<long> ids;
+  for (long tfd : FdinfoValues(victim.pid(), epfd, "tfd:"))
+    for (long id : FdinfoValues(victim.pid(), static_cast<int>(tfd), "eventfd-id:")) ids.insert(id);
+  ASSERT_EQ(ids.size(), 2u) << "admin_event_fd() should watch the vector and the wakeup";
+  // How many of the two nvmuxd holds: the vector always, the wakeup once
+  // it took a duplicate to signal it.
+  auto held_by_daemon = [&] {
+    const std::set<long> now = EventfdIdsOf(daemon_->pid());
+    size_t n = 0;
+    for (long id : ids) n += now.count(id);
+    return n;
+  };
+  std::printf("nvmuxd holds %zu of the waiter's 2 eventfds (vector 0, and its wakeup if nvmuxd signalled it)\n",
+              held_by_daemon());
+  delay = test::EmuControl(dir_, "delay us=3000000 opc=0x0a queue=admin count=1");
+  ASSERT_TRUE(delay && delay->rfind("ok", 0) == 0) << (delay ? *delay : delay.error().message);
+  ASSERT_TRUE(victim.WriteLine("go 1"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // blocked in its wait by now
+  const int victim_pid = victim.pid();
+  victim.Kill(SIGKILL);
+  (void)victim.Wait();
+  int64_t deadline = MonotonicNanos() + 30'000'000'000;
+  test::Census c = test::TakeCensus(MP_CHILD, id_);
+  while ((!c.Reaped(victim_pid) || c.admin_in_flight > 0) && MonotonicNanos() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    c = test::TakeCensus(MP_CHILD, id_);
+  }
+  ASSERT_TRUE(c.Reaped(victim_pid)) << c.raw;
+  EXPECT_EQ(c.admin_in_flight, 0u) << "the dead waiter's held command was never freed: " << c.raw;
+  // Of the dead waiter's eventfds only the group's vector stays in nvmuxd.
+  while (held_by_daemon() > 1 && MonotonicNanos() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(held_by_daemon(), 1u) << "nvmuxd still holds the dead waiter's wakeup eventfd";
+  // The next waiter (a fresh process) is woken for each of its waits.
+  children_.push_back(Start({EVENT_CHILD, "-i", std::to_string(id_), "-r", trid_, "--admin-wait"}));
+  Subprocess& next = *children_.back();
+  ASSERT_TRUE(next.ReadUntil("connected", std::chrono::seconds(20)));
+  delay = test::EmuControl(dir_, "delay us=2000 opc=0x0a queue=admin count=10");
+  ASSERT_TRUE(delay && delay->rfind("ok", 0) == 0) << (delay ? *delay : delay.error().message);
+  ASSERT_TRUE(next.WriteLine("go 10"));
+  const AdminBatch b = ReadAdminBatch(next);
+  EXPECT_GT(b.blocks, 0u);
+  EXPECT_EQ(b.missed, 0u) << b.missed << " admin wait(s) slept to their slice's end with the completion there";
+}
+
+// An idle secondary in event mode (nvmux-event-loop -i: its queue's
+// event_fd and admin_event_fd in its own epoll loop) sleeps: over 3 idle
+// seconds, with an AEN in them, it wakes for that event, the admin
+// interrupts of nvmuxd's keep-alives and its own keep-alive timer (a few),
+// not in a loop. (A count of wakeups, not a time: a loop that polled would
+// count hundreds.)
+TEST_F(EventsGroupTest, IdleEventLoopSecondarySleeps) {
+  children_.push_back(Start({EVENT_LOOP, "-i", std::to_string(id_), "--reads", "20", "--seconds", "3"}));
+  Subprocess& loop = *children_.back();
+  ASSERT_TRUE(loop.ReadUntil("idle", std::chrono::seconds(30)));
+  // An asynchronous event while it idles: vector 0 fires in every process
+  // (and the event reaches its mailbox); it must wake once, not spin.
+  auto aen = test::EmuControl(dir_, "aen type=1 info=0 lid=2");
+  ASSERT_TRUE(aen && aen->rfind("ok", 0) == 0) << (aen ? *aen : aen.error().message);
+  auto line = loop.ReadUntil("wakeups", std::chrono::seconds(30));
+  ASSERT_TRUE(line) << "the loop did not finish";
+  unsigned long io = 0, admin = 0, timer = 0, idle = 0;
+  ASSERT_EQ(std::sscanf(line->c_str(), "wakeups io %lu admin %lu timer %lu idle %lu", &io, &admin, &timer, &idle), 4)
+      << *line;
+  std::printf("idle secondary: %s\n", line->c_str());
+  EXPECT_GE(admin, 1u) << "the event did not wake it: " << *line;
+  EXPECT_LE(idle, 20u) << "the idle loop kept waking up: " << *line;
+  auto st = loop.Wait(std::chrono::seconds(30));
   ASSERT_TRUE(st);
   EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << test::DescribeStatus(*st);
 }

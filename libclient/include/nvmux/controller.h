@@ -77,6 +77,9 @@ struct AdminStatistics {
   uint64_t aens = 0;
   uint64_t blocks = 0;   // SyncAdmin waits that blocked on admin_event_fd()
   uint64_t wakeups = 0;  // of which ended by the admin interrupt (not the slice's end)
+  // Blocks that ran to the slice's end although the completion had arrived
+  // meanwhile (found by the poll right after): a wakeup that did not come.
+  uint64_t missed_wakeups = 0;
 };
 
 class Controller {
@@ -145,25 +148,28 @@ class Controller {
   // completion after the last ArmAdminEvent(). Over NVMe/TCP (the process
   // owning the admin connection), an epoll fd readable when the connection
   // has data or a group secondary committed an admin command for this
-  // process to send. In a group every process holds the same eventfd (a
-  // secondary takes a duplicate from the primary at its first use,
-  // fd_holders.h); whoever drains it first consumes the wakeup, and its
-  // ProcessAdminCompletions routes the others' completions to their
-  // mailboxes, so a waiter must bound its sleep (SyncAdmin sleeps in slices
-  // of 5 ms) to find a completion routed by another process.
+  // process to send. In a group (primary or secondary), an epoll fd over
+  // the group's vector 0 (a secondary takes a duplicate from the primary at
+  // its first use, fd_holders.h) and this process's own wakeup eventfd:
+  // whoever drains vector 0 first routes the others' completions and
+  // events to their mailboxes and signals their own wakeups
+  // (libclient/shared/admin_wakeup.h), so every waiter wakes when
+  // something is in its mailbox, whichever process took the interrupt.
   // -1 when the transport or device offers no MSI-X (or, in a secondary,
   // no live primary recorded the vectors yet; a TCP secondary): poll then.
   // Owned by the controller; do not read or close it. Race-free use:
   //   ctrlr->ArmAdminEvent(); (void)ctrlr->ProcessAdminCompletions();
   //   poll({admin_event_fd(), ...}, timeout <= keep_alive_timeout_ms / 2);
   int admin_event_fd() const;
-  // Drains admin_event_fd() (nothing when it is -1). Call it before
+  // Drains admin_event_fd() (the vector and the wakeup behind it; nothing
+  // when it is -1). Call it before
   // ProcessAdminCompletions: a completion posted after the drain leaves the
   // fd readable, one posted before it is found by that poll.
   void ArmAdminEvent();
   // Submits and waits until done or admin_timeout_ms; returns the completion.
   // Polls for the first 200 us, then sleeps on admin_event_fd() in slices
-  // of at most 5 ms (polls throughout when it is -1).
+  // of at most 100 ms (polls throughout when it is -1); a slice that runs
+  // out counts in AdminStatistics as a block without a wakeup.
   // Errors: ETIMEDOUT, ENXIO, EIO when the device returned an error status
   // (the message names opcode and status; the completion is in the error's
   // detail via LastAdminCompletion()).

@@ -1,0 +1,97 @@
+#include "libclient/shared/admin_wakeup.h"
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <string>
+
+#include "shm/base/log.h"
+#include "shm/process_identity.h"
+
+namespace nvmux {
+namespace {
+
+int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+int PidfdGetfd(int pidfd, int fd) { return static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, fd, 0)); }
+
+bool IsEventfd(int fd) {
+  char link[64] = {};
+  const std::string self = "/proc/self/fd/" + std::to_string(fd);
+  const ssize_t len = ::readlink(self.c_str(), link, sizeof(link) - 1);
+  return len > 0 && std::string(link, static_cast<size_t>(len)) == "anon_inode:[eventfd]";
+}
+
+std::atomic_ref<uint32_t> Record(SharedController& c, uint32_t slot) {
+  return std::atomic_ref<uint32_t>(c.mailboxes[slot].wakeup_fd);
+}
+
+// Whether `t` is still the slot's record: its mailbox is the waiter's
+// generation and names the same number.
+bool Current(SharedController& c, const WakeupTarget& t) {
+  return std::atomic_ref<uint32_t>(c.mailboxes[t.slot].generation).load(std::memory_order_seq_cst) == t.generation &&
+         Record(c, t.slot).load(std::memory_order_seq_cst) == static_cast<uint32_t>(t.fd) + 1;
+}
+
+}  // namespace
+
+void RecordAdminWakeup(SharedController& c, uint32_t slot, uint32_t generation, int fd) {
+  if (slot >= shm::kMaxProcesses || fd < 0 || c.mailboxes[slot].generation != generation) return;
+  Record(c, slot).store(static_cast<uint32_t>(fd) + 1, std::memory_order_seq_cst);
+}
+
+void ForgetAdminWakeup(SharedController& c, uint32_t slot, uint32_t generation, int fd) {
+  if (slot >= shm::kMaxProcesses || fd < 0) return;
+  if (std::atomic_ref<uint32_t>(c.mailboxes[slot].generation).load(std::memory_order_seq_cst) != generation) return;
+  uint32_t mine = static_cast<uint32_t>(fd) + 1;
+  (void)Record(c, slot).compare_exchange_strong(mine, 0, std::memory_order_seq_cst);
+}
+
+void AdminWakeups::Wake(const std::vector<WakeupTarget>& targets) {
+  std::vector<shm::ProcessInfo> live;
+  for (const WakeupTarget& t : targets) {
+    if (t.slot >= held_.size()) continue;
+    Held& h = held_[t.slot];
+    if (!h.fd.valid() || !(h.target == t)) {
+      h.fd.Reset();
+      if (live.empty()) live = processes_.Snapshot();
+      for (const shm::ProcessInfo& p : live) {
+        if (p.slot != t.slot || p.generation != t.generation || p.state != shm::SlotState::kActive) continue;
+        UniqueFd pidfd(PidfdOpen(p.id.pid));
+        if (!pidfd.valid()) break;
+        auto start = shm::ReadProcessStartTime(p.id.pid);
+        if (!start || *start != p.id.start_time) break;
+        UniqueFd fd(PidfdGetfd(pidfd.get(), t.fd));
+        if (!fd.valid()) {
+          NVMUX_LOG(kInfo, "admin wakeup of process %d: pidfd_getfd: %s (it finds its completion at its slice's end)",
+                    static_cast<int>(p.id.pid), std::strerror(errno));
+          break;
+        }
+        // Taken after the record was read: if the record still names this
+        // number now, the waiter had not closed it when we took it.
+        if (IsEventfd(fd.get()) && Current(c_, t)) {
+          h.target = t;
+          h.fd = std::move(fd);
+        }
+        break;
+      }
+      if (!h.fd.valid()) continue;
+    }
+    const uint64_t one = 1;
+    if (::write(h.fd.get(), &one, sizeof(one)) == static_cast<ssize_t>(sizeof(one))) signalled_++;
+  }
+}
+
+void AdminWakeups::Prune() {
+  for (uint32_t s = 0; s < held_.size(); ++s)
+    if (held_[s].fd.valid() && !Current(c_, held_[s].target)) held_[s].fd.Reset();
+}
+
+size_t AdminWakeups::held() const {
+  size_t n = 0;
+  for (const Held& h : held_) n += h.fd.valid() ? 1 : 0;
+  return n;
+}
+
+}  // namespace nvmux

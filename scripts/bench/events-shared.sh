@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Processes that share cores (issue 17), two parts, called by events.sh:
+#
+# shared: nvmux-emu --backing null, nvmuxd (the primary) and 4, then 8,
+#   nvmux-perf secondaries (-i GROUP) at QD 4 each, 4 KiB randread, all on
+#   the machine's two CPUs together: the emulator and nvmuxd unpinned, the
+#   secondaries' workers alternately on CPU 0 and CPU 1 (-c 0x1 / 0x2).
+#   --mode poll against --mode hybrid: the aggregate IOPS (sum of the
+#   secondaries' Total rows) and the p99 latency of all their I/O together
+#   (their -LL histograms merged bucket by bucket; same bucket edges in
+#   every process), then hybrid's aggregate IOPS / poll's (goal: >= 5).
+#   Medians of RUNS.
+# idle: nvmuxd plus 4 idle secondaries in event mode (nvmux-event-loop -i
+#   GROUP: each attached, created its I/O queue pair in event mode and
+#   blocks in epoll on its event fd with no I/O) over IDLE seconds: the CPU
+#   each used, utime+stime from /proc/PID/stat before and after (clock
+#   ticks), and the sum of its threads' run time from
+#   /proc/PID/task/*/schedstat (nanoseconds, finer); the total of nvmuxd and
+#   the secondaries as a share of one CPU (goal: < 0.1 %); the emulator's
+#   printed beside it (not in the total).
+#
+#   scripts/bench/events-shared.sh [--short] [--only shared|idle] [--idle-seconds N] [BUILD_DIR] [RUNS]
+#     default: 3 runs x 5 s, idle 60 s; --short: 1 run x 2 s, idle 5 s
+#
+# Needs free hugepages (scripts/hugepages.sh reserve); reserves and releases
+# none itself. Leaves no process behind (nvmuxd removes its group on
+# SIGTERM).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+runs=3
+seconds=5
+idle_seconds=60
+idle_given=""
+only=""
+build=$root/build
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --short) runs=1; seconds=2; [ -n "$idle_given" ] || idle_seconds=5; shift ;;
+    --only)
+      [[ "${2:-}" =~ ^(shared|idle)$ ]] || { echo "events-shared.sh: --only '${2:-}': allowed shared, idle" >&2; exit 2; }
+      only=$2; shift 2 ;;
+    --idle-seconds)
+      [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "events-shared.sh: --idle-seconds '${2:-}': a whole number of seconds >= 1" >&2; exit 2; }
+      idle_seconds=$2; idle_given=1; shift 2 ;;
+    -*) echo "events-shared.sh: unknown option '$1' (allowed: --short, --only shared|idle, --idle-seconds N, BUILD_DIR, RUNS)" >&2; exit 2 ;;
+    *) if [[ "$1" =~ ^[0-9]+$ ]]; then runs=$1; else build=$1; fi; shift ;;
+  esac
+done
+emu=$build/tools/emu/nvmux-emu
+perf=$build/tools/perf/nvmux-perf
+daemon=$build/primary/nvmuxd
+loop=$build/tools/examples/nvmux-event-loop
+for b in "$emu" "$perf" "$daemon" "$loop"; do
+  [ -x "$b" ] || { echo "events-shared.sh: $b is missing: build first (cmake --build $build)" >&2; exit 2; }
+done
+free=$(awk '/HugePages_Free/ { print $2 }' /proc/meminfo)
+[ "${free:-0}" -ge 256 ] || { echo "events-shared.sh: only ${free:-0} free hugepages: run scripts/hugepages.sh reserve first" >&2; exit 2; }
+
+work=$(mktemp -d /tmp/nvmux-bench-events-shared.XXXXXX)
+group=$((70000 + $$ % 20000))
+emu_pid="" daemon_pid="" children=()
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  for p in "${children[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${children[@]}"; do wait "$p" 2>/dev/null || true; done
+  [ -z "$daemon_pid" ] || { kill -TERM "$daemon_pid" 2>/dev/null || true; wait "$daemon_pid" 2>/dev/null || true; }
+  [ -z "$emu_pid" ] || { kill -TERM "$emu_pid" 2>/dev/null || true; wait "$emu_pid" 2>/dev/null || true; }
+  rm -rf "$work"
+  exit $rc
+}
+trap cleanup EXIT INT TERM
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# Waits (up to 30 s) until file $1 has a line starting with $2.
+wait_line() {
+  for _ in $(seq 600); do grep -q "^$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+  echo "events-shared.sh: no '$2' in $1 after 30 s:" >&2; cat "$1" >&2; return 1
+}
+
+mkdir -p "$work/emu"
+"$emu" --socket "$work/emu" --backing null --ns size=1G > "$work/emu.log" 2>&1 &
+emu_pid=$!
+for _ in $(seq 200); do [ -S "$work/emu/cntrl" ] && break; sleep 0.05; done
+[ -S "$work/emu/cntrl" ] || { echo "events-shared.sh: nvmux-emu did not start:" >&2; cat "$work/emu.log" >&2; exit 1; }
+"$daemon" -i "$group" -r "trtype:vfiouser traddr:$work/emu" > "$work/nvmuxd.log" 2>&1 &
+daemon_pid=$!
+wait_line "$work/nvmuxd.log" "nvmuxd: group"
+echo "== processes sharing 2 cores: nvmux-emu (null) + nvmuxd -i $group; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---- shared: N secondaries at QD 4, poll against hybrid ----
+# One round: N perf secondaries at once; prints "aggregate_iops p99_us".
+shared_round() {  # $1 = secondaries, $2 = mode
+  local pids=() i
+  for i in $(seq "$1"); do
+    "$perf" -i "$group" -q 4 -o 4096 -w randread -t "$seconds" -a 1 -c "$( ((i % 2)) && echo 0x1 || echo 0x2)" --no-live \
+      --mode "$2" -LL > "$work/perf.$i.out" 2>&1 &
+    pids+=($!)
+  done
+  for i in $(seq "$1"); do
+    wait "${pids[$((i - 1))]}" || { echo "events-shared.sh: secondary $i (--mode $2) failed:" >&2; cat "$work/perf.$i.out" >&2; exit 1; }
+  done
+  # Total rows summed; histogram buckets ("start - end: cumulative% (count)")
+  # summed by their start, then the end of the bucket where 99 % is reached.
+  for i in $(seq "$1"); do cat "$work/perf.$i.out"; done | awk '
+    /^Total/ { iops += $3 }
+    /^ *[0-9.]+ - +[0-9.]+: / { s = $1; e = $3; sub(":", "", e); c = $NF; sub("\\)", "", c); n[s] += c; end[s] = e; all += c }
+    END {
+      k = 0; for (s in n) keys[++k] = s + 0
+      for (a = 1; a <= k; a++) for (b = a + 1; b <= k; b++) if (keys[b] < keys[a]) { t = keys[a]; keys[a] = keys[b]; keys[b] = t }
+      p99 = "nan"; cum = 0
+      for (a = 1; a <= k; a++) { s = sprintf("%.3f", keys[a]); cum += n[s]; if (cum >= 0.99 * all) { p99 = end[s]; break } }
+      printf "%.0f %s\n", iops, p99 }'
+}
+if [ "$only" != idle ]; then
+  printf '%-38s %12s %10s\n' "secondaries x QD4, 4 KiB randread" "IOPS (sum)" "p99 us"
+  for n in 4 8; do
+    declare -A agg=()
+    for mode in poll hybrid; do
+      iops="" p99=""
+      for _ in $(seq "$runs"); do
+        read -r i p < <(shared_round "$n" "$mode")
+        iops+="$i " p99+="$p "
+      done
+      agg[$mode]=$(printf '%s\n' $iops | median)
+      printf '%-38s %12.0f %10s   runs: [%s] [%s]\n' "$n secondaries --mode $mode" "${agg[$mode]}" \
+        "$(printf '%s\n' $p99 | median)" "${iops% }" "${p99% }"
+    done
+    echo "  $n secondaries: hybrid / poll aggregate IOPS = $(awk -v h="${agg[hybrid]}" -v p="${agg[poll]}" \
+      'BEGIN { if (p > 0) printf "%.2f", h / p; else print "nan" }') (goal >= 5)"
+    unset agg
+  done
+  echo "medians of $runs run(s) x ${seconds} s (after 1 s warm-up); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+fi
+
+# ---- idle: nvmuxd + 4 event-mode secondaries doing nothing ----
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+run_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
+if [ "$only" != shared ]; then
+  idle_pids=()
+  for i in 1 2 3 4; do
+    "$loop" -i "$group" > "$work/idle.$i.out" 2>&1 &
+    children+=($!) idle_pids+=($!)
+  done
+  for i in 1 2 3 4; do wait_line "$work/idle.$i.out" "idle"; done
+  sleep 1  # settle: the attaches' own work is not idling
+  names=(nvmuxd idle-1 idle-2 idle-3 idle-4 nvmux-emu)
+  procs=("$daemon_pid" "${idle_pids[@]}" "$emu_pid")
+  t0=() n0=()
+  for p in "${procs[@]}"; do t0+=("$(ticks "$p")") n0+=("$(run_ns "$p")"); done
+  sleep "$idle_seconds"
+  hz=$(getconf CLK_TCK)
+  echo "== idle ${idle_seconds} s: nvmuxd + 4 secondaries in event mode (nvmux-event-loop -i $group), no I/O"
+  printf '%-10s %8s %12s %12s\n' process pid "CPU ticks" "run ms"
+  total_ticks=0 total_ns=0
+  for k in "${!procs[@]}"; do
+    p=${procs[$k]}
+    dt=$(( $(ticks "$p") - t0[k] )) dn=$(( $(run_ns "$p") - n0[k] ))
+    printf '%-10s %8s %12s %12.3f\n' "${names[$k]}" "$p" "$dt" "$(awk -v n="$dn" 'BEGIN { print n / 1e6 }')"
+    if [ "${names[$k]}" != nvmux-emu ]; then total_ticks=$((total_ticks + dt)) total_ns=$((total_ns + dn)); fi
+  done
+  awk -v t="$total_ticks" -v n="$total_ns" -v hz="$hz" -v s="$idle_seconds" 'BEGIN {
+    printf "nvmuxd + 4 secondaries: %.3f %% of one CPU by utime+stime (%d ticks of 1/%d s), %.4f %% by run time (goal < 0.1 %%)\n",
+      t / hz / s * 100, t, hz, n / 1e9 / s * 100 }'
+  for p in "${idle_pids[@]}"; do kill -TERM "$p"; done
+  for i in 1 2 3 4; do
+    wait "${idle_pids[$((i - 1))]}" || { echo "events-shared.sh: idle secondary $i failed:" >&2; cat "$work/idle.$i.out" >&2; exit 1; }
+    echo "  idle-$i: $(grep '^wakeups' "$work/idle.$i.out")"
+  done
+  children=()
+  echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+fi
