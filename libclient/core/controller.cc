@@ -104,7 +104,7 @@ Result<std::unique_ptr<Controller>> ControllerAttach::Prepare(Env& env, const Tr
   // one still attaches, its SQs in host memory.
   if (o.use_cmb_sqs)
     if (Status st = s->transport->EnableCmb(); !st)
-      NVMUX_LOG(kNotice, "controller %s: use_cmb_sqs: %s; I/O SQs stay in host memory", trid.ToString().c_str(),
+      NVMUX_LOG(kWarning, "controller %s: use_cmb_sqs: %s; I/O SQs stay in host memory", trid.ToString().c_str(),
                 st.error().message.c_str());
   // CAP first: its MQES bounds the admin queue, its DSTRD places the doorbells.
   auto cap = s->transport->registers().Read64(spec::kRegCap);

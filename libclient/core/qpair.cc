@@ -104,7 +104,7 @@ Result<std::unique_ptr<IoQpair>> Controller::AllocIoQpair(const IoQpairOptions& 
     cmb = cs.transport->Cmb();
     share = cmb ? CmbShare(cs, *cmb) : 0;
     if (!cmb || share < sq_bytes) {
-      NVMUX_LOG(kInfo, "controller %s: use_cmb_sqs: %s; this queue's SQ is in host memory",
+      NVMUX_LOG(kWarning, "controller %s: use_cmb_sqs: %s; this queue's SQ is in host memory",
                 cs.trid.ToString().c_str(),
                 !cmb ? "no CMB that can hold SQs is enabled (in a group: nvmuxd --use-cmb-sqs)"
                      : ("its share of the CMB (" + std::to_string(share) + " bytes per queue id) is smaller than the " +

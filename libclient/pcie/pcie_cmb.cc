@@ -133,7 +133,7 @@ BarWindow& BarWindow::operator=(BarWindow&& o) noexcept {
 }
 
 void LogCmbMapFailure(const std::string& bdf, const std::string& why) {
-  NVMUX_LOG(kNotice, "pcie %s: use_cmb_sqs: cannot map the group's CMB (%s); this process's SQs stay in host memory",
+  NVMUX_LOG(kWarning, "pcie %s: use_cmb_sqs: cannot map the group's CMB (%s); this process's SQs stay in host memory",
             bdf.c_str(), why.c_str());
 }
 

@@ -182,8 +182,11 @@ if wait_ready /tmp/ud1; then
   wait_running /tmp/us2; sleep 1
   kill -9 $us2; wait $us2 2>/dev/null
   wait $us1; rc=$?; result uio_group_secondary_rc=$rc; show /tmp/us1 $rc
-  grep 'SQ in' /tmp/us1
-  result uio_group_cmb_fallback=$(grep -q 'SQ in host memory' /tmp/us1 && ! grep -q 'SQ in the CMB' /tmp/us1 && echo yes || echo no)
+  grep -e 'SQ in' -e use_cmb_sqs /tmp/us1
+  # Host memory, said per queue pair, with the driver's warning naming why.
+  result uio_group_cmb_fallback=$(grep -q 'SQ in host memory' /tmp/us1 && ! grep -q 'SQ in the CMB' /tmp/us1 &&
+    grep -q 'use_cmb_sqs: no CMB that can hold SQs is enabled (in a group: nvmuxd --use-cmb-sqs)' /tmp/us1 &&
+    echo yes || echo no)
   sec /tmp/us3 15360 2; rc=$?; result uio_group_after_kill_rc=$rc; show /tmp/us3 $rc
   sec /tmp/us4 13312 12 & us4=$!
   wait_running /tmp/us4; sleep 1
