@@ -107,7 +107,8 @@ Result<BarWindow> BarWindow::Map(int device_fd, const std::string& bdf, uint32_t
   }
   uint64_t start = bar_offset & ~(kPage - 1);
   size_t map_bytes = static_cast<size_t>((bar_offset + bytes - start + kPage - 1) & ~(kPage - 1));
-  void* map = ::mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(file_offset + start));
+  void* map =
+      ::mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(file_offset + start));
   if (map == MAP_FAILED)
     return Fail(EIO, what + ": mapping " + std::to_string(map_bytes) + " bytes for the CMB: " + std::strerror(errno));
   BarWindow w;
