@@ -76,7 +76,11 @@ bool IsSecondary(Env& env) { return env.role() == Role::kSecondary; }
 // No filter: every controller (a secondary's probe with no transport id).
 bool Matches(Env& env, const std::optional<TransportId>& filter, const TransportId& trid) {
   if (!filter) return IsSecondary(env);
-  if (IsSecondary(env) && filter->traddr.empty()) return filter->trtype == trid.trtype;
+  // An id without traddr enumerates (a secondary: its primary's controllers
+  // of that type; anyone: 'trtype:pcie', every bound controller), so it
+  // names each controller it found: their removals are its to report.
+  if (filter->traddr.empty() && (IsSecondary(env) || filter->trtype == TransportType::kPcie))
+    return filter->trtype == trid.trtype;
   return filter->Key() == trid.Key();
 }
 

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "libclient/pcie/pcie_cmb.h"
 #include "libclient/pcie/pcie_transport.h"
 #include "libclient/shared/fd_holders.h"
 #include "libclient/shared/imported_transport.h"
@@ -112,6 +113,9 @@ Result<std::unique_ptr<Transport>> AdoptTransport(Env& env, const TransportId& t
     if (!regs) return Fail(regs.error().code, "adopting " + trid.ToString() + ": " + regs.error().message);
     auto t = ImportedTransport::Create(c, std::move(*fds), std::move(*regs));
     if (!t) return t.error();
+    // The CMB stays enabled on the live device; this primary's own queues
+    // may use it as the dead one's did.
+    if (options.use_cmb_sqs) pcie::MapPublishedCmb(**t, c, trid.traddr);
     return std::unique_ptr<Transport>(std::move(*t));
   }
   UniqueFd for_registers(::fcntl(fds->connection.get(), F_DUPFD_CLOEXEC, 0));

@@ -130,6 +130,9 @@ int main(int argc, char** argv) {
                  "share (a queue pair beyond is ENOSPC)")
       ->capture_default_str()
       ->check(CLI::Range(1, static_cast<int>(kMaxSharedQids) - 1));
+  app.add_flag("--use-cmb-sqs", ctrlr_options.use_cmb_sqs,
+               "pcie: enable each controller's Controller Memory Buffer for I/O submission queues, when it has one "
+               "that can hold them, and offer it to the group (a secondary's --use-cmb-sqs then puts its SQs there)");
   CLI11_PARSE(app, argc, argv);
   shm::SetStatusReadable(status_readable);
   if (!huge_dir.empty()) setenv("NVMUX_HUGE_DIR", huge_dir.c_str(), 1);  // read by the EAL bootstrap (shm/eal.h)

@@ -44,6 +44,15 @@ void WriteEntry(ControllerState& s) {
     c.namespaces[i] = s.data.namespaces[i];
   }
   c.namespace_generation++;
+  // The CMB this primary enabled (an adopting primary keeps the published
+  // one: the device still has it enabled).
+  if (!s.adopted) {
+    auto cmb = s.transport->Cmb();
+    c.cmb_bar = cmb ? cmb->bar : 0;
+    c.cmb_bar_offset = cmb ? cmb->bar_offset : 0;
+    c.cmb_controller_address = cmb ? cmb->controller_address : 0;
+    c.cmb_bytes = cmb ? cmb->bytes : 0;
+  }
 }
 
 // A fabrics controller's association, for secondaries connecting their own

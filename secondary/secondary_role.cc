@@ -4,6 +4,7 @@
 
 #include "libclient/core/controller_state.h"
 #include "libclient/core/qpair_state.h"
+#include "libclient/pcie/pcie_cmb.h"
 #include "libclient/shared/fd_holders.h"
 #include "libclient/shared/fd_share.h"
 #include "libclient/shared/imported_transport.h"
@@ -53,6 +54,8 @@ class Secondary final : public GroupRole {
     } else {
       auto imported = ImportedTransport::Create(c, std::move(*fds));
       if (!imported) return imported.error();
+      // SQs in the primary's CMB: this process maps it from its BAR fd.
+      if (options.use_cmb_sqs && trid.trtype == TransportType::kPcie) pcie::MapPublishedCmb(**imported, c, trid.traddr);
       transport = std::move(*imported);
     }
     auto s = std::make_unique<ControllerState>(env, trid, options, std::move(transport));

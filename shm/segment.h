@@ -32,7 +32,7 @@
 namespace nvmux::shm {
 
 // Bump when any type placed in shared memory changes layout or meaning.
-constexpr uint32_t kAbiVersion = 8;  // 2: fd holders, shadow doorbell pages, group-owned DMA; 3: fd identities, admin mailboxes with completion slots and intents, reaper intent (issue 16); 4: MSI-X vector eventfd records (issue 17); 5: process slots' device_user, dead slots' quarantined memory (QuarantineOwnerOf); 6: SharedController::fabrics (NVMe/TCP in a group); 7: vector holders (event mode across a takeover); 8: Mailbox::wakeup_fd (per-process admin wakeups: a process of 7 would neither record nor signal them)
+constexpr uint32_t kAbiVersion = 9;  // 2: fd holders, shadow doorbell pages, group-owned DMA; 3: fd identities, admin mailboxes with completion slots and intents, reaper intent (issue 16); 4: MSI-X vector eventfd records (issue 17); 5: process slots' device_user, dead slots' quarantined memory (QuarantineOwnerOf); 6: SharedController::fabrics (NVMe/TCP in a group); 7: vector holders (event mode across a takeover); 8: Mailbox::wakeup_fd (per-process admin wakeups: a process of 7 would neither record nor signal them); 9: SharedController's CMB location (use_cmb_sqs)
 constexpr uint64_t kSegmentMagic = 0x4d48535855564d4eull;  // "NVMUXSHM"
 
 struct SegmentHeader {

@@ -49,6 +49,13 @@ bool ControllerState::CheckHealth(int64_t now_ns) {
   if (transport->Lost()) {
     removed = true;
     Fail("the connection to the device is gone (surprise removal or server exit)");
+    // The primary tells the group at once: secondaries' I/O fails now, not
+    // when the entry is retired (under vfio the kernel's removal waits for
+    // every process of the group to close the device).
+    if (shared != nullptr && owns_device) {
+      std::atomic_ref<uint32_t>(shared->removed).store(1, std::memory_order_release);
+      std::atomic_ref<uint32_t>(shared->failed).store(1, std::memory_order_release);
+    }
     return false;
   }
   auto csts = transport->registers().Read32(spec::kRegCsts);
@@ -93,6 +100,12 @@ Result<std::unique_ptr<Controller>> ControllerAttach::Prepare(Env& env, const Tr
   }
   auto s = std::make_unique<ControllerState>(env, trid, o, std::move(transport));
   NVMUX_TRY(s->transport->PrepareDevice());
+  // SQs in the CMB (use_cmb_sqs): not strict, a controller without a usable
+  // one still attaches, its SQs in host memory.
+  if (o.use_cmb_sqs)
+    if (Status st = s->transport->EnableCmb(); !st)
+      NVMUX_LOG(kWarning, "controller %s: use_cmb_sqs: %s; I/O SQs stay in host memory", trid.ToString().c_str(),
+                st.error().message.c_str());
   // CAP first: its MQES bounds the admin queue, its DSTRD places the doorbells.
   auto cap = s->transport->registers().Read64(spec::kRegCap);
   if (!cap) return cap.error();

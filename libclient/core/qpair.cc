@@ -42,6 +42,14 @@ spec::Cqe StatusCqe(uint16_t status) {
   return c;
 }
 
+// Each I/O queue id's share of the CMB: its size over the ids the
+// controller granted (a group's table holds fewer), in 4 KiB units.
+uint64_t CmbShare(const ControllerState& cs, const Transport::CmbWindow& cmb) {
+  size_t ids = cs.qid_used.size() - 1;
+  if (cs.shared != nullptr) ids = std::min<size_t>(ids, kMaxSharedQids - 1);
+  return ids == 0 ? 0 : cmb.bytes / ids / kPage * kPage;
+}
+
 }  // namespace
 
 // ---- allocation and lifecycle ----
@@ -87,8 +95,25 @@ Result<std::unique_ptr<IoQpair>> Controller::AllocIoQpair(const IoQpairOptions& 
   q->ctrlr = this;
   q->options = o;
   q->entries = o.io_queue_size;
+  // SQs in the Controller Memory Buffer: queue id q owns the q-th equal
+  // share (CmbShare), the same in every process of a group, so queue ids
+  // (shared, reaped) are the whole allocator. Decided before the id.
+  std::optional<Transport::CmbWindow> cmb;
+  uint64_t share = 0;
+  if (cs.options.use_cmb_sqs && o.sq_buffer == nullptr) {
+    cmb = cs.transport->Cmb();
+    share = cmb ? CmbShare(cs, *cmb) : 0;
+    if (!cmb || share < sq_bytes) {
+      NVMUX_LOG(kWarning, "controller %s: use_cmb_sqs: %s; this queue's SQ is in host memory",
+                cs.trid.ToString().c_str(),
+                !cmb ? "no CMB that can hold SQs is enabled (in a group: nvmuxd --use-cmb-sqs)"
+                     : ("its share of the CMB (" + std::to_string(share) + " bytes per queue id) is smaller than the " +
+                        std::to_string(sq_bytes) + "-byte SQ (use a smaller io_queue_size)").c_str());
+      cmb.reset();
+    }
+  }
   // The driver's ring memory: whichever of SQ and CQ the caller did not supply.
-  size_t own = (o.sq_buffer ? 0 : sq_bytes) + (o.cq_buffer ? 0 : cq_bytes);
+  size_t own = (o.sq_buffer || cmb ? 0 : sq_bytes) + (o.cq_buffer ? 0 : cq_bytes);
   if (own > 0) {
     auto rings = cs.env.AllocDma(own, kPage, "io-rings");
     if (!rings) return rings.error();
@@ -140,7 +165,12 @@ Result<std::unique_ptr<IoQpair>> Controller::AllocIoQpair(const IoQpairOptions& 
   auto* base = static_cast<uint8_t*>(q->rings.data());
   auto* sq = o.sq_buffer ? static_cast<spec::Sqe*>(o.sq_buffer) : reinterpret_cast<spec::Sqe*>(base);
   auto* cq = o.cq_buffer ? static_cast<spec::Cqe*>(o.cq_buffer)
-                         : reinterpret_cast<spec::Cqe*>(base + (o.sq_buffer ? 0 : sq_bytes));
+                         : reinterpret_cast<spec::Cqe*>(base + (o.sq_buffer || cmb ? 0 : sq_bytes));
+  if (cmb) {
+    uint64_t at = uint64_t{q->qid - 1u} * share;
+    sq = reinterpret_cast<spec::Sqe*>(cmb->cpu + at);
+    q->sq_cmb_address = cmb->controller_address + at;
+  }
   q->ring = std::make_unique<QueueRing>(sq, cq, q->entries, cs.doorbells(q->qid));
   QpairState* raw = q.get();
   std::unique_ptr<IoQpair> handle(new IoQpair(std::move(q)));
@@ -183,9 +213,10 @@ Status QpairState::CreateOnDevice() {
   // hugepage only; Env::AllocDma keeps buffers up to 2 MiB inside one, so
   // only a larger ring, or one the caller placed across pages, can break it.
   for (auto [ring_memory, bytes, which] :
-       {std::tuple<const void*, uint64_t, const char*>{ring->sq_memory(), uint64_t{entries} * sizeof(spec::Sqe), "SQ"},
+       {std::tuple<const void*, uint64_t, const char*>{sq_cmb_address ? nullptr : ring->sq_memory(),
+                                                       uint64_t{entries} * sizeof(spec::Sqe), "SQ"},
         std::tuple<const void*, uint64_t, const char*>{ring->cq_memory(), uint64_t{entries} * sizeof(spec::Cqe), "CQ"}})
-    if (DmaPageMap::ContiguousBytes(ring_memory, bytes) < bytes)
+    if (ring_memory != nullptr && DmaPageMap::ContiguousBytes(ring_memory, bytes) < bytes)
       return Fail(EINVAL, std::string("I/O queue ") + std::to_string(qid) + ": its " + which + " of " +
                               std::to_string(bytes) + " bytes is not physically contiguous (IOVA = physical "
                               "addresses, uio_pci_generic): use at most " +
@@ -220,7 +251,9 @@ Status QpairState::CreateOnDevice() {
     connected_before_reset = true;
     return Ok();
   }
-  uint64_t sq_iova = DmaPageMap::Iova(ring->sq_memory());
+  // An SQ in the CMB is named by its controller address (no IOVA: the
+  // controller reads it from its own memory).
+  uint64_t sq_iova = sq_cmb_address != 0 ? sq_cmb_address : DmaPageMap::Iova(ring->sq_memory());
   uint64_t cq_iova = DmaPageMap::Iova(ring->cq_memory());
   IoQueueCommands c = CreateIoQueueCommands(qid, entries, sq_iova, cq_iova);
   if (irq_fd.valid()) {
@@ -234,7 +267,7 @@ Status QpairState::CreateOnDevice() {
   if (cs->shared != nullptr) {
     // The rings too: the reaper keeps them out of reuse until the device
     // confirmed the queue's deletion.
-    cs->shared->qids[qid].sq_iova = GroupAddress(ring->sq_memory());
+    cs->shared->qids[qid].sq_iova = sq_cmb_address != 0 ? 0 : GroupAddress(ring->sq_memory());
     cs->shared->qids[qid].cq_iova = GroupAddress(ring->cq_memory());
     cs->shared->qids[qid].on_device = 1;
   }
@@ -293,6 +326,8 @@ uint16_t IoQpair::id() const { return s_->qid; }
 Controller& IoQpair::controller() const { return *s_->ctrlr; }
 bool IoQpair::failed() const { return s_->state == QpairLifecycle::kFailed || s_->cs->failed; }
 bool IoQpair::connected() const { return s_->state == QpairLifecycle::kConnected; }
+bool IoQpair::sq_in_cmb() const { return s_->sq_cmb_address != 0; }
+uint64_t IoQpair::sq_cmb_address() const { return s_->sq_cmb_address; }
 uint32_t IoQpair::outstanding() const { return s_->outstanding; }
 
 const QpairStatistics& IoQpair::statistics() const {

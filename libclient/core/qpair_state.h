@@ -89,7 +89,8 @@ struct QpairState {
   uint16_t qid = 0;
   IoQpairOptions options;
   uint32_t entries = 0;
-  DmaBuffer rings;      // SQ then CQ
+  DmaBuffer rings;      // SQ then CQ (CQ only when the SQ is in the CMB)
+  uint64_t sq_cmb_address = 0;  // the SQ's controller address in the CMB; 0: host memory
   DmaBuffer prp_pages;  // one 4 KiB PRP list page per tracker
   std::unique_ptr<QueueRing> ring;
 

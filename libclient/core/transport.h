@@ -55,6 +55,25 @@ class Transport {
   // the transport's lifetime), or -1 when it has none.
   virtual int VectorFd(uint16_t /*vector*/) const { return -1; }
 
+  // The Controller Memory Buffer (NVMe base spec 1.4+: CMBLOC, CMBSZ,
+  // CMBMSC) as this process maps it, for submission queues in device
+  // memory (ControllerOptions::use_cmb_sqs). SQ entries are written
+  // through `cpu`; Create I/O SQ names the queue by `controller_address`.
+  struct CmbWindow {
+    uint8_t* cpu = nullptr;
+    uint64_t controller_address = 0;
+    uint64_t bytes = 0;
+    uint32_t bar = 0;         // the BAR holding it (CMBLOC.BIR)
+    uint64_t bar_offset = 0;  // its offset in that BAR (CMBLOC.OFST)
+  };
+  // Turns the CMB on (pcie: CMBMSC) and maps it, for SQs. Called by the
+  // process that owns the device, before the controller is enabled.
+  // Errors: ENOTSUP naming why there is none usable (no CMB, not
+  // SQ-capable, the transport has none), EIO (mapping, CMBSTS.CBAI).
+  [[nodiscard]] virtual Status EnableCmb() { return Fail(ENOTSUP, std::string(name()) + " has no CMB"); }
+  // The window EnableCmb (or, in a group, the import) mapped; nullopt: none.
+  virtual std::optional<CmbWindow> Cmb() const { return std::nullopt; }
+
   // What other processes of a group need to reach the same device: the
   // doorbell mapping's fd and the connection's fd (vfio-user). None when the
   // transport cannot be shared.

@@ -245,6 +245,7 @@ Result<std::unique_ptr<PcieTransport>> PcieTransport::OpenUio(const std::string&
 }
 
 PcieTransport::~PcieTransport() {
+  cmb_map_ = BarWindow();  // before the VFIO device is released
   guard_.Unguard();
   if (bar_ != nullptr) ::munmap(bar_, bar_bytes_);
   if (!uio_ && device_fd_ >= 0 && rte_vfio_release_device(kSysfsPciDevices, bdf_.c_str(), device_fd_) != 0)
@@ -273,6 +274,21 @@ Status PcieTransport::PrepareDevice() {
   uint16_t want = *cmd | kCommandMemory | kCommandBusMaster | kCommandIntxDisable;
   if (want != *cmd) NVMUX_TRY(WriteConfig16(kPciCommand, want));
   bus_master_set_.store(true, std::memory_order_relaxed);
+  return Ok();
+}
+
+Status PcieTransport::EnableCmb() {
+  auto l = pcie::EnableCmb(*registers_, bdf_);
+  if (!l) return l.error();
+  if (!cmb_map_.mapped() || l->bar != cmb_.bar || l->bar_offset != cmb_.bar_offset || l->bytes != cmb_.bytes) {
+    auto w = BarWindow::Map(uio_ ? -1 : device_fd_, bdf_, l->bar, l->bar_offset, l->bytes, &bar_faulted_);
+    if (!w) return w.error();
+    cmb_map_ = std::move(*w);
+  }
+  cmb_ = *l;
+  NVMUX_LOG(kInfo, "pcie %s: CMB of %lu KiB in BAR%u at offset %lu, controller address 0x%lx: SQs may live there",
+            bdf_.c_str(), static_cast<unsigned long>(cmb_.bytes >> 10), cmb_.bar,
+            static_cast<unsigned long>(cmb_.bar_offset), static_cast<unsigned long>(cmb_.controller_address));
   return Ok();
 }
 

@@ -29,6 +29,7 @@
 
 #include "libclient/core/bar_guard.h"
 #include "libclient/core/transport.h"
+#include "libclient/pcie/pcie_cmb.h"
 #include "libclient/pcie/pci_sysfs.h"
 #include "shm/base/unique_fd.h"
 
@@ -90,6 +91,11 @@ class PcieTransport final : public Transport {
   [[nodiscard]] Status PrepareDevice() override;
   Doorbells QueueDoorbells(uint16_t qid, uint32_t dstrd) override;
   bool Lost() const override;
+  // CMBMSC enabled, the CMB's BAR mapped (pcie_cmb.h).
+  [[nodiscard]] Status EnableCmb() override;
+  std::optional<CmbWindow> Cmb() const override {
+    return cmb_map_.mapped() ? std::optional<CmbWindow>(MakeWindow(cmb_, cmb_map_)) : std::nullopt;
+  }
   // What other processes of the group take: the fd that maps BAR0 (vfio:
   // the device fd; uio: sysfs resource0) for the doorbells, and as the
   // "connection" the fd that reaches config space (vfio: the device fd
@@ -132,6 +138,8 @@ class PcieTransport final : public Transport {
   mutable std::atomic<bool> fault_logged_{false};
   BarGuard guard_;  // SIGBUS on bar_ (surprise removal) -> placeholder, bar_faulted_
   std::unique_ptr<MmioRegisters> registers_;
+  CmbLocation cmb_;
+  BarWindow cmb_map_;  // guarded like BAR0 (a fault sets bar_faulted_)
 };
 
 }  // namespace nvmux::pcie

@@ -55,6 +55,7 @@ Result<std::unique_ptr<ImportedTransport>> ImportedTransport::Create(SharedContr
 }
 
 ImportedTransport::~ImportedTransport() {
+  cmb_mapping_.reset();
   guard_.Unguard();
   if (map_ != nullptr) ::munmap(map_, map_bytes_);
 }

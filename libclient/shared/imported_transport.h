@@ -59,6 +59,18 @@ class ImportedTransport final : public Transport {
     return vector < vector_fds_.size() ? vector_fds_[vector].get() : -1;
   }
   void SetVectorFds(std::vector<UniqueFd> fds) { vector_fds_ = std::move(fds); }
+  // The CMB the primary published, as this process mapped it (`mapping`
+  // owns the mapping; its guard should report to lost_flag()).
+  void SetCmb(CmbWindow window, std::shared_ptr<void> mapping) {
+    cmb_ = window;
+    cmb_mapping_ = std::move(mapping);
+  }
+  std::optional<CmbWindow> Cmb() const override {
+    return cmb_mapping_ ? std::optional<CmbWindow>(cmb_) : std::nullopt;
+  }
+  std::atomic<bool>* lost_flag() { return &lost_; }
+  // The BAR fd the primary passed (vfio: the device fd; uio: resource0).
+  int bar_fd() const { return fds_.doorbells.get(); }
   // What this process holds, for others to take (fd_holders.h).
   std::optional<Exported> Export() const override {
     return Exported{fds_.doorbells.get(), fds_.doorbell_file_offset, c_.doorbell_offset, fds_.doorbell_bytes,
@@ -76,6 +88,8 @@ class ImportedTransport final : public Transport {
   size_t map_bytes_ = 0;
   std::atomic<bool> lost_{false};  // the doorbell mapping vanished (SIGBUS, bar_guard.h)
   BarGuard guard_;
+  CmbWindow cmb_;
+  std::shared_ptr<void> cmb_mapping_;
 };
 
 }  // namespace nvmux

@@ -240,6 +240,16 @@ struct SharedController {
   // waits for admin completions on vector 0 records itself by its slot.
   VectorHolder irq_queue_holders[kMaxSharedQids];
   VectorHolder irq_admin_holders[shm::kMaxProcesses];
+  // The Controller Memory Buffer the primary enabled for I/O SQs
+  // (use_cmb_sqs; cmb_bytes 0: none), by BAR and offset so that every
+  // process maps the same range from its own BAR fd. Which part a queue
+  // uses follows from its queue id (qpair.cc CmbShare): the shares are
+  // owned, reaped and reused with the ids, nothing else is recorded.
+  uint64_t cmb_bytes;
+  uint64_t cmb_bar_offset;
+  uint64_t cmb_controller_address;
+  uint32_t cmb_bar;
+  uint32_t reserved4;
 };
 
 struct SharedControllerTable {

@@ -71,17 +71,28 @@ result err_absent=$(grep -q '0000:00:09.0 does not exist' /tmp/e1 && echo ok || 
 nvmux-identify -r "trtype:pcie traddr:$B" >/tmp/e2 2>&1
 result err_kernel_driver=$(grep -q "kernel's nvme driver" /tmp/e2 && grep -q 'setup.sh config' /tmp/e2 && echo ok || { cat /tmp/e2; echo no; })
 
-# 5. nvmux-perf --verify: 1 MiB written sequentially, then read and checked.
-run nvmux-perf -r "trtype:pcie traddr:$A ns:1" -q 4 -o 4k -w write -t 30 -d 256 --lba-range 0:2048 --verify --no-live >/tmp/pw 2>&1
-result perf_write_rc=$?; tail -5 /tmp/pw
+# 5. nvmux-perf --verify: 1 MiB written sequentially, then read and checked,
+# the SQs in A's Controller Memory Buffer (--use-cmb-sqs; nvmux-perf says
+# where each SQ went).
+cmb_sq() {  # files...: "yes" when each says its SQs are in the CMB and none in host memory
+  for f in "$@"; do
+    grep -q 'SQ in the CMB at controller address' "$f" && ! grep -q 'SQ in host memory' "$f" || { echo no; return; }
+  done
+  echo yes
+}
+run nvmux-perf -r "trtype:pcie traddr:$A ns:1" -q 4 -o 4k -w write -t 30 -d 256 --lba-range 0:2048 --verify --no-live \
+  --use-cmb-sqs >/tmp/pw 2>&1
+result perf_write_rc=$?; grep 'SQ in' /tmp/pw; tail -5 /tmp/pw
 # While one process drives A, a second is refused with a clear error.
-nvmux-perf -r "trtype:pcie traddr:$A ns:1" -q 4 -o 4k -w read -t 5 --lba-range 0:2048 --verify --no-live >/tmp/pr 2>&1 &
+nvmux-perf -r "trtype:pcie traddr:$A ns:1" -q 4 -o 4k -w read -t 5 --lba-range 0:2048 --verify --no-live \
+  --use-cmb-sqs >/tmp/pr 2>&1 &
 perf_pid=$!
 wait_running /tmp/pr
 nvmux-identify -r "trtype:pcie traddr:$A" >/tmp/e3 2>&1
 result err_in_use=$(grep -q 'in use by another process' /tmp/e3 && echo ok || { cat /tmp/e3; echo no; })
 wait $perf_pid
 result perf_read_rc=$?; tail -5 /tmp/pr
+result cmb_vfio=$(cmb_sq /tmp/pw /tmp/pr)
 
 # 6. A group: nvmuxd owns the controller, two secondaries do verified I/O
 # on their own ranges; one is killed with SIGKILL; nvmuxd is killed with
@@ -99,9 +110,11 @@ sec() {  # out lba-start seconds (group $grp, default 1): both namespaces (a gro
   # Queue depth 1: a read racing a write of the same block may see it torn
   # (QEMU copies through the host's page cache), which --verify reports.
   nvmux-perf -i ${grp:-1} -r "trtype:pcie traddr:$A" -q 1 -o 4k -w randrw -M 50 -t $3 --lba-range $2:1024 --verify \
-    --no-live >$1 2>&1
+    --no-live --use-cmb-sqs >$1 2>&1
 }
-nvmuxd -i 1 -r "trtype:pcie traddr:$A" >/tmp/d1 2>&1 &
+# nvmuxd enables A's CMB (--use-cmb-sqs); the secondaries' SQs live there,
+# each queue id's share of it (a killed secondary's id and share reaped).
+nvmuxd -i 1 --use-cmb-sqs -r "trtype:pcie traddr:$A" >/tmp/d1 2>&1 &
 d1=$!
 if wait_ready /tmp/d1; then
   result group_primary=ready
@@ -114,12 +127,14 @@ if wait_ready /tmp/d1; then
   sec /tmp/s4 11264 12 & s4=$!
   wait_running /tmp/s4; sleep 1
   kill -9 $d1; wait $d1 2>/dev/null
-  nvmuxd -i 1 -r "trtype:pcie traddr:$A" >/tmp/d2 2>&1 &
+  nvmuxd -i 1 --use-cmb-sqs -r "trtype:pcie traddr:$A" >/tmp/d2 2>&1 &
   d2=$!
   wait_ready /tmp/d2 && result group_restart=ready || result group_restart=no
   result group_adopted=$(grep -q "adopted trtype:pcie traddr:$A" /tmp/d2 && echo yes || echo no)
   wait $s4; rc=$?; result group_through_takeover_rc=$rc; show /tmp/s4 $rc
   sec /tmp/s5 12288 2; rc=$?; result group_after_takeover_rc=$rc; show /tmp/s5 $rc
+  grep -h 'SQ in' /tmp/s1 /tmp/s3 /tmp/s4 /tmp/s5
+  result group_cmb=$(cmb_sq /tmp/s1 /tmp/s3 /tmp/s4 /tmp/s5)
   kill -TERM $d2; wait $d2; result group_primary_exit=$?
   echo "--- nvmuxd (first)"; tail -15 /tmp/d1; echo "--- nvmuxd (restarted)"; tail -15 /tmp/d2
 else
@@ -137,21 +152,26 @@ run nvmux-identify -r "trtype:pcie traddr:$A" >/tmp/id2.txt 2>&1
 result uio_identify_rc=$?
 [ "$(sed -n 's/^ *Serial Number: *//p' /tmp/id2.txt | head -1 | sed 's/ *$//')" = "$k_serial" ] && result uio_serial=ok ||
   { head -20 /tmp/id2.txt; result uio_serial=no; }
-run nvmux-perf -r "trtype:pcie traddr:$A ns:1" -q 8 -o 128k -w write -t 60 -d 64 --lba-range 4096:16384 --verify --no-live >/tmp/uw 2>&1
+run nvmux-perf -r "trtype:pcie traddr:$A ns:1" -q 8 -o 128k -w write -t 60 -d 64 --lba-range 4096:16384 --verify --no-live \
+  --use-cmb-sqs >/tmp/uw 2>&1
 result uio_write_rc=$?; tail -5 /tmp/uw
-nvmux-perf -r "trtype:pcie traddr:$A ns:1" -q 8 -o 128k -w read -t 5 --lba-range 4096:16384 --verify --no-live >/tmp/ur 2>&1 &
+nvmux-perf -r "trtype:pcie traddr:$A ns:1" -q 8 -o 128k -w read -t 5 --lba-range 4096:16384 --verify --no-live \
+  --use-cmb-sqs >/tmp/ur 2>&1 &
 perf_pid=$!
 wait_running /tmp/ur
 nvmux-identify -r "trtype:pcie traddr:$A" >/tmp/e4 2>&1
 result uio_err_in_use=$(grep -q 'in use by another process' /tmp/e4 && echo ok || { cat /tmp/e4; echo no; })
 wait $perf_pid
 result uio_read_rc=$?; tail -5 /tmp/ur
+result cmb_uio=$(cmb_sq /tmp/uw /tmp/ur)
 run nvmux-perf -r "trtype:pcie traddr:$A ns:2" -q 1 -o 16k -w randrw -M 50 -t 2 --verify --no-live >/tmp/u4k 2>&1
 result uio_4k_rc=$?; tail -3 /tmp/u4k
 # The group over uio (IOVA = PA in every process: the group's DMA pool is
 # not physically contiguous, secondaries map BAR0 from nvmuxd's resource0
 # fd): two verifying secondaries, one killed with SIGKILL; nvmuxd killed
 # with SIGKILL under a third and restarted (it adopts the controller).
+# nvmuxd runs without --use-cmb-sqs: the secondaries' --use-cmb-sqs falls
+# back to host memory (the CMB is offered by the primary only).
 nvmuxd -i 2 -r "trtype:pcie traddr:$A" >/tmp/ud1 2>&1 &
 ud1=$!
 if wait_ready /tmp/ud1; then
@@ -162,6 +182,11 @@ if wait_ready /tmp/ud1; then
   wait_running /tmp/us2; sleep 1
   kill -9 $us2; wait $us2 2>/dev/null
   wait $us1; rc=$?; result uio_group_secondary_rc=$rc; show /tmp/us1 $rc
+  grep -e 'SQ in' -e use_cmb_sqs /tmp/us1
+  # Host memory, said per queue pair, with the driver's warning naming why.
+  result uio_group_cmb_fallback=$(grep -q 'SQ in host memory' /tmp/us1 && ! grep -q 'SQ in the CMB' /tmp/us1 &&
+    grep -q 'use_cmb_sqs: no CMB that can hold SQs is enabled (in a group: nvmuxd --use-cmb-sqs)' /tmp/us1 &&
+    echo yes || echo no)
   sec /tmp/us3 15360 2; rc=$?; result uio_group_after_kill_rc=$rc; show /tmp/us3 $rc
   sec /tmp/us4 13312 12 & us4=$!
   wait_running /tmp/us4; sleep 1
@@ -257,6 +282,31 @@ if wait_ready /tmp/nd; then
   run nvmux-perf -i 3 -r "trtype:pcie traddr:$N" -q 1 -o 4k -w randrw -M 50 -t 2 --lba-range 0:1024 --verify \
     --no-live >/tmp/ns1 2>&1
   rc=$?; result hotadd_io_rc=$rc; show /tmp/ns1 $rc
+  # 11. Surprise removal in the group: a secondary's I/O runs on N when the
+  # host removes it (device_del). nvmuxd sees the kernel's VFIO device
+  # request, its remove callback drops the controller (the group entry is
+  # retired), the secondary's outstanding I/O is aborted and it ends with
+  # an error; nvmuxd keeps running; the function goes once every process
+  # has let go of the VFIO device.
+  nvmux-perf -i 3 -r "trtype:pcie traddr:$N" -q 8 -o 4k -w randrw -M 50 -t 120 --no-live >/tmp/ns2 2>&1 &
+  ns2=$!
+  wait_running /tmp/ns2; sleep 1
+  result hotdel_group_armed=1
+  i=0
+  while [ $i -lt 900 ] && kill -0 $ns2 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+  if kill -0 $ns2 2>/dev/null; then result hotdel_secondary_rc=still-running; kill -9 $ns2; else wait $ns2; result hotdel_secondary_rc=$?; fi
+  grep -i -e error -e fail /tmp/ns2 | head -6
+  # The secondary's driver learnt it from the group (nvmuxd published the
+  # loss), failed the controller and ended its I/O with an error.
+  result hotdel_secondary_saw_removal=$(grep -q -e 'failed: the connection to the device is gone' \
+    -e 'withdrew the controller' /tmp/ns2 && echo yes || echo no)
+  i=0
+  while [ $i -lt 150 ] && ! grep -q "hotplug: removed trtype:pcie traddr:$N (device gone)" /tmp/nd; do sleep 0.1; i=$((i + 1)); done
+  result hotdel_primary_dropped=$(grep -q "hotplug: removed trtype:pcie traddr:$N (device gone)" /tmp/nd && echo yes || echo no)
+  i=0
+  while [ $i -lt 300 ] && [ -e $dev/$N ]; do sleep 0.1; i=$((i + 1)); done
+  result hotdel_group_gone=$([ -e $dev/$N ] && echo no || echo yes)
+  result hotdel_primary_alive=$(kill -0 $nd 2>/dev/null && echo yes || echo no)
   kill -TERM $nd; wait $nd; result hotadd_primary_exit=$?
   echo "--- nvmuxd (trtype:pcie)"; tail -6 /tmp/nd
 else

@@ -57,7 +57,7 @@ qemu_cmd=("$qemu" "${qemu_share[@]}" -accel tcg,thread=single -machine q35 -smp 
   -device intel-iommu,intremap=on,aw-bits=48
   -drive "file=$tmp/a1.img,if=none,id=a1,format=raw" -drive "file=$tmp/a2.img,if=none,id=a2,format=raw"
   -drive "file=$tmp/b1.img,if=none,id=b1,format=raw"
-  -device nvme,id=ca,serial=NVMUXPCIEA,addr=0x4 -device nvme-ns,bus=ca,drive=a1,nsid=1,logical_block_size=512
+  -device nvme,id=ca,serial=NVMUXPCIEA,addr=0x4,cmb_size_mb=8 -device nvme-ns,bus=ca,drive=a1,nsid=1,logical_block_size=512
   -device nvme-ns,bus=ca,drive=a2,nsid=2,logical_block_size=4096,physical_block_size=4096
   -device nvme,id=cb,serial=NVMUXPCIEB,addr=0x5 -device nvme-ns,bus=cb,drive=b1,nsid=1
   -drive "file=$tmp/c1.img,if=none,id=c1,format=raw"
@@ -76,7 +76,7 @@ start=$SECONDS
 "${qemu_cmd[@]}" >"$tmp/qemu.log" 2>&1 &
 qemu_pid=$!
 deadline=$((SECONDS + 600))
-unplugged=0 unplugged_vfio=0 added=0
+unplugged=0 unplugged_vfio=0 added=0 unplugged_group=0
 monitor() {  # one HMP command on QEMU's monitor socket
   python3 -c 'import socket,sys,time
 s=socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1]); time.sleep(0.2); s.recv(4096)
@@ -93,6 +93,11 @@ while kill -0 "$qemu_pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
     echo "RUN: (QEMU monitor) device_add nvme,id=cn,serial=NVMUXPCIEN,bus=rp1,drive=n1"
     monitor "device_add nvme,id=cn,serial=NVMUXPCIEN,bus=rp1,drive=n1" >/dev/null
     added=1
+  fi
+  if [ $unplugged_group = 0 ] && grep -q '^GUEST-RESULT hotdel_group_armed=1' "$serial"; then
+    echo "RUN: (QEMU monitor) device_del cn"
+    monitor "device_del cn" | grep -i error
+    unplugged_group=1
   fi
   if [ $unplugged = 0 ] && grep -q '^GUEST-RESULT hotplug_armed=1' "$serial"; then
     echo "RUN: (QEMU monitor) device_del cc"
@@ -123,6 +128,7 @@ expect err_kernel_driver ok "a controller bound to nvme: error names the driver 
 expect perf_write_rc 0 "nvmux-perf --verify writes 1 MiB"
 expect err_in_use ok "a second process on the same controller: clear error"
 expect perf_read_rc 0 "nvmux-perf --verify reads it back and checks it"
+expect cmb_vfio yes "vfio: --use-cmb-sqs put every SQ in the controller's CMB (verified I/O above)"
 expect group_primary ready "nvmuxd -i 1 serves the vfio-pci controller"
 expect group_secondary_rc 0 "a secondary's verified I/O while another secondary is killed (SIGKILL)"
 expect group_after_kill_rc 0 "a new secondary after the kill (the dead one reaped)"
@@ -130,6 +136,7 @@ expect group_restart ready "nvmuxd killed (SIGKILL) and restarted: takes the gro
 expect group_adopted yes "the new nvmuxd adopted the controller (fds taken from a live secondary)"
 expect group_through_takeover_rc 0 "a secondary's verified I/O through nvmuxd's death and takeover"
 expect group_after_takeover_rc 0 "a new secondary after the takeover"
+expect group_cmb yes "group (nvmuxd --use-cmb-sqs): every secondary's SQ in the CMB, through kill, reap and takeover"
 expect group_primary_exit 0 "the new nvmuxd stops cleanly on SIGTERM"
 expect uio_driver uio_pci_generic "setup.sh config with DRIVER_OVERRIDE=uio_pci_generic"
 expect uio_identify_rc 0 "nvmux-identify over uio_pci_generic (IOVA = PA)"
@@ -137,9 +144,11 @@ expect uio_serial ok "its serial as the kernel's"
 expect uio_write_rc 0 "nvmux-perf --verify writes 8 MiB in 128 KiB I/Os over uio"
 expect uio_err_in_use ok "uio: a second process on the same controller: clear error"
 expect uio_read_rc 0 "nvmux-perf --verify reads them back and checks them over uio"
+expect cmb_uio yes "uio: --use-cmb-sqs put every SQ in the controller's CMB (verified I/O above)"
 expect uio_4k_rc 0 "nvmux-perf --verify randrw on the 4 KiB-block namespace over uio"
 expect uio_group_primary ready "nvmuxd -i 2 serves the controller over uio_pci_generic (IOVA = PA)"
 expect uio_group_secondary_rc 0 "uio: a secondary's verified I/O while another secondary is killed (SIGKILL)"
+expect uio_group_cmb_fallback yes "uio group without nvmuxd --use-cmb-sqs: a secondary's --use-cmb-sqs falls back to host memory"
 expect uio_group_after_kill_rc 0 "uio: a new secondary after the kill (the dead one reaped)"
 expect uio_group_restart ready "uio: nvmuxd killed (SIGKILL) and restarted: takes the group over"
 expect uio_group_through_takeover_rc 0 "uio: a secondary's verified I/O through nvmuxd's death and takeover"
@@ -164,6 +173,14 @@ expect hotadd_armed 1 "nvmuxd -r trtype:pcie starts with no controller bound yet
 expect hotadd_present yes "device_add: the new controller appeared in the guest"
 expect hotadd_attached yes "nvmuxd's hotplug polling attached it once setup.sh bound it to vfio-pci"
 expect hotadd_io_rc 0 "a secondary's verified I/O on the hot-added controller"
+rc=$(result hotdel_secondary_rc)
+[ -n "$rc" ] && [ "$rc" != still-running ] && [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ] &&
+  pass "group surprise removal: the secondary ends with an error (exit $rc), not killed" ||
+  fail "group surprise removal: secondary exit '$rc' (expected an error exit < 128)"
+expect hotdel_secondary_saw_removal yes "group surprise removal: the secondary's driver failed the controller (the group was told)"
+expect hotdel_primary_dropped yes "group surprise removal: nvmuxd's remove callback dropped the controller (device gone)"
+expect hotdel_group_gone yes "group surprise removal: the function went once the group let go of it"
+expect hotdel_primary_alive yes "group surprise removal: nvmuxd survives"
 expect hotadd_primary_exit 0 "that nvmuxd stops cleanly on SIGTERM"
 expect done 1 "the guest ran to its end"
 if [ $failures != 0 ]; then

@@ -197,6 +197,7 @@ int RunWithEnv(Env& env, const PerfOptions& o, const std::vector<TransportId>& t
       std::clamp<uint64_t>(uint64_t{o.qpairs_per_ns} * o.cores.Count(), copts.num_io_queues, 65535));
   copts.tcp_header_digest = o.header_digest;
   copts.tcp_data_digest = o.data_digest;
+  copts.use_cmb_sqs = o.use_cmb_sqs;
   for (const TransportId& trid : trids) {
     std::fprintf(info, "Attaching to %s\n", trid.ToString().c_str());
     std::fflush(info);

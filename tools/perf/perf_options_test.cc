@@ -82,8 +82,8 @@ TEST(PerfOptions, EveryOption) {
   auto o = Parse({"-q", "16", "-o", "128k", "-w", "randrw", "-M", "70", "-t", "30", "-a", "5", "-c", "0x3",
                   "-r", kTrid, "-r", "trtype:vfiouser traddr:/tmp/emu2", "-i", "7", "-P", "2", "--io-queue-size",
                   "256", "-O", "4096", "-A", "4k", "-C", "16", "-LL", "-Q", "10", "--transport-stats", "-s", "1024",
-                  "-F", "1.2", "-e", "PRACT=1,PRCHK=GUARD|REFTAG", "-N", "--json", "--verify", "--lba-range",
-                  "100:1000", "--live"});
+                  "--use-cmb-sqs", "-F", "1.2", "-e", "PRACT=1,PRCHK=GUARD|REFTAG", "-N", "--json", "--verify",
+                  "--lba-range", "100:1000", "--live"});
   ASSERT_TRUE(o) << o.error().ToString();
   EXPECT_EQ(o->warmup_seconds, 5u);
   EXPECT_EQ(o->cores.ToListString(), "0-1");
@@ -98,6 +98,7 @@ TEST(PerfOptions, EveryOption) {
   EXPECT_TRUE(o->continue_on_error);
   EXPECT_EQ(o->error_log_every, 10u);
   EXPECT_TRUE(o->transport_stats);
+  EXPECT_TRUE(o->use_cmb_sqs);
   EXPECT_EQ(o->mem_size_mb, 1024u);
   EXPECT_DOUBLE_EQ(o->zipf_theta, 1.2);
   EXPECT_EQ(o->pi, (PiFlags{true, true, true, false}));

@@ -14,6 +14,7 @@
 
 #include "nvmux/io_types.h"
 #include "shm/base/clock.h"
+#include "shm/base/format.h"
 #include "shm/core_set.h"
 #include "tools/perf/io_pattern.h"
 #include "tools/perf/latency_histogram.h"
@@ -326,6 +327,11 @@ Result<std::unique_ptr<NsContext>> NsContext::Create(Env& env, PerfWorker::State
                                        std::to_string(o.qpairs_per_ns) + " for core " +
                                        std::to_string(worker.core) + ": " + qp.error().message);
     }
+    // Where the SQ went (--use-cmb-sqs is not strict): tests read this.
+    if (o.use_cmb_sqs)
+      std::fprintf(o.json ? stderr : stdout, "%s: queue pair %u: SQ in %s\n", name.c_str(), (*qp)->id(),
+                   (*qp)->sq_in_cmb() ? ("the CMB at controller address " + Hex((*qp)->sq_cmb_address())).c_str()
+                                      : "host memory");
     c->qpairs.push_back(std::move(*qp));
   }
   return c;

@@ -65,6 +65,16 @@ struct ControllerOptions {
   uint32_t connect_timeout_ms = 5000;
   bool tcp_header_digest = false;  // NVMe/TCP: ask for CRC32C header digests
   bool tcp_data_digest = false;    // NVMe/TCP: ask for CRC32C data digests
+  // SPDK's use_cmb_sqs: put I/O submission queues in the controller's
+  // Controller Memory Buffer (pcie only) when it has one that can hold SQs.
+  // Each I/O queue id owns an equal share of the CMB (its size divided by
+  // the queues granted, rounded down to 4 KiB), so a group's processes need
+  // no allocator and a reaped queue id frees its share. Not strict: with no
+  // usable CMB, or a queue larger than its share, the SQ goes to host
+  // memory and a log line says why (IoQpair::sq_in_cmb() tells).
+  // In a group the primary (nvmuxd --use-cmb-sqs) enables the CMB and
+  // publishes it; a secondary's option then places its own SQs there.
+  bool use_cmb_sqs = false;
 };
 
 // Per-command admin timeout handling (SPDK's timeout callback).

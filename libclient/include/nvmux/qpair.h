@@ -125,6 +125,10 @@ class IoQpair {
   // Failed queue pairs reject I/O with ENXIO until Reconnect().
   bool failed() const;
   bool connected() const;
+  // The SQ lives in the controller's CMB (ControllerOptions::use_cmb_sqs);
+  // its controller address then, else 0.
+  bool sq_in_cmb() const;
+  uint64_t sq_cmb_address() const;
 
   // Creates the queues on the device (after create_only, or after Disconnect).
   // Errors: EALREADY (connected), ENXIO (controller failed), the admin

@@ -26,6 +26,8 @@ inline constexpr uint32_t kRegAsq = 0x28;    // 8 bytes
 inline constexpr uint32_t kRegAcq = 0x30;    // 8 bytes
 inline constexpr uint32_t kRegCmbloc = 0x38;
 inline constexpr uint32_t kRegCmbsz = 0x3C;
+inline constexpr uint32_t kRegCmbmsc = 0x50;  // 8 bytes (NVMe 1.4+, when CAP.CMBS)
+inline constexpr uint32_t kRegCmbsts = 0x58;
 inline constexpr uint32_t kDoorbellBase = 0x1000;
 
 // Offset of the SQ tail (is_cq=false) or CQ head (is_cq=true) doorbell of qid.
