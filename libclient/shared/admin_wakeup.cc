@@ -1,27 +1,16 @@
 #include "libclient/shared/admin_wakeup.h"
 
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstring>
 #include <string>
 
+#include "libclient/shared/fd_holders.h"
 #include "shm/base/log.h"
-#include "shm/process_identity.h"
 
 namespace nvmux {
 namespace {
-
-int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
-int PidfdGetfd(int pidfd, int fd) { return static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, fd, 0)); }
-
-bool IsEventfd(int fd) {
-  char link[64] = {};
-  const std::string self = "/proc/self/fd/" + std::to_string(fd);
-  const ssize_t len = ::readlink(self.c_str(), link, sizeof(link) - 1);
-  return len > 0 && std::string(link, static_cast<size_t>(len)) == "anon_inode:[eventfd]";
-}
 
 std::atomic_ref<uint32_t> Record(SharedController& c, uint32_t slot) {
   return std::atomic_ref<uint32_t>(c.mailboxes[slot].wakeup_fd);
@@ -58,11 +47,9 @@ void AdminWakeups::Wake(const std::vector<WakeupTarget>& targets) {
       if (live.empty()) live = processes_.Snapshot();
       for (const shm::ProcessInfo& p : live) {
         if (p.slot != t.slot || p.generation != t.generation || p.state != shm::SlotState::kActive) continue;
-        UniqueFd pidfd(PidfdOpen(p.id.pid));
+        UniqueFd pidfd = OpenCheckedPidfd(p.id);
         if (!pidfd.valid()) break;
-        auto start = shm::ReadProcessStartTime(p.id.pid);
-        if (!start || *start != p.id.start_time) break;
-        UniqueFd fd(PidfdGetfd(pidfd.get(), t.fd));
+        UniqueFd fd = TakeProcessFd(pidfd.get(), t.fd);
         if (!fd.valid()) {
           NVMUX_LOG(kInfo, "admin wakeup of process %d: pidfd_getfd: %s (it finds its completion at its slice's end)",
                     static_cast<int>(p.id.pid), std::strerror(errno));

@@ -16,9 +16,6 @@
 namespace nvmux {
 namespace {
 
-int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
-int PidfdGetfd(int pidfd, int fd) { return static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, fd, 0)); }
-
 // The identity of an open file; all zero when fstat fails (a record no
 // taker will accept, which is the safe side).
 FdIdentity IdentityOf(int fd) {
@@ -28,18 +25,34 @@ FdIdentity IdentityOf(int fd) {
                     static_cast<uint32_t>(st.st_mode & S_IFMT), 1};
 }
 
+bool SameFile(const FdIdentity& a, const FdIdentity& b) {
+  return a.valid != 0 && b.valid != 0 && a.type == b.type && a.dev == b.dev && a.ino == b.ino;
+}
+
+}  // namespace
+
+UniqueFd OpenCheckedPidfd(const shm::ProcessIdentity& id) {
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, id.pid, 0)));
+  if (!pidfd.valid()) return pidfd;
+  // The pidfd pins one process: check it is the one the record names.
+  auto start = shm::ReadProcessStartTime(id.pid);
+  if (!start || *start != id.start_time) {
+    errno = ESRCH;
+    return UniqueFd();
+  }
+  return pidfd;
+}
+
+UniqueFd TakeProcessFd(int pidfd, int number) {
+  return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, number, 0)));
+}
+
 bool IsEventfd(int fd) {
   char link[64] = {};
   const std::string self = "/proc/self/fd/" + std::to_string(fd);
   const ssize_t len = ::readlink(self.c_str(), link, sizeof(link) - 1);
   return len > 0 && std::string(link, static_cast<size_t>(len)) == "anon_inode:[eventfd]";
 }
-
-bool SameFile(const FdIdentity& a, const FdIdentity& b) {
-  return a.valid != 0 && b.valid != 0 && a.type == b.type && a.dev == b.dev && a.ino == b.ino;
-}
-
-}  // namespace
 
 void RecordFdHolder(SharedController& c, shm::RobustLock& lock, uint32_t slot, uint32_t generation,
                     std::span<const int> fds, uint64_t doorbell_file_offset) {
@@ -74,19 +87,16 @@ Result<TakenFds> TakeFdsFromHolder(SharedController& c, const shm::ProcessTable&
     std::atomic_thread_fence(std::memory_order_acquire);
     if (std::atomic_ref<uint32_t>(shared.generation).load(std::memory_order_relaxed) != generation) continue;
     if (h.count == 0 || h.count > kMaxHeldFds) continue;
-    UniqueFd pidfd(PidfdOpen(p.id.pid));
+    UniqueFd pidfd = OpenCheckedPidfd(p.id);
     if (!pidfd.valid()) {
       if (errno == ENOSYS) return Fail(ENOSYS, "pidfd_open is not available (Linux 5.6 or later is needed)");
       continue;  // exited meanwhile
     }
-    // The pidfd pins one process: check it is the one the table names.
-    auto start = shm::ReadProcessStartTime(p.id.pid);
-    if (!start || *start != p.id.start_time) continue;
     TakenFds out;
     out.doorbell_file_offset = h.doorbell_file_offset;
     out.from_pid = p.id.pid;
     for (uint32_t i = 0; i < h.count; ++i) {
-      UniqueFd fd(PidfdGetfd(pidfd.get(), h.fds[i]));
+      UniqueFd fd = TakeProcessFd(pidfd.get(), h.fds[i]);
       if (!fd.valid()) {
         int e = errno;
         if (e == EPERM)
@@ -150,14 +160,12 @@ Result<UniqueFd> TakeVectorFd(SharedController& c, const shm::ProcessTable& proc
   std::atomic_thread_fence(std::memory_order_acquire);
   for (const shm::ProcessInfo& p : processes.Snapshot()) {
     if (p.slot != slot || p.generation != generation || p.state != shm::SlotState::kActive) continue;
-    UniqueFd pidfd(PidfdOpen(p.id.pid));
+    UniqueFd pidfd = OpenCheckedPidfd(p.id);
     if (!pidfd.valid()) {
       if (errno == ENOSYS) return Fail(ENOSYS, "pidfd_open is not available (Linux 5.6 or later is needed)");
       break;
     }
-    auto start = shm::ReadProcessStartTime(p.id.pid);
-    if (!start || *start != p.id.start_time) break;
-    UniqueFd fd(PidfdGetfd(pidfd.get(), number));
+    UniqueFd fd = TakeProcessFd(pidfd.get(), number);
     if (!fd.valid()) {
       const int e = errno;
       if (e == EPERM)
@@ -195,11 +203,9 @@ UniqueFd TakeHeld(const VectorHolder& h, VectorHolder& shared, uint32_t generati
                   const std::vector<shm::ProcessInfo>& live, uint32_t vector) {
   for (const shm::ProcessInfo& p : live) {
     if (p.slot != h.slot || p.generation != generation || p.state != shm::SlotState::kActive) continue;
-    UniqueFd pidfd(PidfdOpen(p.id.pid));
+    UniqueFd pidfd = OpenCheckedPidfd(p.id);
     if (!pidfd.valid()) return UniqueFd();
-    auto start = shm::ReadProcessStartTime(p.id.pid);
-    if (!start || *start != p.id.start_time) return UniqueFd();
-    UniqueFd fd(PidfdGetfd(pidfd.get(), h.fd));
+    UniqueFd fd = TakeProcessFd(pidfd.get(), h.fd);
     if (!fd.valid()) {
       NVMUX_LOG(kWarning, "MSI-X vector %u: cannot take the eventfd process %d blocks on (%s): it gets a new one",
                 vector, static_cast<int>(p.id.pid), std::strerror(errno));

@@ -23,10 +23,22 @@
 #include "libclient/shared/shared_controller.h"
 #include "shm/base/result.h"
 #include "shm/base/unique_fd.h"
+#include "shm/process_identity.h"
 #include "shm/process_table.h"
 #include "shm/robust_mutex.h"
 
 namespace nvmux {
+
+// Taking another process's file descriptors (pidfd_getfd), the steps every
+// taker here shares. OpenCheckedPidfd: a pidfd on the process `id` names,
+// invalid when it is gone or its pid now belongs to another process (the
+// start time differs: errno ESRCH) or pidfd_open fails (errno, ENOSYS
+// before Linux 5.6). TakeProcessFd: a duplicate of fd `number` of the
+// process `pidfd` pins (invalid with errno: EPERM without ptrace access).
+UniqueFd OpenCheckedPidfd(const shm::ProcessIdentity& id);
+UniqueFd TakeProcessFd(int pidfd, int number);
+// Whether `fd` is an eventfd (a taken number may have been reused).
+bool IsEventfd(int fd);
 
 // Records this process (`slot`, `generation`) as holding `fds`
 // (at most kMaxHeldFds) with the doorbell area at `doorbell_file_offset`.

@@ -387,7 +387,7 @@ void TcpQueue::QueueData(uint16_t cid, uint16_t ttag, uint32_t offset, uint32_t 
     item.total = h.ch.plen;
     if (last) item.r2t_done_cid = cid;
     counters_.h2c_data++;
-      counters_.pdus_sent++;
+    counters_.pdus_sent++;
     done += n;
   }
 }
