@@ -181,7 +181,7 @@ Status TcpQueue::Handshake() {
   TxItem& item = tx_.Push();
   IcReq req;
   req.ch = {pdu::kIcReq, 0, 128, 0, 128};
-  req.hpda = 0;  // 4-byte alignment of C2H data is enough: it goes into the buffers by readv
+  req.hpda = 0;  // 4-byte alignment of C2H data is enough: it is copied or read into the buffers
   req.dgst = static_cast<uint8_t>((params_.header_digest ? pdu::kDigestHeader : 0) |
                                   (params_.data_digest ? pdu::kDigestData : 0));
   req.maxr2t = kMaxR2t - 1;  // 0's based: a controller may ask for a large write's data in pieces at once

@@ -8,9 +8,12 @@
 // in-capsule size, else a transport SGL that the controller serves with R2T
 // (the host answers with H2CData) or C2HData. Received capsule responses,
 // and C2HData with SUCCESS, become CQEs written into the CQ ring with the
-// phase the core expects, so the completion path runs unchanged. Data moves
-// with sendmsg/readv straight from and into the command's buffers (IOVA =
-// virtual address for DMA memory).
+// phase the core expects, so the completion path runs unchanged (a
+// completion that finds the CQ full waits for the host's head doorbell).
+// Data leaves by sendmsg straight from the command's buffers and arrives by
+// recvmsg straight into them, or out of the reader's receive buffer for the
+// bytes that came with their header (pdu.h) (IOVA = virtual address for DMA
+// memory).
 //
 // The socket is non-blocking and polled from OnCqEmpty (the core's
 // completion polling); Connect and internal commands (Property Get/Set) wait
