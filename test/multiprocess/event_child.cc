@@ -7,6 +7,8 @@
 //     from LBA L, one at a time, waiting only with WaitCompletions, and
 //     prints "io ok <blocks> <wakeups>" (exit 0) or the error (exit 1).
 //     A refused allocation prints "alloc error <errno> <message>" (exit 1).
+//     With --wait-go it waits for a line on stdin between "ready" and its
+//     I/O (so that processes the test starts hold their queues at once).
 //     With --hang it then submits one read (the test makes the device drop
 //     it), prints "blocked", and waits for it with WaitCompletions(-1):
 //     blocked on the eventfd until it is killed.
@@ -52,8 +54,14 @@ int Fail(const std::string& what) {
   return 1;
 }
 
-int Run(int group, const std::string& trid_text, const std::string& mode, uint64_t lba, uint32_t ios, bool hang,
-        bool first_wait, bool admin_wait) {
+struct ChildFlags {
+  bool hang = false;
+  bool first_wait = false;
+  bool admin_wait = false;
+  bool wait_go = false;
+};
+
+int Run(int group, const std::string& trid_text, const std::string& mode, uint64_t lba, uint32_t ios, ChildFlags f) {
   EnvOptions o;
   o.name = "event_child";
   o.group_id = group;
@@ -63,7 +71,7 @@ int Run(int group, const std::string& trid_text, const std::string& mode, uint64
   if (!trid) return Fail(trid.error().message);
   auto ctrlr = Controller::Connect(**env, *trid);
   if (!ctrlr) return Fail(ctrlr.error().message);
-  if (admin_wait) {
+  if (f.admin_wait) {
     // Connecting sent admin commands of its own: the test sets the delay
     // up once this one is the next.
     std::printf("connected\n");
@@ -119,6 +127,10 @@ int Run(int group, const std::string& trid_text, const std::string& mode, uint64
   const size_t bytes = 8 * ns->sector_size();
   std::printf("ready %u %d\n", q.id(), q.event_fd());
   std::fflush(stdout);
+  if (f.wait_go) {
+    char line[16];
+    if (std::fgets(line, sizeof line, stdin) == nullptr) return Fail("stdin closed before 'go'");
+  }
   auto wait = [&](Done& d) -> bool {
     while (!d.done) {
       auto n = q.WaitCompletions(10'000);
@@ -127,7 +139,7 @@ int Run(int group, const std::string& trid_text, const std::string& mode, uint64
     }
     return d.ok || (Fail("I/O failed"), false);
   };
-  if (first_wait) {
+  if (f.first_wait) {
     Done slow;
     if (Status st = q.Read(*ns, buf->data(), lba, 8, OnDone, &slow); !st) return Fail(st.error().message);
     std::printf("blocked\n");
@@ -159,7 +171,7 @@ int Run(int group, const std::string& trid_text, const std::string& mode, uint64
   std::printf("io ok %llu %llu\n", static_cast<unsigned long long>(q.statistics().blocks),
               static_cast<unsigned long long>(q.statistics().wakeups));
   std::fflush(stdout);
-  if (!hang) return 0;
+  if (!f.hang) return 0;
   Done never;
   if (Status st = q.Read(*ns, buf->data(), lba, 8, OnDone, &never); !st) return Fail(st.error().message);
   std::printf("blocked\n");
@@ -180,17 +192,16 @@ int main(int argc, char** argv) {
   std::string trid, mode = "event";
   uint64_t lba = 0;
   uint32_t ios = 8;
-  bool hang = false;
-  bool first_wait = false;
-  bool admin_wait = false;
+  nvmux::ChildFlags f;
   app.add_option("-i", group)->required();
   app.add_option("-r", trid)->required();
   app.add_option("--mode", mode);
   app.add_option("--lba", lba);
   app.add_option("--ios", ios);
-  app.add_flag("--hang", hang);
-  app.add_flag("--first-wait", first_wait);
-  app.add_flag("--admin-wait", admin_wait);
+  app.add_flag("--hang", f.hang);
+  app.add_flag("--first-wait", f.first_wait);
+  app.add_flag("--admin-wait", f.admin_wait);
+  app.add_flag("--wait-go", f.wait_go);
   CLI11_PARSE(app, argc, argv);
-  return nvmux::Run(group, trid, mode, lba, ios, hang, first_wait, admin_wait);
+  return nvmux::Run(group, trid, mode, lba, ios, f);
 }

@@ -73,11 +73,13 @@ class EventsGroupTest : public ::testing::Test {
     if (!p) throw std::runtime_error("cannot start " + argv.front());
     return p;
   }
-  Subprocess& Child(const std::string& mode, uint64_t lba, uint32_t ios, bool hang = false, bool first_wait = false) {
+  Subprocess& Child(const std::string& mode, uint64_t lba, uint32_t ios, bool hang = false, bool first_wait = false,
+                    bool wait_go = false) {
     std::vector<std::string> argv = {EVENT_CHILD, "-i", std::to_string(id_), "-r", trid_, "--mode", mode,
                                      "--lba", std::to_string(lba), "--ios", std::to_string(ios)};
     if (hang) argv.push_back("--hang");
     if (first_wait) argv.push_back("--first-wait");
+    if (wait_go) argv.push_back("--wait-go");
     children_.push_back(Start(argv));
     return *children_.back();
   }
@@ -129,12 +131,16 @@ class EventsGroupTest : public ::testing::Test {
 };
 
 TEST_F(EventsGroupTest, SecondariesInEventAndHybridModeEachUseTheirOwnVector) {
-  Subprocess& a = Child("event", 0, 64);
-  Subprocess& b = Child("hybrid", 4096, 64);
+  // Both hold their queue pairs before either starts its I/O: one that
+  // finished first would free its queue id for the other (a CI failure).
+  Subprocess& a = Child("event", 0, 64, false, false, /*wait_go=*/true);
+  Subprocess& b = Child("hybrid", 4096, 64, false, false, /*wait_go=*/true);
   const int qa = Ready(a), qb = Ready(b);
   ASSERT_GT(qa, 0);
   ASSERT_GT(qb, 0);
   EXPECT_NE(qa, qb);
+  ASSERT_TRUE(a.WriteLine("go"));
+  ASSERT_TRUE(b.WriteLine("go"));
   ExpectIoOk(a);
   ExpectIoOk(b, /*woken=*/false);
   // Each queue's vector (= its id) raised interrupts on the device.
