@@ -121,9 +121,14 @@ RunResult SpdkPeer::Run(const std::string& program, std::vector<std::string> arg
   return r;
 }
 
+// target.sh keeps its pid file and log here: one directory per test process,
+// removed when the target stops (its default /tmp/spdk-peer-target would stay).
+static std::string TargetRunDir() { return "/tmp/nvmux-spdk-target." + std::to_string(::getpid()); }
+
 std::optional<std::string> SpdkPeer::StartTarget(const std::string& kind, const std::string& address,
                                                  std::string& error) const {
-  RunResult r = RunCaptured({"/bin/bash", dir_ + "/target.sh", "start", kind, address}, {}, std::chrono::seconds(60));
+  RunResult r = RunCaptured({"/bin/bash", dir_ + "/target.sh", "start", kind, address},
+                            {"SPDK_PEER_RUN=" + TargetRunDir()}, std::chrono::seconds(60));
   if (!r.ok()) {
     error = "target.sh start " + kind + " " + address + ": " + r.Describe();
     return std::nullopt;
@@ -136,7 +141,10 @@ std::optional<std::string> SpdkPeer::StartTarget(const std::string& kind, const 
 }
 
 void SpdkPeer::StopTarget() const {
-  (void)RunCaptured({"/bin/bash", dir_ + "/target.sh", "stop"}, {}, std::chrono::seconds(30));
+  (void)RunCaptured({"/bin/bash", dir_ + "/target.sh", "stop"}, {"SPDK_PEER_RUN=" + TargetRunDir()},
+                    std::chrono::seconds(30));
+  std::error_code ec;
+  std::filesystem::remove_all(TargetRunDir(), ec);
   CleanLeftovers();
 }
 
