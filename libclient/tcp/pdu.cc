@@ -325,7 +325,7 @@ Status PduReader::Pump(const ReadFn& read, Handler& handler, Drain drain) {
     const size_t placed = std::min(got, direct);
     buffer_end_ = got - placed;  // bytes past the direct pieces landed in the buffer
     if (placed > 0) NVMUX_TRY(Advance(static_cast<uint32_t>(placed), handler));
-    if (drain == Drain::kUntilShortRead && got < direct + buffer_.size()) return Consume(handler);
+    if (drain == Drain::kOneRead) return Consume(handler);
   }
 }
 

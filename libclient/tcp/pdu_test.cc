@@ -126,21 +126,44 @@ TEST(TcpPdu, C2HDataLandsInTheCommandBufferWithDigest) {
   }
 }
 
-// A socket's reader takes whatever one read gives (many PDUs), and stops at
-// a short read instead of asking again for the EAGAIN.
-TEST(TcpPdu, ManyPdusComeFromOneReadAndAShortReadEndsThePump) {
+// A socket's reader takes whatever one read gives (many PDUs) and reads no
+// more in that poll; what did not fit in its buffer is the next poll's.
+TEST(TcpPdu, ManyPdusComeFromOneReadAndTheRestFromTheNextPoll) {
   std::vector<uint8_t> s;
   for (uint16_t cid = 0; cid < 10; ++cid) Append(s, Resp(cid, false));
-  for (auto drain : {PduReader::Drain::kUntilShortRead, PduReader::Drain::kUntilEagain}) {
+  const size_t one = s.size() / 10;
+  for (auto drain : {PduReader::Drain::kOneRead, PduReader::Drain::kUntilEagain}) {
     PduReader reader = Connected();
     Recorder h;
     int calls = 0;
     ASSERT_TRUE(Feed(reader, h, s, 1 << 20, false, drain, &calls));
     EXPECT_EQ(h.headers.size(), 10u);
     EXPECT_EQ(reader.reads(), 1u);
-    EXPECT_EQ(calls, drain == PduReader::Drain::kUntilShortRead ? 1 : 2);
+    EXPECT_EQ(calls, drain == PduReader::Drain::kOneRead ? 1 : 2);
     EXPECT_EQ(reader.copied_bytes(), 0u);
   }
+  // More than the buffer holds: one poll parses the whole PDUs of its read.
+  std::vector<uint8_t> big;
+  const size_t count = PduReader::kBufferBytes / one + 100;
+  for (size_t i = 0; i < count; ++i) Append(big, Resp(static_cast<uint16_t>(i), false));
+  PduReader reader = Connected();
+  Recorder h;
+  int calls = 0;
+  size_t at = 0;
+  auto read = [&](const iovec* iov, int n) -> ssize_t {
+    ++calls;
+    EXPECT_EQ(n, 1);
+    if (at == big.size()) return errno = EAGAIN, -1;
+    const size_t take = std::min(iov[0].iov_len, big.size() - at);
+    std::memcpy(iov[0].iov_base, big.data() + at, take);
+    at += take;
+    return static_cast<ssize_t>(take);
+  };
+  ASSERT_TRUE(reader.Pump(read, h, PduReader::Drain::kOneRead));
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(h.headers.size(), PduReader::kBufferBytes / one);
+  ASSERT_TRUE(reader.Pump(read, h, PduReader::Drain::kOneRead));
+  EXPECT_EQ(h.headers.size(), count);
 }
 
 // A payload whose header is parsed is read straight into the command's

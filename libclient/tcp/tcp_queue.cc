@@ -552,7 +552,7 @@ void TcpQueue::Receive() {
     msg.msg_iovlen = static_cast<size_t>(count);
     return ::recvmsg(fd, &msg, MSG_DONTWAIT);
   };
-  Status st = reader_.Pump(read, *this, PduReader::Drain::kUntilShortRead);
+  Status st = reader_.Pump(read, *this, PduReader::Drain::kOneRead);
   if (!st) Break(st.error());
 }
 
