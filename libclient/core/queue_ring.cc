@@ -97,6 +97,12 @@ std::optional<spec::Cqe> QueueRing::Pop() {
   const uint32_t pos = x_.cq;
   std::optional<spec::Cqe> c = ReadIfNew(cq_, pos);
   if (!c && doorbells_.hook != nullptr) {
+    // A host-side engine (NVMe/TCP) is asked for more completions: what
+    // the completions taken so far submitted (delay_cmd_submit holds the
+    // doorbell to the end of the pass) goes out first, so the target works
+    // on it while this pass reads on; else a pass that keeps finding
+    // completions sends one wave of a whole queue depth at its end.
+    RingSq();
     doorbells_.hook->OnCqEmpty();
     c = ReadIfNew(cq_, pos);
   }

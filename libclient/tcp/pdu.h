@@ -158,17 +158,12 @@ class PduReader {
   };
   // When Pump stops reading: at EAGAIN, or after one read whatever it
   // returned (a socket's queue: what did not fit in the buffer, or arrives
-  // later, is the next poll's).
-  // Why one read of at most kBufferBytes per poll (NVMe/TCP I/O queues):
-  // a host that takes about eight completions per poll and resubmits them
-  // keeps the target busy while it reads the next ones; one that drains
-  // the socket turns QD32 into waves of 28-32 commands with the target
-  // idle in between (4 KiB QD32 reads against SPDK's target, medians of
-  // five: about 1.14x the IOPS of draining with a 64 KiB buffer).
+  // later, is for the next call, which the queue ring makes once it has
+  // sent what the completions so far submitted: QueueRing::Pop).
   enum class Drain { kUntilEagain, kOneRead };
   // Bytes read at a time into the buffer; a payload at least
   // kDirectThreshold long goes straight into its command's buffers.
-  static constexpr size_t kBufferBytes = 32 * 1024;
+  static constexpr size_t kBufferBytes = 64 * 1024;
   static constexpr size_t kDirectThreshold = 1024;
 
   // Before ICResp arrives: only ICResp (or C2HTermReq) is accepted.
