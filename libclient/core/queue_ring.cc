@@ -36,7 +36,7 @@ void QueueRing::Kick() const {
   (void)n;
 }
 
-void QueueRing::RingSq() {
+void QueueRing::PublishSq(bool tell_engine) {
   if (x_.sq_tail == x_.sq_rung) return;
   // The entries must be visible before the device sees the new tail.
   std::atomic_thread_fence(std::memory_order_release);
@@ -49,7 +49,7 @@ void QueueRing::RingSq() {
   *doorbells_.sq_tail = x_.sq_tail;
   sq_doorbell_writes_++;
   Kick();
-  if (doorbells_.hook != nullptr) doorbells_.hook->OnSqTail();
+  if (tell_engine && doorbells_.hook != nullptr) doorbells_.hook->OnSqTail();
 }
 
 namespace {
@@ -97,12 +97,14 @@ std::optional<spec::Cqe> QueueRing::Pop() {
   const uint32_t pos = x_.cq;
   std::optional<spec::Cqe> c = ReadIfNew(cq_, pos);
   if (!c && doorbells_.hook != nullptr) {
-    // A host-side engine (NVMe/TCP) is asked for more completions: what
-    // the completions taken so far submitted (delay_cmd_submit holds the
-    // doorbell to the end of the pass) goes out first, so the target works
-    // on it while this pass reads on; else a pass that keeps finding
-    // completions sends one wave of a whole queue depth at its end.
-    RingSq();
+    // A host-side engine (NVMe/TCP) is asked for more completions. What the
+    // completions taken so far submitted (delay_cmd_submit holds the
+    // doorbell to the end of the pass) is published first: the engine
+    // sends it with whatever its read calls for (H2CData), in one write,
+    // so the target works on it while this pass reads on; else a pass that
+    // keeps finding completions sends one wave of a whole queue depth at
+    // its end.
+    PublishSq(/*tell_engine=*/false);
     doorbells_.hook->OnCqEmpty();
     c = ReadIfNew(cq_, pos);
   }

@@ -33,7 +33,9 @@ namespace nvmux {
 // A queue whose device side runs in the host (NVMe/TCP: the queue engine
 // turns new ring entries into command capsules and writes received
 // completions into the CQ ring). QueueRing calls OnSqTail after each real SQ
-// doorbell write and OnCqEmpty when it finds no new completion (then looks
+// doorbell write (RingSq) and OnCqEmpty when it finds no new completion,
+// having published the SQ tail without OnSqTail: OnCqEmpty takes new
+// entries itself, after its read (then Pop looks
 // again), so the completion path stays the memory transports' one. Called by
 // the thread owning the ring.
 // What a host-side engine (NVMe/TCP) counted, for IoQpair::statistics().
@@ -143,7 +145,7 @@ class QueueRing {
   void CommitStaged() { x_.sq_tail = x_.sq_tail + 1 == entries_ ? 0 : x_.sq_tail + 1; }
   // Publishes pushed commands: one doorbell write (or shadow update) if any
   // are pending.
-  void RingSq();
+  void RingSq() { PublishSq(true); }
   // The next new completion, if any (advances the CQ head; updates SQ head).
   std::optional<spec::Cqe> Pop();
   // Pop in two steps, for callers that must finish with a completion before
@@ -206,6 +208,8 @@ class QueueRing {
   Status FullError() const;
   static bool UpdateShadow(uint32_t* shadow, uint32_t* eventidx, uint32_t value, uint32_t old);
   void Kick() const;
+  // RingSq's work; `tell_engine`: call the host-side engine's OnSqTail.
+  void PublishSq(bool tell_engine);
 
   uint32_t sq_doorbell_writes_ = 0;
   uint32_t cq_doorbell_writes_ = 0;

@@ -173,32 +173,34 @@ TEST(QueueRing, IdleOnlyWhenNothingIsNewUnrungOrUnconsumed) {
 }
 
 // A host-side engine (NVMe/TCP) that delivers one completion each time the
-// ring finds its CQ empty, and records what the host had sent by then.
+// ring finds its CQ empty, and records the SQ tail published by then.
 class OneAtATimeEngine : public QueueHook {
  public:
   explicit OneAtATimeEngine(FakeDevice& dev) : dev_(dev) {}
-  void OnSqTail() override { sent_ = dev_.sq_tail_db; }
+  void OnSqTail() override { ++sq_tail_calls; }
   void OnCqEmpty() override {
-    sent_when_asked.push_back(sent_);
+    tail_when_asked.push_back(static_cast<uint32_t>(dev_.sq_tail_db));
     if (ready > 0) {
       --ready;
       dev_.Post(next_cid++);
     }
   }
   int ready = 0;
+  int sq_tail_calls = 0;
   uint16_t next_cid = 0;
-  std::vector<uint32_t> sent_when_asked;
+  std::vector<uint32_t> tail_when_asked;
 
  private:
   FakeDevice& dev_;
-  uint32_t sent_ = 0;
 };
 
-// With a host-side engine, a completion pass that finds the CQ empty rings
-// the SQ doorbell before it asks the engine for more: what the completions
-// so far submitted goes out while the pass goes on, not in one wave at its
-// end (delay_cmd_submit; 4 KiB QD32 reads over NVMe/TCP, ARCHITECTURE.md).
-TEST(QueueRing, HostSideEngineSendsWhatWasSubmittedBeforeItIsAskedForMore) {
+// With a host-side engine, a completion pass that finds the CQ empty
+// publishes the SQ tail before it asks the engine for more (which takes the
+// new entries after its read and sends them with what the read called
+// for): what the completions so far submitted goes out while the pass goes
+// on, not in one wave at its end (delay_cmd_submit; NVMe/TCP at QD32,
+// ARCHITECTURE.md). RingSq outside a pass still calls OnSqTail at once.
+TEST(QueueRing, HostSideEngineGetsWhatWasSubmittedBeforeItIsAskedForMore) {
   FakeDevice dev(16);
   OneAtATimeEngine engine(dev);
   Doorbells d = dev.doorbells();
@@ -209,9 +211,15 @@ TEST(QueueRing, HostSideEngineSendsWhatWasSubmittedBeforeItIsAskedForMore) {
   uint16_t cid = 100;
   while (auto c = ring.Pop()) ASSERT_TRUE(ring.Push(Cmd(cid++, 0)));
   // Asked four times (three completions, then none); by the second ask the
-  // first completion's submission was sent, and so on.
-  EXPECT_EQ(engine.sent_when_asked, (std::vector<uint32_t>{0, 1, 2, 3}));
-  EXPECT_EQ(dev.sq_tail_db, 3u);
+  // first completion's submission was published, and so on.
+  EXPECT_EQ(engine.tail_when_asked, (std::vector<uint32_t>{0, 1, 2, 3}));
+  EXPECT_EQ(engine.sq_tail_calls, 0);
+  ring.RingSq();  // the end of the pass: nothing new
+  EXPECT_EQ(engine.sq_tail_calls, 0);
+  ASSERT_TRUE(ring.Push(Cmd(cid++, 0)));
+  ring.RingSq();  // a submission outside a pass
+  EXPECT_EQ(engine.sq_tail_calls, 1);
+  EXPECT_EQ(dev.sq_tail_db, 4u);
 }
 
 TEST(AdminQueue, RunsEachCallbackOnceAndReusesCommandIds) {

@@ -565,9 +565,11 @@ void TcpQueue::OnSqTail() {
 void TcpQueue::OnCqEmpty() {
   if (broken() || !fd_.valid()) return;
   if (!held_.empty()) PostHeld();
-  if (Status f = Flush(); !f) Break(f.error());
   Receive();
-  TakeNewEntries();  // entries held back by the controller's queue depth
+  // New entries (published by the ring just before it asked, or held back
+  // by the controller's queue depth) go out with the H2CData the read
+  // called for: one sendmsg per ask, as the target reads them together.
+  TakeNewEntries();
   if (Status f = Flush(); !f) Break(f.error());
 }
 
