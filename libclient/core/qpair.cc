@@ -646,7 +646,8 @@ Result<uint32_t> IoQpair::ProcessCompletions(uint32_t max) {
     ++n;
     q.Complete(r, *c);
   }
-  if (n != 0 && q.irq_fd.valid()) q.last_completion_ns = MonotonicNanos();
+  if (n != 0 && q.vector_control != nullptr && !q.vector_masked && q.options.mode == CompletionMode::kHybrid)
+    q.SetVectorMasked(true);  // spinning again: no interrupts wanted (qpair_events.cc)
   q.ring->RingCq();
   if (!q.finished.empty()) q.DeliverFinished();
   if (!q.held.empty()) {

@@ -9,11 +9,15 @@
 // posted after the drain leaves the eventfd readable, so the block that
 // follows returns at once. The other order (check, then drain) would lose
 // a completion landing in between.
+// Hybrid mode masks the vector while it spins, where the MSI-X table is
+// mapped (QpairState::vector_control): a masked vector's message is held
+// as pending, so arming also unmasks (with a fence) before the re-check.
 #include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -62,12 +66,24 @@ Status QpairState::ObtainInterrupt() {
     UniqueFd dup(raw < 0 ? -1 : ::fcntl(raw, F_DUPFD_CLOEXEC, 0));
     if (!dup.valid()) return Fail(errno != 0 ? errno : ENOTSUP, what + ": duplicating the vector's eventfd failed");
     irq_fd = std::move(dup);
+    vector_control = cs->transport->VectorControl(vector);
+    // A known state whoever used the vector before: hybrid starts spinning.
+    if (vector_control != nullptr) SetVectorMasked(options.mode == CompletionMode::kHybrid);
   }
   // Non-blocking whatever the registering process chose (the file status
   // flags are shared by every duplicate, and every holder wants O_NONBLOCK).
   const int flags = ::fcntl(irq_fd.get(), F_GETFL);
   if (flags >= 0 && (flags & O_NONBLOCK) == 0) (void)::fcntl(irq_fd.get(), F_SETFL, flags | O_NONBLOCK);
   return Ok();
+}
+
+void QpairState::SetVectorMasked(bool masked) {
+  const uint32_t control = *vector_control;
+  *vector_control = masked ? control | 1u : control & ~1u;
+  // Unmasking, then re-checking the CQ: the device writes an entry, fences,
+  // then reads the mask; one of the two sees the other's store.
+  if (!masked) std::atomic_thread_fence(std::memory_order_seq_cst);
+  vector_masked = masked;
 }
 
 bool QpairState::CompletionWaiting() const { return !finished.empty() || ring->Peek().has_value(); }
@@ -81,6 +97,7 @@ bool IoQpair::ArmEvent() {
   if (!q.irq_fd.valid()) return false;
   uint64_t count = 0;
   (void)!::read(q.irq_fd.get(), &count, sizeof(count));  // drain first ...
+  if (q.vector_masked) q.SetVectorMasked(false);
   if (q.arm_hook) q.arm_hook();
   return !q.CompletionWaiting();  // ... then re-check (see the file comment)
 }
@@ -97,8 +114,8 @@ Result<uint32_t> IoQpair::WaitCompletions(int timeout_ms, uint32_t max) {
     const int64_t now = MonotonicNanos();
     if (now >= deadline) return 0u;
     if (q.options.mode == CompletionMode::kPoll) continue;
-    // Hybrid: spin while the last completion (or this wait) is recent.
-    if (now - std::max(q.last_completion_ns, start) < spin_ns) continue;
+    // Hybrid: spin while this wait is recent (a completion ends the wait).
+    if (now - start < spin_ns) continue;
     if (!ArmEvent()) continue;
     // Bounded so a failed controller (whose interrupts stop) and I/O
     // timeouts are noticed by the next ProcessCompletions.

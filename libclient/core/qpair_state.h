@@ -115,7 +115,13 @@ struct QpairState {
   // Event and hybrid modes (qpair_events.cc): this process's duplicate of
   // the eventfd of MSI-X vector `qid`; the CQ is created with IEN.
   UniqueFd irq_fd;
-  int64_t last_completion_ns = 0;
+  // Hybrid mode, where this process maps the MSI-X table
+  // (Transport::VectorControl): the vector is masked while the queue pair
+  // spins (from its first completion after a block) and unmasked by
+  // ArmEvent, so a device answering within the spin sends no interrupt.
+  volatile uint32_t* vector_control = nullptr;
+  bool vector_masked = false;
+  void SetVectorMasked(bool masked);
   // Tests only: runs inside ArmEvent between draining the eventfd and the
   // re-check (the window a completion may land in).
   std::function<void()> arm_hook;

@@ -54,6 +54,13 @@ class Transport {
   // Vector v's eventfd as this process holds it (not a duplicate; valid for
   // the transport's lifetime), or -1 when it has none.
   virtual int VectorFd(uint16_t /*vector*/) const { return -1; }
+  // Vector v's MSI-X Vector Control word (bit 0: masked) as this process
+  // maps it, for a queue pair in hybrid mode to mask its vector while it
+  // spins (the device then sends nothing and sets the pending bit) and
+  // unmask it before it blocks; null when the table is not mapped here
+  // (pcie: the kernel owns it; a group's other processes; servers that
+  // trap it): the vector then stays unmasked.
+  virtual volatile uint32_t* VectorControl(uint16_t /*vector*/) const { return nullptr; }
 
   // The Controller Memory Buffer (NVMe base spec 1.4+: CMBLOC, CMBSZ,
   // CMBMSC) as this process maps it, for submission queues in device

@@ -53,6 +53,13 @@ Result<std::unique_ptr<VfioUserTransport>> VfioUserTransport::Open(const std::st
                              "doorbells are not supported by this driver)");
   t->TakeDoorbellIoeventfd(socket_dir);
   t->RegisterInterrupts(socket_dir);
+  if (!t->vector_fds_.empty()) {
+    if (auto msix = MsixMapping::Map(*t->client_))
+      t->msix_ = std::move(*msix);
+    else
+      NVMUX_LOG(kDebug, "vfio-user: %s: MSI-X table not mapped (%s): hybrid queue pairs leave their vector unmasked",
+                socket_dir.c_str(), msix.error().message.c_str());
+  }
   VfioUserTransport* self = t.get();
   auto sub = shm::SubscribeMemEvents(
       [self](bool added, std::span<const shm::MemSegment> segments) { self->OnMemory(added, segments); });

@@ -5,7 +5,8 @@
 // whole doorbell page is taken as the doorbell kick, see
 // Transport::DoorbellKickFd; servers without io fds are fine), and
 // registers an eventfd for each MSI-X vector (DEVICE_SET_IRQS: see
-// Transport::InterruptVectors), and keeps every DPDK hugepage segment of this process's environment mapped for
+// Transport::InterruptVectors; the MSI-X table is mapped when the server
+// offers it, see Transport::VectorControl), and keeps every DPDK hugepage segment of this process's environment mapped for
 // the device with DMA_MAP (IOVA = VA), following allocations and frees.
 //
 // Thread safety: as Transport. Memory events may call into the client from
@@ -20,6 +21,7 @@
 
 #include "libclient/core/transport.h"
 #include "libclient/vfiouser/client.h"
+#include "libclient/vfiouser/msix_mapping.h"
 #include "libclient/vfiouser/vfio_user_registers.h"
 #include "shm/mem_events.h"
 
@@ -42,6 +44,7 @@ class VfioUserTransport final : public Transport {
   int VectorFd(uint16_t vector) const override {
     return vector < vector_fds_.size() ? vector_fds_[vector].get() : -1;
   }
+  volatile uint32_t* VectorControl(uint16_t vector) const override { return msix_.ControlWord(vector); }
   std::optional<Exported> Export() const override {
     return Exported{doorbell_fd_.get(), doorbell_file_offset_, doorbell_offset_, doorbells_.size(), client_->socket_fd(),
                     kick_fd_.get()};
@@ -73,6 +76,7 @@ class VfioUserTransport final : public Transport {
   uint64_t doorbell_file_offset_ = 0;
   UniqueFd kick_fd_;  // ioeventfd of the doorbell page, or invalid
   std::vector<UniqueFd> vector_fds_;  // MSI-X vector v's eventfd (non-blocking)
+  MsixMapping msix_;                  // the MSI-X table, when the server lets it be mapped
   std::unique_ptr<shm::MemEventSubscription> memory_;
   uint32_t maps_ = 0;
   Status map_error_ = Ok();

@@ -33,6 +33,10 @@ Controller::Controller(const EmulatorOptions& options, uint32_t* doorbells)
   features_.nsqa = options.io_queues;
   features_.ncqa = options.io_queues;
   dma_.set_staging(&staging_);
+  if (auto table = MsixTable::Create(msix_vectors_))
+    msix_table_ = std::move(*table);
+  else
+    NVMUX_LOG(kWarning, "%s; MSI-X vectors cannot be masked", table.error().message.c_str());
 }
 
 Controller::~Controller() = default;
@@ -294,6 +298,7 @@ void Controller::DropClient() {
   std::lock_guard<std::mutex> lock(mutex_);
   dma_.UnmapAll();
   for (auto& fd : msix_) fd.Reset();
+  ResetMsixTableLocked();
   detached_ = true;
   ++generation_;
   held_.active = false;
@@ -306,7 +311,11 @@ Status Controller::SetMsixEventfds(uint32_t start, std::vector<UniqueFd> fds) {
     return Fail(EINVAL, "MSI-X vectors " + std::to_string(start) + ".." + std::to_string(start + fds.size()) +
                             " beyond the " + std::to_string(msix_vectors_) + " offered");
   }
-  for (size_t i = 0; i < fds.size(); ++i) msix_[start + i] = std::move(fds[i]);
+  for (size_t i = 0; i < fds.size(); ++i) {
+    const auto v = static_cast<uint16_t>(start + i);
+    if (fds[i].valid() && msix_table_) msix_table_->SetMasked(v, false);
+    msix_[v] = std::move(fds[i]);
+  }
   return Ok();
 }
 
@@ -324,6 +333,14 @@ Controller::ClientState Controller::client_state() const {
 void Controller::ClearMsix() {
   std::lock_guard<std::mutex> lock(mutex_);
   for (auto& fd : msix_) fd.Reset();
+  ResetMsixTableLocked();
+}
+
+void Controller::ResetMsixTableLocked() {
+  if (!msix_table_) return;
+  msix_table_->MaskAll();
+  for (uint32_t v = 0; v < msix_vectors_; ++v) msix_table_->SetPending(static_cast<uint16_t>(v), false);
+  masked_pending_ = 0;
 }
 
 void Controller::SetBackendFaults(uint32_t nsid, bool fail_reads, bool fail_writes) {
@@ -405,6 +422,7 @@ bool Controller::Poll() {
   }
   if (!delayed_.empty()) work |= PostDelayed(MonotonicNanos());
   FlushCoalesced(MonotonicNanos());
+  if (masked_pending_ != 0) [[unlikely]] DeliverUnmasked();
   for (auto& sq : sqs_) {
     if (!sq) continue;
     work |= ProcessSq(*sq);

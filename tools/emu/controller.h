@@ -37,6 +37,7 @@
 #include "tools/emu/emu_namespace.h"
 #include "tools/emu/faults.h"
 #include "tools/emu/fdless_staging.h"
+#include "tools/emu/msix_table.h"
 #include "tools/emu/options.h"
 #include "tools/emu/prp.h"
 #include "tools/emu/sgl.h"
@@ -89,10 +90,14 @@ class Controller {
   };
   ClientState client_state() const;
 
-  // MSI-X vector eventfds (taken over); an invalid fd clears the vector.
+  // MSI-X vector eventfds (taken over); an invalid fd clears the vector, a
+  // valid one unmasks it (msix_table.h). ClearMsix masks every vector.
   uint32_t msix_vectors() const { return msix_vectors_; }
   [[nodiscard]] Status SetMsixEventfds(uint32_t start, std::vector<UniqueFd> fds);
   void ClearMsix();
+  // The MSI-X table and PBA (BAR4, BAR5); null if its memfd could not be made
+  // (then no vector is ever masked and the table is not mmap-able).
+  MsixTable* msix_table() const { return msix_table_.get(); }
 
   // Controller-level reset (DEVICE_RESET, FLR): as CC.EN 1 -> 0, and CC = 0.
   void Reset();
@@ -301,7 +306,12 @@ class Controller {
   // admin CQ): then it is raised once THR + 1 completions are held on the
   // vector or TIME x 100 us passed since the first (FlushCoalesced).
   void Interrupt(const CompletionQueue& cq);
+  // Sends vector iv's message (writes its eventfd) unless the host masked
+  // it: then its pending bit is set, and DeliverUnmasked sends it once the
+  // vector is unmasked.
   void RaiseVector(uint16_t iv);
+  void DeliverUnmasked();
+  void ResetMsixTableLocked();  // every vector masked, nothing pending
   void FlushCoalesced(int64_t now_ns);
   int64_t CoalescingDeadlineLocked() const;
 
@@ -378,14 +388,18 @@ class Controller {
   std::vector<std::optional<SubmissionQueue>> sqs_;  // index qid
   std::vector<std::optional<CompletionQueue>> cqs_;
   std::vector<UniqueFd> msix_;
-  // Per MSI-X vector (index = vector): interrupts raised, and completions
-  // held back by coalescing since the first held one (pending_since_ns).
+  // Per MSI-X vector (index = vector): interrupts raised, interrupts the
+  // mask held back, and completions held back by coalescing since the
+  // first held one (pending_since_ns).
   struct VectorState {
     uint64_t raised = 0;
+    uint64_t masked = 0;
     uint32_t pending = 0;
     int64_t pending_since_ns = 0;
   };
   std::vector<VectorState> vectors_;
+  std::unique_ptr<MsixTable> msix_table_;
+  uint32_t masked_pending_ = 0;  // vectors whose pending bit is set
   Features features_;
   int64_t keep_alive_at_ns_ = 0;  // last Keep Alive (or KATO set)
 

@@ -104,11 +104,34 @@ void Controller::Interrupt(const CompletionQueue& cq) {
 void Controller::RaiseVector(uint16_t iv) {
   VectorState& v = vectors_[iv];
   v.pending = 0;
+  if (msix_table_) {
+    // The completion is written; the host's unmask may race with it (see
+    // msix_table.h): fence, then read the mask.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (msix_table_->Masked(iv)) {
+      ++v.masked;
+      if (!msix_table_->Pending(iv)) {
+        msix_table_->SetPending(iv, true);
+        ++masked_pending_;
+      }
+      return;
+    }
+  }
   ++v.raised;
   if (iv >= msix_.size() || !msix_[iv].valid()) return;
   uint64_t one = 1;
   ssize_t n = ::write(msix_[iv].get(), &one, sizeof(one));
   (void)n;  // an eventfd at its limit already signals
+}
+
+void Controller::DeliverUnmasked() {
+  for (uint32_t iv = 0; iv < msix_vectors_ && masked_pending_ != 0; ++iv) {
+    const auto v = static_cast<uint16_t>(iv);
+    if (!msix_table_->Pending(v) || msix_table_->Masked(v)) continue;
+    msix_table_->SetPending(v, false);
+    --masked_pending_;
+    RaiseVector(v);
+  }
 }
 
 void Controller::FlushCoalesced(int64_t now_ns) {
@@ -140,9 +163,10 @@ std::string Controller::VectorSummary() const {
   for (size_t iv = 0; iv < vectors_.size(); ++iv) {
     const VectorState& v = vectors_[iv];
     const bool fd = iv < msix_.size() && msix_[iv].valid();
-    if (!fd && v.raised == 0 && v.pending == 0) continue;
+    if (!fd && v.raised == 0 && v.pending == 0 && v.masked == 0) continue;
     out += (out.empty() ? "" : ",") + std::to_string(iv) + (fd ? ":fd:" : ":nofd:") + std::to_string(v.raised);
     if (v.pending != 0) out += "+" + std::to_string(v.pending);
+    if (v.masked != 0) out += "~" + std::to_string(v.masked);
   }
   const uint32_t ic = features_.interrupt_coalescing;
   return "vectors=" + (out.empty() ? std::string("-") : out) + " coalescing=" + std::to_string(ic & 0xFF) + ":" +

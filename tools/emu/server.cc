@@ -22,8 +22,8 @@ using namespace nvmux::vfiouser;
 
 namespace {
 
-constexpr uint32_t kBar4Size = 0x1000 * 8;  // MSI-X table: up to 2048 vectors of 16 bytes
-constexpr uint32_t kBar5Size = 0x1000;
+constexpr uint32_t kBar4Size = MsixTable::kTableBytes;  // MSI-X table: up to 2048 vectors of 16 bytes
+constexpr uint32_t kBar5Size = MsixTable::kPbaBytes;
 
 // The vfio-user error numbers travel as positive errno values.
 Error Invalid(const std::string& what) { return Fail(EINVAL, what); }
@@ -35,14 +35,7 @@ Server::Server(Controller& controller, int doorbell_fd, uint32_t* doorbells, std
       config_({Controller::kBar0Size, 0, 0, 0, kBar4Size, kBar5Size}, controller.msix_vectors()),
       doorbell_fd_(doorbell_fd),
       doorbells_(doorbells),
-      on_doorbell_(std::move(on_doorbell)),
-      msix_table_(kBar4Size, 0),
-      msix_pba_(kBar5Size, 0) {
-  // Every MSI-X vector starts masked (Vector Control bit 0).
-  for (uint32_t v = 0; v < controller.msix_vectors() && v * 16 + 16 <= kBar4Size; ++v) {
-    msix_table_[v * 16 + 12] = 1;
-  }
-}
+      on_doorbell_(std::move(on_doorbell)) {}
 
 Server::~Server() {
   controller_.SetDmaMessenger(nullptr);
@@ -461,8 +454,8 @@ Result<Server::Reply> Server::GetInfo(std::span<const uint8_t> payload) {
 uint32_t Server::RegionSize(uint32_t index) const {
   switch (index) {
     case kPciBar0Region: return Controller::kBar0Size;
-    case kPciBar4Region: return static_cast<uint32_t>(msix_table_.size());
-    case kPciBar5Region: return static_cast<uint32_t>(msix_pba_.size());
+    case kPciBar4Region: return kBar4Size;
+    case kPciBar5Region: return kBar5Size;
     case kPciConfigRegion: return PciConfig::kSize;
   }
   return 0;
@@ -477,17 +470,19 @@ Result<Server::Reply> Server::GetRegionInfo(std::span<const uint8_t> payload) {
   info.size = RegionSize(in->index);
   if (info.size != 0) info.flags = kRegionFlagRead | kRegionFlagWrite;
   Reply r;
-  if (in->index != kPciBar0Region) {
+  const MsixTable* table = controller_.msix_table();
+  if (in->index != kPciBar0Region && (in->index != kPciBar4Region || table == nullptr)) {
     AppendStruct(r.payload, info);
     return r;
   }
   // BAR0: the doorbell page is mmap-able from the doorbell memfd, whose file
-  // offset 0 is BAR0 offset 0.
+  // offset 0 is BAR0 offset 0. BAR4: the whole MSI-X table, from its memfd.
+  const bool bar0 = in->index == kPciBar0Region;
   const uint32_t needed = sizeof(RegionInfo) + sizeof(SparseMmapCap) + sizeof(SparseMmapArea);
   info.flags |= kRegionFlagMmap;
   info.offset = 0;
   info.argsz = needed;
-  r.fd = doorbell_fd_;
+  r.fd = bar0 ? doorbell_fd_ : table->fd();
   if (in->argsz < needed) {
     // No room for the capability chain: argsz says how much it needs and
     // the client asks again. The CAPS flag stays off in this reply: QEMU
@@ -501,7 +496,7 @@ Result<Server::Reply> Server::GetRegionInfo(std::span<const uint8_t> payload) {
   SparseMmapCap cap;
   cap.nr_areas = 1;
   AppendStruct(r.payload, cap);
-  AppendStruct(r.payload, SparseMmapArea{nvmux::spec::kDoorbellBase, 0x1000});
+  AppendStruct(r.payload, bar0 ? SparseMmapArea{nvmux::spec::kDoorbellBase, 0x1000} : SparseMmapArea{0, kBar4Size});
   return r;
 }
 
@@ -637,14 +632,16 @@ Result<Server::Reply> Server::RegionAccess(std::span<const uint8_t> payload, boo
       break;
     }
     case kPciBar4Region:
-      if (write) {
-        std::memcpy(msix_table_.data() + off, data.data(), data.size());
+      if (MsixTable* table = controller_.msix_table(); table == nullptr) {
+        if (!write) std::fill(data.begin(), data.end(), 0);
+      } else if (write) {
+        table->WriteTable(off, data);
       } else {
-        std::memcpy(data.data(), msix_table_.data() + off, data.size());
+        table->ReadTable(off, data);
       }
       break;
     case kPciBar5Region:
-      if (!write) std::memcpy(data.data(), msix_pba_.data() + off, data.size());
+      if (const MsixTable* table = controller_.msix_table(); !write && table != nullptr) table->ReadPba(off, data);
       break;
   }
   if (!write) r.payload.insert(r.payload.end(), data.begin(), data.end());

@@ -133,8 +133,6 @@ class Server : public DmaMessenger {
   int doorbell_fd_;
   uint32_t* doorbells_;
   std::function<void()> on_doorbell_;
-  std::vector<uint8_t> msix_table_;
-  std::vector<uint8_t> msix_pba_;
   UniqueFd listen_fd_;
   std::string socket_dir_;
   std::string socket_path_;

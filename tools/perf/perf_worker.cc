@@ -146,7 +146,10 @@ struct PerfWorker::State {
   // --cpu-stats: this thread's CPU time from the start of measuring to the stop.
   int64_t cpu_start_ns = -1;
   int64_t cpu_ns = 0;
-  int64_t last_completion_ns = 0;  // --mode hybrid
+  // --mode hybrid: polls that completed nothing since the last completion
+  // (or block), and when the spin began (0: not yet looked at the clock).
+  uint32_t idle_polls = 0;
+  int64_t spin_start_ns = 0;
 };
 
 namespace {
@@ -589,15 +592,23 @@ bool PerfWorker::finished() const { return s_->finished.load(std::memory_order_a
 // the spin budget since the last completion is spent), arm every queue
 // pair and block on their eventfds; 100 ms at most, so phase changes are
 // seen. A queue pair with a completion waiting cancels the block.
+// Hybrid reads the clock every 32nd idle poll only (a clock read costs as
+// much as an idle poll: reading it on each would slow the spin that finds
+// the next completion); the spin is timed from the first such read.
 static void WaitForEvents(PerfWorker::State& s, uint64_t completed_before) {
-  const int64_t now = MonotonicNanos();
   if (s.completed.load(std::memory_order_relaxed) != completed_before) {
-    s.last_completion_ns = now;
+    s.idle_polls = 0;
+    s.spin_start_ns = 0;
     return;
   }
-  if (s.options.mode == WaitMode::kHybrid &&
-      now - s.last_completion_ns < int64_t{s.options.hybrid_spin_us} * 1000)
-    return;
+  if (s.options.mode == WaitMode::kHybrid) {
+    if ((++s.idle_polls & 31u) != 0) return;
+    const int64_t now = MonotonicNanos();
+    if (s.spin_start_ns == 0) s.spin_start_ns = now;
+    if (now - s.spin_start_ns < int64_t{s.options.hybrid_spin_us} * 1000) return;
+  }
+  s.idle_polls = 0;
+  s.spin_start_ns = 0;
   std::vector<pollfd> fds;
   for (auto& c : s.contexts) {
     if (c->outstanding == 0) continue;

@@ -1,0 +1,60 @@
+#include "libclient/vfiouser/msix_mapping.h"
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "libclient/vfiouser/protocol.h"
+
+namespace nvmux::vfiouser {
+namespace {
+
+constexpr uint8_t kCapabilityMsix = 0x11;
+constexpr uint32_t kConfigBytes = 256;
+
+}  // namespace
+
+Result<MsixMapping> MsixMapping::Map(Client& client) {
+  auto config = client.ReadRegion(kPciConfigRegion, 0, kConfigBytes);
+  if (!config) return config.error();
+  const std::vector<uint8_t>& c = *config;
+  auto at16 = [&](uint32_t off) { return static_cast<uint16_t>(c[off] | (c[off + 1] << 8)); };
+  auto at32 = [&](uint32_t off) { return static_cast<uint32_t>(at16(off) | (uint32_t{at16(off + 2)} << 16)); };
+  // Status bit 4: a capability list at 0x34.
+  uint32_t cap = (at16(0x06) & 0x10) != 0 ? c[0x34] & 0xFCu : 0;
+  for (int hops = 0; cap != 0 && cap + 12 <= kConfigBytes && hops < 48; ++hops) {
+    if (c[cap] != kCapabilityMsix) {
+      cap = c[cap + 1] & 0xFCu;
+      continue;
+    }
+    const uint32_t vectors = (at16(cap + 2) & 0x7FFu) + 1;
+    const uint32_t table = at32(cap + 4);
+    const uint32_t bir = table & 0x7u;
+    const uint64_t offset = table & ~0x7u;
+    if (bir > 5) return Fail(ENOTSUP, "MSI-X table in BAR " + std::to_string(bir));
+    auto region = client.GetRegionInfo(kPciBar0Region + bir);
+    if (!region) return region.error();
+    const uint64_t bytes = uint64_t{vectors} * 16;
+    for (size_t i = 0; i < region->sparse_areas.size(); ++i) {
+      const SparseMmapArea& a = region->sparse_areas[i];
+      if (a.offset > offset || offset + bytes > a.offset + a.size) continue;
+      auto area = client.MapSparseArea(*region, i);
+      if (!area) return area.error();
+      MsixMapping m;
+      m.area_ = std::move(*area);
+      m.table_in_area_ = offset - a.offset;
+      m.vectors_ = vectors;
+      return m;
+    }
+    return Fail(ENOTSUP, "the MSI-X table (BAR " + std::to_string(bir) + " offset " + std::to_string(offset) +
+                             ") is not mmap-able");
+  }
+  return Fail(ENOTSUP, "no MSI-X capability in config space");
+}
+
+volatile uint32_t* MsixMapping::ControlWord(uint16_t vector) const {
+  if (!mapped() || vector >= vectors_) return nullptr;
+  return reinterpret_cast<volatile uint32_t*>(area_.data() + table_in_area_ + size_t{vector} * 16 + 12);
+}
+
+}  // namespace nvmux::vfiouser
