@@ -189,6 +189,9 @@ IoQpair::~IoQpair() {
   if (!s_->ctrlr_gone) {
     std::lock_guard<std::recursive_mutex> guard(s_->cs->admin_mutex);
     Disconnect();
+    // The next owner of this queue id (maybe another process, in event
+    // mode) finds its vector unmasked.
+    if (s_->vector_masked) s_->SetVectorMasked(false);
     if (s_->cs->shared != nullptr) {
       // Withdrawn before the queue id is freed and the fd closed.
       if (s_->irq_fd.valid())

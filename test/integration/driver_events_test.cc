@@ -147,6 +147,11 @@ TEST_F(EventsTest, HybridModeMasksItsVectorWhileItSpins) {
   ASSERT_EQ(::poll(&p, 1, 10'000), 1) << "an unmasked vector was not raised";
   ASSERT_TRUE(q.ProcessCompletions());
   EXPECT_TRUE(d2.ok());
+  // Freed while masked: the vector is unmasked for the queue id's next owner.
+  ASSERT_TRUE(QpairState::Of(q).vector_masked);
+  volatile uint32_t* control = QpairState::Of(q).vector_control;
+  spinning->reset();
+  EXPECT_EQ(*control & 1u, 0u);
 }
 
 TEST_F(EventsTest, PollModeHasNoEventFdAndRaisesNoInterrupt) {
