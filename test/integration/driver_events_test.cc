@@ -140,13 +140,22 @@ TEST_F(EventsTest, HybridModeMasksItsVectorWhileItSpins) {
   EXPECT_EQ(*n, 1u);
   EXPECT_TRUE(QpairState::Of(q).vector_masked);  // spinning again
   // Armed with nothing waiting: the next completion raises the interrupt.
+  // (The unmask may first deliver the message left pending while masked,
+  // as PCI requires: a wake with nothing new, then the real one.)
   ASSERT_TRUE(q.ArmEvent());
+  const uint64_t raised = Raised(q.id());
   Done d2;
   ASSERT_TRUE(q.Read(ns(), buf.data(), 8, 8, OnDone, &d2));
   pollfd p{q.event_fd(), POLLIN, 0};
-  ASSERT_EQ(::poll(&p, 1, 10'000), 1) << "an unmasked vector was not raised";
-  ASSERT_TRUE(q.ProcessCompletions());
+  for (int wake = 0; wake < 3 && !d2.done(); ++wake) {
+    ASSERT_EQ(::poll(&p, 1, 10'000), 1) << "an unmasked vector was not raised";
+    uint64_t count = 0;
+    ASSERT_EQ(::read(q.event_fd(), &count, sizeof(count)), static_cast<ssize_t>(sizeof(count)));
+    ASSERT_TRUE(q.ProcessCompletions());
+  }
+  ASSERT_TRUE(d2.done());
   EXPECT_TRUE(d2.ok());
+  EXPECT_GT(Raised(q.id()), raised);
   // Freed while masked: the vector is unmasked for the queue id's next owner.
   ASSERT_TRUE(QpairState::Of(q).vector_masked);
   volatile uint32_t* control = QpairState::Of(q).vector_control;
