@@ -6,7 +6,10 @@
 //
 // Mask semantics (PCI, per vector: Vector Control bit 0): a masked vector
 // sends no message; the function sets its pending bit instead, and sends
-// the message once the vector is unmasked (Controller::Poll looks). Every
+// the message once the vector is unmasked (Controller::Poll looks) if a CQ
+// on it still holds entries the host has not consumed, as QEMU's NVMe
+// device asserts only then (a hybrid host that took them while it spun is
+// not woken for nothing). Every
 // vector starts masked; registering an eventfd for it
 // (VFIO_USER_DEVICE_SET_IRQS, ACTION_TRIGGER) unmasks it, as vfio-pci
 // enables a vector its user gives a trigger: hosts that never touch the

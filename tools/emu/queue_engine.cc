@@ -130,7 +130,13 @@ void Controller::DeliverUnmasked() {
     if (!msix_table_->Pending(v) || msix_table_->Masked(v)) continue;
     msix_table_->SetPending(v, false);
     --masked_pending_;
-    RaiseVector(v);
+    // As QEMU's device asserts an interrupt only while a CQ holds entries
+    // the host has not consumed (heads as Poll just read them): a host that
+    // took every entry while the vector was masked is not woken for them.
+    bool unconsumed = false;
+    for (const auto& cq : cqs_)
+      if (cq && cq->ien && cq->iv == v && (cq->head != cq->tail || !cq->overflow.empty())) unconsumed = true;
+    if (unconsumed) RaiseVector(v);
   }
 }
 
