@@ -52,6 +52,10 @@ cleanup() {
   [ -n "$emu_pid" ] && { kill -TERM "$emu_pid" 2>/dev/null || true; wait "$emu_pid" 2>/dev/null || true; }
   "$spdk/target.sh" stop >/dev/null 2>&1 || true
   spdk_peer_clean
+  # DPDK's runtime directories of SPDK's programs that are gone.
+  for d in /var/run/dpdk/spdk_pid*; do
+    if [ -d "$d" ] && ! kill -0 "${d##*spdk_pid}" 2>/dev/null; then rm -rf "$d" || true; fi
+  done
   rm -rf "$work"
   "$root/scripts/hugepages.sh" release >/dev/null || true
   exit $rc
