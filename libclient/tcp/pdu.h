@@ -158,8 +158,8 @@ class PduReader {
   };
   // When Pump stops reading: at EAGAIN, or after one read whatever it
   // returned (a socket's queue: what did not fit in the buffer, or arrives
-  // later, is for the next call, which the queue ring makes once it has
-  // sent what the completions so far submitted: QueueRing::Pop).
+  // later, is for the next call; between calls the queue engine sends what
+  // the completions so far submitted: QueueRing::Pop, TcpQueue::OnCqEmpty).
   enum class Drain { kUntilEagain, kOneRead };
   // Bytes read at a time into the buffer; a payload at least
   // kDirectThreshold long goes straight into its command's buffers.

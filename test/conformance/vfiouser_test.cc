@@ -117,15 +117,20 @@ TEST_F(VfioUserTest, DeviceInfo) {
   ExpectError(Command::kDeviceGetInfo, short_payload, EINVAL);
 }
 
+// An mmap-able region offering exactly one sparse area [offset, offset + size).
+void ExpectOneMmapArea(const RegionDescription& r, uint64_t offset, uint64_t size) {
+  EXPECT_NE(r.flags & kRegionFlagMmap, 0u) << "region " << r.index;
+  ASSERT_EQ(r.sparse_areas.size(), 1u) << "region " << r.index;
+  EXPECT_EQ(r.sparse_areas[0].offset, offset) << "region " << r.index;
+  EXPECT_EQ(r.sparse_areas[0].size, size) << "region " << r.index;
+  EXPECT_TRUE(r.fd.valid()) << "region " << r.index;
+}
+
 TEST_F(VfioUserTest, RegionInfo) {
   auto bar0 = client().GetRegionInfo(kPciBar0Region);
   ASSERT_TRUE(bar0);
   EXPECT_GE(bar0->size, 16384u);
-  EXPECT_NE(bar0->flags & kRegionFlagMmap, 0u);
-  ASSERT_EQ(bar0->sparse_areas.size(), 1u);
-  EXPECT_EQ(bar0->sparse_areas[0].offset, 0x1000u);
-  EXPECT_EQ(bar0->sparse_areas[0].size, 0x1000u);
-  EXPECT_TRUE(bar0->fd.valid());
+  ExpectOneMmapArea(*bar0, 0x1000, 0x1000);
   auto config = client().GetRegionInfo(kPciConfigRegion);
   ASSERT_TRUE(config);
   EXPECT_GE(config->size, 256u);
@@ -135,11 +140,7 @@ TEST_F(VfioUserTest, RegionInfo) {
   auto table = client().GetRegionInfo(kPciBar4Region);
   ASSERT_TRUE(table);
   EXPECT_GT(table->size, 0u);
-  EXPECT_NE(table->flags & kRegionFlagMmap, 0u);
-  ASSERT_EQ(table->sparse_areas.size(), 1u);
-  EXPECT_EQ(table->sparse_areas[0].offset, 0u);
-  EXPECT_EQ(table->sparse_areas[0].size, table->size);
-  EXPECT_TRUE(table->fd.valid());
+  ExpectOneMmapArea(*table, 0, table->size);
   auto pba = client().GetRegionInfo(kPciBar5Region);
   ASSERT_TRUE(pba);
   EXPECT_GT(pba->size, 0u);

@@ -338,8 +338,7 @@ void Controller::ClearMsix() {
 
 void Controller::ResetMsixTableLocked() {
   if (!msix_table_) return;
-  msix_table_->MaskAll();
-  for (uint32_t v = 0; v < msix_vectors_; ++v) msix_table_->SetPending(static_cast<uint16_t>(v), false);
+  msix_table_->Reset();
   masked_pending_ = 0;
 }
 

@@ -17,7 +17,7 @@ Result<std::unique_ptr<MsixTable>> MsixTable::Create(uint32_t vectors) {
   if (p == MAP_FAILED) return ErrnoError("nvmux-emu: mapping the MSI-X table");
   std::unique_ptr<MsixTable> t(
       new MsixTable(std::move(fd), static_cast<uint8_t*>(p), std::min(vectors, kTableBytes / 16)));
-  t->MaskAll();
+  t->Reset();
   return t;
 }
 
@@ -35,8 +35,9 @@ void MsixTable::SetMasked(uint16_t vector, bool masked) {
   *c = masked ? (*c | 1u) : (*c & ~1u);
 }
 
-void MsixTable::MaskAll() {
+void MsixTable::Reset() {
   for (uint32_t v = 0; v < vectors_; ++v) SetMasked(static_cast<uint16_t>(v), true);
+  std::memset(pba_, 0, sizeof(pba_));
 }
 
 bool MsixTable::Pending(uint16_t vector) const { return (pba_[vector / 8] >> (vector % 8)) & 1u; }

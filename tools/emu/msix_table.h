@@ -49,7 +49,8 @@ class MsixTable {
   uint32_t vectors() const { return vectors_; }
   bool Masked(uint16_t vector) const;
   void SetMasked(uint16_t vector, bool masked);
-  void MaskAll();
+  // Every vector masked, nothing pending (the function's reset state).
+  void Reset();
   bool Pending(uint16_t vector) const;
   void SetPending(uint16_t vector, bool pending);
   // Region accesses (REGION_READ/WRITE of BAR4 and BAR5; PBA writes are ignored).
