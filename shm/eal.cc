@@ -77,6 +77,11 @@ std::vector<std::string> BuildEalArgs(const EalOptions& o) {
   args.push_back(o.iova_pa ? "--iova-mode=pa" : "--iova-mode=va");
   args.push_back("--base-virtaddr=0x200000000000");
   args.push_back("--no-telemetry");
+  // One hugepage file (or memfd) per memseg list rather than per page: a
+  // vfio-user device is told of memory by fd, and contiguous pages of one
+  // file can then be one DMA region (SPDK's target allows 64 of them).
+  // Every process of a group must agree on it.
+  args.push_back("--single-file-segments");
   if (!o.pci) args.push_back("--no-pci");
   args.push_back("--log-level=" + std::to_string(ToRteLevel(GetLogLevel())));
   switch (o.proc_type) {

@@ -3,8 +3,9 @@
 // Every process of a group passes --file-prefix=nvmux<N>, --iova-mode=va (pa
 // when a controller bound to uio_pci_generic needs it),
 // --base-virtaddr=0x200000000000 (so shared memory maps at the same address
-// everywhere), --no-telemetry and --no-pci (unless it drives PCIe devices);
-// memory is dynamic. A secondary never passes -m, --no-huge, --in-memory or
+// everywhere), --no-telemetry, --single-file-segments (one hugepage file per
+// memseg list, so a vfio-user device can take contiguous pages as one DMA
+// region) and --no-pci (unless it drives PCIe devices); memory is dynamic. A secondary never passes -m, --no-huge, --in-memory or
 // --legacy-mem (the last two hang or fail). A standalone process uses
 // --in-memory: private memory, no files left behind.
 //

@@ -29,6 +29,7 @@ Result<std::unique_ptr<VfioUserTransport>> VfioUserTransport::Open(const std::st
   auto caps = t->client_->Negotiate();
   if (!caps) return Fail(caps.error().code, "vfio-user: version negotiation with " + socket_dir + " failed: " +
                                                 caps.error().message);
+  t->server_max_dma_maps_ = caps->max_dma_maps;
   auto bar0 = t->client_->GetRegionInfo(kPciBar0Region);
   if (!bar0) return Fail(bar0.error().code, "vfio-user: BAR0 of " + socket_dir + ": " + bar0.error().message);
   if (bar0->size < spec::kDoorbellBase + 0x1000)
@@ -137,29 +138,48 @@ void VfioUserTransport::RegisterInterrupts(const std::string& socket_dir) {
 }
 
 void VfioUserTransport::OnMemory(bool added, std::span<const shm::MemSegment> segments) {
-  for (const shm::MemSegment& s : segments) {
-    if (added) {
-      if (s.fd < 0) {
+  if (added) {
+    for (const shm::MemSegment& s : segments) {
+      if (s.fd < 0)
         map_error_ = Fail(ENOTSUP, "vfio-user: a hugepage segment at " + std::to_string(s.va) +
                                        " has no fd to share with the device");
-        continue;
-      }
-      Status st = client_->DmaMap(s.fd, s.fd_offset, s.iova, s.length);
-      if (!st) {
-        NVMUX_LOG(kError, "vfio-user: DMA_MAP of %zu bytes at IOVA 0x%lx failed: %s", s.length,
-                  static_cast<unsigned long>(s.iova), st.error().message.c_str());
-        if (map_error_) map_error_ = st;
-        continue;
-      }
-      ++maps_;
-    } else {
-      Status st = client_->DmaUnmap(s.iova, s.length);
+    }
+    for (const DmaRegion& r : CoalesceSegments(segments))
+      if (r.fd >= 0) MapRegion(r);
+    return;
+  }
+  for (const shm::MemSegment& s : segments) {
+    for (const DmaRegionMap::Cut& cut : regions_.Remove(s.iova, s.length)) {
+      Status st = client_->DmaUnmap(cut.region.iova, cut.region.length);
       if (!st && !client_->broken())
-        NVMUX_LOG(kWarning, "vfio-user: DMA_UNMAP at IOVA 0x%lx failed: %s", static_cast<unsigned long>(s.iova),
+        NVMUX_LOG(kWarning, "vfio-user: DMA_UNMAP of %lu bytes at IOVA 0x%lx failed: %s",
+                  static_cast<unsigned long>(cut.region.length), static_cast<unsigned long>(cut.region.iova),
                   st.error().message.c_str());
-      if (st) --maps_;
+      // The rest of the region is still memory in use: the device gets it
+      // back at once (a command touching it in between fails its transfer).
+      for (const DmaRegion& rest : cut.keep) MapRegion(rest);
     }
   }
+}
+
+void VfioUserTransport::MapRegion(const DmaRegion& r) {
+  if (server_max_dma_maps_ != 0 && regions_.size() >= server_max_dma_maps_) {
+    Status st = Fail(ENOSPC, "vfio-user: the device holds at most " + std::to_string(server_max_dma_maps_) +
+                                 " DMA regions (its max_dma_maps) and all are in use; " + std::to_string(r.length) +
+                                 " bytes at IOVA " + std::to_string(r.iova) + " cannot be shared with it");
+    NVMUX_LOG(kError, "%s", st.error().message.c_str());
+    if (map_error_) map_error_ = st;
+    return;
+  }
+  Status st = client_->DmaMap(r.fd, r.fd_offset, r.iova, r.length);
+  if (!st) {
+    NVMUX_LOG(kError, "vfio-user: DMA_MAP of %lu bytes at IOVA 0x%lx failed: %s (%zu regions mapped)",
+              static_cast<unsigned long>(r.length), static_cast<unsigned long>(r.iova), st.error().message.c_str(),
+              regions_.size());
+    if (map_error_) map_error_ = st;
+    return;
+  }
+  regions_.Insert(r);
 }
 
 Doorbells VfioUserTransport::QueueDoorbells(uint16_t qid, uint32_t dstrd) {

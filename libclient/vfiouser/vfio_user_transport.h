@@ -21,6 +21,7 @@
 
 #include "libclient/core/transport.h"
 #include "libclient/vfiouser/client.h"
+#include "libclient/vfiouser/dma_regions.h"
 #include "libclient/vfiouser/msix_mapping.h"
 #include "libclient/vfiouser/vfio_user_registers.h"
 #include "shm/mem_events.h"
@@ -56,11 +57,15 @@ class VfioUserTransport final : public Transport {
   uint64_t doorbell_file_offset() const { return doorbell_file_offset_; }
   uint64_t doorbell_bar_offset() const { return doorbell_offset_; }
   uint64_t doorbell_bytes() const { return doorbells_.size(); }
-  uint32_t dma_maps() const { return maps_; }
+  // DMA regions the device holds now (see dma_regions.h).
+  uint32_t dma_maps() const { return static_cast<uint32_t>(regions_.size()); }
 
  private:
   explicit VfioUserTransport(std::unique_ptr<Client> client);
   void OnMemory(bool added, std::span<const shm::MemSegment> segments);
+  // DMA_MAPs one region and records it; a failure is logged and kept in
+  // map_error_ (the first one) for Open to report.
+  void MapRegion(const DmaRegion& region);
   // Takes BAR0's ioeventfd for the doorbell page, if the server offers one.
   void TakeDoorbellIoeventfd(const std::string& socket_dir);
   // Registers an eventfd for every MSI-X vector the server offers (up to
@@ -78,7 +83,8 @@ class VfioUserTransport final : public Transport {
   std::vector<UniqueFd> vector_fds_;  // MSI-X vector v's eventfd (non-blocking)
   MsixMapping msix_;                  // the MSI-X table, when the server lets it be mapped
   std::unique_ptr<shm::MemEventSubscription> memory_;
-  uint32_t maps_ = 0;
+  DmaRegionMap regions_;
+  uint32_t server_max_dma_maps_ = 0;  // from VERSION; 0 = not said
   Status map_error_ = Ok();
 };
 
