@@ -287,6 +287,12 @@ Result<spec::Cqe> Controller::SyncAdmin(const spec::Sqe& cmd, void* buffer, uint
   for (;;) {
     const int64_t now = MonotonicNanos();
     const int fd = now - start >= kSpinNs ? s_->AdminWaitFd() : -1;
+    if (slept_out && fd >= 0) {
+      // The wakeup came after the slice ran out (a slow device or a loaded
+      // machine): late, not missed.
+      pollfd late{fd, POLLIN, 0};
+      if (::poll(&late, 1, 0) > 0) slept_out = false;
+    }
     if (fd >= 0) ArmAdminEvent();  // drain, then process
     auto n = ProcessAdminCompletions();
     if (!n && !waiter->done) return n.error();

@@ -12,22 +12,40 @@ namespace {
 constexpr uint8_t kCapabilityMsix = 0x11;
 constexpr uint32_t kConfigBytes = 256;
 
+uint16_t At16(const std::vector<uint8_t>& c, uint32_t off) { return static_cast<uint16_t>(c[off] | (c[off + 1] << 8)); }
+
+// The config space offset of the MSI-X capability, or 0.
+uint32_t FindMsixCapability(const std::vector<uint8_t>& c) {
+  if (c.size() < kConfigBytes) return 0;
+  // Status bit 4: a capability list at 0x34.
+  uint32_t cap = (At16(c, 0x06) & 0x10) != 0 ? c[0x34] & 0xFCu : 0;
+  for (int hops = 0; cap != 0 && cap + 12 <= kConfigBytes && hops < 48; ++hops) {
+    if (c[cap] == kCapabilityMsix) return cap;
+    cap = c[cap + 1] & 0xFCu;
+  }
+  return 0;
+}
+
 }  // namespace
+
+Status EnableMsix(Client& client) {
+  auto config = client.ReadRegion(kPciConfigRegion, 0, kConfigBytes);
+  if (!config) return config.error();
+  const uint32_t cap = FindMsixCapability(*config);
+  if (cap == 0) return Fail(ENOTSUP, "no MSI-X capability in config space");
+  // Message Control: MSI-X Enable (bit 15) on, Function Mask (bit 14) off.
+  const uint16_t control = static_cast<uint16_t>((At16(*config, cap + 2) | 0x8000u) & ~0x4000u);
+  const uint8_t bytes[2] = {static_cast<uint8_t>(control & 0xFF), static_cast<uint8_t>(control >> 8)};
+  return client.WriteRegion(kPciConfigRegion, cap + 2, bytes);
+}
 
 Result<MsixMapping> MsixMapping::Map(Client& client) {
   auto config = client.ReadRegion(kPciConfigRegion, 0, kConfigBytes);
   if (!config) return config.error();
   const std::vector<uint8_t>& c = *config;
-  auto at16 = [&](uint32_t off) { return static_cast<uint16_t>(c[off] | (c[off + 1] << 8)); };
-  auto at32 = [&](uint32_t off) { return static_cast<uint32_t>(at16(off) | (uint32_t{at16(off + 2)} << 16)); };
-  // Status bit 4: a capability list at 0x34.
-  uint32_t cap = (at16(0x06) & 0x10) != 0 ? c[0x34] & 0xFCu : 0;
-  for (int hops = 0; cap != 0 && cap + 12 <= kConfigBytes && hops < 48; ++hops) {
-    if (c[cap] != kCapabilityMsix) {
-      cap = c[cap + 1] & 0xFCu;
-      continue;
-    }
-    const uint32_t vectors = (at16(cap + 2) & 0x7FFu) + 1;
+  auto at32 = [&](uint32_t off) { return static_cast<uint32_t>(At16(c, off) | (uint32_t{At16(c, off + 2)} << 16)); };
+  if (const uint32_t cap = FindMsixCapability(c); cap != 0) {
+    const uint32_t vectors = (At16(c, cap + 2) & 0x7FFu) + 1;
     const uint32_t table = at32(cap + 4);
     const uint32_t bir = table & 0x7u;
     const uint64_t offset = table & ~0x7u;

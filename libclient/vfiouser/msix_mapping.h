@@ -19,6 +19,13 @@
 
 namespace nvmux::vfiouser {
 
+// Sets MSI-X Enable (and clears Function Mask) in the device's MSI-X
+// capability, as vfio-pci does when its user registers MSI-X triggers: a
+// device may not send MSI-X messages before (SPDK's target sends none;
+// nvmux-emu does not check). Errors: ENOTSUP (no MSI-X capability), the
+// client's.
+[[nodiscard]] Status EnableMsix(Client& client);
+
 class MsixMapping {
  public:
   MsixMapping() = default;

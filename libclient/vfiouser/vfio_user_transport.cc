@@ -133,6 +133,11 @@ void VfioUserTransport::RegisterInterrupts(const std::string& socket_dir) {
       return;
     }
   }
+  if (Status st = EnableMsix(*client_); !st) {
+    NVMUX_LOG(kWarning, "vfio-user: %s: cannot enable MSI-X in config space (%s); queue pairs can only poll",
+              socket_dir.c_str(), st.error().message.c_str());
+    return;
+  }
   vector_fds_ = std::move(fds);
   NVMUX_LOG(kDebug, "vfio-user: %s: %u MSI-X vector eventfds registered", socket_dir.c_str(), count);
 }

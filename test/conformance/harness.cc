@@ -9,10 +9,13 @@
 #include <cstring>
 #include <thread>
 
+#include "tools/emu/pci_config.h"
+
 namespace nvmux::conformance {
 
 using namespace nvmux::spec;
 using vfiouser::kPciBar0Region;
+using vfiouser::kPciConfigRegion;
 
 TempDir::TempDir() {
   char tmpl[] = "/tmp/nvmux-conf-XXXXXX";
@@ -115,6 +118,13 @@ uint64_t TestDevice::Reg64(uint32_t offset) {
 
 void TestDevice::SetReg32(uint32_t offset, uint32_t value) {
   Status s = client_->Write32(kPciBar0Region, offset, value);
+  EXPECT_TRUE(s) << s.error().ToString();
+}
+
+void TestDevice::SetMsixEnable(bool enable) {
+  constexpr uint32_t kMessageControlHigh = emu::PciConfig::kMsixCapOffset + 3;
+  const uint8_t byte[1] = {static_cast<uint8_t>(enable ? 0x80 : 0x00)};
+  Status s = client_->WriteRegion(kPciConfigRegion, kMessageControlHigh, byte);
   EXPECT_TRUE(s) << s.error().ToString();
 }
 

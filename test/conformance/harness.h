@@ -102,6 +102,9 @@ class TestDevice {
   uint64_t Reg64(uint32_t offset);
   void SetReg32(uint32_t offset, uint32_t value);
   void SetReg64(uint32_t offset, uint64_t value);
+  // MSI-X Enable in the MSI-X capability's Message Control (config space):
+  // the emulator sends no vector's message while it is clear.
+  void SetMsixEnable(bool enable);
   spec::Csts Csts() { return spec::Csts{Reg32(spec::kRegCsts)}; }
   // Waits for CSTS.RDY == ready; false on timeout.
   bool WaitReady(bool ready, std::chrono::milliseconds timeout = std::chrono::seconds(2));

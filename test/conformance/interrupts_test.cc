@@ -31,6 +31,7 @@ class InterruptsTest : public ::testing::Test {
     int fds[3] = {efd_[0].get(), efd_[1].get(), efd_[2].get()};
     ASSERT_TRUE(dev_->client().SetIrqs(vfiouser::kPciMsixIrq,
                                        vfiouser::kIrqSetDataEventfd | vfiouser::kIrqSetActionTrigger, 0, 3, fds));
+    dev_->SetMsixEnable(true);
     Sqe nq = AdminCmd(admin::kSetFeatures);  // once per enable
     nq.cdw10 = fid::kNumberOfQueues;
     nq.cdw11 = 3 | (3u << 16);

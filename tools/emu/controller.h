@@ -95,6 +95,10 @@ class Controller {
   uint32_t msix_vectors() const { return msix_vectors_; }
   [[nodiscard]] Status SetMsixEventfds(uint32_t start, std::vector<UniqueFd> fds);
   void ClearMsix();
+  // MSI-X Enable in config space (the server tells on each config write): a
+  // vector's message is sent only while it is set, as a PCI function's; a
+  // completion while it is clear counts as dropped (no INTx either).
+  void SetMsixEnabled(bool enabled);
   // The MSI-X table and PBA (BAR4, BAR5); null if its memfd could not be made
   // (then no vector is ever masked and the table is not mmap-able).
   MsixTable* msix_table() const { return msix_table_.get(); }
@@ -394,12 +398,14 @@ class Controller {
   struct VectorState {
     uint64_t raised = 0;
     uint64_t masked = 0;
+    uint64_t disabled = 0;  // not sent: MSI-X Enable was clear
     uint32_t pending = 0;
     int64_t pending_since_ns = 0;
   };
   std::vector<VectorState> vectors_;
   std::unique_ptr<MsixTable> msix_table_;
   uint32_t masked_pending_ = 0;  // vectors whose pending bit is set
+  std::atomic<bool> msix_enabled_{false};  // written by the server thread, read by the poller
   Features features_;
   int64_t keep_alive_at_ns_ = 0;  // last Keep Alive (or KATO set)
 

@@ -104,6 +104,10 @@ void Controller::Interrupt(const CompletionQueue& cq) {
 void Controller::RaiseVector(uint16_t iv) {
   VectorState& v = vectors_[iv];
   v.pending = 0;
+  if (!msix_enabled_.load(std::memory_order_relaxed)) {
+    ++v.disabled;
+    return;
+  }
   if (msix_table_) {
     // The completion is written; the host's unmask may race with it (see
     // msix_table.h): fence, then read the mask.
@@ -123,6 +127,8 @@ void Controller::RaiseVector(uint16_t iv) {
   ssize_t n = ::write(msix_[iv].get(), &one, sizeof(one));
   (void)n;  // an eventfd at its limit already signals
 }
+
+void Controller::SetMsixEnabled(bool enabled) { msix_enabled_.store(enabled, std::memory_order_relaxed); }
 
 void Controller::DeliverUnmasked() {
   for (uint32_t iv = 0; iv < msix_vectors_ && masked_pending_ != 0; ++iv) {
@@ -169,10 +175,11 @@ std::string Controller::VectorSummary() const {
   for (size_t iv = 0; iv < vectors_.size(); ++iv) {
     const VectorState& v = vectors_[iv];
     const bool fd = iv < msix_.size() && msix_[iv].valid();
-    if (!fd && v.raised == 0 && v.pending == 0 && v.masked == 0) continue;
+    if (!fd && v.raised == 0 && v.pending == 0 && v.masked == 0 && v.disabled == 0) continue;
     out += (out.empty() ? "" : ",") + std::to_string(iv) + (fd ? ":fd:" : ":nofd:") + std::to_string(v.raised);
     if (v.pending != 0) out += "+" + std::to_string(v.pending);
     if (v.masked != 0) out += "~" + std::to_string(v.masked);
+    if (v.disabled != 0) out += "!" + std::to_string(v.disabled);
   }
   const uint32_t ic = features_.interrupt_coalescing;
   return "vectors=" + (out.empty() ? std::string("-") : out) + " coalescing=" + std::to_string(ic & 0xFF) + ":" +

@@ -622,6 +622,7 @@ Result<Server::Reply> Server::RegionAccess(std::span<const uint8_t> payload, boo
           NVMUX_LOG(kInfo, "nvmux-emu: function level reset");
           controller_.Reset();
         }
+        controller_.SetMsixEnabled(config_.msix_enabled());
       } else {
         config_.Read(off, data);
       }

@@ -87,8 +87,10 @@ struct AdminStatistics {
   uint64_t aens = 0;
   uint64_t blocks = 0;   // SyncAdmin waits that blocked on admin_event_fd()
   uint64_t wakeups = 0;  // of which ended by the admin interrupt (not the slice's end)
-  // Blocks that ran to the slice's end although the completion had arrived
-  // meanwhile (found by the poll right after): a wakeup that did not come.
+  // Blocks that ran to the slice's end, after which the completion was found
+  // with no wakeup signalled since: a wakeup that did not come (one that
+  // came after the slice's end, on a slow device or machine, is late and
+  // not counted).
   uint64_t missed_wakeups = 0;
 };
 
