@@ -19,7 +19,12 @@
 #   the secondaries as a share of one CPU (goal: < 0.1 %); the emulator's
 #   printed beside it (not in the total).
 #
-#   scripts/bench/events-shared.sh [--short] [--only shared|idle] [--idle-seconds N] [BUILD_DIR] [RUNS]
+# --device spdk: the same with SPDK's vfio-user target (NVMUX_SPDK_DIR,
+#   default ../shared/peers/spdk; its reactor spins on CPU 1, a RAM disk) as
+#   the device instead of the emulator: a device that takes its core whether
+#   busy or not, as a real SSD's firmware does not but a software target does.
+#
+#   scripts/bench/events-shared.sh [--short] [--only shared|idle] [--device emu|spdk] [--idle-seconds N] [BUILD_DIR] [RUNS]
 #     default: 3 runs x 5 s, idle 60 s; --short: 1 run x 2 s, idle 5 s
 #
 # Needs free hugepages (scripts/hugepages.sh reserve); reserves and releases
@@ -32,6 +37,7 @@ seconds=5
 idle_seconds=60
 idle_given=""
 only=""
+device=emu
 build=$root/build
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -39,10 +45,13 @@ while [ $# -gt 0 ]; do
     --only)
       [[ "${2:-}" =~ ^(shared|idle)$ ]] || { echo "events-shared.sh: --only '${2:-}': allowed shared, idle" >&2; exit 2; }
       only=$2; shift 2 ;;
+    --device)
+      [[ "${2:-}" =~ ^(emu|spdk)$ ]] || { echo "events-shared.sh: --device '${2:-}': allowed emu, spdk" >&2; exit 2; }
+      device=$2; shift 2 ;;
     --idle-seconds)
       [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "events-shared.sh: --idle-seconds '${2:-}': a whole number of seconds >= 1" >&2; exit 2; }
       idle_seconds=$2; idle_given=1; shift 2 ;;
-    -*) echo "events-shared.sh: unknown option '$1' (allowed: --short, --only shared|idle, --idle-seconds N, BUILD_DIR, RUNS)" >&2; exit 2 ;;
+    -*) echo "events-shared.sh: unknown option '$1' (allowed: --short, --only shared|idle, --device emu|spdk, --idle-seconds N, BUILD_DIR, RUNS)" >&2; exit 2 ;;
     *) if [[ "$1" =~ ^[0-9]+$ ]]; then runs=$1; else build=$1; fi; shift ;;
   esac
 done
@@ -54,11 +63,16 @@ for b in "$emu" "$perf" "$daemon" "$loop"; do
   [ -x "$b" ] || { echo "events-shared.sh: $b is missing: build first (cmake --build $build)" >&2; exit 2; }
 done
 free=$(awk '/HugePages_Free/ { print $2 }' /proc/meminfo)
-[ "${free:-0}" -ge 256 ] || { echo "events-shared.sh: only ${free:-0} free hugepages: run scripts/hugepages.sh reserve first" >&2; exit 2; }
+need=256; [ "$device" = emu ] || need=800  # SPDK's target takes 1 GiB of its own
+[ "${free:-0}" -ge "$need" ] || { echo "events-shared.sh: only ${free:-0} free hugepages (--device $device needs $need): run scripts/hugepages.sh reserve first" >&2; exit 2; }
 
 work=$(mktemp -d /tmp/nvmux-bench-events-shared.XXXXXX)
 group=$((70000 + $$ % 20000))
-emu_pid="" daemon_pid="" children=()
+emu_pid="" daemon_pid="" children=() spdk_started=""
+spdk=${NVMUX_SPDK_DIR:-$(cd "$root/.." && pwd)/shared/peers/spdk}
+if [ "$device" = spdk ] && [ ! -x "$spdk/target.sh" ]; then
+  echo "events-shared.sh: --device spdk: no SPDK peer at $spdk (set NVMUX_SPDK_DIR)" >&2; exit 2
+fi
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -66,6 +80,10 @@ cleanup() {
   for p in "${children[@]}"; do wait "$p" 2>/dev/null || true; done
   [ -z "$daemon_pid" ] || { kill -TERM "$daemon_pid" 2>/dev/null || true; wait "$daemon_pid" 2>/dev/null || true; }
   [ -z "$emu_pid" ] || { kill -TERM "$emu_pid" 2>/dev/null || true; wait "$emu_pid" 2>/dev/null || true; }
+  [ -z "$spdk_started" ] || "$spdk/target.sh" stop > /dev/null 2>&1 || true
+  for d in /var/run/dpdk/spdk_pid*; do
+    if [ -d "$d" ] && ! kill -0 "${d##*spdk_pid}" 2>/dev/null; then rm -rf "$d" || true; fi
+  done
   rm -rf "$work"
   exit $rc
 }
@@ -77,15 +95,25 @@ wait_line() {
   echo "events-shared.sh: no '$2' in $1 after 30 s:" >&2; cat "$1" >&2; return 1
 }
 
-mkdir -p "$work/emu"
-"$emu" --socket "$work/emu" --backing null --ns size=1G > "$work/emu.log" 2>&1 &
-emu_pid=$!
-for _ in $(seq 200); do [ -S "$work/emu/cntrl" ] && break; sleep 0.05; done
-[ -S "$work/emu/cntrl" ] || { echo "events-shared.sh: nvmux-emu did not start:" >&2; cat "$work/emu.log" >&2; exit 1; }
-"$daemon" -i "$group" -r "trtype:vfiouser traddr:$work/emu" > "$work/nvmuxd.log" 2>&1 &
+if [ "$device" = spdk ]; then
+  export SPDK_PEER_RUN=$work/spdk-target
+  SPDK_TARGET_CPUMASK=0x2 "$spdk/target.sh" start vfiouser "$work/spdk-vfu" > /dev/null
+  spdk_started=1
+  device_name="SPDK's vfio-user target (RAM, reactor on CPU 1)"
+  trid="trtype:vfiouser traddr:$work/spdk-vfu"
+else
+  mkdir -p "$work/emu"
+  "$emu" --socket "$work/emu" --backing null --ns size=1G > "$work/emu.log" 2>&1 &
+  emu_pid=$!
+  for _ in $(seq 200); do [ -S "$work/emu/cntrl" ] && break; sleep 0.05; done
+  [ -S "$work/emu/cntrl" ] || { echo "events-shared.sh: nvmux-emu did not start:" >&2; cat "$work/emu.log" >&2; exit 1; }
+  device_name="nvmux-emu (null)"
+  trid="trtype:vfiouser traddr:$work/emu"
+fi
+"$daemon" -i "$group" -r "$trid" > "$work/nvmuxd.log" 2>&1 &
 daemon_pid=$!
 wait_line "$work/nvmuxd.log" "nvmuxd: group"
-echo "== processes sharing 2 cores: nvmux-emu (null) + nvmuxd -i $group; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== processes sharing 2 cores: $device_name + nvmuxd -i $group; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---- shared: N secondaries at QD 4, poll against hybrid ----
 # One round: N perf secondaries at once; prints "aggregate_iops p99_us".
@@ -93,7 +121,7 @@ shared_round() {  # $1 = secondaries, $2 = mode
   local pids=() i
   for i in $(seq "$1"); do
     "$perf" -i "$group" -q 4 -o 4096 -w randread -t "$seconds" -a 1 -c "$( ((i % 2)) && echo 0x1 || echo 0x2)" --no-live \
-      --mode "$2" -LL > "$work/perf.$i.out" 2>&1 &
+      --mode "$2" ${NVMUX_BENCH_PERF_ARGS:-} -LL > "$work/perf.$i.out" 2>&1 &
     pids+=($!)
   done
   for i in $(seq "$1"); do
@@ -143,8 +171,9 @@ if [ "$only" != shared ]; then
   done
   for i in 1 2 3 4; do wait_line "$work/idle.$i.out" "idle"; done
   sleep 1  # settle: the attaches' own work is not idling
-  names=(nvmuxd idle-1 idle-2 idle-3 idle-4 nvmux-emu)
-  procs=("$daemon_pid" "${idle_pids[@]}" "$emu_pid")
+  names=(nvmuxd idle-1 idle-2 idle-3 idle-4)
+  procs=("$daemon_pid" "${idle_pids[@]}")
+  [ -z "$emu_pid" ] || { names+=(nvmux-emu); procs+=("$emu_pid"); }
   t0=() n0=()
   for p in "${procs[@]}"; do t0+=("$(ticks "$p")") n0+=("$(run_ns "$p")"); done
   sleep "$idle_seconds"
