@@ -122,9 +122,14 @@ Result<std::unique_ptr<Transport>> AdoptTransport(Env& env, const TransportId& t
   if (!for_registers.valid()) return ErrnoError("adopting " + trid.ToString() + ": dup");
   auto regs = std::make_unique<vfiouser::AdoptedRegisters>(std::move(for_registers));
   std::vector<UniqueFd> vectors = RegisterVectorsAgain(c, env.group().processes(), regs->client(), trid);
+  // The MSI-X table, to unmask the vectors of the queue ids it reaps (a dead
+  // hybrid process's may be masked) and mask its own hybrid ones.
+  auto msix = vectors.empty() ? Result<vfiouser::MsixMapping>(Fail(ENOTSUP, "no vectors"))
+                              : vfiouser::MsixMapping::Map(regs->client());
   auto t = ImportedTransport::Create(c, std::move(*fds), std::move(regs));
   if (!t) return t.error();
   (*t)->SetVectorFds(std::move(vectors));
+  if (msix) (*t)->SetMsix(std::move(*msix));
   return std::unique_ptr<Transport>(std::move(*t));
 }
 

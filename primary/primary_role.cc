@@ -185,8 +185,7 @@ class Primary final : public GroupRole {
     // processes take them when it does not (a primary that took over is
     // DPDK's secondary: nobody asks it through IPC).
     if (!st.adopted)
-      NVMUX_TRY(OfferFds(st.shared->index, exported->doorbell_fd, exported->doorbell_file_offset,
-                         exported->doorbell_bytes, exported->connection_fd, exported->kick_fd));
+      NVMUX_TRY(OfferFds(st.shared->index, *exported));
     if (st.adopted && st.transport->Fabrics()) {
       // A new association has a new admin mailbox: what the old one's
       // processes hold is the dead primary's, useless to a joining process.

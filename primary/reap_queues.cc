@@ -62,6 +62,10 @@ uint64_t FreeQid(ControllerState& s, uint16_t q) {
     id = s.shared->qids[q];
     s.shared->qids[q].on_device = 0;
   }
+  // A hybrid owner killed while spinning leaves its vector (= q) masked in
+  // the MSI-X table; the queue is gone, so unmasking sends nothing, and the
+  // id's next owner (perhaps one that cannot map the table) is woken.
+  if (volatile uint32_t* control = s.transport->VectorControl(q); control != nullptr) *control = *control & ~1u;
   NVMUX_TEST_POINT("reap.queue.deleted");
   // Quarantined rings first, then the id: a reaper killed in between finds
   // the id still kDeleting/kQuarantined, off the device, and finishes.

@@ -66,10 +66,12 @@ Status QpairState::ObtainInterrupt() {
     UniqueFd dup(raw < 0 ? -1 : ::fcntl(raw, F_DUPFD_CLOEXEC, 0));
     if (!dup.valid()) return Fail(errno != 0 ? errno : ENOTSUP, what + ": duplicating the vector's eventfd failed");
     irq_fd = std::move(dup);
-    vector_control = cs->transport->VectorControl(vector);
-    // A known state whoever used the vector before: hybrid starts spinning.
-    if (vector_control != nullptr) SetVectorMasked(options.mode == CompletionMode::kHybrid);
   }
+  // The MSI-X table, when this process maps it (a secondary: from the fd
+  // nvmuxd passed). A known state whoever used the vector before: hybrid
+  // starts spinning.
+  vector_control = cs->transport->VectorControl(vector);
+  if (vector_control != nullptr) SetVectorMasked(options.mode == CompletionMode::kHybrid);
   // Non-blocking whatever the registering process chose (the file status
   // flags are shared by every duplicate, and every holder wants O_NONBLOCK).
   const int flags = ::fcntl(irq_fd.get(), F_GETFL);

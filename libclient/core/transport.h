@@ -91,6 +91,13 @@ class Transport {
     uint64_t doorbell_bytes = 0;
     int connection_fd = -1;
     int kick_fd = -1;  // DoorbellKickFd(), or -1
+    // The mmap-able MSI-X table (VectorControl), or msix_fd -1: an area of
+    // msix_bytes at msix_file_offset in msix_fd, entry 0 at msix_table_offset.
+    int msix_fd = -1;
+    uint64_t msix_file_offset = 0;
+    uint64_t msix_bytes = 0;
+    uint64_t msix_table_offset = 0;
+    uint32_t msix_vectors = 0;
   };
   virtual std::optional<Exported> Export() const { return std::nullopt; }
 

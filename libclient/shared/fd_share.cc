@@ -17,26 +17,29 @@ namespace {
 
 constexpr char kAction[] = "nvmux_ctrl_fds";
 
-struct Offered {
-  int doorbell_fd;
-  uint64_t offset;
-  uint64_t bytes;
-  int connection_fd;
-  int kick_fd;  // -1: none
-};
 
 struct Request {
   uint32_t index;
 };
+// Which fds follow, in this order: doorbells and connection always, then
+// the kick and the MSI-X table when their bit is set.
+constexpr uint32_t kHasKick = 1u << 0;
+constexpr uint32_t kHasMsix = 1u << 1;
 struct Reply {
   int32_t status;  // 0 or an errno
-  uint32_t reserved;
+  uint32_t has;    // kHas* bits
   uint64_t offset;
   uint64_t bytes;
+  uint64_t msix_file_offset;
+  uint64_t msix_bytes;
+  uint64_t msix_table_offset;
+  uint32_t msix_vectors;
+  uint32_t reserved;
 };
+static_assert(sizeof(Reply) <= RTE_MP_MAX_PARAM_LEN);
 
 std::mutex g_mutex;
-std::map<uint32_t, Offered> g_offered;
+std::map<uint32_t, Transport::Exported> g_offered;
 bool g_registered = false;
 
 int Serve(const rte_mp_msg* msg, const void* peer) {
@@ -51,12 +54,24 @@ int Serve(const rte_mp_msg* msg, const void* peer) {
     if (it == g_offered.end()) {
       r.status = ENOENT;
     } else {
-      r.offset = it->second.offset;
-      r.bytes = it->second.bytes;
-      reply.fds[0] = it->second.doorbell_fd;
-      reply.fds[1] = it->second.connection_fd;
+      const Transport::Exported& e = it->second;
+      r.offset = e.doorbell_file_offset;
+      r.bytes = e.doorbell_bytes;
+      reply.fds[0] = e.doorbell_fd;
+      reply.fds[1] = e.connection_fd;
       reply.num_fds = 2;
-      if (it->second.kick_fd >= 0) reply.fds[reply.num_fds++] = it->second.kick_fd;
+      if (e.kick_fd >= 0) {
+        reply.fds[reply.num_fds++] = e.kick_fd;
+        r.has |= kHasKick;
+      }
+      if (e.msix_fd >= 0) {
+        reply.fds[reply.num_fds++] = e.msix_fd;
+        r.has |= kHasMsix;
+        r.msix_file_offset = e.msix_file_offset;
+        r.msix_bytes = e.msix_bytes;
+        r.msix_table_offset = e.msix_table_offset;
+        r.msix_vectors = e.msix_vectors;
+      }
     }
   }
   std::memcpy(reply.param, &r, sizeof r);
@@ -66,15 +81,14 @@ int Serve(const rte_mp_msg* msg, const void* peer) {
 
 }  // namespace
 
-Status OfferFds(uint32_t index, int doorbell_fd, uint64_t doorbell_file_offset, uint64_t doorbell_bytes,
-                int connection_fd, int kick_fd) {
+Status OfferFds(uint32_t index, const Transport::Exported& exported) {
   std::lock_guard<std::mutex> guard(g_mutex);
   if (!g_registered) {
     if (rte_mp_action_register(kAction, Serve) != 0 && rte_errno != EEXIST)
       return Fail(rte_errno, std::string("cannot serve controller fds over DPDK IPC: ") + rte_strerror(rte_errno));
     g_registered = true;
   }
-  g_offered[index] = Offered{doorbell_fd, doorbell_file_offset, doorbell_bytes, connection_fd, kick_fd};
+  g_offered[index] = exported;
   return Ok();
 }
 
@@ -104,9 +118,19 @@ Result<SharedFds> RequestFds(uint32_t index) {
   Reply rep{};
   std::memcpy(&rep, m.param, std::min<size_t>(sizeof rep, static_cast<size_t>(m.len_param)));
   SharedFds fds;
-  if (m.num_fds >= 1) fds.doorbells = UniqueFd(m.fds[0]);
-  if (m.num_fds >= 2) fds.connection = UniqueFd(m.fds[1]);
-  if (m.num_fds >= 3) fds.kick = UniqueFd(m.fds[2]);
+  int next = 0;
+  auto take = [&]() { return next < m.num_fds ? UniqueFd(m.fds[next++]) : UniqueFd(); };
+  fds.doorbells = take();
+  fds.connection = take();
+  if ((rep.has & kHasKick) != 0) fds.kick = take();
+  if ((rep.has & kHasMsix) != 0) {
+    fds.msix = take();
+    fds.msix_file_offset = rep.msix_file_offset;
+    fds.msix_bytes = rep.msix_bytes;
+    fds.msix_table_offset = rep.msix_table_offset;
+    fds.msix_vectors = rep.msix_vectors;
+  }
+  while (next < m.num_fds) UniqueFd(m.fds[next++]);  // none expected: closed
   std::free(replies.msgs);
   if (rep.status != 0)
     return Fail(rep.status == ENOENT ? ENOENT : rep.status,

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 
+#include "libclient/core/transport.h"
 #include "shm/base/result.h"
 #include "shm/base/unique_fd.h"
 
@@ -25,12 +26,19 @@ struct SharedFds {
   uint64_t doorbell_bytes = 0;
   UniqueFd connection;         // the vfio-user socket (a duplicate)
   UniqueFd kick;               // doorbell kick eventfd (Transport::DoorbellKickFd); may be invalid
+  // The device's MSI-X table, when the primary mapped it (Transport::
+  // Exported's msix_*): this process masks its own hybrid vectors through
+  // it. May be invalid.
+  UniqueFd msix;
+  uint64_t msix_file_offset = 0;
+  uint64_t msix_bytes = 0;
+  uint64_t msix_table_offset = 0;
+  uint32_t msix_vectors = 0;
 };
 
 // Primary: serve `index`. The fds stay owned by the caller and must stay
 // open until Withdraw(index). Errors: EAL's registration failure.
-[[nodiscard]] Status OfferFds(uint32_t index, int doorbell_fd, uint64_t doorbell_file_offset, uint64_t doorbell_bytes,
-                              int connection_fd, int kick_fd = -1);
+[[nodiscard]] Status OfferFds(uint32_t index, const Transport::Exported& exported);
 void WithdrawFds(uint32_t index);
 
 // Secondary: ask the primary. Errors: ENXIO (no primary answered within

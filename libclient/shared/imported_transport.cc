@@ -6,6 +6,7 @@
 
 #include "nvmux/spec/registers.h"
 #include "shm/base/format.h"
+#include "shm/base/log.h"
 
 namespace nvmux {
 namespace {
@@ -51,6 +52,15 @@ Result<std::unique_ptr<ImportedTransport>> ImportedTransport::Create(SharedContr
   // A pcie controller's doorbells are its BAR: a surprise removal must not
   // kill the processes of the group (bar_guard.h).
   if (auto guard = BarGuard::Guard(p, t->map_bytes_, &t->lost_); guard) t->guard_ = std::move(*guard);
+  if (t->fds_.msix.valid()) {
+    auto msix = vfiouser::MsixMapping::FromFd(std::move(t->fds_.msix), t->fds_.msix_file_offset, t->fds_.msix_bytes,
+                                              t->fds_.msix_table_offset, t->fds_.msix_vectors);
+    if (msix)
+      t->msix_ = std::move(*msix);
+    else
+      NVMUX_LOG(kDebug, "the MSI-X table the primary passed is not mapped (%s): hybrid queue pairs leave their "
+                "vector unmasked", msix.error().message.c_str());
+  }
   return t;
 }
 

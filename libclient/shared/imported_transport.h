@@ -19,6 +19,7 @@
 #include "libclient/core/transport.h"
 #include "libclient/shared/fd_share.h"
 #include "libclient/shared/shared_controller.h"
+#include "libclient/vfiouser/msix_mapping.h"
 
 namespace nvmux {
 
@@ -59,6 +60,10 @@ class ImportedTransport final : public Transport {
     return vector < vector_fds_.size() ? vector_fds_[vector].get() : -1;
   }
   void SetVectorFds(std::vector<UniqueFd> fds) { vector_fds_ = std::move(fds); }
+  // The device's MSI-X table: mapped from the fd the primary passed, or
+  // handed here by a primary that took over and mapped it itself.
+  volatile uint32_t* VectorControl(uint16_t vector) const override { return msix_.ControlWord(vector); }
+  void SetMsix(vfiouser::MsixMapping msix) { msix_ = std::move(msix); }
   // The CMB the primary published, as this process mapped it (`mapping`
   // owns the mapping; its guard should report to lost_flag()).
   void SetCmb(CmbWindow window, std::shared_ptr<void> mapping) {
@@ -84,6 +89,7 @@ class ImportedTransport final : public Transport {
   SharedFds fds_;
   std::unique_ptr<RegisterIo> device_registers_;
   std::vector<UniqueFd> vector_fds_;  // MSI-X vector v's eventfd, as registered by this (adopting) primary
+  vfiouser::MsixMapping msix_;        // or unmapped: hybrid vectors stay unmasked
   uint8_t* map_ = nullptr;
   size_t map_bytes_ = 0;
   std::atomic<bool> lost_{false};  // the doorbell mapping vanished (SIGBUS, bar_guard.h)

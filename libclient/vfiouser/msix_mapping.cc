@@ -1,5 +1,7 @@
 #include "libclient/vfiouser/msix_mapping.h"
 
+#include <sys/mman.h>
+
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -60,6 +62,8 @@ Result<MsixMapping> MsixMapping::Map(Client& client) {
       if (!area) return area.error();
       MsixMapping m;
       m.area_ = std::move(*area);
+      m.fd_ = std::move(region->fd);
+      m.file_offset_ = region->file_offset + a.offset;
       m.table_in_area_ = offset - a.offset;
       m.vectors_ = vectors;
       return m;
@@ -68,6 +72,23 @@ Result<MsixMapping> MsixMapping::Map(Client& client) {
                              ") is not mmap-able");
   }
   return Fail(ENOTSUP, "no MSI-X capability in config space");
+}
+
+Result<MsixMapping> MsixMapping::FromFd(UniqueFd fd, uint64_t file_offset, uint64_t area_bytes,
+                                        uint64_t table_in_area, uint32_t vectors) {
+  if (!fd.valid() || vectors == 0 || table_in_area + uint64_t{vectors} * 16 > area_bytes)
+    return Fail(EINVAL, "an MSI-X table of " + std::to_string(vectors) + " vectors at " +
+                            std::to_string(table_in_area) + " does not fit an area of " + std::to_string(area_bytes) +
+                            " bytes");
+  void* p = ::mmap(nullptr, area_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), static_cast<off_t>(file_offset));
+  if (p == MAP_FAILED) return ErrnoError("mapping the MSI-X table");
+  MsixMapping m;
+  m.area_ = MappedArea(p, area_bytes);
+  m.fd_ = std::move(fd);
+  m.file_offset_ = file_offset;
+  m.table_in_area_ = table_in_area;
+  m.vectors_ = vectors;
+  return m;
 }
 
 volatile uint32_t* MsixMapping::ControlWord(uint16_t vector) const {

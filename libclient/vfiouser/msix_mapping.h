@@ -30,15 +30,27 @@ class MsixMapping {
  public:
   MsixMapping() = default;
   [[nodiscard]] static Result<MsixMapping> Map(Client& client);
+  // The same table mapped from what another process's mapping exported (a
+  // secondary, from the fd nvmuxd passed: fd_share.h). Errors: from mmap.
+  [[nodiscard]] static Result<MsixMapping> FromFd(UniqueFd fd, uint64_t file_offset, uint64_t area_bytes,
+                                                  uint64_t table_in_area, uint32_t vectors);
 
   bool mapped() const { return area_.data() != nullptr; }
   uint32_t vectors() const { return vectors_; }
   // Vector v's Vector Control word, or null (not mapped, or beyond the table).
   volatile uint32_t* ControlWord(uint16_t vector) const;
 
+  // For FromFd in another process.
+  int fd() const { return fd_.get(); }
+  uint64_t file_offset() const { return file_offset_; }
+  uint64_t area_bytes() const { return area_.size(); }
+  uint64_t table_in_area() const { return table_in_area_; }
+
  private:
   MappedArea area_;
-  uint64_t table_in_area_ = 0;  // offset of table entry 0 in area_
+  UniqueFd fd_;                  // the region's fd, kept to pass on
+  uint64_t file_offset_ = 0;     // of area_ in fd_
+  uint64_t table_in_area_ = 0;   // offset of table entry 0 in area_
   uint32_t vectors_ = 0;
 };
 

@@ -47,8 +47,16 @@ class VfioUserTransport final : public Transport {
   }
   volatile uint32_t* VectorControl(uint16_t vector) const override { return msix_.ControlWord(vector); }
   std::optional<Exported> Export() const override {
-    return Exported{doorbell_fd_.get(), doorbell_file_offset_, doorbell_offset_, doorbells_.size(), client_->socket_fd(),
-                    kick_fd_.get()};
+    Exported e{doorbell_fd_.get(), doorbell_file_offset_, doorbell_offset_, doorbells_.size(), client_->socket_fd(),
+               kick_fd_.get()};
+    if (msix_.mapped()) {
+      e.msix_fd = msix_.fd();
+      e.msix_file_offset = msix_.file_offset();
+      e.msix_bytes = msix_.area_bytes();
+      e.msix_table_offset = msix_.table_in_area();
+      e.msix_vectors = msix_.vectors();
+    }
+    return e;
   }
 
   Client& client() { return *client_; }

@@ -114,6 +114,21 @@ class EventsGroupTest : public ::testing::Test {
     auto reply = test::EmuControl(dir_, "status");
     return reply ? *reply : reply.error().message;
   }
+  // Vector v's entry in the emulator's status ("vectors=0:fd:5,3:fd:2~40:masked,..."), or "".
+  static std::string VectorEntry(const std::string& status, int v) {
+    const std::string key = std::to_string(v) + ":";
+    size_t at = status.find("vectors=");
+    if (at == std::string::npos) return "";
+    at += 8;
+    while (at < status.size() && status[at] != ' ') {
+      size_t end = status.find_first_of(", ", at);
+      if (end == std::string::npos) end = status.size();
+      if (status.compare(at, key.size(), key) == 0) return status.substr(at, end - at);
+      if (end == status.size() || status[end] == ' ') break;
+      at = end + 1;
+    }
+    return "";
+  }
   test::Census WaitForQids(size_t qids) {
     int64_t deadline = MonotonicNanos() + 10'000'000'000;
     test::Census c = test::TakeCensus(MP_CHILD, id_);
@@ -147,6 +162,35 @@ TEST_F(EventsGroupTest, SecondariesInEventAndHybridModeEachUseTheirOwnVector) {
   const std::string status = Status();
   for (int q : {qa, qb}) EXPECT_NE(status.find("," + std::to_string(q) + ":fd:"), std::string::npos) << status;
   EXPECT_EQ(status.find("," + std::to_string(qa) + ":fd:0,"), std::string::npos) << status;
+  // The hybrid secondary masked its vector while it spun (through the MSI-X
+  // table nvmuxd passed it): the device held messages back ("~N").
+  EXPECT_NE(VectorEntry(status, qb).find('~'), std::string::npos) << status;
+  EXPECT_EQ(VectorEntry(status, qa).find('~'), std::string::npos) << status;
+}
+
+// A hybrid secondary killed while it spins leaves its vector masked in the
+// device's MSI-X table; the reaper unmasks it when it frees the queue id,
+// so the id's next owner is woken even if it cannot map the table.
+TEST_F(EventsGroupTest, HybridSecondaryKilledWhileItsVectorIsMaskedIsUnmaskedByTheReaper) {
+  Subprocess& victim = Child("hybrid", 0, 8000);  // 64 MB of 8-block I/Os: the namespace
+  const int qid = Ready(victim);
+  ASSERT_GT(qid, 0);
+  const int64_t deadline = MonotonicNanos() + 10'000'000'000;
+  std::string status = Status();
+  while (VectorEntry(status, qid).find(":masked") == std::string::npos && MonotonicNanos() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    status = Status();
+  }
+  ASSERT_NE(VectorEntry(status, qid).find(":masked"), std::string::npos) << "never seen masked: " << status;
+  victim.Kill(SIGKILL);
+  (void)victim.Wait();
+  test::Census after = WaitForQids(0);
+  ASSERT_EQ(after.qids.size(), 0u) << "the dead secondary's queue id was not freed: " << after.raw;
+  status = Status();
+  EXPECT_EQ(VectorEntry(status, qid).find(":masked"), std::string::npos) << "left masked: " << status;
+  Subprocess& next = Child("event", 0, 32);
+  EXPECT_EQ(Ready(next), qid);
+  ExpectIoOk(next);
 }
 
 TEST_F(EventsGroupTest, SecondaryKilledWhileBlockedInEventModeIsReapedAndItsVectorServesTheNext) {

@@ -180,6 +180,7 @@ std::string Controller::VectorSummary() const {
     if (v.pending != 0) out += "+" + std::to_string(v.pending);
     if (v.masked != 0) out += "~" + std::to_string(v.masked);
     if (v.disabled != 0) out += "!" + std::to_string(v.disabled);
+    if (msix_table_ && msix_table_->Masked(static_cast<uint16_t>(iv))) out += ":masked";
   }
   const uint32_t ic = features_.interrupt_coalescing;
   return "vectors=" + (out.empty() ? std::string("-") : out) + " coalescing=" + std::to_string(ic & 0xFF) + ":" +
