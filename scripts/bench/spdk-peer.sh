@@ -8,7 +8,8 @@
 #   - nvmux-emu, null backing (no media cost);
 #   - SPDK's nvmf_tgt with its 512 MiB RAM disk (the reference).
 # nvmux's own driver (nvmux-perf, QD 1) runs on the same devices for
-# comparison. Devices take turns within each run, so drift hits all alike.
+# comparison, and on the null emulator and SPDK's target each driver's cost
+# per I/O (SPDK's nvme_overhead beside nvmux-bench-overhead, issue 17). Devices take turns within each run, so drift hits all alike.
 # Prints medians of IOPS and average latency per device and load, and the
 # ratios the issue names (emulator / SPDK's target).
 #
@@ -102,6 +103,29 @@ nvmux_perf() {  # depth
   awk '/^Total/ { print $3, $5, $7 }' "$work/perf.out"
 }
 
+# The drivers' own cost per I/O, QD 1 4 KiB reads (issue 17): SPDK's
+# nvme_overhead and nvmux-bench-overhead, which measures the same way;
+# prints "SUBMIT_NS COMPLETE_NS" (averages).
+spdk_overhead() {
+  taskset -c 0 "$spdk/bin/nvme_overhead" -g -r "$spdk_trid" -t "$seconds" -o 4096 > "$work/overhead.out" 2>&1 ||
+    { cat "$work/overhead.out" >&2; exit 1; }
+  spdk_peer_clean
+  awk -F'=' '/^submit/ { split($2, s, ","); sub_ns = s[1] + 0 } /^complete/ { split($2, c, ","); com = c[1] + 0 }
+    END { print sub_ns, com }' "$work/overhead.out"
+}
+nvmux_overhead() {
+  taskset -c 0 "$build/tools/bench/nvmux-bench-overhead" -r "$nvmux_trid" -t "$seconds" -c 0 > "$work/overhead.out" 2>&1 ||
+    { cat "$work/overhead.out" >&2; exit 1; }
+  awk '$1 == "submit" { s = $3 } $1 == "complete" { c = $3 } END { print s, c }' "$work/overhead.out"
+}
+declare -A ovh_total
+add_overhead() {  # key "SUBMIT COMPLETE"
+  local v
+  read -r -a v <<< "$2"
+  ovh_total[$1]+="$(awk -v a="${v[0]}" -v b="${v[1]}" 'BEGIN { print a + b }') "
+  printf '  %-34s submit %8.1f ns  complete %8.1f ns\n' "$1" "${v[0]}" "${v[1]}"
+}
+
 declare -A iops lat
 add() {  # key "IOPS AVG MAX"
   local v
@@ -121,6 +145,10 @@ for ((r = 1; r <= runs; r++)); do
     add "$dev spdk_perf qd1" "$(spdk_perf 1)"
     add "$dev spdk_perf qd32" "$(spdk_perf 32)"
     add "$dev nvmux_perf qd1" "$(nvmux_perf 1)"
+    if [ "$dev" != emu-ram ]; then
+      add_overhead "$dev spdk overhead" "$(spdk_overhead)"
+      add_overhead "$dev nvmux overhead" "$(nvmux_overhead)"
+    fi
     stop_device "$dev"
   done
 done
@@ -147,4 +175,9 @@ echo "  null backing, QD32 IOPS:     $(ratio "$(m "${iops[emu-null spdk_perf qd3
 echo "nvmux-perf / spdk_perf, QD1 IOPS, same device:"
 for dev in emu-ram emu-null spdk; do
   echo "  $dev: $(ratio "$(m "${iops[$dev nvmux_perf qd1]}")" "$(m "${iops[$dev spdk_perf qd1]}")")x"
+done
+echo "nvmux-bench-overhead / nvme_overhead, submit + complete ns (medians), same device (issue 17 goal <= 0.6):"
+for dev in emu-null spdk; do
+  echo "  $dev: $(m "${ovh_total[$dev nvmux overhead]}") / $(m "${ovh_total[$dev spdk overhead]}") ns = $(ratio \
+    "$(m "${ovh_total[$dev nvmux overhead]}")" "$(m "${ovh_total[$dev spdk overhead]}")")x"
 done
