@@ -17,7 +17,6 @@ namespace {
 
 constexpr char kAction[] = "nvmux_ctrl_fds";
 
-
 struct Request {
   uint32_t index;
 };

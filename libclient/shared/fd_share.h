@@ -2,7 +2,9 @@
 // primary attached — the doorbell mapping of a vfio-user device, the
 // doorbell kick eventfd (the server's ioeventfd, when it offered one), and the
 // vfio-user connection itself (a secondary keeps a duplicate open, so the
-// device keeps its DMA maps when the primary dies) — passed with DPDK's
+// device keeps its DMA maps when the primary dies), and the MSI-X table
+// when the primary mapped it (hybrid queue pairs mask their vector through
+// it) — passed with DPDK's
 // multi-process IPC (SCM_RIGHTS under the hood).
 //
 // The primary offers each controller under its index in the group's
