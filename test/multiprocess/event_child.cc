@@ -7,6 +7,8 @@
 //     from LBA L, one at a time, waiting only with WaitCompletions, and
 //     prints "io ok <blocks> <wakeups>" (exit 0) or the error (exit 1).
 //     A refused allocation prints "alloc error <errno> <message>" (exit 1).
+//     --spin-us N sets hybrid mode's spin budget (a test that needs every
+//     completion found while spinning, on a loaded machine, gives seconds).
 //     With --wait-go it waits for a line on stdin between "ready" and its
 //     I/O (so that processes the test starts hold their queues at once).
 //     With --hang it then submits one read (the test makes the device drop
@@ -59,6 +61,7 @@ struct ChildFlags {
   bool first_wait = false;
   bool admin_wait = false;
   bool wait_go = false;
+  uint32_t spin_us = 0;  // hybrid spin budget; 0: the default
 };
 
 int Run(int group, const std::string& trid_text, const std::string& mode, uint64_t lba, uint32_t ios, ChildFlags f) {
@@ -113,6 +116,7 @@ int Run(int group, const std::string& trid_text, const std::string& mode, uint64
   if (mode == "event") qo.mode = CompletionMode::kEvent;
   else if (mode == "hybrid") qo.mode = CompletionMode::kHybrid;
   else if (mode != "poll") return Fail("--mode " + mode + ": must be poll, event or hybrid");
+  if (f.spin_us != 0) qo.hybrid_spin_us = f.spin_us;
   auto qpair = (*ctrlr)->AllocIoQpair(qo);
   if (!qpair) {
     // On stdout too, for the test to check the refusal.
@@ -202,6 +206,7 @@ int main(int argc, char** argv) {
   app.add_flag("--first-wait", f.first_wait);
   app.add_flag("--admin-wait", f.admin_wait);
   app.add_flag("--wait-go", f.wait_go);
+  app.add_option("--spin-us", f.spin_us);
   CLI11_PARSE(app, argc, argv);
   return nvmux::Run(group, trid, mode, lba, ios, f);
 }

@@ -74,12 +74,16 @@ class EventsGroupTest : public ::testing::Test {
     return p;
   }
   Subprocess& Child(const std::string& mode, uint64_t lba, uint32_t ios, bool hang = false, bool first_wait = false,
-                    bool wait_go = false) {
+                    bool wait_go = false, uint32_t spin_us = 0) {
     std::vector<std::string> argv = {EVENT_CHILD, "-i", std::to_string(id_), "-r", trid_, "--mode", mode,
                                      "--lba", std::to_string(lba), "--ios", std::to_string(ios)};
     if (hang) argv.push_back("--hang");
     if (first_wait) argv.push_back("--first-wait");
     if (wait_go) argv.push_back("--wait-go");
+    if (spin_us != 0) {
+      argv.push_back("--spin-us");
+      argv.push_back(std::to_string(spin_us));
+    }
     children_.push_back(Start(argv));
     return *children_.back();
   }
@@ -149,7 +153,10 @@ TEST_F(EventsGroupTest, SecondariesInEventAndHybridModeEachUseTheirOwnVector) {
   // Both hold their queue pairs before either starts its I/O: one that
   // finished first would free its queue id for the other (a CI failure).
   Subprocess& a = Child("event", 0, 64, false, false, /*wait_go=*/true);
-  Subprocess& b = Child("hybrid", 4096, 64, false, false, /*wait_go=*/true);
+  // The hybrid one spins up to 2 s per I/O: on a loaded machine (CI) a
+  // 50 us budget can run out before every completion, and then its vector
+  // is rightly unmasked for all of them.
+  Subprocess& b = Child("hybrid", 4096, 64, false, false, /*wait_go=*/true, /*spin_us=*/2'000'000);
   const int qa = Ready(a), qb = Ready(b);
   ASSERT_GT(qa, 0);
   ASSERT_GT(qb, 0);
@@ -172,7 +179,9 @@ TEST_F(EventsGroupTest, SecondariesInEventAndHybridModeEachUseTheirOwnVector) {
 // device's MSI-X table; the reaper unmasks it when it frees the queue id,
 // so the id's next owner is woken even if it cannot map the table.
 TEST_F(EventsGroupTest, HybridSecondaryKilledWhileItsVectorIsMaskedIsUnmaskedByTheReaper) {
-  Subprocess& victim = Child("hybrid", 0, 8000);  // 64 MB of 8-block I/Os: the namespace
+  // 64 MB of 8-block I/Os (the namespace), spinning up to 2 s per I/O so
+  // that the vector stays masked on a loaded machine too.
+  Subprocess& victim = Child("hybrid", 0, 8000, false, false, false, /*spin_us=*/2'000'000);
   const int qid = Ready(victim);
   ASSERT_GT(qid, 0);
   const int64_t deadline = MonotonicNanos() + 10'000'000'000;
