@@ -101,6 +101,9 @@ bool PciConfig::WriteDword(uint32_t offset, uint32_t value, uint32_t byte_mask) 
     // FLR and reads back as 0.
     const bool flr = (byte_mask & 0xFF00u) != 0 && (value & (1u << 15)) != 0;
     merge(0x00007FFFu);
+    // The function's MSI-X state resets with it: Enable and Function Mask
+    // clear (its driver enables MSI-X again, as Linux restores it).
+    if (flr) space_[kMsixCapOffset + 3] &= 0x3F;
     return flr;
   }
   return false;

@@ -67,7 +67,12 @@ TEST(PciConfig, FunctionLevelReset) {
   EXPECT_TRUE(Write32(c, devctl, 0x8010));
   EXPECT_EQ(Read32(c, devctl) & 0xFFFF, 0x0010u) << "initiate-FLR reads as 0";
   const uint8_t high = 0x80;
+  const uint8_t enable = 0xC0;  // MSI-X Enable and Function Mask
+  EXPECT_FALSE(c.Write(PciConfig::kMsixCapOffset + 3, std::span<const uint8_t>(&enable, 1)));
+  EXPECT_TRUE(c.msix_enabled());
   EXPECT_TRUE(c.Write(devctl + 1, std::span<const uint8_t>(&high, 1)));
+  EXPECT_FALSE(c.msix_enabled()) << "an FLR clears MSI-X Enable";
+  EXPECT_EQ(Read32(c, PciConfig::kMsixCapOffset) >> 30, 0u) << "and Function Mask";
 }
 
 }  // namespace
