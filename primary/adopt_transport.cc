@@ -124,12 +124,13 @@ Result<std::unique_ptr<Transport>> AdoptTransport(Env& env, const TransportId& t
   std::vector<UniqueFd> vectors = RegisterVectorsAgain(c, env.group().processes(), regs->client(), trid);
   // The MSI-X table, to unmask the vectors of the queue ids it reaps (a dead
   // hybrid process's may be masked) and mask its own hybrid ones.
-  auto msix = vectors.empty() ? Result<vfiouser::MsixMapping>(Fail(ENOTSUP, "no vectors"))
-                              : vfiouser::MsixMapping::Map(regs->client());
+  vfiouser::MsixMapping msix;
+  if (!vectors.empty())
+    if (auto mapped = vfiouser::MsixMapping::Map(regs->client())) msix = std::move(*mapped);
   auto t = ImportedTransport::Create(c, std::move(*fds), std::move(regs));
   if (!t) return t.error();
   (*t)->SetVectorFds(std::move(vectors));
-  if (msix) (*t)->SetMsix(std::move(*msix));
+  (*t)->SetMsix(std::move(msix));
   return std::unique_ptr<Transport>(std::move(*t));
 }
 

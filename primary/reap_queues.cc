@@ -65,7 +65,7 @@ uint64_t FreeQid(ControllerState& s, uint16_t q) {
   // A hybrid owner killed while spinning leaves its vector (= q) masked in
   // the MSI-X table; the queue is gone, so unmasking sends nothing, and the
   // id's next owner (perhaps one that cannot map the table) is woken.
-  if (volatile uint32_t* control = s.transport->VectorControl(q); control != nullptr) *control = *control & ~1u;
+  if (volatile uint32_t* control = s.transport->VectorControl(q); control != nullptr) SetVectorMask(control, false);
   NVMUX_TEST_POINT("reap.queue.deleted");
   // Quarantined rings first, then the id: a reaper killed in between finds
   // the id still kDeleting/kQuarantined, off the device, and finishes.

@@ -5,8 +5,9 @@
 // --base-virtaddr=0x200000000000 (so shared memory maps at the same address
 // everywhere), --no-telemetry, --single-file-segments (one hugepage file per
 // memseg list, so a vfio-user device can take contiguous pages as one DMA
-// region) and --no-pci (unless it drives PCIe devices); memory is dynamic. A secondary never passes -m, --no-huge, --in-memory or
-// --legacy-mem (the last two hang or fail). A standalone process uses
+// region) and --no-pci (unless it drives PCIe devices); memory is dynamic.
+// A secondary never passes -m, --no-huge, --in-memory or --legacy-mem (the
+// last two hang or fail). A standalone process uses
 // --in-memory: private memory, no files left behind.
 //
 // EAL's log is routed into nvmux's (shm/base/log.h) and is quiet at the

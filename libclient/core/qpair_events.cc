@@ -80,8 +80,7 @@ Status QpairState::ObtainInterrupt() {
 }
 
 void QpairState::SetVectorMasked(bool masked) {
-  const uint32_t control = *vector_control;
-  *vector_control = masked ? control | 1u : control & ~1u;
+  SetVectorMask(vector_control, masked);
   // Unmasking, then re-checking the CQ: the device writes an entry, fences,
   // then reads the mask; one of the two sees the other's store.
   if (!masked) std::atomic_thread_fence(std::memory_order_seq_cst);

@@ -23,6 +23,23 @@
 
 namespace nvmux {
 
+// Where an mmap-able MSI-X table is in its fd: an area of `bytes` at
+// `file_offset`, entry 0 at `table_offset` in the area, `vectors` entries.
+// Trivially copyable (it crosses processes in an IPC message).
+struct MsixTableArea {
+  uint64_t file_offset = 0;
+  uint64_t bytes = 0;
+  uint64_t table_offset = 0;
+  uint32_t vectors = 0;
+};
+
+// Sets or clears the mask bit (bit 0) of an MSI-X Vector Control word
+// (Transport::VectorControl).
+inline void SetVectorMask(volatile uint32_t* control, bool masked) {
+  const uint32_t value = *control;
+  *control = masked ? value | 1u : value & ~1u;
+}
+
 class Transport {
  public:
   virtual ~Transport() = default;
@@ -58,8 +75,8 @@ class Transport {
   // maps it, for a queue pair in hybrid mode to mask its vector while it
   // spins (the device then sends nothing and sets the pending bit) and
   // unmask it before it blocks; null when the table is not mapped here
-  // (pcie: the kernel owns it; a group's other processes; servers that
-  // trap it): the vector then stays unmasked.
+  // (pcie: the kernel owns it; servers that trap it): the vector then
+  // stays unmasked. Written with SetVectorMask.
   virtual volatile uint32_t* VectorControl(uint16_t /*vector*/) const { return nullptr; }
 
   // The Controller Memory Buffer (NVMe base spec 1.4+: CMBLOC, CMBSZ,
@@ -91,13 +108,9 @@ class Transport {
     uint64_t doorbell_bytes = 0;
     int connection_fd = -1;
     int kick_fd = -1;  // DoorbellKickFd(), or -1
-    // The mmap-able MSI-X table (VectorControl), or msix_fd -1: an area of
-    // msix_bytes at msix_file_offset in msix_fd, entry 0 at msix_table_offset.
+    // The mmap-able MSI-X table (VectorControl), or msix_fd -1.
     int msix_fd = -1;
-    uint64_t msix_file_offset = 0;
-    uint64_t msix_bytes = 0;
-    uint64_t msix_table_offset = 0;
-    uint32_t msix_vectors = 0;
+    MsixTableArea msix{};
   };
   virtual std::optional<Exported> Export() const { return std::nullopt; }
 

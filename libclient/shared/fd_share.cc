@@ -29,11 +29,7 @@ struct Reply {
   uint32_t has;    // kHas* bits
   uint64_t offset;
   uint64_t bytes;
-  uint64_t msix_file_offset;
-  uint64_t msix_bytes;
-  uint64_t msix_table_offset;
-  uint32_t msix_vectors;
-  uint32_t reserved;
+  MsixTableArea msix;
 };
 static_assert(sizeof(Reply) <= RTE_MP_MAX_PARAM_LEN);
 
@@ -66,10 +62,7 @@ int Serve(const rte_mp_msg* msg, const void* peer) {
       if (e.msix_fd >= 0) {
         reply.fds[reply.num_fds++] = e.msix_fd;
         r.has |= kHasMsix;
-        r.msix_file_offset = e.msix_file_offset;
-        r.msix_bytes = e.msix_bytes;
-        r.msix_table_offset = e.msix_table_offset;
-        r.msix_vectors = e.msix_vectors;
+        r.msix = e.msix;
       }
     }
   }
@@ -124,10 +117,7 @@ Result<SharedFds> RequestFds(uint32_t index) {
   if ((rep.has & kHasKick) != 0) fds.kick = take();
   if ((rep.has & kHasMsix) != 0) {
     fds.msix = take();
-    fds.msix_file_offset = rep.msix_file_offset;
-    fds.msix_bytes = rep.msix_bytes;
-    fds.msix_table_offset = rep.msix_table_offset;
-    fds.msix_vectors = rep.msix_vectors;
+    fds.msix_area = rep.msix;
   }
   while (next < m.num_fds) UniqueFd(m.fds[next++]);  // none expected: closed
   std::free(replies.msgs);

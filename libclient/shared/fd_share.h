@@ -32,10 +32,7 @@ struct SharedFds {
   // Exported's msix_*): this process masks its own hybrid vectors through
   // it. May be invalid.
   UniqueFd msix;
-  uint64_t msix_file_offset = 0;
-  uint64_t msix_bytes = 0;
-  uint64_t msix_table_offset = 0;
-  uint32_t msix_vectors = 0;
+  MsixTableArea msix_area{};
 };
 
 // Primary: serve `index`. The fds stay owned by the caller and must stay

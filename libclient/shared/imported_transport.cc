@@ -53,8 +53,7 @@ Result<std::unique_ptr<ImportedTransport>> ImportedTransport::Create(SharedContr
   // kill the processes of the group (bar_guard.h).
   if (auto guard = BarGuard::Guard(p, t->map_bytes_, &t->lost_); guard) t->guard_ = std::move(*guard);
   if (t->fds_.msix.valid()) {
-    auto msix = vfiouser::MsixMapping::FromFd(std::move(t->fds_.msix), t->fds_.msix_file_offset, t->fds_.msix_bytes,
-                                              t->fds_.msix_table_offset, t->fds_.msix_vectors);
+    auto msix = vfiouser::MsixMapping::FromFd(std::move(t->fds_.msix), t->fds_.msix_area);
     if (msix)
       t->msix_ = std::move(*msix);
     else

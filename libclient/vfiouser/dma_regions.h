@@ -1,7 +1,8 @@
 // DMA regions of a vfio-user device: the process's hugepage segments told to
 // the server as few DMA_MAP regions as possible. Servers limit how many they
-// hold (SPDK's target: 64, its VERSION reply's max_dma_maps), and a host with
-// one region per 2 MiB page runs out after 128 MiB. Pages contiguous in IOVA
+// hold (SPDK's target: 64, "hit max regions 64" in its log; a server may say
+// its limit in VERSION's max_dma_maps), and a host with one region per 2 MiB
+// page runs out after 128 MiB. Pages contiguous in IOVA
 // and in one file's offsets (DPDK's --single-file-segments) become one region.
 //
 // A region is unmapped whole (DMA_UNMAP must name a mapped region exactly):

@@ -74,20 +74,19 @@ Result<MsixMapping> MsixMapping::Map(Client& client) {
   return Fail(ENOTSUP, "no MSI-X capability in config space");
 }
 
-Result<MsixMapping> MsixMapping::FromFd(UniqueFd fd, uint64_t file_offset, uint64_t area_bytes,
-                                        uint64_t table_in_area, uint32_t vectors) {
-  if (!fd.valid() || vectors == 0 || table_in_area + uint64_t{vectors} * 16 > area_bytes)
-    return Fail(EINVAL, "an MSI-X table of " + std::to_string(vectors) + " vectors at " +
-                            std::to_string(table_in_area) + " does not fit an area of " + std::to_string(area_bytes) +
+Result<MsixMapping> MsixMapping::FromFd(UniqueFd fd, const MsixTableArea& a) {
+  if (!fd.valid() || a.vectors == 0 || a.table_offset + uint64_t{a.vectors} * 16 > a.bytes)
+    return Fail(EINVAL, "an MSI-X table of " + std::to_string(a.vectors) + " vectors at " +
+                            std::to_string(a.table_offset) + " does not fit an area of " + std::to_string(a.bytes) +
                             " bytes");
-  void* p = ::mmap(nullptr, area_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), static_cast<off_t>(file_offset));
+  void* p = ::mmap(nullptr, a.bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), static_cast<off_t>(a.file_offset));
   if (p == MAP_FAILED) return ErrnoError("mapping the MSI-X table");
   MsixMapping m;
-  m.area_ = MappedArea(p, area_bytes);
+  m.area_ = MappedArea(p, a.bytes);
   m.fd_ = std::move(fd);
-  m.file_offset_ = file_offset;
-  m.table_in_area_ = table_in_area;
-  m.vectors_ = vectors;
+  m.file_offset_ = a.file_offset;
+  m.table_in_area_ = a.table_offset;
+  m.vectors_ = a.vectors;
   return m;
 }
 

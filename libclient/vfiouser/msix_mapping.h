@@ -14,6 +14,7 @@
 
 #include <cstdint>
 
+#include "libclient/core/transport.h"
 #include "libclient/vfiouser/client.h"
 #include "shm/base/result.h"
 
@@ -32,8 +33,7 @@ class MsixMapping {
   [[nodiscard]] static Result<MsixMapping> Map(Client& client);
   // The same table mapped from what another process's mapping exported (a
   // secondary, from the fd nvmuxd passed: fd_share.h). Errors: from mmap.
-  [[nodiscard]] static Result<MsixMapping> FromFd(UniqueFd fd, uint64_t file_offset, uint64_t area_bytes,
-                                                  uint64_t table_in_area, uint32_t vectors);
+  [[nodiscard]] static Result<MsixMapping> FromFd(UniqueFd fd, const MsixTableArea& area);
 
   bool mapped() const { return area_.data() != nullptr; }
   uint32_t vectors() const { return vectors_; }
@@ -42,9 +42,7 @@ class MsixMapping {
 
   // For FromFd in another process.
   int fd() const { return fd_.get(); }
-  uint64_t file_offset() const { return file_offset_; }
-  uint64_t area_bytes() const { return area_.size(); }
-  uint64_t table_in_area() const { return table_in_area_; }
+  MsixTableArea area() const { return {file_offset_, area_.size(), table_in_area_, vectors_}; }
 
  private:
   MappedArea area_;

@@ -51,10 +51,7 @@ class VfioUserTransport final : public Transport {
                kick_fd_.get()};
     if (msix_.mapped()) {
       e.msix_fd = msix_.fd();
-      e.msix_file_offset = msix_.file_offset();
-      e.msix_bytes = msix_.area_bytes();
-      e.msix_table_offset = msix_.table_in_area();
-      e.msix_vectors = msix_.vectors();
+      e.msix = msix_.area();
     }
     return e;
   }
@@ -92,7 +89,7 @@ class VfioUserTransport final : public Transport {
   MsixMapping msix_;                  // the MSI-X table, when the server lets it be mapped
   std::unique_ptr<shm::MemEventSubscription> memory_;
   DmaRegionMap regions_;
-  uint32_t server_max_dma_maps_ = 0;  // from VERSION; 0 = not said
+  uint32_t server_max_dma_maps_ = 0;  // VERSION's max_dma_maps (the protocol's default when not said)
   Status map_error_ = Ok();
 };
 

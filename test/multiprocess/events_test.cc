@@ -120,17 +120,12 @@ class EventsGroupTest : public ::testing::Test {
   }
   // Vector v's entry in the emulator's status ("vectors=0:fd:5,3:fd:2~40:masked,..."), or "".
   static std::string VectorEntry(const std::string& status, int v) {
-    const std::string key = std::to_string(v) + ":";
-    size_t at = status.find("vectors=");
+    const size_t at = status.find("vectors=");
     if (at == std::string::npos) return "";
-    at += 8;
-    while (at < status.size() && status[at] != ' ') {
-      size_t end = status.find_first_of(", ", at);
-      if (end == std::string::npos) end = status.size();
-      if (status.compare(at, key.size(), key) == 0) return status.substr(at, end - at);
-      if (end == status.size() || status[end] == ' ') break;
-      at = end + 1;
-    }
+    std::istringstream list(status.substr(at + 8, status.find(' ', at) - (at + 8)));
+    const std::string key = std::to_string(v) + ":";
+    for (std::string entry; std::getline(list, entry, ',');)
+      if (entry.rfind(key, 0) == 0) return entry;
     return "";
   }
   test::Census WaitForQids(size_t qids) {
