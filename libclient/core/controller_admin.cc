@@ -254,16 +254,20 @@ Result<spec::Cqe> Controller::SyncAdmin(const spec::Sqe& cmd, void* buffer, uint
   s_->sync_admin_depth.fetch_add(1, std::memory_order_relaxed);
   ScopeGuard undepth([this] { s_->sync_admin_depth.fetch_sub(1, std::memory_order_relaxed); });
   struct Waiter {
+    const SharedAdminQueue* group = nullptr;
     bool done = false;
+    uint32_t wake_seq = 0;  // as the group's router numbered its wakeup
     spec::Cqe cpl{};
   };
   // Shared so that a completion after a timeout writes nowhere harmful.
   auto waiter = std::make_shared<Waiter>();
+  waiter->group = s_->shared_admin;
   auto* holder = new std::shared_ptr<Waiter>(waiter);
   CompletionFn fn = [](void* arg, const spec::Cqe& cpl) {
     auto* h = static_cast<std::shared_ptr<Waiter>*>(arg);
     (*h)->done = true;
     (*h)->cpl = cpl;
+    if ((*h)->group != nullptr) (*h)->wake_seq = (*h)->group->delivering_wake_seq();
     delete h;
   };
   if (Status st = SubmitAdmin(cmd, buffer, length, fn, holder); !st) {
@@ -284,6 +288,7 @@ Result<spec::Cqe> Controller::SyncAdmin(const spec::Sqe& cmd, void* buffer, uint
   constexpr int64_t kSpinNs = 200'000;
   constexpr int kSliceMs = 5;
   bool slept_out = false;
+  uint32_t settled = 0;  // the group's settled wakeup number when the sleep ran out
   for (;;) {
     const int64_t now = MonotonicNanos();
     const int fd = now - start >= kSpinNs ? s_->AdminWaitFd() : -1;
@@ -297,9 +302,14 @@ Result<spec::Cqe> Controller::SyncAdmin(const spec::Sqe& cmd, void* buffer, uint
     auto n = ProcessAdminCompletions();
     if (!n && !waiter->done) return n.error();
     if (waiter->done) {
-      // Found right after a sleep that ran to the end of its slice: it
-      // had arrived meanwhile and nothing woke us.
-      if (slept_out) {
+      // Found right after a sleep that ran to the end of its slice. Alone,
+      // it arrived meanwhile and the interrupt did not wake us. In a group,
+      // only if another process routed it and had signalled our wakeup (or
+      // found none to signal) before the sleep ran out; if we routed it
+      // ourselves, or its router had not signalled yet, it came late.
+      const bool missed = slept_out && (waiter->group == nullptr ||
+                                        (waiter->wake_seq != 0 && static_cast<int32_t>(waiter->wake_seq - settled) <= 0));
+      if (missed) {
         std::lock_guard<std::recursive_mutex> guard(s_->admin_mutex);
         s_->stats.missed_wakeups++;
       }
@@ -312,6 +322,7 @@ Result<spec::Cqe> Controller::SyncAdmin(const spec::Sqe& cmd, void* buffer, uint
     pollfd p{fd, POLLIN, 0};
     const bool woken = ::poll(&p, 1, kSliceMs) > 0;
     slept_out = !woken;
+    if (slept_out && s_->shared_admin != nullptr) settled = s_->shared_admin->wakeups_settled();
     std::lock_guard<std::recursive_mutex> guard(s_->admin_mutex);
     s_->stats.blocks++;
     if (woken) s_->stats.wakeups++;

@@ -37,6 +37,22 @@ void ForgetAdminWakeup(SharedController& c, uint32_t slot, uint32_t generation, 
   (void)Record(c, slot).compare_exchange_strong(mine, 0, std::memory_order_seq_cst);
 }
 
+void SettleAdminWakeup(SharedController& c, uint32_t slot, uint32_t generation, uint32_t seq) {
+  if (slot >= shm::kMaxProcesses) return;
+  Mailbox& m = c.mailboxes[slot];
+  if (std::atomic_ref<uint32_t>(m.generation).load(std::memory_order_seq_cst) != generation) return;
+  std::atomic_ref<uint32_t> settled(m.wakeups_settled);
+  uint32_t now = settled.load(std::memory_order_seq_cst);
+  // Numbers wrap: raise only to one after the current.
+  while (static_cast<int32_t>(seq - now) > 0 && !settled.compare_exchange_weak(now, seq, std::memory_order_seq_cst)) {
+  }
+}
+
+uint32_t SettledAdminWakeup(const SharedController& c, uint32_t slot) {
+  if (slot >= shm::kMaxProcesses) return 0;
+  return std::atomic_ref<const uint32_t>(c.mailboxes[slot].wakeups_settled).load(std::memory_order_seq_cst);
+}
+
 void AdminWakeups::Wake(const std::vector<WakeupTarget>& targets) {
   std::vector<shm::ProcessInfo> live;
   for (const WakeupTarget& t : targets) {

@@ -48,6 +48,13 @@ void RecordAdminWakeup(SharedController& c, uint32_t slot, uint32_t generation, 
 // The owner withdraws its record (before closing the fd).
 void ForgetAdminWakeup(SharedController& c, uint32_t slot, uint32_t generation, int fd);
 
+// A router that routed wakeup number `seq` (Mailbox::wakeups_owed) into
+// mailbox `slot` of `generation` has written its eventfd, or had none to
+// write: raises the mailbox's wakeups_settled to `seq` (never lowers it).
+void SettleAdminWakeup(SharedController& c, uint32_t slot, uint32_t generation, uint32_t seq);
+// The owner's view: the last wakeup number settled for its mailbox.
+uint32_t SettledAdminWakeup(const SharedController& c, uint32_t slot);
+
 // A waiter to wake, as a router saw its mailbox under the lock.
 struct WakeupTarget {
   uint32_t slot;

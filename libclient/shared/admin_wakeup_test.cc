@@ -111,6 +111,25 @@ TEST_F(AdminWakeupTest, RecordOnlyInTheOwnersMailboxAndForgetOnlyItsOwnFd) {
   EXPECT_EQ(c.mailboxes[3].wakeup_fd, 0u);
 }
 
+// Settled wakeup numbers only rise (across the wrap of 32 bits), and only
+// in the mailbox of the generation they were owed to.
+TEST_F(AdminWakeupTest, SettledNumbersOnlyRiseAndOnlyForTheirGeneration) {
+  SharedController& c = shared_->controller;
+  c.mailboxes[2].generation = 5;
+  SettleAdminWakeup(c, 2, 5, 3);
+  EXPECT_EQ(SettledAdminWakeup(c, 2), 3u);
+  SettleAdminWakeup(c, 2, 5, 2);  // a slower router, an earlier number
+  EXPECT_EQ(SettledAdminWakeup(c, 2), 3u);
+  SettleAdminWakeup(c, 2, 4, 9);  // the slot's previous owner
+  EXPECT_EQ(SettledAdminWakeup(c, 2), 3u);
+  c.mailboxes[2].wakeups_settled = 0xFFFFFFFEu;
+  SettleAdminWakeup(c, 2, 5, 1);  // after the wrap (0 is never a number)
+  EXPECT_EQ(SettledAdminWakeup(c, 2), 1u);
+  SettleAdminWakeup(c, 2, 5, 0xFFFFFFFFu);  // before it
+  EXPECT_EQ(SettledAdminWakeup(c, 2), 1u);
+  SettleAdminWakeup(c, shm::kMaxProcesses, 5, 7);  // no such slot: ignored
+}
+
 TEST_F(AdminWakeupTest, TakesTheWaitersEventfdOnceAndSignalsIt) {
   SpawnWaiter(false);
   View self(*shared_, file_.path());

@@ -207,8 +207,8 @@ void SharedAdminQueue::Route(const spec::Cqe& c, bool again) {
     MailCompletion& slot = c_.mailboxes[t.owner_slot].completions[t.cookie];
     slot.cpl = c;
     slot.order = ++c_.routed_order;
+    slot.wake_seq = NoteRouted(t.owner_slot);
     slot.ready = 1;
-    NoteRouted(t.owner_slot);
   } else {
     orphan = true;
   }
@@ -243,21 +243,39 @@ Status SharedAdminQueue::SetWakeupFd(int fd) {
   return Ok();
 }
 
-void SharedAdminQueue::NoteRouted(uint32_t slot) {
-  if (!wakeups_ || slot == slot_ || slot >= shm::kMaxProcesses) return;
-  const Mailbox& m = c_.mailboxes[slot];
+uint32_t SharedAdminQueue::NoteRouted(uint32_t slot) {
+  if (!wakeups_ || slot == slot_ || slot >= shm::kMaxProcesses) return 0;
+  Mailbox& m = c_.mailboxes[slot];
+  if (++m.wakeups_owed == 0) ++m.wakeups_owed;  // 0 means "routed by the owner"
+  const uint32_t seq = m.wakeups_owed;
   const uint32_t fd = std::atomic_ref<const uint32_t>(m.wakeup_fd).load(std::memory_order_seq_cst);
-  if (fd == 0) return;
+  if (fd == 0) {
+    SettleAdminWakeup(c_, slot, m.generation, seq);  // nobody to wake
+    return seq;
+  }
   const WakeupTarget t{slot, m.generation, static_cast<int32_t>(fd - 1)};
   if (std::find(to_wake_.begin(), to_wake_.end(), t) == to_wake_.end()) to_wake_.push_back(t);
+  auto owed = std::find_if(to_settle_.begin(), to_settle_.end(),
+                           [&](const Owed& o) { return o.slot == slot && o.generation == m.generation; });
+  if (owed == to_settle_.end()) {
+    to_settle_.push_back({slot, m.generation, seq});
+  } else {
+    owed->seq = seq;
+  }
+  return seq;
 }
 
 void SharedAdminQueue::WakeRouted() {
-  if (to_wake_.empty()) return;
+  if (to_wake_.empty() && to_settle_.empty()) return;
   std::vector<WakeupTarget> targets;
   targets.swap(to_wake_);
+  std::vector<Owed> owed;
+  owed.swap(to_settle_);
   wakeups_->Wake(targets);
+  for (const Owed& o : owed) SettleAdminWakeup(c_, o.slot, o.generation, o.seq);
 }
+
+uint32_t SharedAdminQueue::wakeups_settled() const { return SettledAdminWakeup(c_, slot_); }
 
 void SharedAdminQueue::TopUpAers() {
   uint32_t n = CountAers(c_);
@@ -278,6 +296,7 @@ Status SharedAdminQueue::Poll() {
     bool event;
     uint32_t order;
     uint32_t cookie;
+    uint32_t wake_seq;
     spec::Cqe cpl;
   };
   std::vector<Local> mine;
@@ -299,14 +318,14 @@ Status SharedAdminQueue::Poll() {
     Mailbox& m = c_.mailboxes[slot_];
     if (m.generation == generation_) {
       while (m.head != m.tail) {
-        mine.push_back({true, 0, 0, m.events[m.head % kMailboxEvents].cpl});
+        mine.push_back({true, 0, 0, 0, m.events[m.head % kMailboxEvents].cpl});
         m.head++;
       }
       const size_t events = mine.size();
       for (uint32_t cookie = 0; cookie < kMaxSharedAdminEntries; ++cookie) {
         MailCompletion& slot = m.completions[cookie];
         if (slot.ready == 0) continue;
-        mine.push_back({false, slot.order, cookie, slot.cpl});
+        mine.push_back({false, slot.order, cookie, slot.wake_seq, slot.cpl});
         slot.ready = 0;
       }
       // Callbacks in completion order (order numbers may wrap).
@@ -327,7 +346,9 @@ Status SharedAdminQueue::Poll() {
     callbacks_[l.cookie] = nullptr;
     free_cookies_.push_back(l.cookie);
     outstanding_--;
+    delivering_wake_seq_ = l.wake_seq;
     done(l.cpl);
+    delivering_wake_seq_ = 0;
   }
   return Ok();
 }

@@ -97,6 +97,12 @@ class SharedAdminQueue final : public AdminChannel {
   // Wakeups this process signalled; other processes' eventfds it holds.
   uint64_t wakeups_signalled() const { return wakeups_ ? wakeups_->signalled() : 0; }
   size_t wakeups_held() const { return wakeups_ ? wakeups_->held() : 0; }
+  // The last wakeup number settled for our mailbox (Mailbox::wakeups_settled),
+  // and, inside a completion's callback, the number it was routed with (0:
+  // we routed it ourselves). A completion whose number was settled before a
+  // sleep ran out should have ended that sleep.
+  uint32_t wakeups_settled() const;
+  uint32_t delivering_wake_seq() const { return delivering_wake_seq_; }
 
   // The controller's lock. Lockers outside this class must not change the
   // admin queue's fields (trackers, ring, mailboxes, intents).
@@ -118,8 +124,11 @@ class SharedAdminQueue final : public AdminChannel {
   void TopUpAers();
   // Notes that mailbox `slot` got something (under the lock): its owner is
   // woken once the lock is released (WakeRouted), if it recorded a wakeup.
-  void NoteRouted(uint32_t slot);
-  // Signals the noted waiters. REQUIRES: the lock is not held.
+  // Returns the wakeup's number (Mailbox::wakeups_owed; 0 for our own
+  // mailbox or without wakeups).
+  uint32_t NoteRouted(uint32_t slot);
+  // Signals the noted waiters, then settles their numbers. REQUIRES: the
+  // lock is not held.
   void WakeRouted();
 
   SharedController& c_;
@@ -133,6 +142,13 @@ class SharedAdminQueue final : public AdminChannel {
   EventFn on_event_;
   std::unique_ptr<AdminWakeups> wakeups_;
   std::vector<WakeupTarget> to_wake_;
+  struct Owed {
+    uint32_t slot;
+    uint32_t generation;
+    uint32_t seq;  // the highest number noted
+  };
+  std::vector<Owed> to_settle_;
+  uint32_t delivering_wake_seq_ = 0;
   int wakeup_fd_ = -1;  // ours, as recorded
 };
 

@@ -65,6 +65,7 @@ struct MailEvent {
 struct MailCompletion {
   uint32_t ready;  // 1: cpl is waiting for the owner
   uint32_t order;  // SharedController::routed_order when routed (callbacks run in completion order)
+  uint32_t wake_seq;  // Mailbox::wakeups_owed when another process routed it (0: the owner did)
   spec::Cqe cpl;
 };
 
@@ -78,6 +79,14 @@ struct Mailbox {
   // plus one (0: none); a router that fills this mailbox writes to it
   // (admin_wakeup.h). atomic_ref.
   uint32_t wakeup_fd;
+  // Each completion another process routes here is owed a wakeup, numbered
+  // (MailCompletion::wake_seq) from `wakeups_owed` (under the lock). Once
+  // its router wrote the owner's eventfd, or found none to write, it raises
+  // `wakeups_settled` (atomic_ref) to that number. So the owner can tell a
+  // wakeup that never came (settled before its sleep ran out) from one that
+  // is on its way (AdminStatistics::missed_wakeups).
+  uint32_t wakeups_owed;
+  uint32_t wakeups_settled;
   MailEvent events[kMailboxEvents];
   MailCompletion completions[kMaxSharedAdminEntries];  // by cookie
 };

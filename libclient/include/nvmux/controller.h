@@ -88,9 +88,11 @@ struct AdminStatistics {
   uint64_t blocks = 0;   // SyncAdmin waits that blocked on admin_event_fd()
   uint64_t wakeups = 0;  // of which ended by the admin interrupt (not the slice's end)
   // Blocks that ran to the slice's end, after which the completion was found
-  // with no wakeup signalled since: a wakeup that did not come (one that
-  // came after the slice's end, on a slow device or machine, is late and
-  // not counted).
+  // with no wakeup signalled since: a wakeup that did not come. In a group,
+  // only a completion another process routed, and whose wakeup it had sent
+  // (or could not send) before the slice's end; one that came after the
+  // slice's end (a slow device or machine, a router preempted between
+  // routing and signalling) is late and not counted.
   uint64_t missed_wakeups = 0;
 };
 
