@@ -143,7 +143,7 @@ if [ "$only" != idle ]; then
   printf '%-38s %12s %10s\n' "secondaries x QD4, 4 KiB randread" "IOPS (sum)" "p99 us"
   for n in 4 8; do
     declare -A agg=()
-    for mode in poll hybrid; do
+    for mode in ${NVMUX_BENCH_MODES:-poll hybrid}; do
       iops="" p99=""
       for _ in $(seq "$runs"); do
         read -r i p < <(shared_round "$n" "$mode")
