@@ -22,6 +22,13 @@ if [ -n "${NVMUX_QEMU_DIR:-}" ]; then
     libncursesw6 libfuse3-3 libaio1 libbz2-1.0 busybox-static cpio xz-utils zstd)
 fi
 
+# In CI, gdb: a test whose child does not exit prints that child's stacks
+# (test/util/subprocess.cc), so a hang seen only on a loaded CI machine
+# leaves its trace in the log.
+if [ "${CI:-}" = true ]; then
+  packages+=(gdb)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,10 +6,51 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 namespace nvmux::test {
+namespace {
+
+std::string ReadSmall(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+// Where a child that did not exit is: each thread's name, state, wait
+// channel, system call and kernel stack (/proc; the stack needs root), then
+// the user stacks if gdb is installed. Printed to stderr, so a hang that
+// only a loaded CI machine shows leaves its trace in the test log.
+void ReportStuck(pid_t pid) {
+  const std::string proc = "/proc/" + std::to_string(pid);
+  std::fprintf(stderr, "subprocess %d did not exit in time; its threads:\n", static_cast<int>(pid));
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator(proc + "/task", ec)) {
+    const std::string t = task.path().string();
+    std::string stat = ReadSmall(t + "/stat");
+    const size_t paren = stat.rfind(')');
+    const char state = paren != std::string::npos && paren + 2 < stat.size() ? stat[paren + 2] : '?';
+    std::string comm = ReadSmall(t + "/comm"), syscall = ReadSmall(t + "/syscall");
+    if (!comm.empty() && comm.back() == '\n') comm.pop_back();
+    if (!syscall.empty() && syscall.back() == '\n') syscall.pop_back();
+    std::fprintf(stderr, "  thread %s (%s) state %c wchan %s syscall %s\n%s", task.path().filename().c_str(),
+                 comm.c_str(), state, ReadSmall(t + "/wchan").c_str(), syscall.c_str(), ReadSmall(t + "/stack").c_str());
+  }
+  if (::access("/usr/bin/gdb", X_OK) == 0) {
+    const std::string cmd = "timeout 30 /usr/bin/gdb -p " + std::to_string(pid) +
+                            " -batch -nx -ex 'thread apply all bt' 2>&1 | grep -E '^(Thread|#)' >&2";
+    if (std::system(cmd.c_str()) != 0) std::fprintf(stderr, "  (gdb gave no stacks)\n");
+  }
+}
+
+}  // namespace
 
 Result<Subprocess> Subprocess::Spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
   int in[2], out[2];
@@ -102,6 +143,7 @@ Result<int> Subprocess::Wait(Nanos timeout) {
       return status;
     }
     if (MonotonicNanos() >= deadline) {
+      ReportStuck(pid_);
       ::kill(pid_, SIGKILL);
       ::waitpid(pid_, &status, 0);
       pid_ = -1;
