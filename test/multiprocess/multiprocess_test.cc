@@ -149,7 +149,12 @@ TEST_F(MultiProcessTest, AdminClientsComeAndGoWhileTwoSecondariesDoVerifiedIo) {
     auto admin = Start({MP_CHILD, "admin", "-i", std::to_string(id_), "-r", trid_});
     auto line = admin->ReadUntil("admin ok", std::chrono::seconds(20));
     ASSERT_TRUE(line) << "round " << r << ": the admin client failed";
-    auto st = admin->Wait(std::chrono::seconds(20));
+    // The client's own work is done once it printed "admin ok"; what is
+    // left is the kernel tearing down its mappings of the group's hugepage
+    // file, which waits for that file's mapping lock. Under ASan beside two
+    // busy loops that took 5.3 and 13.9 s (and past 20 s twice), so the
+    // bound only catches a hang. A child that outlives it is described.
+    auto st = admin->Wait(std::chrono::seconds(60));
     ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << "round " << r;
     ASSERT_TRUE(a.running() && b.running()) << "round " << r << ": an I/O secondary stopped";
   }
