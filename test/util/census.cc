@@ -74,7 +74,10 @@ Census ParseCensus(std::string raw) {
 }
 
 Census TakeCensus(const std::string& mp_child, int group) {
-  std::string cmd = "timeout -s KILL 20 " + mp_child + " census -i " + std::to_string(group) + " 2>&1";
+  // 90 s: under ASan on a loaded machine, mapping and unmapping the group's
+  // hugepage file has waited tens of seconds for the file's i_mmap lock
+  // (see Subprocess::Wait); a census that hangs is still cut off.
+  std::string cmd = "timeout -s KILL 90 " + mp_child + " census -i " + std::to_string(group) + " 2>&1";
   std::string raw;
   FILE* p = ::popen(cmd.c_str(), "r");
   if (p == nullptr) return ParseCensus("popen failed: " + cmd);
