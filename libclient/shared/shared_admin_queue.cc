@@ -255,13 +255,7 @@ uint32_t SharedAdminQueue::NoteRouted(uint32_t slot) {
   }
   const WakeupTarget t{slot, m.generation, static_cast<int32_t>(fd - 1)};
   if (std::find(to_wake_.begin(), to_wake_.end(), t) == to_wake_.end()) to_wake_.push_back(t);
-  auto owed = std::find_if(to_settle_.begin(), to_settle_.end(),
-                           [&](const Owed& o) { return o.slot == slot && o.generation == m.generation; });
-  if (owed == to_settle_.end()) {
-    to_settle_.push_back({slot, m.generation, seq});
-  } else {
-    owed->seq = seq;
-  }
+  to_settle_.push_back({slot, m.generation, seq});  // settling only raises: repeats are harmless
   return seq;
 }
 

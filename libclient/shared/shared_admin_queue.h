@@ -145,7 +145,7 @@ class SharedAdminQueue final : public AdminChannel {
   struct Owed {
     uint32_t slot;
     uint32_t generation;
-    uint32_t seq;  // the highest number noted
+    uint32_t seq;
   };
   std::vector<Owed> to_settle_;
   uint32_t delivering_wake_seq_ = 0;

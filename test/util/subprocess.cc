@@ -24,6 +24,13 @@ std::string ReadSmall(const std::string& path) {
   return s.str();
 }
 
+// The state letter of a /proc/.../stat file ('?' when unreadable).
+char StateIn(const std::string& stat_path) {
+  const std::string stat = ReadSmall(stat_path);
+  const size_t paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() ? stat[paren + 2] : '?';
+}
+
 // Where a child that did not exit is: each thread's name, state, wait
 // channel, system call and kernel stack (/proc; the stack needs root), then
 // the user stacks if gdb is installed. Printed to stderr, so a hang that
@@ -34,9 +41,7 @@ void ReportStuck(pid_t pid) {
   std::error_code ec;
   for (const auto& task : std::filesystem::directory_iterator(proc + "/task", ec)) {
     const std::string t = task.path().string();
-    std::string stat = ReadSmall(t + "/stat");
-    const size_t paren = stat.rfind(')');
-    const char state = paren != std::string::npos && paren + 2 < stat.size() ? stat[paren + 2] : '?';
+    const char state = StateIn(t + "/stat");
     std::string comm = ReadSmall(t + "/comm"), syscall = ReadSmall(t + "/syscall");
     if (!comm.empty() && comm.back() == '\n') comm.pop_back();
     if (!syscall.empty() && syscall.back() == '\n') syscall.pop_back();
@@ -53,11 +58,7 @@ void ReportStuck(pid_t pid) {
 // Whether the child's main thread has exited: its own code is done and
 // the kernel is tearing the process down (other threads, the address
 // space).
-bool Exiting(pid_t pid) {
-  const std::string stat = ReadSmall("/proc/" + std::to_string(pid) + "/stat");
-  const size_t paren = stat.rfind(')');
-  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'Z';
-}
+bool Exiting(pid_t pid) { return StateIn("/proc/" + std::to_string(pid) + "/stat") == 'Z'; }
 
 }  // namespace
 
