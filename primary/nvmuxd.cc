@@ -225,6 +225,14 @@ int main(int argc, char** argv) {
       continue;
     }
     auto ctrlr = Controller::Connect(**env, trid, ctrlr_options);
+    if (!ctrlr && took_over) {
+      // The group it took over has members using the adopted controllers:
+      // exiting now would shut those down under them. Serve the group
+      // without this one; hotplug attaches it when it appears.
+      std::cerr << "nvmuxd: -r '" << trid.ToString() << "': " << ctrlr.error().message
+                << " (serving the group it took over without it; attached when it appears)\n";
+      continue;
+    }
     if (!ctrlr) {
       std::cerr << "nvmuxd: -r '" << trid.ToString() << "': " << ctrlr.error().message << "\n";
       controllers.clear();

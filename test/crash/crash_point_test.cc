@@ -48,6 +48,7 @@
 #include "shm/group.h"
 #include "test/util/census.h"
 #include "test/util/emu_control.h"
+#include "test/util/group_fixture.h"
 #include "test/util/subprocess.h"
 
 namespace nvmux {
@@ -99,9 +100,8 @@ class CrashPointTest : public ::testing::TestWithParam<std::string> {
     trid_ = "trtype:vfiouser traddr:" + dir_;
     died_file_ = dir_ + "/died-at";
     env_ = {"NVMUX_DIE_AT=" + GetParam(), "NVMUX_DIE_ONCE=" + died_file_};
-    emu_ = Start({NVMUX_EMU, "--socket", dir_}, {});
-    for (int i = 0; i < 200 && !std::filesystem::exists(dir_ + "/cntrl"); ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    emu_ = test::StartEmu({NVMUX_EMU, "--socket", dir_}, dir_);
+    ASSERT_TRUE(emu_);
   }
   void TearDown() override {
     for (auto& c : children_)

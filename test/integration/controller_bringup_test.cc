@@ -18,6 +18,7 @@
 #include "libclient/core/io_queue.h"
 #include "libclient/core/queue_ring.h"
 #include "libclient/vfiouser/vfio_user_registers.h"
+#include "test/util/group_fixture.h"
 #include "test/util/subprocess.h"
 
 namespace nvmux {
@@ -32,12 +33,8 @@ class ControllerBringupTest : public ::testing::Test {
     char tmpl[] = "/tmp/nvmux-bringup-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    auto emu = test::Subprocess::Spawn({NVMUX_EMU, "--socket", dir_, "--backing", "ram-lazy"});
-    ASSERT_TRUE(emu);
-    emu_ = std::make_unique<test::Subprocess>(std::move(*emu));
-    for (int i = 0; i < 200 && !std::filesystem::exists(dir_ + "/cntrl"); ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    ASSERT_TRUE(std::filesystem::exists(dir_ + "/cntrl")) << "nvmux-emu did not create its socket";
+    emu_ = test::StartEmu({NVMUX_EMU, "--socket", dir_, "--backing", "ram-lazy"}, dir_);
+    ASSERT_TRUE(emu_);
     memfd_ = ::memfd_create("nvmux-dma", MFD_CLOEXEC);
     ASSERT_GE(memfd_, 0);
     ASSERT_EQ(::ftruncate(memfd_, kDmaBytes), 0);

@@ -20,6 +20,7 @@
 #include "shm/group.h"
 #include "test/util/census.h"
 #include "test/util/emu_control.h"
+#include "test/util/group_fixture.h"
 #include "test/util/subprocess.h"
 
 namespace nvmux {
@@ -40,9 +41,8 @@ class MultiProcessTest : public ::testing::Test {
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     trid_ = "trtype:vfiouser traddr:" + dir_;
-    emu_ = Start({NVMUX_EMU, "--socket", dir_, "--backing", "ram-lazy"});
-    for (int i = 0; i < 200 && !std::filesystem::exists(dir_ + "/cntrl"); ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    emu_ = test::StartEmu({NVMUX_EMU, "--socket", dir_, "--backing", "ram-lazy"}, dir_);
+    ASSERT_TRUE(emu_);
     StartDaemon();
   }
   void TearDown() override {

@@ -16,6 +16,7 @@
 #include "shm/base/clock.h"
 #include "shm/group.h"
 #include "test/util/emu_control.h"
+#include "test/util/group_fixture.h"
 #include "test/util/subprocess.h"
 
 namespace nvmux {
@@ -75,9 +76,8 @@ class ReaperTest : public ::testing::Test {
     EXPECT_NE(::mkdtemp(tmpl), nullptr);
     std::string dir = tmpl;
     dirs_.push_back(dir);
-    emus_.push_back(Start({NVMUX_EMU, "--socket", dir}));
-    for (int i = 0; i < 200 && !std::filesystem::exists(dir + "/cntrl"); ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    auto emu = test::StartEmu({NVMUX_EMU, "--socket", dir}, dir);
+    if (emu) emus_.push_back(std::move(emu));
     return "trtype:vfiouser traddr:" + dir;
   }
   // nvmuxd with these controllers; waits until it is ready unless `die_at`
@@ -318,6 +318,35 @@ TEST_P(ReaperCrashTest, RestartedNvmuxdFinishesAReapItsPredecessorWasKilledIn) {
 INSTANTIATE_TEST_SUITE_P(Points, ReaperCrashTest,
                          ::testing::Values("reap.intent.recorded", "reap.queue.deleted", "reap.freed"),
                          PointName);
+
+// A restarted nvmuxd that takes a live group over but cannot attach one of
+// its -r controllers (the device is not there yet) keeps serving the group:
+// exiting would shut the adopted controller down under the member using it.
+// Hotplug attaches the missing controller when it appears.
+TEST_F(ReaperTest, TakeoverMissingAControllerKeepsTheGroupAndAttachesItWhenItAppears) {
+  std::string a = StartEmu();
+  char tmpl[] = "/tmp/nvmux-reap-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir_b = tmpl;
+  dirs_.push_back(dir_b);
+  const std::string b = "trtype:vfiouser traddr:" + dir_b;
+  StartDaemon({a});
+  Subprocess& member = Io(a, 0, 120);
+  ExpectReady(member);
+  Kill9(*daemon_);
+  daemon_.reset();
+  StartDaemon({a, b});  // up, without B
+  auto emu = test::StartEmu({NVMUX_EMU, "--socket", dir_b}, dir_b);
+  ASSERT_TRUE(emu);
+  emus_.push_back(std::move(emu));
+  auto attached = daemon_->ReadUntil("nvmuxd: hotplug: attached", std::chrono::seconds(30));
+  ASSERT_TRUE(attached) << "nvmuxd did not attach the controller that appeared";
+  EXPECT_NE(attached->find(dir_b), std::string::npos) << *attached;
+  Subprocess& user = Io(b, 0, 1);
+  ExpectReady(user);
+  ExpectCleanFinish(user, "a secondary on the controller that appeared after the takeover");
+  Stop(member, "the member whose controller the takeover adopted");
+}
 
 // Item 5: a primary killed while attaching a controller (after reserving its
 // group entry, after initialising it, just before publishing it) while a

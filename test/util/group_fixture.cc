@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include "shm/group.h"
@@ -45,10 +46,16 @@ std::unique_ptr<Subprocess> StartEmu(const std::vector<std::string>& argv, const
                                      const std::vector<std::string>& env) {
   auto emu = StartProcess(argv, env);
   if (!emu) return nullptr;
+  // A RAM namespace populated 4 KiB at a time (no spare hugepages) takes
+  // seconds on a loaded machine: wait for as long as the emulator lives.
   auto up = [&] { return std::filesystem::exists(dir + "/cntrl") && std::filesystem::exists(dir + "/control"); };
-  for (int i = 0; i < 1000 && !up(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const auto deadline = std::chrono::steady_clock::now() + kEmuStartTimeout;
+  std::optional<int> exited;
+  while (!up() && !(exited = emu->TryWait()) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   if (!up()) {
-    ADD_FAILURE() << "nvmux-emu did not come up at " << dir;
+    ADD_FAILURE() << "nvmux-emu did not come up at " << dir << ": "
+                  << (exited ? "it " + DescribeStatus(*exited) : "no socket within 60 s");
     return nullptr;
   }
   return emu;

@@ -6,6 +6,7 @@
 // Thread safety: the test's thread.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,8 +23,10 @@ std::string MakeTempDir(const std::string& tag);
 // Spawns `argv` with `env`, or null (with a failure recorded).
 std::unique_ptr<Subprocess> StartProcess(const std::vector<std::string>& argv,
                                          const std::vector<std::string>& env = {});
-// Starts nvmux-emu (`argv`, whose --socket is `dir`) and waits up to 10 s for
-// `dir`/cntrl and `dir`/control. Null, with a failure recorded, when it does not come up.
+// Starts nvmux-emu (`argv`, whose --socket is `dir`) and waits for
+// `dir`/cntrl and `dir`/control while it runs, up to kEmuStartTimeout. Null,
+// with a failure recorded (naming its exit status if it exited), when it does not come up.
+inline constexpr std::chrono::seconds kEmuStartTimeout{60};
 std::unique_ptr<Subprocess> StartEmu(const std::vector<std::string>& argv, const std::string& dir,
                                      const std::vector<std::string>& env = {});
 // Starts nvmuxd (`argv`) and waits up to 20 s for its "nvmuxd: group" line.
