@@ -2,8 +2,9 @@
 // group, attaches the controllers given with -r and publishes them to
 // secondaries, runs the housekeeping (the group's AERs and admin
 // completions, keep-alive, the reaper of dead processes, which deletes their
-// I/O queues) and stays up until SIGTERM/SIGINT; then shuts the controllers
-// down (CC.SHN) and removes the group's files when it is the last process.
+// I/O queues) and stays up until SIGTERM/SIGINT; then, when it is the last
+// process, shuts the controllers down (CC.SHN) and removes the group's
+// files, or else hands the group over to the processes still attached.
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -334,8 +335,23 @@ int main(int argc, char** argv) {
   }
   std::printf("nvmuxd: group %d stopping (reaped %llu dead process(es))\n", group_id,
               static_cast<unsigned long long>(reaper.reaped()));
-  hotplug.Stop();       // an attach still in progress is abandoned while the Env lives
-  controllers.clear();  // shutdown notification to each controller
+  hotplug.Stop();  // an attach still in progress is abandoned while the Env lives
+  // Processes still attached keep their controllers: a stop (a restart, an
+  // upgrade) must not fail their I/O, any more than a kill -9 does. Such a
+  // group is handed over exactly as a dead primary leaves it (the path the
+  // crash tests cover): controllers published and running, this process's
+  // slot for the next nvmuxd to reap. Only controllers whose connection ends
+  // with this process (tcp: the admin queue's association) are detached.
+  if (auto member = (*env)->group().lock_file().OtherLiveMember()) {
+    std::erase_if(controllers, [](const auto& c) { return c->trid().trtype == TransportType::kTcp; });
+    std::printf("nvmuxd: group %d handed over: process %d (maybe others) still attached keeps its controllers; "
+                "the next `nvmuxd -i %d` takes the group over\n",
+                group_id, static_cast<int>(*member), group_id);
+    std::fflush(stdout);
+    std::fflush(stderr);
+    ::_exit(0);
+  }
+  controllers.clear();  // the last process: shutdown notification to each controller
   env->reset();
   return 0;
 }

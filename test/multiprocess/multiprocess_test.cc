@@ -272,6 +272,41 @@ TEST_F(MultiProcessTest, CrashLoopKillsSecondariesAtRandomMomentsWithoutLeaks) {
   }
 }
 
+// A stopped nvmuxd (SIGTERM: a restart, an upgrade) disturbs the secondaries
+// no more than a killed one: it hands the group over, their verified I/O and
+// admin commands go on, and the next nvmuxd takes the group over.
+TEST_F(MultiProcessTest, PrimaryStoppedWhileSecondariesRunHandsTheGroupOver) {
+  Subprocess& a = Child(0, 100000.0, 1024, {"--admin-ms", "50"});
+  ExpectReady(a);
+  pid_t first_primary = daemon_->pid();
+  daemon_->Kill(SIGTERM);
+  auto handed = daemon_->ReadUntil("nvmuxd: group " + std::to_string(id_) + " handed over", std::chrono::seconds(20));
+  ASSERT_TRUE(handed) << "nvmuxd did not hand the group over";
+  EXPECT_NE(handed->find("process " + std::to_string(a.pid())), std::string::npos) << *handed;
+  auto st = daemon_->Wait(std::chrono::seconds(20));
+  ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << (st ? test::DescribeStatus(*st) : "still running");
+  daemon_.reset();
+  // I/O and admin commands (a log page every 50 ms) go on without a primary.
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  ASSERT_TRUE(a.running()) << "the secondary stopped when the primary was stopped";
+  daemon_ = Start({NVMUXD, "-i", std::to_string(id_), "-r", trid_});
+  auto took = daemon_->ReadUntil("nvmuxd: took group", std::chrono::seconds(20));
+  ASSERT_TRUE(took) << "the restarted nvmuxd did not take the group over";
+  EXPECT_NE(took->find("pid " + std::to_string(first_primary)), std::string::npos) << *took;
+  ASSERT_TRUE(daemon_->ReadUntil("nvmuxd: group", std::chrono::seconds(20)));
+  // A newcomer works beside it; an event reaches the old secondary.
+  Subprocess& b = Child(4096, 1.0);
+  ExpectReady(b);
+  ExpectCleanFinish(b);
+  auto reply = test::EmuControl(dir_, "aen type=1 info=0 lid=2");
+  ASSERT_TRUE(reply && reply->rfind("ok", 0) == 0) << (reply ? *reply : reply.error().message);
+  auto aen = a.ReadUntil("aen ", std::chrono::seconds(5));
+  ASSERT_TRUE(aen) << "the secondary did not see the event after the hand-over";
+  ASSERT_TRUE(a.running());
+  a.Kill(SIGTERM);
+  ExpectCleanFinish(a);
+}
+
 // DESIGN.md section 7: the primary's death stops nobody; a restarted nvmuxd
 // takes the group over (AERs, reaping) without disturbing the secondaries.
 TEST_F(MultiProcessTest, PrimaryKilledSecondariesContinueAndARestartedPrimaryTakesTheRoleBack) {
