@@ -105,26 +105,29 @@ wait_ready() {  # log file: nvmuxd prints "ready" once it serves
   while [ $i -lt 600 ]; do grep -q ready "$1" && return 0; sleep 0.1; i=$((i + 1)); done
   cat "$1"; return 1
 }
-sec() {  # out lba-start seconds (group $grp, default 1): both namespaces (a group names controllers
+sec_bg() {  # out lba-start seconds (group $grp, default 1): both namespaces (a group names controllers
   # without ns), 1024 blocks of each from lba-start (below the 4 KiB namespace's 16384).
   # Queue depth 1: a read racing a write of the same block may see it torn
   # (QEMU copies through the host's page cache), which --verify reports.
+  # In the background, from this shell: $! is nvmux-perf itself, so a
+  # kill -9 of it kills the secondary (not a subshell around it).
   nvmux-perf -i ${grp:-1} -r "trtype:pcie traddr:$A" -q 1 -o 4k -w randrw -M 50 -t $3 --lba-range $2:1024 --verify \
-    --no-live --use-cmb-sqs >$1 2>&1
+    --no-live --use-cmb-sqs >$1 2>&1 &
 }
+sec() { sec_bg "$@"; wait $!; }  # the same in the foreground; its exit status
 # nvmuxd enables A's CMB (--use-cmb-sqs); the secondaries' SQs live there,
 # each queue id's share of it (a killed secondary's id and share reaped).
 nvmuxd -i 1 --use-cmb-sqs -r "trtype:pcie traddr:$A" >/tmp/d1 2>&1 &
 d1=$!
 if wait_ready /tmp/d1; then
   result group_primary=ready
-  sec /tmp/s1 8192 6 & s1=$!
-  sec /tmp/s2 9216 30 & s2=$!
+  sec_bg /tmp/s1 8192 6; s1=$!
+  sec_bg /tmp/s2 9216 30; s2=$!
   wait_running /tmp/s2; sleep 1
   kill -9 $s2; wait $s2 2>/dev/null
   wait $s1; rc=$?; result group_secondary_rc=$rc; show /tmp/s1 $rc
   sec /tmp/s3 10240 2; rc=$?; result group_after_kill_rc=$rc; show /tmp/s3 $rc
-  sec /tmp/s4 11264 12 & s4=$!
+  sec_bg /tmp/s4 11264 12; s4=$!
   wait_running /tmp/s4; sleep 1
   kill -9 $d1; wait $d1 2>/dev/null
   nvmuxd -i 1 --use-cmb-sqs -r "trtype:pcie traddr:$A" >/tmp/d2 2>&1 &
@@ -177,8 +180,8 @@ ud1=$!
 if wait_ready /tmp/ud1; then
   result uio_group_primary=ready
   grp=2
-  sec /tmp/us1 13312 6 & us1=$!
-  sec /tmp/us2 14336 30 & us2=$!
+  sec_bg /tmp/us1 13312 6; us1=$!
+  sec_bg /tmp/us2 14336 30; us2=$!
   wait_running /tmp/us2; sleep 1
   kill -9 $us2; wait $us2 2>/dev/null
   wait $us1; rc=$?; result uio_group_secondary_rc=$rc; show /tmp/us1 $rc
@@ -188,7 +191,7 @@ if wait_ready /tmp/ud1; then
     grep -q 'use_cmb_sqs: no CMB that can hold SQs is enabled (in a group: nvmuxd --use-cmb-sqs)' /tmp/us1 &&
     echo yes || echo no)
   sec /tmp/us3 15360 2; rc=$?; result uio_group_after_kill_rc=$rc; show /tmp/us3 $rc
-  sec /tmp/us4 13312 12 & us4=$!
+  sec_bg /tmp/us4 13312 12; us4=$!
   wait_running /tmp/us4; sleep 1
   kill -9 $ud1; wait $ud1 2>/dev/null
   nvmuxd -i 2 -r "trtype:pcie traddr:$A" >/tmp/ud2 2>&1 &
