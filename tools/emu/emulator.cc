@@ -41,6 +41,8 @@ Result<std::unique_ptr<Emulator>> Emulator::Create(const EmulatorOptions& option
                                [self] { self->Wake(); });
   if (!server) return server.error();
   emu->server_ = std::move(*server);
+  // Named only once it listens: a client that sees cntrl can connect.
+  NVMUX_TRY(emu->server_->Publish());
   // The socket is ours: now the name bar0 may be (re)placed.
   if (Status published = emu->bar0_->Publish(); !published) {
     NVMUX_LOG(kWarning, "nvmux-emu: %s; clients must map the doorbells through the region fd",

@@ -1,5 +1,6 @@
 #include "tools/emu/server.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -12,6 +13,7 @@
 #include <atomic>
 #include <bit>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 
 #include "shm/base/log.h"
@@ -74,11 +76,15 @@ Result<std::unique_ptr<Server>> Server::Create(const std::string& socket_dir, Co
   }
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return ErrnoError("socket");
+  // Bound and listening under a name of the same length, then renamed.
+  const std::string temp = socket_dir + "/.cnew";
+  std::memcpy(addr.sun_path, temp.c_str(), temp.size() + 1);
+  ::unlink(temp.c_str());  // a dead emulator's, never published
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    return ErrnoError("bind '" + path + "'");
+    return ErrnoError("bind '" + temp + "'");
   }
-  server->socket_path_ = path;  // from here on the destructor removes it
-  if (::listen(fd.get(), 4) != 0) return ErrnoError("listen '" + path + "'");
+  server->socket_path_ = temp;  // from here on the destructor removes it
+  if (::listen(fd.get(), 4) != 0) return ErrnoError("listen '" + temp + "'");
   server->listen_fd_ = std::move(fd);
   server->remove_fd_.Reset(::eventfd(0, EFD_CLOEXEC));
   if (!server->remove_fd_.valid()) return ErrnoError("eventfd");
@@ -86,6 +92,16 @@ Result<std::unique_ptr<Server>> Server::Create(const std::string& socket_dir, Co
   if (!server->kick_fd_.valid()) return ErrnoError("eventfd");
   controller.SetDmaMessenger(server.get());
   return server;
+}
+
+Status Server::Publish() {
+  const std::string path = socket_dir_ + "/cntrl";
+  if (::renameat2(AT_FDCWD, socket_path_.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) != 0) {
+    if (errno == EEXIST) return Fail(EADDRINUSE, "'" + path + "': another server started there meanwhile");
+    return ErrnoError("naming the socket '" + path + "'");
+  }
+  socket_path_ = path;
+  return Ok();
 }
 
 void Server::Remove() {

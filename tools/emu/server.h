@@ -67,8 +67,10 @@ class Server : public DmaMessenger {
   static constexpr int kDmaReplyTimeoutMs = 3000;
   static constexpr uint32_t kMaxDmaMaps = 1024;
 
-  // Binds <socket_dir>/cntrl, creating socket_dir (one level) if missing.
-  // A stale socket file is replaced; a live one is EADDRINUSE.
+  // Listens on <socket_dir>/.cnew, creating socket_dir (one level) if
+  // missing; Publish() renames it to cntrl, so a client that sees cntrl can
+  // connect (never ECONNREFUSED between bind and listen). A stale cntrl is
+  // replaced; a live one is EADDRINUSE.
   // doorbell_fd / doorbells: the BAR0-sized memfd and its doorbell page,
   // borrowed. on_doorbell: called after a trapped BAR0 write (wakes the poller).
   [[nodiscard]] static Result<std::unique_ptr<Server>> Create(const std::string& socket_dir, Controller& controller,
@@ -78,6 +80,9 @@ class Server : public DmaMessenger {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
+  // Gives the listening socket its name, cntrl. EADDRINUSE when another
+  // server took the name meanwhile.
+  [[nodiscard]] Status Publish();
   // Serves until stop_fd is readable.
   void Run(int stop_fd);
   // Surprise removal, see above. Idempotent.
