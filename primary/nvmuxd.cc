@@ -134,7 +134,12 @@ int main(int argc, char** argv) {
   app.add_flag("--use-cmb-sqs", ctrlr_options.use_cmb_sqs,
                "pcie: enable each controller's Controller Memory Buffer for I/O submission queues, when it has one "
                "that can hold them, and offer it to the group (a secondary's --use-cmb-sqs then puts its SQs there)");
+  bool no_shadow_doorbells = false;
+  app.add_flag("--no-shadow-doorbells", no_shadow_doorbells,
+               "write every doorbell, never configuring shadow doorbells (faster polling on a vfio-user device with "
+               "a mapped doorbell page; a device that sleeps when idle then sees doorbells late)");
   CLI11_PARSE(app, argc, argv);
+  ctrlr_options.shadow_doorbells = !no_shadow_doorbells;
   shm::SetStatusReadable(status_readable);
   if (!huge_dir.empty()) setenv("NVMUX_HUGE_DIR", huge_dir.c_str(), 1);  // read by the EAL bootstrap (shm/eal.h)
   if (!run_dir.empty()) {

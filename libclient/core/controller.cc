@@ -183,7 +183,7 @@ std::unique_ptr<ControllerInit> Controller::StartInit() {
     }
   }
   InitOptions io;
-  if (s_->shadow_memory) {
+  if (s_->shadow_memory && s_->options.shadow_doorbells) {
     std::memset(s_->shadow_memory.data(), 0, 2 * kPage);
     io.shadow_doorbell_iova = DmaPageMap::Iova(s_->shadow_memory.data());
     io.eventidx_iova = DmaPageMap::Iova(static_cast<uint8_t*>(s_->shadow_memory.data()) + kPage);

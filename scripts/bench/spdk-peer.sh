@@ -97,8 +97,8 @@ spdk_perf() {  # depth
   spdk_peer_clean
   awk '/^Total/ { print $3, $5, $7 }' "$work/perf.out"
 }
-nvmux_perf() {  # depth
-  "$perf" -r "$nvmux_trid" -q "$1" -o 4096 -w randread -t "$seconds" -c 0x1 --no-live \
+nvmux_perf() {  # depth [nvmux-perf options]
+  "$perf" -r "$nvmux_trid" -q "$1" -o 4096 -w randread -t "$seconds" -c 0x1 --no-live "${@:2}" \
     > "$work/perf.out" 2>&1 || { cat "$work/perf.out" >&2; exit 1; }
   awk '/^Total/ { print $3, $5, $7 }' "$work/perf.out"
 }
@@ -145,6 +145,9 @@ for ((r = 1; r <= runs; r++)); do
     add "$dev spdk_perf qd1" "$(spdk_perf 1)"
     add "$dev spdk_perf qd32" "$(spdk_perf 32)"
     add "$dev nvmux_perf qd1" "$(nvmux_perf 1)"
+    # The emulator offers shadow doorbells, which SPDK configures on pcie
+    # only: nvmux-perf also with SPDK's choice (every doorbell written).
+    [ "$dev" = spdk ] || add "$dev nvmux_perf qd1 no-shadow" "$(nvmux_perf 1 --no-shadow-doorbells)"
     if [ "$dev" != emu-ram ]; then
       add_overhead "$dev spdk overhead" "$(spdk_overhead)"
       add_overhead "$dev nvmux overhead" "$(nvmux_overhead)"
@@ -172,9 +175,12 @@ echo "  spdk_perf QD32 IOPS:         $(ratio "$(m "${iops[emu-ram spdk_perf qd32
 echo "  spdk_perf QD1 avg latency:   $(ratio "$(m "${lat[emu-ram spdk_perf qd1]}")" "$(m "${lat[spdk spdk_perf qd1]}")")x (goal <= 0.8)"
 echo "  first QD1 run / steady QD1:  $(ratio "$(m "${iops[emu-ram spdk_perf qd1 first]}")" "$(m "${iops[emu-ram spdk_perf qd1]}")")x IOPS (goal >= 0.9)"
 echo "  null backing, QD32 IOPS:     $(ratio "$(m "${iops[emu-null spdk_perf qd32]}")" "$(m "${iops[spdk spdk_perf qd32]}")")x"
-echo "nvmux-perf / spdk_perf, QD1 IOPS, same device:"
+echo "nvmux-perf / spdk_perf, QD1 IOPS, same device (no-shadow: nvmux-perf --no-shadow-doorbells, SPDK's choice on vfio-user):"
 for dev in emu-ram emu-null spdk; do
-  echo "  $dev: $(ratio "$(m "${iops[$dev nvmux_perf qd1]}")" "$(m "${iops[$dev spdk_perf qd1]}")")x"
+  line="  $dev: $(ratio "$(m "${iops[$dev nvmux_perf qd1]}")" "$(m "${iops[$dev spdk_perf qd1]}")")x"
+  [ "$dev" = spdk ] ||
+    line+=", no-shadow $(ratio "$(m "${iops[$dev nvmux_perf qd1 no-shadow]}")" "$(m "${iops[$dev spdk_perf qd1]}")")x"
+  echo "$line"
 done
 echo "nvmux-bench-overhead / nvme_overhead, submit + complete ns (medians), same device (issue 17 goal <= 0.6):"
 for dev in emu-null spdk; do

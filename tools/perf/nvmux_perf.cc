@@ -198,6 +198,7 @@ int RunWithEnv(Env& env, const PerfOptions& o, const std::vector<TransportId>& t
   copts.tcp_header_digest = o.header_digest;
   copts.tcp_data_digest = o.data_digest;
   copts.use_cmb_sqs = o.use_cmb_sqs;
+  copts.shadow_doorbells = o.shadow_doorbells;
   for (const TransportId& trid : trids) {
     std::fprintf(info, "Attaching to %s\n", trid.ToString().c_str());
     std::fflush(info);

@@ -64,6 +64,7 @@ struct RawArgs {
   int L = 0;
   bool N = false, transport_stats = false, json = false, verify = false, live = false, no_live = false;
   bool use_cmb_sqs = false;
+  bool no_shadow_doorbells = false;
   bool cpu_stats = false;
   bool header_digest = false, data_digest = false;
 };
@@ -114,6 +115,9 @@ void Setup(Cli& cli) {
   one("N", app.add_option("-Q,--continue-on-error", r.Q, "keep going after I/O errors, log every Nth (N >= 1)"));
   app.add_flag("-L,--enable-sw-latency-tracking", r.L, "-L: latency percentiles; -LL: also the histogram");
   app.add_flag("--transport-stats", r.transport_stats, "print transport statistics at the end");
+  app.add_flag("--no-shadow-doorbells", r.no_shadow_doorbells,
+               "write every doorbell, never configuring shadow doorbells (as SPDK on vfio-user; a group's nvmuxd "
+               "decides for it)");
   app.add_flag("--use-cmb-sqs", r.use_cmb_sqs,
                "pcie: I/O submission queues in the controller's Controller Memory Buffer when it has one that can "
                "hold them (else host memory, said per queue pair); in a group nvmuxd must run with --use-cmb-sqs");
@@ -227,6 +231,7 @@ Result<PerfOptions> Validate(const Cli& cli) {
   }
   o.verify = r.verify;
   o.use_cmb_sqs = r.use_cmb_sqs;
+  o.shadow_doorbells = !r.no_shadow_doorbells;
   o.header_digest = r.header_digest;
   o.data_digest = r.data_digest;
 

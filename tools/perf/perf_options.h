@@ -105,6 +105,7 @@ struct PerfOptions {
   int latency_tracking = 0;         // -L: 1 = percentile summary, -LL: 2 = also the histogram
   bool transport_stats = false;     // --transport-stats
   bool use_cmb_sqs = false;         // --use-cmb-sqs: I/O SQs in the controller's CMB (pcie), when usable
+  bool shadow_doorbells = true;     // off with --no-shadow-doorbells
   bool json = false;                // --json: results as JSON on stdout instead of the table
   LiveMode live = LiveMode::kAuto;  // --live / --no-live
 };

@@ -75,6 +75,17 @@ struct ControllerOptions {
   // In a group the primary (nvmuxd --use-cmb-sqs) enables the CMB and
   // publishes it; a secondary's option then places its own SQs there.
   bool use_cmb_sqs = false;
+  // Shadow doorbells (Doorbell Buffer Config) when the controller offers
+  // them. On: a doorbell is a store to host memory plus a full fence and an
+  // EventIdx read, and a doorbell write (a trap for an emulated device) only
+  // when the device asks; a device that sleeps when idle (nvmux-emu) is
+  // woken at once. Off: every doorbell is written, as SPDK does on
+  // vfio-user (it configures them on pcie only). On a vfio-user device
+  // whose doorbell page is mapped (nvmux-emu) off is faster while polling
+  // (about 0.1 us per I/O at QD 1, BENCHMARKS.md), but a device that slept
+  // sees a doorbell only at its next wake-up (nvmux-emu: up to 5 ms after
+  // a second of idleness). In a group the primary's option decides.
+  bool shadow_doorbells = true;
 };
 
 // Per-command admin timeout handling (SPDK's timeout callback).
