@@ -92,6 +92,7 @@ std::string Emulator::ExecuteControl(std::string_view line) {
            " sleeps=" + std::to_string(deep_sleeps_.load(std::memory_order_relaxed)) +
            " woken=" + std::to_string(deep_wakes_.load(std::memory_order_relaxed)) +
            " asleep=" + (deep_asleep_.load(std::memory_order_relaxed) ? "1" : "0") +
+           " armed=" + std::to_string(controller_->notify_arms()) +
            " dma_maps=" + std::to_string(client.dma_maps) + " fdless=" + std::to_string(client.fdless_maps) +
            " msix_fds=" + std::to_string(client.msix_fds) + " io_sqs=" + std::to_string(client.io_sqs) +
            " io_cqs=" + std::to_string(client.io_cqs) + " " + controller_->QueueSummary() + " " +

@@ -136,6 +136,9 @@ class Controller {
   // timer (a deferred CFS) needs the poller; INT64_MAX when none.
   std::optional<int64_t> PrepareToSleep();
   void EndSleep();
+  // How often PrepareToSleep() published "notify me", slept or not (work
+  // found in the re-read takes it back): each may draw real doorbells.
+  uint64_t notify_arms() const { return notify_arms_.load(std::memory_order_relaxed); }
   // Whether CSTS.RDY=1 and CFS=0, i.e. Poll() may find work in the mmapped
   // doorbells (otherwise only a trapped register write can create work).
   bool Running() const { return running_.load(std::memory_order_relaxed); }
@@ -439,6 +442,7 @@ class Controller {
   std::vector<uint8_t> bounce_;
   uint32_t poll_count_ = 0;
   std::atomic<bool> running_{false};
+  std::atomic<uint64_t> notify_arms_{0};  // "notify me" published (PrepareToSleep)
   std::atomic<bool> client_kicks_{false};  // the client took the doorbell ioeventfd
 
   // Fd-less command data (fdless_staging.h). A command waiting for bytes

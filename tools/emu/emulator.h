@@ -79,7 +79,9 @@ class Emulator {
   // remove, clear, status, corrupt lba=N [ns=1], aen. (control_commands.cc)
   // "status" also reports the poller's sleeps on the ioeventfd so far
   // (sleeps=N), how many of them a kick or trapped write ended (woken=N),
-  // and whether it sleeps so now (asleep=0|1).
+  // and whether it sleeps so now (asleep=0|1), and how often it published
+  // "notify me" in EventIdx to go to sleep (armed=N: a sleep, or an attempt
+  // taken back because work arrived).
   std::string ExecuteControl(std::string_view line);
 
  private:

@@ -110,6 +110,7 @@ std::optional<int64_t> Controller::PrepareToSleep() {
   if (removed() || csts_.rdy() == 0 || csts_.cfs() != 0 || !delayed_.empty() || detached_) return std::nullopt;
   // "Notify me": any new tail crosses what was consumed; a CQ head only
   // matters when completions or fetches wait for room.
+  notify_arms_.fetch_add(1, std::memory_order_relaxed);
   for (size_t qid = 1; qid < sqs_.size(); ++qid) {
     if (sqs_[qid]) WriteEventIdx(2u * static_cast<uint32_t>(qid), sqs_[qid]->tail);
     if (cqs_[qid] && CqBlocked(*cqs_[qid])) WriteEventIdx(2u * static_cast<uint32_t>(qid) + 1, cqs_[qid]->head);
