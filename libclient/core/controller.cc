@@ -159,12 +159,13 @@ std::unique_ptr<ControllerInit> Controller::StartInit() {
   std::memset(base, 0, sq_bytes + cq_bytes + kPage);
   s_->admin->ResetRing();
   // Shadow doorbells: off until this init's Doorbell Buffer Config succeeds
-  // (a reset disables them on the device). The two pages are allocated once
+  // (a reset disables them on the device). The two pages are allocated once,
+  // when the options want shadow doorbells
   // (group DMA memory for a primary, so secondaries reach them) and zeroed:
   // the device seeds them with the queues' current values.
   s_->shadow_doorbells = false;
   if (s_->shared != nullptr) std::atomic_ref<uint32_t>(s_->shared->shadow_doorbells).store(0, std::memory_order_release);
-  if (!s_->shadow_memory) {
+  if (!s_->shadow_memory && s_->options.shadow_doorbells) {
     // Group-owned like the admin queue: secondaries' queues use it after the primary died.
     auto shadow = s_->env.AllocDma(2 * kPage, kPage, "shadow-doorbells",
                                    s_->shared != nullptr && s_->owns_device ? shm::DmaOwner::kGroup
@@ -183,7 +184,7 @@ std::unique_ptr<ControllerInit> Controller::StartInit() {
     }
   }
   InitOptions io;
-  if (s_->shadow_memory && s_->options.shadow_doorbells) {
+  if (s_->shadow_memory) {
     std::memset(s_->shadow_memory.data(), 0, 2 * kPage);
     io.shadow_doorbell_iova = DmaPageMap::Iova(s_->shadow_memory.data());
     io.eventidx_iova = DmaPageMap::Iova(static_cast<uint8_t*>(s_->shadow_memory.data()) + kPage);

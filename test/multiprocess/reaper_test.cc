@@ -72,9 +72,7 @@ class ReaperTest : public ::testing::Test {
   }
   // A new nvmux-emu; returns its trid.
   std::string StartEmu() {
-    char tmpl[] = "/tmp/nvmux-reap-XXXXXX";
-    EXPECT_NE(::mkdtemp(tmpl), nullptr);
-    std::string dir = tmpl;
+    std::string dir = test::MakeTempDir("reap");
     dirs_.push_back(dir);
     auto emu = test::StartEmu({NVMUX_EMU, "--socket", dir}, dir);
     if (emu) emus_.push_back(std::move(emu));
@@ -325,9 +323,8 @@ INSTANTIATE_TEST_SUITE_P(Points, ReaperCrashTest,
 // Hotplug attaches the missing controller when it appears.
 TEST_F(ReaperTest, TakeoverMissingAControllerKeepsTheGroupAndAttachesItWhenItAppears) {
   std::string a = StartEmu();
-  char tmpl[] = "/tmp/nvmux-reap-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  const std::string dir_b = tmpl;
+  const std::string dir_b = test::MakeTempDir("reap");
+  ASSERT_FALSE(dir_b.empty());
   dirs_.push_back(dir_b);
   const std::string b = "trtype:vfiouser traddr:" + dir_b;
   StartDaemon({a});

@@ -55,7 +55,8 @@ std::unique_ptr<Subprocess> StartEmu(const std::vector<std::string>& argv, const
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   if (!up()) {
     ADD_FAILURE() << "nvmux-emu did not come up at " << dir << ": "
-                  << (exited ? "it " + DescribeStatus(*exited) : "no socket within 60 s");
+                  << (exited ? "it " + DescribeStatus(*exited)
+                              : "no socket within " + std::to_string(kEmuStartTimeout.count()) + " s");
     return nullptr;
   }
   return emu;
