@@ -238,10 +238,14 @@ TEST_F(EventsGroupTest, SecondaryKilledWhileBlockedInEventModeIsReapedAndItsVect
 // after it; a secondary started after the takeover gets event mode (before
 // the re-registration it was refused with ENOTSUP).
 TEST_F(EventsGroupTest, EventModeSurvivesATakeoverAndIsOfferedAfterIt) {
-  // The blocked child's first read is held by the device for 12 s: long
+  // The blocked child's first read is held by the device for 12.5 s: long
   // enough to span the kill and the restart, whose adoption re-registers
-  // the vectors while the child blocks on its eventfd.
-  auto delay = test::EmuControl(dir_, "delay us=12000000 opc=0x02 queue=io count=1");
+  // the vectors while the child blocks on its eventfd. Not a whole number
+  // of seconds: the child's blocks last 1 s each from the submission
+  // (qpair_events.cc), and a completion landing as one ran out would be
+  // found by the re-check after the drain, its interrupt consumed there and
+  // not counted as a wakeup. Half a second on, it lands mid-block.
+  auto delay = test::EmuControl(dir_, "delay us=12500000 opc=0x02 queue=io count=1");
   ASSERT_TRUE(delay && delay->rfind("ok", 0) == 0) << (delay ? *delay : delay.error().message);
   Subprocess& blocked = Child("event", 0, 32, /*hang=*/false, /*first_wait=*/true);
   ASSERT_GT(Ready(blocked), 0);
