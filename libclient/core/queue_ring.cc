@@ -100,10 +100,9 @@ std::optional<spec::Cqe> QueueRing::Pop() {
     // A host-side engine (NVMe/TCP) is asked for more completions. What the
     // completions taken so far submitted (delay_cmd_submit holds the
     // doorbell to the end of the pass) is published first: the engine
-    // sends it with whatever its read calls for (H2CData), in one write,
-    // so the target works on it while this pass reads on; else a pass that
-    // keeps finding completions sends one wave of a whole queue depth at
-    // its end.
+    // sends it, in one write, before it reads, so the target works on it
+    // while this pass reads on; else a pass that keeps finding completions
+    // sends one wave of a whole queue depth at its end.
     PublishSq(/*tell_engine=*/false);
     doorbells_.hook->OnCqEmpty();
     c = ReadIfNew(cq_, pos);

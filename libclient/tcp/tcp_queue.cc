@@ -89,6 +89,7 @@ void TcpQueue::Close() {
   for (Command& c : commands_) c.active = false;
   internal_.active = false;
   wire_outstanding_ = 0;
+  r2t_writes_ = 0;
 }
 
 void TcpQueue::Disconnect() {
@@ -328,6 +329,8 @@ bool TcpQueue::Send(Command& cmd, uint16_t cid) {
   hdr.sqe.flags = static_cast<uint8_t>((hdr.sqe.flags & 0x3F) | 0x40);  // PSDT 01b: SGL
   spec::SglDescriptor d;
   const bool in_capsule = cmd.to_controller && cmd.length > 0 && (cmd.internal || cmd.length <= in_capsule_);
+  cmd.by_r2t = cmd.to_controller && cmd.length > 0 && !in_capsule;
+  if (cmd.by_r2t) r2t_writes_++;
   d.length = cmd.length;
   d.type_subtype = in_capsule ? kSglInCapsule : kSglTransport;
   std::memcpy(&hdr.sqe.prp1, static_cast<const void*>(&d), sizeof(d));
@@ -558,6 +561,10 @@ void TcpQueue::Receive() {
 
 void TcpQueue::OnSqTail() {
   if (!fd_.valid()) return;
+  SendNew();
+}
+
+void TcpQueue::SendNew() {
   TakeNewEntries();
   if (Status f = Flush(); !f) Break(f.error());
 }
@@ -565,12 +572,18 @@ void TcpQueue::OnSqTail() {
 void TcpQueue::OnCqEmpty() {
   if (broken() || !fd_.valid()) return;
   if (!held_.empty()) PostHeld();
+  // What the completions taken so far submitted (published by the ring just
+  // before it asked) goes out before the read: a read first would put its
+  // readiness check and recv between a QD1 completion and the next command
+  // (about 1-3 us here). Nothing new: no system call. Except while writes
+  // wait for R2Ts: then the new capsules go out after the read, with the
+  // H2CData it called for, in one sendmsg (128 KiB writes at QD8 did
+  // better so, BENCHMARKS.md).
+  if (r2t_writes_ == 0) SendNew();
   Receive();
-  // New entries (published by the ring just before it asked, or held back
-  // by the controller's queue depth) go out with the H2CData the read
-  // called for: one sendmsg per ask, as the target reads them together.
-  TakeNewEntries();
-  if (Status f = Flush(); !f) Break(f.error());
+  // Then what the read called for (H2CData for its R2Ts), and entries held
+  // back by the controller's queue depth that its completions freed.
+  SendNew();
 }
 
 Status TcpQueue::PlaceData(const DataHeader& h, std::vector<iovec>& out) {
@@ -629,6 +642,7 @@ Status TcpQueue::HandlePdu(const ReceivedPdu& p) {
       Command& c = *found;
       c.active = false;
       wire_outstanding_--;
+      if (c.by_r2t) r2t_writes_--;
       if (snoop_ && cqe.sct() == 0 && cqe.sc() == 0) snoop_(c.sqe, c.iov);
       Complete(cqe);
       return Ok();

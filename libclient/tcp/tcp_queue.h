@@ -147,6 +147,7 @@ class TcpQueue final : public QueueHook, private PduReader::Handler {
     // until its last H2CData PDU left the socket.
     uint32_t r2t_next = 0;     // the offset the next R2T must ask for
     uint32_t r2t_pending = 0;  // R2Ts whose data is not all sent yet
+    bool by_r2t = false;       // a write whose data goes by R2T (counted in r2t_writes_)
   };
   struct TxItem {
     uint8_t header[256] = {};
@@ -189,6 +190,7 @@ class TcpQueue final : public QueueHook, private PduReader::Handler {
   bool PostCompletion(const spec::Cqe& cqe);  // false: the CQ is full
   void PostHeld();
   Status Flush();
+  void SendNew();  // TakeNewEntries, then Flush (an error breaks the connection)
   void Receive();
   void QueueData(uint16_t cid, uint16_t ttag, uint32_t offset, uint32_t length, const Command& cmd);
   // The data pieces an SQE's SGL names, into `iov` (cleared first).
@@ -223,6 +225,7 @@ class TcpQueue final : public QueueHook, private PduReader::Handler {
   uint32_t cq_tail_ = 0;
   uint16_t phase_ = 1;
   uint32_t wire_outstanding_ = 0;
+  uint32_t r2t_writes_ = 0;  // outstanding writes whose data goes by R2T (OnCqEmpty)
   uint32_t wire_limit_ = 1;
   uint32_t in_capsule_ = 0;
   uint32_t tx_align_ = 4;  // CPDA in bytes
