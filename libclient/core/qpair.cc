@@ -651,7 +651,8 @@ Result<uint32_t> IoQpair::ProcessCompletions(uint32_t max) {
   }
   if (n != 0 && q.vector_control != nullptr && !q.vector_masked && q.options.mode == CompletionMode::kHybrid)
     q.SetVectorMasked(true);  // spinning again: no interrupts wanted (qpair_events.cc)
-  q.ring->RingCq();
+  // Commands the device may still complete: the command ids in use.
+  q.ring->RingCq(static_cast<uint32_t>(q.trackers.size() - q.free_cids.size()));
   if (!q.finished.empty()) q.DeliverFinished();
   if (!q.held.empty()) {
     int64_t now = MonotonicNanos();

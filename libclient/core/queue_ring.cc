@@ -28,6 +28,15 @@ bool QueueRing::UpdateShadow(uint32_t* shadow, uint32_t* eventidx, uint32_t valu
                             static_cast<uint16_t>(old));
 }
 
+bool QueueRing::UpdateShadowUnfenced(uint32_t* shadow, const uint32_t* eventidx, uint32_t value, uint32_t old) {
+  // Release: consumed entries are done with before the device may reuse
+  // them; later SQ updates (release fence in PublishSq) follow this store.
+  std::atomic_ref<uint32_t>(*shadow).store(value, std::memory_order_release);
+  uint32_t event_idx = std::atomic_ref<const uint32_t>(*eventidx).load(std::memory_order_acquire);
+  return DoorbellNeedsEvent(static_cast<uint16_t>(event_idx), static_cast<uint16_t>(value),
+                            static_cast<uint16_t>(old));
+}
+
 void QueueRing::Kick() const {
   if (doorbells_.kick_fd < 0) return;
   uint64_t one = 1;
@@ -113,14 +122,22 @@ std::optional<spec::Cqe> QueueRing::Pop() {
   return c;
 }
 
-void QueueRing::RingCq() {
+void QueueRing::RingCq(uint32_t in_flight) {
   const uint32_t head = x_.cq_head();
   if (head == x_.cq_rung) return;
   const uint32_t old = x_.cq_rung;
   x_.cq_rung = head;
   if (doorbells_.shadow_cq_head != nullptr) {
     shadow_updates_++;
-    if (!UpdateShadow(doorbells_.shadow_cq_head, doorbells_.eventidx_cq, head, old)) return;
+    // The device can have posted at most `consumed + in_flight` entries past
+    // the head it may still see (`old`); under entries - 1 it never finds
+    // the CQ full (header comment of RingCq).
+    const uint64_t consumed = (head + entries_ - old) % entries_;
+    const bool device_may_wait = in_flight == kInFlightUnknown || consumed + in_flight >= entries_;
+    if (!device_may_wait) unfenced_cq_updates_++;
+    if (!(device_may_wait ? UpdateShadow(doorbells_.shadow_cq_head, doorbells_.eventidx_cq, head, old)
+                          : UpdateShadowUnfenced(doorbells_.shadow_cq_head, doorbells_.eventidx_cq, head, old)))
+      return;
   }
   *doorbells_.cq_head = head;
   cq_doorbell_writes_++;

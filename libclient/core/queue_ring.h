@@ -159,7 +159,14 @@ class QueueRing {
   // happened since it was read.
   uint32_t cq_position() const { return x_.cq; }
   // Publishes consumed completions: one doorbell write (or shadow update) if any.
-  void RingCq();
+  // `in_flight`, when the caller knows it: at most how many commands the
+  // device may still complete (cids in use). With shadow doorbells, when
+  // the completions consumed since the last update plus those cannot fill
+  // the CQ, the device cannot be waiting for room (not even with an older
+  // head: later SQ updates are ordered after this store), so no wake-up
+  // can be lost and the full fence is skipped; EventIdx is still obeyed.
+  static constexpr uint32_t kInFlightUnknown = UINT32_MAX;
+  void RingCq(uint32_t in_flight = kInFlightUnknown);
   // Points the ring at other doorbells (shadow doorbells switched on or off
   // when the queue is created again after a controller reset).
   void SetDoorbells(const Doorbells& doorbells) { doorbells_ = doorbells; }
@@ -170,6 +177,8 @@ class QueueRing {
   uint64_t cq_doorbell_writes() const { return cq_doorbell_writes_; }
   // Tails and heads published through the shadow page (real writes not included).
   uint64_t shadow_doorbell_updates() const { return shadow_updates_; }
+  // Of those, CQ head updates made without the full fence (RingCq's in_flight).
+  uint64_t unfenced_cq_updates() const { return unfenced_cq_updates_; }
   uint32_t sq_tail() const { return x_.sq_tail; }
   uint32_t cq_head() const { return x_.cq_head(); }
   // The idle poll's whole question, inline: nothing new at the CQ head (its
@@ -206,6 +215,8 @@ class QueueRing {
   RingIndices& x_;
   // Stores value in the shadow slot; whether the real doorbell must follow.
   Status FullError() const;
+  // Without the fence: only where the device cannot be waiting (RingCq).
+  static bool UpdateShadowUnfenced(uint32_t* shadow, const uint32_t* eventidx, uint32_t value, uint32_t old);
   static bool UpdateShadow(uint32_t* shadow, uint32_t* eventidx, uint32_t value, uint32_t old);
   void Kick() const;
   // RingSq's work; `tell_engine`: call the host-side engine's OnSqTail.
@@ -214,6 +225,7 @@ class QueueRing {
   uint32_t sq_doorbell_writes_ = 0;
   uint32_t cq_doorbell_writes_ = 0;
   uint64_t shadow_updates_ = 0;
+  uint64_t unfenced_cq_updates_ = 0;
 };
 
 }  // namespace nvmux

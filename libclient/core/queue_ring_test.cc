@@ -410,6 +410,57 @@ TEST(QueueRingShadowTest, WritesTheShadowAndRingsOnlyWhenEventIdxAsks) {
   EXPECT_EQ(ring.shadow_doorbell_updates(), 3u);
 }
 
+// RingCq's in_flight bound: while consumed + in flight cannot fill the CQ
+// the update skips the fence (counted), and EventIdx is obeyed all the
+// same; at the bound, or unknown, the fenced update.
+TEST(QueueRingShadowTest, CqHeadUpdateSkipsTheFenceOnlyWhileTheCqCannotFill) {
+  FakeDevice dev(8);
+  ShadowPages pages;
+  Doorbells db = dev.doorbells();
+  db.shadow_sq_tail = &pages.shadow[0];
+  db.shadow_cq_head = &pages.shadow[1];
+  db.eventidx_sq = &pages.eventidx[0];
+  db.eventidx_cq = &pages.eventidx[1];
+  QueueRing ring(dev.sq.data(), dev.cq.data(), 8, db);
+  pages.eventidx[0] = 7;
+  pages.eventidx[1] = 7;  // polling: no CQ doorbell wanted
+  spec::Sqe cmd;
+  auto complete = [&](int n) {
+    for (int i = 0; i < n; ++i) ASSERT_TRUE(ring.Push(cmd));
+    ring.RingSq();
+    dev.sq_tail_db = pages.shadow[0];
+    ASSERT_EQ(dev.Process(), n);
+    int popped = 0;
+    while (ring.Pop()) ++popped;
+    ASSERT_EQ(popped, n);
+  };
+  // 2 consumed, 5 still in flight: 7 = entries - 1, the CQ cannot fill.
+  complete(2);
+  ring.RingCq(5);
+  EXPECT_EQ(pages.shadow[1], 2u);
+  EXPECT_EQ(ring.unfenced_cq_updates(), 1u);
+  EXPECT_EQ(ring.cq_doorbell_writes(), 0u);
+  // 2 consumed, 6 in flight: the device may be waiting for room.
+  complete(2);
+  ring.RingCq(6);
+  EXPECT_EQ(pages.shadow[1], 4u);
+  EXPECT_EQ(ring.unfenced_cq_updates(), 1u);
+  // Unknown: fenced.
+  complete(1);
+  ring.RingCq();
+  EXPECT_EQ(pages.shadow[1], 5u);
+  EXPECT_EQ(ring.unfenced_cq_updates(), 1u);
+  EXPECT_EQ(ring.shadow_doorbell_updates(), 3u + 3u);  // 3 SQ updates, 3 CQ
+  // A device that asks for the head (EventIdx 5) gets the real doorbell
+  // from the unfenced update too.
+  pages.eventidx[1] = 5;
+  complete(1);
+  ring.RingCq(0);
+  EXPECT_EQ(ring.unfenced_cq_updates(), 2u);
+  EXPECT_EQ(ring.cq_doorbell_writes(), 1u);
+  EXPECT_EQ(dev.cq_head_db, 6u);
+}
+
 TEST(QueueRingShadowTest, KicksTheEventfdAfterEachRealWrite) {
   FakeDevice dev(8);
   ShadowPages pages;
