@@ -160,9 +160,9 @@ std::unique_ptr<ControllerInit> Controller::StartInit() {
   s_->admin->ResetRing();
   // Shadow doorbells: off until this init's Doorbell Buffer Config succeeds
   // (a reset disables them on the device). The two pages are allocated once,
-  // when the options want shadow doorbells
-  // (group DMA memory for a primary, so secondaries reach them) and zeroed:
-  // the device seeds them with the queues' current values.
+  // when the options want shadow doorbells (group DMA memory for a primary,
+  // so secondaries reach them), and zeroed: the device seeds them with the
+  // queues' current values.
   s_->shadow_doorbells = false;
   if (s_->shared != nullptr) std::atomic_ref<uint32_t>(s_->shared->shadow_doorbells).store(0, std::memory_order_release);
   if (!s_->shadow_memory && s_->options.shadow_doorbells) {

@@ -357,16 +357,20 @@ TEST(DoorbellNeedsEventTest, WrapsAroundTheQueueSize) {
 struct ShadowPages {
   alignas(64) uint32_t shadow[2] = {0, 0};  // SQ tail, CQ head
   alignas(64) uint32_t eventidx[2] = {0, 0};
+  // `real` (the device's doorbells) with this queue's shadow and EventIdx slots.
+  Doorbells With(Doorbells real) {
+    real.shadow_sq_tail = &shadow[0];
+    real.shadow_cq_head = &shadow[1];
+    real.eventidx_sq = &eventidx[0];
+    real.eventidx_cq = &eventidx[1];
+    return real;
+  }
 };
 
 TEST(QueueRingShadowTest, WritesTheShadowAndRingsOnlyWhenEventIdxAsks) {
   FakeDevice dev(16);
   ShadowPages pages;
-  Doorbells db = dev.doorbells();
-  db.shadow_sq_tail = &pages.shadow[0];
-  db.shadow_cq_head = &pages.shadow[1];
-  db.eventidx_sq = &pages.eventidx[0];
-  db.eventidx_cq = &pages.eventidx[1];
+  Doorbells db = pages.With(dev.doorbells());
   QueueRing ring(dev.sq.data(), dev.cq.data(), 16, db);
   // The device polls and says "don't notify me" (one behind what it consumed).
   pages.eventidx[0] = 15;
@@ -416,11 +420,7 @@ TEST(QueueRingShadowTest, WritesTheShadowAndRingsOnlyWhenEventIdxAsks) {
 TEST(QueueRingShadowTest, CqHeadUpdateSkipsTheFenceOnlyWhileTheCqCannotFill) {
   FakeDevice dev(8);
   ShadowPages pages;
-  Doorbells db = dev.doorbells();
-  db.shadow_sq_tail = &pages.shadow[0];
-  db.shadow_cq_head = &pages.shadow[1];
-  db.eventidx_sq = &pages.eventidx[0];
-  db.eventidx_cq = &pages.eventidx[1];
+  Doorbells db = pages.With(dev.doorbells());
   QueueRing ring(dev.sq.data(), dev.cq.data(), 8, db);
   pages.eventidx[0] = 7;
   pages.eventidx[1] = 7;  // polling: no CQ doorbell wanted
@@ -466,11 +466,7 @@ TEST(QueueRingShadowTest, KicksTheEventfdAfterEachRealWrite) {
   ShadowPages pages;
   int fds[2];
   ASSERT_EQ(::pipe(fds), 0);
-  Doorbells db = dev.doorbells();
-  db.shadow_sq_tail = &pages.shadow[0];
-  db.shadow_cq_head = &pages.shadow[1];
-  db.eventidx_sq = &pages.eventidx[0];
-  db.eventidx_cq = &pages.eventidx[1];
+  Doorbells db = pages.With(dev.doorbells());
   db.kick_fd = fds[1];
   QueueRing ring(dev.sq.data(), dev.cq.data(), 8, db);
   pages.eventidx[0] = 7;  // polling
