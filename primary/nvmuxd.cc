@@ -136,8 +136,8 @@ int main(int argc, char** argv) {
                "that can hold them, and offer it to the group (a secondary's --use-cmb-sqs then puts its SQs there)");
   bool no_shadow_doorbells = false;
   app.add_flag("--no-shadow-doorbells", no_shadow_doorbells,
-               "write every doorbell, never configuring shadow doorbells (faster polling on a vfio-user device with "
-               "a mapped doorbell page; a device that sleeps when idle then sees doorbells late)");
+               "write every doorbell, never configuring shadow doorbells (polling can be faster on a vfio-user device "
+               "with a mapped doorbell page; a device that sleeps when idle then sees doorbells late)");
   CLI11_PARSE(app, argc, argv);
   ctrlr_options.shadow_doorbells = !no_shadow_doorbells;
   shm::SetStatusReadable(status_readable);

@@ -81,10 +81,11 @@ struct ControllerOptions {
   // when the device asks; a device that sleeps when idle (nvmux-emu) is
   // woken at once. Off: every doorbell is written, as SPDK does on
   // vfio-user (it configures them on pcie only). On a vfio-user device
-  // whose doorbell page is mapped (nvmux-emu) off is faster while polling
-  // (about 0.1 us per I/O at QD 1, BENCHMARKS.md), but a device that slept
-  // sees a doorbell only at its next wake-up (nvmux-emu: up to 5 ms after
-  // a second of idleness). In a group the primary's option decides.
+  // whose doorbell page is mapped (nvmux-emu) off can be faster while
+  // polling (0.2 us per I/O at QD 1 in one state of our test machine, no
+  // gain in another, BENCHMARKS.md), but a device that slept sees a
+  // doorbell only at its next wake-up (nvmux-emu: up to 5 ms after a
+  // second of idleness). In a group the primary's option decides.
   bool shadow_doorbells = true;
 };
 
