@@ -13,6 +13,15 @@
 # Prints medians of IOPS and average latency per device and load, and the
 # ratios the issue names (emulator / SPDK's target).
 #
+# The machine's state: every measurement is bracketed by nvmux-bench-c2c
+# (CPU 0 <-> CPU 1 cache-line handoff, 10 ms). Our 2-vCPU test machine hands
+# a line over in about 40 ns in one state (the vCPUs share a cache) and
+# about 170 ns in the other, and switches between them within seconds; a
+# QD 1 I/O is a chain of such handoffs. A measurement is "near" when both
+# probes are under 100 ns, "far" when both are over, else "mixed"; the
+# nvmux / SPDK ratios are also given per state, over the runs whose two
+# measurements were in the same state.
+#
 #   scripts/bench/spdk-peer.sh [--short] [BUILD_DIR] [RUNS]   (default 3 runs x 5 s; --short: 1 x 1 s)
 #
 # Needs NVMUX_SPDK_DIR (default: ../shared/peers/spdk beside the checkout).
@@ -38,7 +47,8 @@ spdk=${NVMUX_SPDK_DIR:-$(cd "$root/.." && pwd)/shared/peers/spdk}
   echo "spdk-peer.sh: no SPDK build at $spdk (set NVMUX_SPDK_DIR to one with bin/spdk_nvme_perf)" >&2; exit 2; }
 emu=$build/tools/emu/nvmux-emu
 perf=$build/tools/perf/nvmux-perf
-for b in "$emu" "$perf"; do
+c2c=$build/tools/bench/nvmux-bench-c2c
+for b in "$emu" "$perf" "$c2c"; do
   [ -x "$b" ] || { echo "spdk-peer.sh: $b is missing: build first (cmake --build $build)" >&2; exit 2; }
 done
 # shellcheck disable=SC1091
@@ -114,25 +124,43 @@ spdk_overhead() {
     END { print sub_ns, com }' "$work/overhead.out"
 }
 nvmux_overhead() {
-  taskset -c 0 "$build/tools/bench/nvmux-bench-overhead" -r "$nvmux_trid" -t "$seconds" -c 0 > "$work/overhead.out" 2>&1 ||
+  taskset -c 0 "$build/tools/bench/nvmux-bench-overhead" -r "$nvmux_trid" -t "$seconds" -c 0 "$@" > "$work/overhead.out" 2>&1 ||
     { cat "$work/overhead.out" >&2; exit 1; }
   awk '$1 == "submit" { s = $3 } $1 == "complete" { c = $3 } END { print s, c }' "$work/overhead.out"
 }
+# Runs a measurement between two handoff probes: prints its output, then
+# "STATE PRE_NS POST_NS".
+c2c_ns() { "$c2c" -a 0 -b 1 --ms 10 | awk '{ printf "%.0f", $3 }'; }
+bracketed() {
+  local pre post out
+  pre=$(c2c_ns)
+  out=$("$@") || exit 1
+  post=$(c2c_ns)
+  echo "$out $(awk -v a="$pre" -v b="$post" 'BEGIN { print (a < 100 && b < 100) ? "near" : (a >= 100 && b >= 100) ? "far" : "mixed" }') $pre $post"
+}
+
+# Per run r: value[KEY#r] (IOPS, or overhead total ns) and state[KEY#r].
+declare -A value state
 declare -A ovh_total
-add_overhead() {  # key "SUBMIT COMPLETE"
+add_overhead() {  # key "SUBMIT COMPLETE STATE PRE POST"
   local v
   read -r -a v <<< "$2"
   ovh_total[$1]+="$(awk -v a="${v[0]}" -v b="${v[1]}" 'BEGIN { print a + b }') "
-  printf '  %-34s submit %8.1f ns  complete %8.1f ns\n' "$1" "${v[0]}" "${v[1]}"
+  value[$1#$r]=$(awk -v a="${v[0]}" -v b="${v[1]}" 'BEGIN { print a + b }')
+  state[$1#$r]=${v[2]}
+  printf '  %-34s submit %8.1f ns  complete %8.1f ns  [%s: c2c %s/%s ns]\n' "$1" "${v[0]}" "${v[1]}" "${v[2]}" "${v[3]}" "${v[4]}"
 }
 
 declare -A iops lat
-add() {  # key "IOPS AVG MAX"
+add() {  # key "IOPS AVG MAX STATE PRE POST"
   local v
   read -r -a v <<< "$2"
   iops[$1]+="${v[0]} "
   lat[$1]+="${v[1]} "
-  printf '  %-34s %12.0f IOPS  avg %8.2f us  max %10.2f us\n' "$1" "${v[0]}" "${v[1]}" "${v[2]}"
+  value[$1#$r]=${v[0]}
+  state[$1#$r]=${v[3]}
+  printf '  %-34s %12.0f IOPS  avg %8.2f us  max %10.2f us  [%s: c2c %s/%s ns]\n' "$1" "${v[0]}" "${v[1]}" "${v[2]}" \
+    "${v[3]}" "${v[4]}" "${v[5]}"
 }
 
 echo "spdk-peer.sh: $runs run(s) x $seconds s, 4 KiB randread, devices on CPU 1, perf on CPU 0; load: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -141,16 +169,17 @@ for ((r = 1; r <= runs; r++)); do
   for dev in emu-ram emu-null spdk; do
     start_device "$dev"
     # The first QD 1 run on a fresh device: no warm-up (a new user's first run).
-    add "$dev spdk_perf qd1 first" "$(spdk_perf 1)"
-    add "$dev spdk_perf qd1" "$(spdk_perf 1)"
-    add "$dev spdk_perf qd32" "$(spdk_perf 32)"
-    add "$dev nvmux_perf qd1" "$(nvmux_perf 1)"
+    add "$dev spdk_perf qd1 first" "$(bracketed spdk_perf 1)"
+    add "$dev spdk_perf qd1" "$(bracketed spdk_perf 1)"
+    add "$dev spdk_perf qd32" "$(bracketed spdk_perf 32)"
+    add "$dev nvmux_perf qd1" "$(bracketed nvmux_perf 1)"
     # The emulator offers shadow doorbells, which SPDK configures on pcie
     # only: nvmux-perf also with SPDK's choice (every doorbell written).
-    [ "$dev" = spdk ] || add "$dev nvmux_perf qd1 no-shadow" "$(nvmux_perf 1 --no-shadow-doorbells)"
+    [ "$dev" = spdk ] || add "$dev nvmux_perf qd1 no-shadow" "$(bracketed nvmux_perf 1 --no-shadow-doorbells)"
     if [ "$dev" != emu-ram ]; then
-      add_overhead "$dev spdk overhead" "$(spdk_overhead)"
-      add_overhead "$dev nvmux overhead" "$(nvmux_overhead)"
+      add_overhead "$dev spdk overhead" "$(bracketed spdk_overhead)"
+      add_overhead "$dev nvmux overhead" "$(bracketed nvmux_overhead)"
+      [ "$dev" = spdk ] || add_overhead "$dev nvmux overhead no-shadow" "$(bracketed nvmux_overhead --no-shadow-doorbells)"
     fi
     stop_device "$dev"
   done
@@ -186,4 +215,27 @@ echo "nvmux-bench-overhead / nvme_overhead, submit + complete ns (medians), same
 for dev in emu-null spdk; do
   echo "  $dev: $(m "${ovh_total[$dev nvmux overhead]}") / $(m "${ovh_total[$dev spdk overhead]}") ns = $(ratio \
     "$(m "${ovh_total[$dev nvmux overhead]}")" "$(m "${ovh_total[$dev spdk overhead]}")")x"
+done
+echo "  emu-null no-shadow: $(m "${ovh_total[emu-null nvmux overhead no-shadow]}") ns = $(ratio \
+  "$(m "${ovh_total[emu-null nvmux overhead no-shadow]}")" "$(m "${ovh_total[emu-null spdk overhead]}")")x"
+# Median of A#r / B#r over the runs where both were measured in STATE.
+state_ratio() {  # A B STATE
+  local list="" n=0
+  for ((i = 1; i <= runs; i++)); do
+    [ "${state[$1#$i]:-}" = "$3" ] && [ "${state[$2#$i]:-}" = "$3" ] || continue
+    list+="$(awk -v a="${value[$1#$i]}" -v b="${value[$2#$i]}" 'BEGIN { if (b > 0) print a / b }') "
+    n=$((n + 1))
+  done
+  if [ "$n" -eq 0 ]; then echo "-- (no run)"; else printf '%.2fx (%d run(s))' "$(m "$list")" "$n"; fi
+}
+echo "The same ratios by machine state (runs whose two measurements were both near or both far):"
+for dev in emu-ram emu-null spdk; do
+  echo "  QD1 IOPS $dev: near $(state_ratio "$dev nvmux_perf qd1" "$dev spdk_perf qd1" near)," \
+    "far $(state_ratio "$dev nvmux_perf qd1" "$dev spdk_perf qd1" far)"
+done
+echo "  overhead emu-null no-shadow: near $(state_ratio "emu-null nvmux overhead no-shadow" "emu-null spdk overhead" near)," \
+  "far $(state_ratio "emu-null nvmux overhead no-shadow" "emu-null spdk overhead" far)"
+for dev in emu-null spdk; do
+  echo "  overhead $dev: near $(state_ratio "$dev nvmux overhead" "$dev spdk overhead" near)," \
+    "far $(state_ratio "$dev nvmux overhead" "$dev spdk overhead" far)"
 done

@@ -4,7 +4,7 @@
 // each into a histogram. The device's time is not in either figure: only
 // the CPU time nvmux spends in IoQpair::Read and IoQpair::ProcessCompletions.
 //
-//   nvmux-bench-overhead -r TRID [-t SECONDS] [-c CPU] [--histogram]
+//   nvmux-bench-overhead -r TRID [-t SECONDS] [-c CPU] [--histogram] [--no-shadow-doorbells]
 //
 // Prints the average, min, max and percentiles of submit and complete in ns
 // (TSC ticks converted with a frequency calibrated against CLOCK_MONOTONIC),
@@ -72,7 +72,7 @@ void OnDone(void* arg, const spec::Cqe& cpl) {
   d->cpl = cpl;
 }
 
-int Run(const std::string& trid_text, double seconds, int cpu, bool histogram) {
+int Run(const std::string& trid_text, double seconds, int cpu, bool histogram, bool shadow_doorbells) {
   auto trid = TransportId::Parse(trid_text);
   if (!trid) {
     std::fprintf(stderr, "nvmux-bench-overhead: -r '%s': %s\n", trid_text.c_str(), trid.error().message.c_str());
@@ -86,7 +86,9 @@ int Run(const std::string& trid_text, double seconds, int cpu, bool histogram) {
     std::fprintf(stderr, "nvmux-bench-overhead: %s\n", env.error().message.c_str());
     return 1;
   }
-  auto ctrlr = Controller::Connect(**env, *trid);
+  ControllerOptions copts;
+  copts.shadow_doorbells = shadow_doorbells;
+  auto ctrlr = Controller::Connect(**env, *trid, copts);
   if (!ctrlr) {
     std::fprintf(stderr, "nvmux-bench-overhead: %s\n", ctrlr.error().message.c_str());
     return 1;
@@ -151,8 +153,8 @@ int Run(const std::string& trid_text, double seconds, int cpu, bool histogram) {
     std::fprintf(stderr, "nvmux-bench-overhead: no samples (run longer than 0.2 s)\n");
     return 1;
   }
-  std::printf("nvmux-bench-overhead: %s, QD 1, 4 KiB reads, %.1f s, TSC %.3f GHz, CPU %d\n", trid->ToString().c_str(),
-              seconds, tsc_per_ns, cpu);
+  std::printf("nvmux-bench-overhead: %s, QD 1, 4 KiB reads, %.1f s, TSC %.3f GHz, CPU %d, shadow doorbells %s\n",
+              trid->ToString().c_str(), seconds, tsc_per_ns, cpu, (*qpair)->statistics().shadow_doorbell_updates > 0 ? "on" : "off");
   submit.Print("submit", tsc_per_ns, histogram);
   complete.Print("complete", tsc_per_ns, histogram);
   std::printf("reference (same run):\n");
@@ -172,10 +174,13 @@ int main(int argc, char** argv) {
   double seconds = 5;
   int cpu = 0;
   bool histogram = false;
+  bool no_shadow_doorbells = false;
   app.add_option("-r,--transport-id", trid, "controller (standalone)")->required();
   app.add_option("-t,--time", seconds, "seconds to run")->check(CLI::Range(0.3, 3600.0));
   app.add_option("-c,--cpu", cpu, "CPU to run on")->check(CLI::Range(0, 1023));
   app.add_flag("--histogram", histogram, "print log2 histograms of submit and complete");
+  app.add_flag("--no-shadow-doorbells", no_shadow_doorbells,
+               "write every doorbell, never configuring shadow doorbells (SPDK's choice on vfio-user)");
   CLI11_PARSE(app, argc, argv);
-  return nvmux::Run(trid, seconds, cpu, histogram);
+  return nvmux::Run(trid, seconds, cpu, histogram, !no_shadow_doorbells);
 }
