@@ -22,7 +22,9 @@
 # nvmux / SPDK ratios are also given per state, over the runs whose two
 # measurements were in the same state.
 #
-#   scripts/bench/spdk-peer.sh [--short] [BUILD_DIR] [RUNS]   (default 3 runs x 5 s; --short: 1 x 1 s)
+#   scripts/bench/spdk-peer.sh [--short] [--seconds N] [BUILD_DIR] [RUNS]
+#   (default 3 runs x 5 s; --short: 1 x 1 s; --seconds: each measurement's
+#   length: 1 s makes a state change inside one rarer)
 #
 # Needs NVMUX_SPDK_DIR (default: ../shared/peers/spdk beside the checkout).
 # Reserves hugepages and gives them back; leaves no process behind.
@@ -35,7 +37,10 @@ positional=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --short) runs=1; seconds=1; shift ;;
-    -*) echo "spdk-peer.sh: unknown option '$1' (allowed: --short, BUILD_DIR, RUNS)" >&2; exit 2 ;;
+    --seconds)
+      [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "spdk-peer.sh: --seconds '${2:-}' must be a positive number of seconds" >&2; exit 2; }
+      seconds=$2; shift 2 ;;
+    -*) echo "spdk-peer.sh: unknown option '$1' (allowed: --short, --seconds N, BUILD_DIR, RUNS)" >&2; exit 2 ;;
     *) positional+=("$1"); shift ;;
   esac
 done

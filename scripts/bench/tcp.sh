@@ -6,7 +6,11 @@
 # secondary of a group whose nvmuxd owns the controller (-i: admin through
 # nvmuxd, its own I/O connection). The hosts take turns within each run, so
 # drift hits all alike. Prints the median IOPS and average latency of each
-# host and load, and nvmux / SPDK.
+# host and load, and nvmux / SPDK; then nvmux / SPDK per machine state
+# (each measurement bracketed by nvmux-bench-c2c, as in spdk-peer.sh:
+# "near" when the CPUs hand a cache line over in under 100 ns before and
+# after it, "far" when over; the ratio over the runs whose two measurements
+# were in the same state).
 #
 #   scripts/bench/tcp.sh [--short] [BUILD_DIR] [RUNS]   (default 3 runs x 5 s; --short: 1 x 1 s)
 #
@@ -35,7 +39,8 @@ spdk=${NVMUX_SPDK_DIR:-$(cd "$root/.." && pwd)/shared/peers/spdk}
 perf=$build/tools/perf/nvmux-perf
 nvmuxd=$build/primary/nvmuxd
 manage=$build/tools/manage/nvmux-manage
-[ -x "$perf" ] && [ -x "$nvmuxd" ] || { echo "tcp.sh: $perf or $nvmuxd is missing: build first (cmake --build $build)" >&2; exit 2; }
+c2c=$build/tools/bench/nvmux-bench-c2c
+[ -x "$perf" ] && [ -x "$nvmuxd" ] && [ -x "$c2c" ] || { echo "tcp.sh: $perf, $nvmuxd or $c2c is missing: build first (cmake --build $build)" >&2; exit 2; }
 group=$((800000 + $$ % 90000))
 daemon_pid=
 # shellcheck disable=SC1091
@@ -78,25 +83,34 @@ grep -q "nvmuxd: group $group ready" "$work/nvmuxd.log" || { echo "tcp.sh: nvmux
 # name: perf arguments (both perf tools take the same ones)
 loads=("4k-randread-QD1:-q 1 -o 4096 -w randread" "4k-randread-QD32:-q 32 -o 4096 -w randread"
   "4k-randwrite-QD32:-q 32 -o 4096 -w randwrite" "128k-write-QD8:-q 8 -o 131072 -w write")
-declare -A iops lat
+# The machine's state around one measurement: near, far or mixed.
+c2c_ns() { "$c2c" -a 0 -b 1 --ms 10 | awk '{ printf "%.0f", $3 }'; }
+state_of() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < 100 && b < 100) ? "near" : (a >= 100 && b >= 100) ? "far" : "mixed" }'; }
+declare -A iops lat state ratios
 for run in $(seq "$runs"); do
   for load in "${loads[@]}"; do
     name=${load%%:*}
     read -ra args <<<"${load#*:}"
+    c0=$(c2c_ns)
     out=$(spdk_nvme_perf -r "$trid" "${args[@]}" -t "$seconds" -c 0x1 2>&1) || {
       echo "tcp.sh: spdk_nvme_perf failed:"; echo "$out"; exit 1; }
     spdk_peer_clean
+    c1=$(c2c_ns)
     read -r si l < <(echo "$out" | total)
     iops[spdk,$name]+="$si "; lat[spdk,$name]+="$l "
     out=$("$perf" -r "$trid" "${args[@]}" -t "$seconds" -c 0x1 2>&1) || {
       echo "tcp.sh: nvmux-perf failed:"; echo "$out"; exit 1; }
+    c2=$(c2c_ns)
     read -r i l < <(echo "$out" | total)
     iops[nvmux,$name]+="$i "; lat[nvmux,$name]+="$l "
+    s1=$(state_of "$c0" "$c1"); s2=$(state_of "$c1" "$c2")
+    [ "$s1" = "$s2" ] && [ "$s1" != mixed ] &&
+      ratios[$s1,$name]+="$(awk -v a="$i" -v b="$si" 'BEGIN { print a / b }') "
     out=$("$perf" -i "$group" "${args[@]}" -t "$seconds" -c 0x1 2>&1) || {
       echo "tcp.sh: nvmux-perf -i $group failed:"; echo "$out"; exit 1; }
     read -r gi l < <(echo "$out" | total)
     iops[group,$name]+="$gi "; lat[group,$name]+="$l "
-    echo "run $run $name: SPDK $si IOPS, nvmux $i IOPS, nvmux secondary $gi IOPS"
+    echo "run $run $name: SPDK $si IOPS [$s1], nvmux $i IOPS [$s2], nvmux secondary $gi IOPS (c2c $c0/$c1/$c2 ns)"
   done
 done
 
@@ -111,3 +125,13 @@ for load in "${loads[@]}"; do
     "$(awk -v a="$ni" -v b="$si" 'BEGIN {printf "%.2f", a / b}')" "$(awk -v a="$gi" -v b="$si" 'BEGIN {printf "%.2f", a / b}')"
 done
 echo "(medians of $runs runs x ${seconds} s; hosts on CPU 0, target on CPU 1, nvmuxd on CPU 1)"
+echo "nvmux / SPDK by machine state (median over the runs whose two measurements were both near or both far):"
+for load in "${loads[@]}"; do
+  name=${load%%:*}
+  line=$(printf '  %-18s' "$name")
+  for st in near far; do
+    r=${ratios[$st,$name]:-}
+    if [ -z "$r" ]; then line+=" $st --"; else line+=" $st $(m "$r" | awk '{ printf "%.2f", $1 }') ($(wc -w <<<"$r") run(s))"; fi
+  done
+  echo "$line"
+done
