@@ -30,33 +30,49 @@ struct LbaIo {
 
 std::string NsText(const Namespace& ns) { return "namespace " + std::to_string(ns.id()); }
 
-Status CheckState(const QpairState& q) {
+// The checks run on every I/O: each is an inline test whose error (a
+// message naming the bad value) is built out of line, so that the path that
+// passes costs a few compares and no Status built and destroyed in a call
+// (BENCHMARKS.md, the QD1 polled path).
+[[gnu::cold, gnu::noinline]] Error StateError(const QpairState& q) {
   if (q.cs->failed.load(std::memory_order_relaxed))
     return Fail(ENXIO, "queue pair " + std::to_string(q.qid) + ": controller " + q.cs->trid.ToString() + " has failed");
-  if (q.state != QpairLifecycle::kConnected)
-    return Fail(ENXIO, "queue pair " + std::to_string(q.qid) + " is not connected (" +
-                           (q.state == QpairLifecycle::kFailed ? "failed: Reconnect() it" : "call Connect()") + ")");
+  return Fail(ENXIO, "queue pair " + std::to_string(q.qid) + " is not connected (" +
+                         (q.state == QpairLifecycle::kFailed ? "failed: Reconnect() it" : "call Connect()") + ")");
+}
+
+inline Status CheckState(const QpairState& q) {
+  if (q.cs->failed.load(std::memory_order_relaxed) || q.state != QpairLifecycle::kConnected) [[unlikely]]
+    return StateError(q);
   return Ok();
 }
 
-Status CheckRange(const Namespace& ns, uint64_t lba, uint32_t count) {
+[[gnu::cold, gnu::noinline]] Error RangeError(const Namespace& ns, uint64_t lba, uint32_t count) {
   if (count == 0 || count > 65536)
     return Fail(EINVAL, "block count " + std::to_string(count) + " is out of range (1..65536)");
-  if (lba >= ns.num_sectors() || ns.num_sectors() - lba < count)
-    return Fail(EINVAL, "LBA " + std::to_string(lba) + " + count " + std::to_string(count) + " is beyond the end of " +
-                            NsText(ns) + " (" + std::to_string(ns.num_sectors()) + " blocks: LBAs 0.." +
-                            std::to_string(ns.num_sectors() - 1) + ")");
+  return Fail(EINVAL, "LBA " + std::to_string(lba) + " + count " + std::to_string(count) + " is beyond the end of " +
+                          NsText(ns) + " (" + std::to_string(ns.num_sectors()) + " blocks: LBAs 0.." +
+                          std::to_string(ns.num_sectors() - 1) + ")");
+}
+
+inline Status CheckRange(const Namespace& ns, uint64_t lba, uint32_t count) {
+  if (count == 0 || count > 65536 || lba >= ns.num_sectors() || ns.num_sectors() - lba < count) [[unlikely]]
+    return RangeError(ns, lba, count);
   return Ok();
 }
 
-Status CheckBuffer(const QpairState& q, const void* p, uint64_t bytes, const char* what) {
+[[gnu::cold, gnu::noinline]] Error BufferError(const void* p, uint64_t bytes, const char* what) {
   if (p == nullptr) return Fail(EINVAL, std::string(what) + " buffer is null (" + std::to_string(bytes) + " bytes expected)");
   if (reinterpret_cast<uintptr_t>(p) % 4 != 0)
     return Fail(EINVAL, std::string(what) + " buffer at " + Hex(reinterpret_cast<uintptr_t>(p)) +
                             " is not dword (4-byte) aligned, which NVMe requires");
-  if (!q.cs->env.IsDmaMemory(p, bytes))
-    return Fail(EINVAL, std::string(what) + " buffer at " + Hex(reinterpret_cast<uintptr_t>(p)) + " (" +
-                            std::to_string(bytes) + " bytes) is not DMA memory: allocate it with Env::AllocDma");
+  return Fail(EINVAL, std::string(what) + " buffer at " + Hex(reinterpret_cast<uintptr_t>(p)) + " (" +
+                          std::to_string(bytes) + " bytes) is not DMA memory: allocate it with Env::AllocDma");
+}
+
+inline Status CheckBuffer(const QpairState& q, const void* p, uint64_t bytes, const char* what) {
+  if (p == nullptr || reinterpret_cast<uintptr_t>(p) % 4 != 0 || !q.cs->env.IsDmaMemory(p, bytes)) [[unlikely]]
+    return BufferError(p, bytes, what);
   return Ok();
 }
 

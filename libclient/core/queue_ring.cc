@@ -61,33 +61,6 @@ void QueueRing::PublishSq(bool tell_engine) {
   if (tell_engine && doorbells_.hook != nullptr) doorbells_.hook->OnSqTail();
 }
 
-namespace {
-
-// The completion at CQ position `pos` (head and phase, RingIndices::cq) if
-// its phase tag says it is new.
-inline std::optional<spec::Cqe> ReadIfNew(const spec::Cqe* cq, uint32_t pos) {
-  const volatile spec::Cqe* slot = &cq[pos & RingIndices::kHeadMask];
-  if ((slot->status & 1u) != pos >> 16) return std::nullopt;
-  // Read the rest of the entry only after seeing its phase tag.
-  std::atomic_thread_fence(std::memory_order_acquire);
-  spec::Cqe c;
-  c.cdw0 = slot->cdw0;
-  c.cdw1 = slot->cdw1;
-  c.sqhd = slot->sqhd;
-  c.sqid = slot->sqid;
-  c.cid = slot->cid;
-  c.status = slot->status;
-  return c;
-}
-
-// The position after `pos`: past the last entry, head 0 and the phase flipped.
-inline uint32_t NextCqPosition(uint32_t pos, uint32_t entries) {
-  return (pos & RingIndices::kHeadMask) + 1 == entries ? (pos & RingIndices::kPhaseBit) ^ RingIndices::kPhaseBit
-                                                       : pos + 1;
-}
-
-}  // namespace
-
 std::optional<spec::Cqe> QueueRing::Peek() const {
   std::optional<spec::Cqe> c = ReadIfNew(cq_, x_.cq);
   if (c || doorbells_.hook == nullptr) return c;
@@ -95,30 +68,19 @@ std::optional<spec::Cqe> QueueRing::Peek() const {
   return ReadIfNew(cq_, x_.cq);
 }
 
-void QueueRing::Consume(const spec::Cqe& c) {
-  x_.sq_head = c.sqhd < entries_ ? c.sqhd : c.sqhd % entries_;
-  // One store moves head and phase together.
-  std::atomic_ref<uint32_t>(x_.cq).store(NextCqPosition(x_.cq, entries_), std::memory_order_relaxed);
-}
+void QueueRing::Consume(const spec::Cqe& c) { ConsumeAt(x_.cq, c); }
 
-// Peek + Consume in one call (the I/O path).
-std::optional<spec::Cqe> QueueRing::Pop() {
-  const uint32_t pos = x_.cq;
+std::optional<spec::Cqe> QueueRing::PopFromEngine(uint32_t pos) {
+  // A host-side engine (NVMe/TCP) is asked for more completions. What the
+  // completions taken so far submitted (delay_cmd_submit holds the
+  // doorbell to the end of the pass) is published first: the engine
+  // sends it, in one write, before it reads, so the target works on it
+  // while this pass reads on; else a pass that keeps finding completions
+  // sends one wave of a whole queue depth at its end.
+  PublishSq(/*tell_engine=*/false);
+  doorbells_.hook->OnCqEmpty();
   std::optional<spec::Cqe> c = ReadIfNew(cq_, pos);
-  if (!c && doorbells_.hook != nullptr) {
-    // A host-side engine (NVMe/TCP) is asked for more completions. What the
-    // completions taken so far submitted (delay_cmd_submit holds the
-    // doorbell to the end of the pass) is published first: the engine
-    // sends it, in one write, before it reads, so the target works on it
-    // while this pass reads on; else a pass that keeps finding completions
-    // sends one wave of a whole queue depth at its end.
-    PublishSq(/*tell_engine=*/false);
-    doorbells_.hook->OnCqEmpty();
-    c = ReadIfNew(cq_, pos);
-  }
-  if (!c) return c;
-  x_.sq_head = c->sqhd < entries_ ? c->sqhd : c->sqhd % entries_;
-  std::atomic_ref<uint32_t>(x_.cq).store(NextCqPosition(pos, entries_), std::memory_order_relaxed);
+  if (c) ConsumeAt(pos, *c);
   return c;
 }
 

@@ -21,6 +21,7 @@
 // Ownership: borrows the ring memory and doorbell registers.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <type_traits>
@@ -147,7 +148,16 @@ class QueueRing {
   // are pending.
   void RingSq() { PublishSq(true); }
   // The next new completion, if any (advances the CQ head; updates SQ head).
-  std::optional<spec::Cqe> Pop();
+  // Inline: it runs twice per completion pass (the entry, then the empty
+  // slot after it); a host-side engine's (TCP) work is out of line.
+  std::optional<spec::Cqe> Pop() {
+    const uint32_t pos = x_.cq;
+    std::optional<spec::Cqe> c = ReadIfNew(cq_, pos);
+    if (!c) [[unlikely]]
+      return doorbells_.hook != nullptr ? PopFromEngine(pos) : std::nullopt;
+    ConsumeAt(pos, *c);
+    return c;
+  }
   // Pop in two steps, for callers that must finish with a completion before
   // it leaves the ring (the shared admin queue routes it first, so a holder
   // killed in between leaves it there for the next one): Peek reads the
@@ -213,6 +223,35 @@ class QueueRing {
   Doorbells doorbells_;
   RingIndices own_;
   RingIndices& x_;
+  // The completion at CQ position `pos` (head and phase, RingIndices::cq)
+  // if its phase tag says it is new.
+  static std::optional<spec::Cqe> ReadIfNew(const spec::Cqe* cq, uint32_t pos) {
+    const volatile spec::Cqe* slot = &cq[pos & RingIndices::kHeadMask];
+    if ((slot->status & 1u) != pos >> 16) return std::nullopt;
+    // Read the rest of the entry only after seeing its phase tag.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    spec::Cqe c;
+    c.cdw0 = slot->cdw0;
+    c.cdw1 = slot->cdw1;
+    c.sqhd = slot->sqhd;
+    c.sqid = slot->sqid;
+    c.cid = slot->cid;
+    c.status = slot->status;
+    return c;
+  }
+  // Advances past the entry at `pos`: records the SQ head it reports, then
+  // moves head and phase in one store (past the last entry: head 0, the
+  // phase flipped).
+  void ConsumeAt(uint32_t pos, const spec::Cqe& c) {
+    x_.sq_head = c.sqhd < entries_ ? c.sqhd : c.sqhd % entries_;
+    const uint32_t next = (pos & RingIndices::kHeadMask) + 1 == entries_
+                              ? (pos & RingIndices::kPhaseBit) ^ RingIndices::kPhaseBit
+                              : pos + 1;
+    std::atomic_ref<uint32_t>(x_.cq).store(next, std::memory_order_relaxed);
+  }
+  // Pop's path when the CQ head holds nothing and a host-side engine may
+  // have completions to write.
+  std::optional<spec::Cqe> PopFromEngine(uint32_t pos);
   // Stores value in the shadow slot; whether the real doorbell must follow.
   Status FullError() const;
   // Without the fence: only where the device cannot be waiting (RingCq).
