@@ -34,6 +34,10 @@ struct ControllerState {
   TransportId trid;
   ControllerOptions options;
   std::unique_ptr<Transport> transport;
+  // The transport takes SGLs only (NVMe/TCP: they carry the lengths its
+  // engine needs); read on every I/O, so kept here rather than asked of
+  // the transport (a virtual call) each time. The transport never changes.
+  const bool sgl_only = transport != nullptr && transport->SglOnly();
 
   // Admin queue memory: SQ, CQ, one identify page, one scratch page for
   // the driver's own admin data (AER/keep-alive need none).

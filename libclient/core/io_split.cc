@@ -16,7 +16,7 @@ size_t Split(uint64_t lba, uint32_t nlb, uint64_t stride, uint64_t separate_ms, 
   while (done < nlb) {
     uint64_t here = lba + done;
     uint64_t len = std::min<uint64_t>(nlb - done, max_blocks);
-    if (noiob_blocks != 0) len = std::min<uint64_t>(len, noiob_blocks - here % noiob_blocks);
+    if (noiob_blocks != 0) len = std::min<uint64_t>(len, BlocksToBoundary(here, noiob_blocks));
     if (n < out.size())
       out[n] = IoChunk{here, static_cast<uint32_t>(len), done * stride, len * stride, done * separate_ms,
                        len * separate_ms};

@@ -26,6 +26,13 @@
 
 namespace nvmux {
 
+// Blocks from `lba` up to the next multiple of `noiob` (the optimal I/O
+// boundary; REQUIRES: noiob != 0). A mask when noiob is a power of two, as it
+// usually is, else a division (a 64-bit one is tens of cycles, on every I/O).
+inline uint64_t BlocksToBoundary(uint64_t lba, uint32_t noiob) {
+  return noiob - ((noiob & (noiob - 1)) == 0 ? lba & (noiob - 1) : lba % noiob);
+}
+
 struct IoChunk {
   uint64_t lba;
   uint32_t nlb;          // blocks in this child (1-based count)

@@ -472,8 +472,7 @@ Result<Sgl> BuildDataSgl(std::span<const IovaSegment> segs, uint8_t* page, uint3
 void IssueToDevice(QpairState& q, Request* r) {
   uint16_t cid = q.free_cids.back();
   uint64_t first_page_left = 0;
-  // NVMe/TCP takes SGLs only: they carry the lengths its engine needs.
-  const bool sgl_only = q.cs->transport != nullptr && q.cs->transport->SglOnly();
+  const bool sgl_only = q.cs->sgl_only;
   if (r->data_bytes > 0 && r->next_sge == nullptr && !sgl_only &&
       r->data_bytes <= (first_page_left = kPage - (DmaPageMap::Iova(r->data) & (kPage - 1))) + kPage) {
     // The common case, without a list: one or two pages go in PRP1/PRP2

@@ -4,6 +4,7 @@
 
 #include "libclient/core/controller_state.h"
 #include "libclient/core/dma_page_map.h"
+#include "libclient/core/io_split.h"
 #include "libclient/core/qpair_state.h"
 #include "shm/base/format.h"
 
@@ -108,12 +109,16 @@ static Status SubmitLbaIo(QpairState& q, const Namespace& ns, const LbaIo& io, C
                               (ns.md_size() == 0 ? "no metadata" : "its metadata interleaved (extended LBA)"));
     NVMUX_TRY(CheckBuffer(q, io.md, uint64_t{io.count} * ns.md_size(), "metadata"));
   }
-  // Children: at most max_transfer bytes each, never across the optimal I/O boundary.
-  uint32_t max_blocks = io.has_payload ? std::max<uint32_t>(1, q.cs->max_transfer / block) : 65536;
-  uint32_t noiob = ns.optimal_io_boundary();
+  // Children: at most max_transfer bytes each, never across the optimal I/O
+  // boundary. No division when the payload fits one transfer (count is at
+  // most 65536; BlocksToBoundary has none either for the usual boundary).
+  const uint32_t max_blocks = !io.has_payload || bytes <= q.cs->max_transfer
+                                  ? 65536
+                                  : std::max<uint32_t>(1, q.cs->max_transfer / block);
+  const uint32_t noiob = ns.optimal_io_boundary();
   auto child_blocks = [&](uint64_t lba, uint32_t left) {
     uint32_t n = std::min(left, max_blocks);
-    if (noiob != 0) n = static_cast<uint32_t>(std::min<uint64_t>(n, noiob - lba % noiob));
+    if (noiob != 0) n = static_cast<uint32_t>(std::min<uint64_t>(n, BlocksToBoundary(lba, noiob)));
     return n;
   };
   uint32_t children = 0;
