@@ -146,7 +146,10 @@ class QueueRing {
   void CommitStaged() { x_.sq_tail = x_.sq_tail + 1 == entries_ ? 0 : x_.sq_tail + 1; }
   // Publishes pushed commands: one doorbell write (or shadow update) if any
   // are pending.
-  void RingSq() { PublishSq(true); }
+  // Inline test: most completion passes end with nothing new to publish.
+  void RingSq() {
+    if (x_.sq_tail != x_.sq_rung) PublishSq(true);
+  }
   // The next new completion, if any (advances the CQ head; updates SQ head).
   // Inline: it runs twice per completion pass (the entry, then the empty
   // slot after it); a host-side engine's (TCP) work is out of line.
