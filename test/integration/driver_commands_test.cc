@@ -368,6 +368,8 @@ TEST_F(CommandsTest, MalformedRequestsAreRefusedWithEinval) {
   expect_einval(qpair().Read(ns(), stack, 0, 1, OnDone, &d), {"not DMA memory"});
   std::vector<uint8_t> heap(4096);
   expect_einval(qpair().Write(ns(), heap.data(), 0, 1, OnDone, &d), {"not DMA memory"});
+  // No buffer at all: the message says how many bytes were expected.
+  expect_einval(qpair().Read(ns(), nullptr, 0, 1, OnDone, &d), {"null", std::to_string(ns().extended_sector_size())});
   // A DMA buffer at an odd address.
   expect_einval(qpair().Read(ns(), static_cast<uint8_t*>(dma.data()) + 1, 0, 1, OnDone, &d), {"aligned"});
   // Block counts 0 and over 65536.
