@@ -255,11 +255,12 @@ class QueueRing {
   // Pop's path when the CQ head holds nothing and a host-side engine may
   // have completions to write.
   std::optional<spec::Cqe> PopFromEngine(uint32_t pos);
-  // Stores value in the shadow slot; whether the real doorbell must follow.
   Status FullError() const;
-  // Without the fence: only where the device cannot be waiting (RingCq).
-  static bool UpdateShadowUnfenced(uint32_t* shadow, const uint32_t* eventidx, uint32_t value, uint32_t old);
+  // Stores value in the shadow slot; whether the real doorbell must follow.
   static bool UpdateShadow(uint32_t* shadow, uint32_t* eventidx, uint32_t value, uint32_t old);
+  // The same without the full fence: only where the device cannot be
+  // waiting (RingCq).
+  static bool UpdateShadowUnfenced(uint32_t* shadow, const uint32_t* eventidx, uint32_t value, uint32_t old);
   void Kick() const;
   // RingSq's work; `tell_engine`: call the host-side engine's OnSqTail.
   void PublishSq(bool tell_engine);

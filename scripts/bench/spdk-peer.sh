@@ -58,6 +58,8 @@ for b in "$emu" "$perf" "$c2c"; do
 done
 # shellcheck disable=SC1091
 source "$spdk/env.sh"
+# shellcheck disable=SC1091
+source "$root/scripts/bench/machine-state.sh"
 
 work=$(mktemp -d /tmp/nvmux-spdk-peer.XXXXXX)
 export SPDK_PEER_RUN=$work/target
@@ -135,23 +137,23 @@ nvmux_overhead() {
 }
 # Runs a measurement between two handoff probes: prints its output, then
 # "STATE PRE_NS POST_NS".
-c2c_ns() { "$c2c" -a 0 -b 1 --ms 10 | awk '{ printf "%.0f", $3 }'; }
 bracketed() {
   local pre post out
   pre=$(c2c_ns)
   out=$("$@") || exit 1
   post=$(c2c_ns)
-  echo "$out $(awk -v a="$pre" -v b="$post" 'BEGIN { print (a < 100 && b < 100) ? "near" : (a >= 100 && b >= 100) ? "far" : "mixed" }') $pre $post"
+  echo "$out $(machine_state "$pre" "$post") $pre $post"
 }
 
 # Per run r: value[KEY#r] (IOPS, or overhead total ns) and state[KEY#r].
 declare -A value state
 declare -A ovh_total
 add_overhead() {  # key "SUBMIT COMPLETE STATE PRE POST"
-  local v
+  local v total
   read -r -a v <<< "$2"
-  ovh_total[$1]+="$(awk -v a="${v[0]}" -v b="${v[1]}" 'BEGIN { print a + b }') "
-  value[$1#$r]=$(awk -v a="${v[0]}" -v b="${v[1]}" 'BEGIN { print a + b }')
+  total=$(awk -v a="${v[0]}" -v b="${v[1]}" 'BEGIN { print a + b }')
+  ovh_total[$1]+="$total "
+  value[$1#$r]=$total
   state[$1#$r]=${v[2]}
   printf '  %-34s submit %8.1f ns  complete %8.1f ns  [%s: c2c %s/%s ns]\n' "$1" "${v[0]}" "${v[1]}" "${v[2]}" "${v[3]}" "${v[4]}"
 }

@@ -45,6 +45,8 @@ group=$((800000 + $$ % 90000))
 daemon_pid=
 # shellcheck disable=SC1091
 source "$spdk/env.sh"
+# shellcheck disable=SC1091
+source "$root/scripts/bench/machine-state.sh"
 
 work=$(mktemp -d /tmp/nvmux-bench-tcp.XXXXXX)
 export SPDK_PEER_RUN=$work/target
@@ -83,10 +85,7 @@ grep -q "nvmuxd: group $group ready" "$work/nvmuxd.log" || { echo "tcp.sh: nvmux
 # name: perf arguments (both perf tools take the same ones)
 loads=("4k-randread-QD1:-q 1 -o 4096 -w randread" "4k-randread-QD32:-q 32 -o 4096 -w randread"
   "4k-randwrite-QD32:-q 32 -o 4096 -w randwrite" "128k-write-QD8:-q 8 -o 131072 -w write")
-# The machine's state around one measurement: near, far or mixed.
-c2c_ns() { "$c2c" -a 0 -b 1 --ms 10 | awk '{ printf "%.0f", $3 }'; }
-state_of() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < 100 && b < 100) ? "near" : (a >= 100 && b >= 100) ? "far" : "mixed" }'; }
-declare -A iops lat state ratios
+declare -A iops lat ratios
 for run in $(seq "$runs"); do
   for load in "${loads[@]}"; do
     name=${load%%:*}
@@ -103,7 +102,7 @@ for run in $(seq "$runs"); do
     c2=$(c2c_ns)
     read -r i l < <(echo "$out" | total)
     iops[nvmux,$name]+="$i "; lat[nvmux,$name]+="$l "
-    s1=$(state_of "$c0" "$c1"); s2=$(state_of "$c1" "$c2")
+    s1=$(machine_state "$c0" "$c1"); s2=$(machine_state "$c1" "$c2")
     [ "$s1" = "$s2" ] && [ "$s1" != mixed ] &&
       ratios[$s1,$name]+="$(awk -v a="$i" -v b="$si" 'BEGIN { print a / b }') "
     out=$("$perf" -i "$group" "${args[@]}" -t "$seconds" -c 0x1 2>&1) || {
