@@ -10,6 +10,11 @@
 #   (their -LL histograms merged bucket by bucket; same bucket edges in
 #   every process), then hybrid's aggregate IOPS / poll's (goal: >= 5).
 #   Medians of RUNS.
+# core: one secondary at QD 16 on the device's own CPU (CPU 1; the emulator
+#   pinned there for this part), as a tool started on the wrong core would
+#   be: each mode's IOPS and average latency, and hybrid's and event's IOPS
+#   over poll's. A polling process and the device then take turns by
+#   scheduler slices; a waiting one gives the device the CPU.
 # idle: nvmuxd plus 4 idle secondaries in event mode (nvmux-event-loop -i
 #   GROUP: each attached, created its I/O queue pair in event mode and
 #   blocks in epoll on its event fd with no I/O) over IDLE seconds: the CPU
@@ -24,7 +29,7 @@
 #   the device instead of the emulator: a device that takes its core whether
 #   busy or not, as a real SSD's firmware does not but a software target does.
 #
-#   scripts/bench/events-shared.sh [--short] [--only shared|idle] [--device emu|spdk] [--idle-seconds N] [BUILD_DIR] [RUNS]
+#   scripts/bench/events-shared.sh [--short] [--only shared|core|idle] [--device emu|spdk] [--idle-seconds N] [BUILD_DIR] [RUNS]
 #     default: 3 runs x 5 s, idle 60 s; --short: 1 run x 2 s, idle 5 s
 #
 # Needs free hugepages (scripts/hugepages.sh reserve); reserves and releases
@@ -43,7 +48,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --short) runs=1; seconds=2; [ -n "$idle_given" ] || idle_seconds=5; shift ;;
     --only)
-      [[ "${2:-}" =~ ^(shared|idle)$ ]] || { echo "events-shared.sh: --only '${2:-}': allowed shared, idle" >&2; exit 2; }
+      [[ "${2:-}" =~ ^(shared|core|idle)$ ]] || { echo "events-shared.sh: --only '${2:-}': allowed shared, core, idle" >&2; exit 2; }
       only=$2; shift 2 ;;
     --device)
       [[ "${2:-}" =~ ^(emu|spdk)$ ]] || { echo "events-shared.sh: --device '${2:-}': allowed emu, spdk" >&2; exit 2; }
@@ -51,7 +56,7 @@ while [ $# -gt 0 ]; do
     --idle-seconds)
       [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "events-shared.sh: --idle-seconds '${2:-}': a whole number of seconds >= 1" >&2; exit 2; }
       idle_seconds=$2; idle_given=1; shift 2 ;;
-    -*) echo "events-shared.sh: unknown option '$1' (allowed: --short, --only shared|idle, --device emu|spdk, --idle-seconds N, BUILD_DIR, RUNS)" >&2; exit 2 ;;
+    -*) echo "events-shared.sh: unknown option '$1' (allowed: --short, --only shared|core|idle, --device emu|spdk, --idle-seconds N, BUILD_DIR, RUNS)" >&2; exit 2 ;;
     *) if [[ "$1" =~ ^[0-9]+$ ]]; then runs=$1; else build=$1; fi; shift ;;
   esac
 done
@@ -139,7 +144,7 @@ shared_round() {  # $1 = secondaries, $2 = mode
       for (a = 1; a <= k; a++) { s = sprintf("%.3f", keys[a]); cum += n[s]; if (cum >= 0.99 * all) { p99 = end[s]; break } }
       printf "%.0f %s\n", iops, p99 }'
 }
-if [ "$only" != idle ]; then
+if [ -z "$only" ] || [ "$only" = shared ]; then
   printf '%-38s %12s %10s\n' "secondaries x QD4, 4 KiB randread" "IOPS (sum)" "p99 us"
   for n in 4 8; do
     declare -A agg=()
@@ -160,10 +165,33 @@ if [ "$only" != idle ]; then
   echo "medians of $runs run(s) x ${seconds} s (after 1 s warm-up); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 fi
 
+# ---- core: one secondary on the device's CPU ----
+if [ -z "$only" ] || [ "$only" = core ]; then
+  [ -z "$emu_pid" ] || taskset -a -p 0x2 "$emu_pid" > /dev/null
+  printf '%-38s %12s %10s\n' "1 secondary x QD16 on CPU 1 (device's)" "IOPS" "avg us"
+  declare -A core=()
+  for mode in poll hybrid event; do
+    iops="" lat=""
+    for _ in $(seq "$runs"); do
+      # shellcheck disable=SC2086  # extra perf arguments, split on purpose
+      "$perf" -i "$group" -q 16 -o 4096 -w randread -t "$seconds" -a 1 -c 0x2 --no-live --mode "$mode" \
+        ${NVMUX_BENCH_PERF_ARGS:-} > "$work/core.out" 2>&1 || {
+        echo "events-shared.sh: the secondary on CPU 1 (--mode $mode) failed:" >&2; cat "$work/core.out" >&2; exit 1; }
+      read -r i l < <(awk '/^Total/ { print $3, $5 }' "$work/core.out")
+      iops+="$i " lat+="$l "
+    done
+    core[$mode]=$(tr ' ' '\n' <<<"$iops" | grep . | median)
+    printf '%-38s %12.0f %10.1f   runs: [%s]\n' "--mode $mode" "${core[$mode]}" "$(tr ' ' '\n' <<<"$lat" | grep . | median)" "${iops% }"
+  done
+  echo "  hybrid / poll = $(awk -v a="${core[hybrid]}" -v b="${core[poll]}" 'BEGIN { printf "%.1f", a / b }'),"\
+    "event / poll = $(awk -v a="${core[event]}" -v b="${core[poll]}" 'BEGIN { printf "%.1f", a / b }')"
+  [ -z "$emu_pid" ] || taskset -a -p 0x3 "$emu_pid" > /dev/null
+fi
+
 # ---- idle: nvmuxd + 4 event-mode secondaries doing nothing ----
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 run_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
-if [ "$only" != shared ]; then
+if [ -z "$only" ] || [ "$only" = idle ]; then
   idle_pids=()
   for i in 1 2 3 4; do
     "$loop" -i "$group" > "$work/idle.$i.out" 2>&1 &

@@ -8,7 +8,8 @@
 # io_uring, a tmpfs file, CPU per I/O from fio's usr+sys). Medians of RUNS.
 # Then hybrid's QD 1 average latency over poll's (each process with its own
 # core; goal <= 1.10), and events-shared.sh: 4 and 8 secondaries sharing
-# the two CPUs (poll against hybrid) and the idle group in event mode, then
+# the two CPUs (poll against hybrid), one secondary on the device's own CPU
+# (each mode) and the idle group in event mode, then
 # the sharing again with SPDK's target as the device (when the peer is there).
 #
 #   scripts/bench/events.sh [--short] [--idle-seconds N] [BUILD_DIR] [RUNS]

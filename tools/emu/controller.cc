@@ -415,6 +415,15 @@ bool Controller::Poll() {
   // would only declare a fatal error the next client would have to clear.
   // The queues wait as they are until memory is mapped again.
   if (detached_) return false;
+  // Interrupts raised in this pass are sent when it ends (RaiseVector).
+  hold_signals_ = true;
+  struct SendAtEnd {
+    Controller& c;
+    ~SendAtEnd() {
+      c.hold_signals_ = false;
+      c.SendHeldSignals();
+    }
+  } send_at_end{*this};
   bool work = false;
   for (auto& cq : cqs_) {
     if (cq) UpdateCqHead(*cq);
@@ -428,7 +437,10 @@ bool Controller::Poll() {
     if (csts_.cfs() != 0) return true;
     if (!staging_.idle()) [[unlikely]] {
       // A command needs fd-less memory: served with the mutex released, so
-      // the queue state may have moved on; the next Poll() goes on.
+      // the queue state may have moved on; the next Poll() goes on. Other
+      // threads raise interrupts meanwhile: nothing is held from here on.
+      hold_signals_ = false;
+      SendHeldSignals();
       ServeFdless(lock);
       return true;
     }

@@ -315,8 +315,14 @@ class Controller {
   void Interrupt(const CompletionQueue& cq);
   // Sends vector iv's message (writes its eventfd) unless the host masked
   // it: then its pending bit is set, and DeliverUnmasked sends it once the
-  // vector is unmasked.
+  // vector is unmasked. Within a Poll pass the messages are held and sent
+  // when the pass ends (SendHeldSignals), each vector's as one eventfd write
+  // of their count: as QEMU's device asserts its interrupt once it has
+  // posted a batch of entries. Waking the host at the first completion of
+  // a batch would let it (on a shared core, the scheduler preempts the
+  // device for the woken) take one entry per wake-up.
   void RaiseVector(uint16_t iv);
+  void SendHeldSignals();
   void DeliverUnmasked();
   void ResetMsixTableLocked();  // every vector masked, nothing pending
   void FlushCoalesced(int64_t now_ns);
@@ -404,10 +410,14 @@ class Controller {
     uint64_t disabled = 0;  // not sent: MSI-X Enable was clear
     uint32_t pending = 0;
     int64_t pending_since_ns = 0;
+    uint64_t held = 0;    // messages raised in this Poll pass, not yet sent
+    uint64_t writes = 0;  // eventfd writes that sent the raised messages
   };
   std::vector<VectorState> vectors_;
   std::unique_ptr<MsixTable> msix_table_;
   uint32_t masked_pending_ = 0;  // vectors whose pending bit is set
+  bool hold_signals_ = false;    // in a Poll pass: RaiseVector holds its message
+  uint64_t held_signals_ = 0;    // sum of the vectors' held
   std::atomic<bool> msix_enabled_{false};  // written by the server thread, read by the poller
   Features features_;
   int64_t keep_alive_at_ns_ = 0;  // last Keep Alive (or KATO set)

@@ -1,6 +1,7 @@
 #include "tools/emu/emulator.h"
 
 #include <poll.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -125,7 +126,13 @@ void Emulator::PollLoop() {
       continue;
     }
     const int64_t idle = MonotonicNanos() - last_work;
-    if (idle < kSpinNanos) continue;
+    if (idle < kSpinNanos) {
+      // Past the first microseconds of idling, the spin gives the CPU to
+      // whoever waits for it (a process sharing this core, woken by an
+      // interrupt of ours): a device takes no host CPU it does not need.
+      if (idle >= kYieldAfterNanos) ::sched_yield();
+      continue;
+    }
     if (controller_->Running()) {
       // A kick (or trapped write) wakes a deep sleep within microseconds.
       // The kick eventfd is drained before the Poll() that follows the

@@ -45,6 +45,7 @@ namespace nvmux::emu {
 class Emulator {
  public:
   static constexpr int64_t kSpinNanos = 10'000'000;
+  static constexpr int64_t kYieldAfterNanos = 50'000;
   static constexpr int64_t kMaxSleepNanos = 1'000'000;
   static constexpr int64_t kLongIdleNanos = 1'000'000'000;
   static constexpr int64_t kLongSleepNanos = 5'000'000;

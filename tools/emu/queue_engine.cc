@@ -123,9 +123,25 @@ void Controller::RaiseVector(uint16_t iv) {
   }
   ++v.raised;
   if (iv >= msix_.size() || !msix_[iv].valid()) return;
-  uint64_t one = 1;
-  ssize_t n = ::write(msix_[iv].get(), &one, sizeof(one));
-  (void)n;  // an eventfd at its limit already signals
+  ++v.held;
+  ++held_signals_;
+  if (!hold_signals_) SendHeldSignals();
+}
+
+void Controller::SendHeldSignals() {
+  for (size_t iv = 0; iv < vectors_.size() && held_signals_ != 0; ++iv) {
+    VectorState& v = vectors_[iv];
+    if (v.held == 0) continue;
+    uint64_t count = v.held;
+    held_signals_ -= count;
+    v.held = 0;
+    // The fd may have gone since (a client's SET_IRQS): the message with it.
+    if (iv < msix_.size() && msix_[iv].valid()) {
+      ++v.writes;
+      ssize_t n = ::write(msix_[iv].get(), &count, sizeof(count));
+      (void)n;  // an eventfd at its limit already signals
+    }
+  }
 }
 
 void Controller::SetMsixEnabled(bool enabled) { msix_enabled_.store(enabled, std::memory_order_relaxed); }
@@ -177,6 +193,7 @@ std::string Controller::VectorSummary() const {
     const bool fd = iv < msix_.size() && msix_[iv].valid();
     if (!fd && v.raised == 0 && v.pending == 0 && v.masked == 0 && v.disabled == 0) continue;
     out += (out.empty() ? "" : ",") + std::to_string(iv) + (fd ? ":fd:" : ":nofd:") + std::to_string(v.raised);
+    if (v.writes != v.raised) out += "/" + std::to_string(v.writes);
     if (v.pending != 0) out += "+" + std::to_string(v.pending);
     if (v.masked != 0) out += "~" + std::to_string(v.masked);
     if (v.disabled != 0) out += "!" + std::to_string(v.disabled);
