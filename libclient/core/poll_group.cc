@@ -47,7 +47,7 @@ void AddUp(QpairStatistics& sum, const QpairStatistics& s) {
 
 }  // namespace
 
-PollGroup::PollGroup(const PollGroupOptions& options) : options_(options) {
+PollGroup::PollGroup(const PollGroupOptions& options) : options_(options), spin_(options.hybrid_spin_us) {
   if (options_.mode == CompletionMode::kPoll) return;
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd_ < 0) epoll_error_ = errno;
@@ -142,19 +142,30 @@ bool PollGroup::ArmEvent() {
 uint64_t PollGroup::WaitCompletions(int timeout_ms, uint32_t completions_per_qpair, DisconnectedFn fn, void* cb_arg) {
   const int64_t start = MonotonicNanos();
   const int64_t deadline = timeout_ms < 0 ? INT64_MAX : start + int64_t{timeout_ms} * 1'000'000;
-  const int64_t spin_ns = options_.mode == CompletionMode::kHybrid ? int64_t{options_.hybrid_spin_us} * 1000 : 0;
+  const bool hybrid = options_.mode == CompletionMode::kHybrid;
+  int64_t spin_ns = -1;  // hybrid: the spin allowed, once the first poll found nothing
+  bool blocked = false;
   for (;;) {
     const uint64_t n = ProcessCompletions(completions_per_qpair, fn, cb_arg);
     const int64_t now = MonotonicNanos();
     if (n > 0) {
+      if (hybrid && spin_ns >= 0 && !blocked) spin_.Paid();
       last_completion_ns_ = now;
       return n;
     }
     bool outstanding = false;
     for (IoQpair* q : members_) outstanding = outstanding || (q != nullptr && q->outstanding() > 0);
     if (!outstanding || now >= deadline) return 0;
-    if (options_.mode == CompletionMode::kPoll || now - std::max(last_completion_ns_, start) < spin_ns) continue;
+    if (options_.mode == CompletionMode::kPoll) continue;
+    // Hybrid: spin while the last completion (or this wait) is recent, as
+    // long as spinning pays (SpinBudget).
+    if (hybrid && !blocked) {
+      if (spin_ns < 0) spin_ns = spin_.BeginWait();
+      if (now - std::max(last_completion_ns_, start) < spin_ns) continue;
+    }
     if (!ArmEvent()) continue;
+    if (hybrid && !blocked) spin_.Wasted();
+    blocked = true;
     // Bounded, as IoQpair::WaitCompletions, so failures are still noticed.
     const int64_t block_ns = std::min<int64_t>(deadline - now, 1'000'000'000);
     epoll_event ev[8];

@@ -94,6 +94,7 @@ Result<std::unique_ptr<IoQpair>> Controller::AllocIoQpair(const IoQpairOptions& 
   q->cs = &cs;
   q->ctrlr = this;
   q->options = o;
+  q->spin = SpinBudget(o.hybrid_spin_us);
   q->entries = o.io_queue_size;
   // SQs in the Controller Memory Buffer: queue id q owns the q-th equal
   // share (CmbShare), the same in every process of a group, so queue ids

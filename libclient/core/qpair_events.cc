@@ -107,17 +107,28 @@ Result<uint32_t> IoQpair::WaitCompletions(int timeout_ms, uint32_t max) {
   QpairState& q = *s_;
   const int64_t start = MonotonicNanos();
   const int64_t deadline = timeout_ms < 0 ? INT64_MAX : start + int64_t{timeout_ms} * 1'000'000;
-  const int64_t spin_ns = q.options.mode == CompletionMode::kHybrid ? int64_t{q.options.hybrid_spin_us} * 1000 : 0;
+  const bool hybrid = q.options.mode == CompletionMode::kHybrid;
+  int64_t spin_ns = -1;  // hybrid: the spin allowed, once the first poll found nothing
+  bool blocked = false;
   for (;;) {
     auto n = ProcessCompletions(max);
-    if (!n || *n > 0) return n;
+    if (!n || *n > 0) {
+      if (hybrid && spin_ns >= 0 && !blocked && n) q.spin.Paid();
+      return n;
+    }
     if (q.outstanding == 0) return 0u;
     const int64_t now = MonotonicNanos();
     if (now >= deadline) return 0u;
     if (q.options.mode == CompletionMode::kPoll) continue;
-    // Hybrid: spin while this wait is recent (a completion ends the wait).
-    if (now - start < spin_ns) continue;
+    // Hybrid: spin while this wait is recent (a completion ends the wait),
+    // as long as spinning pays (SpinBudget).
+    if (hybrid && !blocked) {
+      if (spin_ns < 0) spin_ns = q.spin.BeginWait();
+      if (now - start < spin_ns) continue;
+    }
     if (!ArmEvent()) continue;
+    if (hybrid && !blocked) q.spin.Wasted();
+    blocked = true;
     // Bounded so a failed controller (whose interrupts stop) and I/O
     // timeouts are noticed by the next ProcessCompletions.
     int64_t block_ns = std::min<int64_t>(deadline - now, 1'000'000'000);

@@ -21,6 +21,7 @@
 #include "libclient/core/queue_ring.h"
 #include "nvmux/controller.h"
 #include "nvmux/qpair.h"
+#include "nvmux/spin_budget.h"
 #include "shm/base/clock.h"
 #include "shm/base/unique_fd.h"
 
@@ -121,6 +122,7 @@ struct QpairState {
   // ArmEvent, so a device answering within the spin sends no interrupt.
   volatile uint32_t* vector_control = nullptr;
   bool vector_masked = false;
+  SpinBudget spin{0};  // hybrid: WaitCompletions' spin (options.hybrid_spin_us at most)
   void SetVectorMasked(bool masked);
   // Tests only: runs inside ArmEvent between draining the eventfd and the
   // re-check (the window a completion may land in).

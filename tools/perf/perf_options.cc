@@ -125,7 +125,7 @@ void Setup(Cli& cli) {
                              "how workers wait for completions: poll (spin, default), event (block on the queue "
                              "pairs' interrupt eventfds), hybrid (spin --hybrid-spin-us after the last completion, "
                              "then block)"));
-  one("US", app.add_option("--hybrid-spin-us", r.hybrid_spin_us, "hybrid mode's spin budget in microseconds (default 50)"));
+  one("US", app.add_option("--hybrid-spin-us", r.hybrid_spin_us, "hybrid mode's spin budget in microseconds (default 50; less while spinning does not pay, see spin_budget.h)"));
   app.add_flag("--cpu-stats", r.cpu_stats,
                "print the CPU time the workers used while measuring: seconds, share of a core, microseconds per I/O");
   app.add_flag("--json", r.json, "print the results as JSON on stdout instead of the table");

@@ -13,6 +13,7 @@
 #include <span>
 
 #include "nvmux/io_types.h"
+#include "nvmux/spin_budget.h"
 #include "shm/base/clock.h"
 #include "shm/base/format.h"
 #include "shm/core_set.h"
@@ -147,9 +148,12 @@ struct PerfWorker::State {
   int64_t cpu_start_ns = -1;
   int64_t cpu_ns = 0;
   // --mode hybrid: polls that completed nothing since the last completion
-  // (or block), and when the spin began (0: not yet looked at the clock).
+  // (or block), when the spin began (0: not yet looked at the clock), and
+  // how long it may last (the budget shrinks while spinning does not pay).
   uint32_t idle_polls = 0;
   int64_t spin_start_ns = 0;
+  int64_t spin_allowed_ns = 0;
+  SpinBudget spin{0};
 };
 
 namespace {
@@ -571,6 +575,7 @@ Result<std::unique_ptr<PerfWorker>> PerfWorker::Create(Env& env, const PerfOptio
                                                        std::vector<PerfTarget> targets, RunControl& control) {
   auto s = std::make_unique<State>();
   s->options = options;
+  s->spin = SpinBudget(options.hybrid_spin_us);
   s->control = &control;
   s->core = core;
   for (size_t i = 0; i < targets.size(); ++i) {
@@ -597,6 +602,7 @@ bool PerfWorker::finished() const { return s_->finished.load(std::memory_order_a
 // the next completion); the spin is timed from the first such read.
 static void WaitForEvents(PerfWorker::State& s, uint64_t completed_before) {
   if (s.completed.load(std::memory_order_relaxed) != completed_before) {
+    if (s.spin_start_ns != 0) s.spin.Paid();  // a completion within the spin
     s.idle_polls = 0;
     s.spin_start_ns = 0;
     return;
@@ -604,8 +610,12 @@ static void WaitForEvents(PerfWorker::State& s, uint64_t completed_before) {
   if (s.options.mode == WaitMode::kHybrid) {
     if ((++s.idle_polls & 31u) != 0) return;
     const int64_t now = MonotonicNanos();
-    if (s.spin_start_ns == 0) s.spin_start_ns = now;
-    if (now - s.spin_start_ns < int64_t{s.options.hybrid_spin_us} * 1000) return;
+    if (s.spin_start_ns == 0) {
+      s.spin_start_ns = now;
+      s.spin_allowed_ns = s.spin.BeginWait();
+    }
+    if (now - s.spin_start_ns < s.spin_allowed_ns) return;
+    s.spin.Wasted();
   }
   s.idle_polls = 0;
   s.spin_start_ns = 0;

@@ -41,12 +41,13 @@
 
 #include "nvmux/qpair.h"
 #include "nvmux/result.h"
+#include "nvmux/spin_budget.h"
 
 namespace nvmux {
 
 struct PollGroupOptions {
   CompletionMode mode = CompletionMode::kPoll;
-  uint32_t hybrid_spin_us = 50;  // hybrid: spin this long after the last completion
+  uint32_t hybrid_spin_us = 50;  // hybrid: spin at most this long after the last completion (spin_budget.h)
 };
 
 struct PollGroupStatistics {
@@ -123,6 +124,7 @@ class PollGroup {
   int epoll_fd_ = -1;  // owned (closed by the destructor)
   int epoll_error_ = 0;
   int64_t last_completion_ns_ = 0;
+  SpinBudget spin_{PollGroupOptions{}.hybrid_spin_us};  // hybrid (spin_budget.h)
 };
 
 }  // namespace nvmux

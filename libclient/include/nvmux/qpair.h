@@ -47,7 +47,8 @@ enum class CompletionMode : uint8_t {
   kPoll,    // spin on the completion queue: lowest latency, one core busy while waiting
   kEvent,   // arm the interrupt and block on event_fd() until the device signals
   kHybrid,  // spin for hybrid_spin_us after the last completion (or the start of
-            // the wait), then arm and block as kEvent
+            // the wait), then arm and block as kEvent; the spin shrinks while it
+            // does not pay (spin_budget.h)
 };
 // "poll", "event", "hybrid".
 const char* CompletionModeName(CompletionMode mode);
@@ -224,8 +225,8 @@ class IoQpair {
   //   }
   bool ArmEvent();
   // Waits as the mode says for completions and runs them (up to `max`, 0:
-  // all): poll spins; event arms and blocks; hybrid spins hybrid_spin_us,
-  // then arms and blocks. Returns the completions run; 0 when `timeout_ms`
+  // all): poll spins; event arms and blocks; hybrid spins hybrid_spin_us
+  // (less while spinning does not pay: spin_budget.h), then arms and blocks. Returns the completions run; 0 when `timeout_ms`
   // (-1: no limit) passed, or at once when nothing is outstanding. A block
   // lasts at most 1 s (or an eighth of the I/O timeout) so that controller
   // failure and I/O timeouts are still noticed. Errors: as ProcessCompletions.
