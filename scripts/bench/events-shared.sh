@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Processes that share cores (issue 17), two parts, called by events.sh:
+# Processes that share cores (issue 17), three parts, called by events.sh:
 #
 # shared: nvmux-emu --backing null, nvmuxd (the primary) and 4, then 8,
 #   nvmux-perf secondaries (-i GROUP) at QD 4 each, 4 KiB randread, all on
-#   the machine's two CPUs together: the emulator and nvmuxd unpinned, the
-#   secondaries' workers alternately on CPU 0 and CPU 1 (-c 0x1 / 0x2).
+#   the machine's two CPUs together: the emulator (unless --pin-device: on
+#   CPU 1) and nvmuxd unpinned, the secondaries' workers alternately on CPU
+#   0 and CPU 1 (-c 0x1 / 0x2).
 #   --mode poll against --mode hybrid: the aggregate IOPS (sum of the
 #   secondaries' Total rows) and the p99 latency of all their I/O together
 #   (their -LL histograms merged bucket by bucket; same bucket edges in
-#   every process), then hybrid's aggregate IOPS / poll's (goal: >= 5).
-#   Medians of RUNS.
+#   every process), the IOPS of the secondary served worst (the sum hides
+#   it), then hybrid's aggregate IOPS / poll's (goal: >= 5). Medians of RUNS.
 # core: one secondary at QD 16 on the device's own CPU (CPU 1; the emulator
 #   pinned there for this part), as a tool started on the wrong core would
 #   be: each mode's IOPS and average latency, and hybrid's and event's IOPS
@@ -29,7 +30,7 @@
 #   the device instead of the emulator: a device that takes its core whether
 #   busy or not, as a real SSD's firmware does not but a software target does.
 #
-#   scripts/bench/events-shared.sh [--short] [--only shared|core|idle] [--device emu|spdk] [--idle-seconds N] [BUILD_DIR] [RUNS]
+#   scripts/bench/events-shared.sh [--short] [--only shared|core|idle] [--pin-device] [--device emu|spdk] [--idle-seconds N] [BUILD_DIR] [RUNS]
 #     default: 3 runs x 5 s, idle 60 s; --short: 1 run x 2 s, idle 5 s
 #
 # Needs free hugepages (scripts/hugepages.sh reserve); reserves and releases
@@ -43,6 +44,7 @@ idle_seconds=60
 idle_given=""
 only=""
 device=emu
+pin_device=""
 build=$root/build
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -50,13 +52,14 @@ while [ $# -gt 0 ]; do
     --only)
       [[ "${2:-}" =~ ^(shared|core|idle)$ ]] || { echo "events-shared.sh: --only '${2:-}': allowed shared, core, idle" >&2; exit 2; }
       only=$2; shift 2 ;;
+    --pin-device) pin_device=1; shift ;;
     --device)
       [[ "${2:-}" =~ ^(emu|spdk)$ ]] || { echo "events-shared.sh: --device '${2:-}': allowed emu, spdk" >&2; exit 2; }
       device=$2; shift 2 ;;
     --idle-seconds)
       [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "events-shared.sh: --idle-seconds '${2:-}': a whole number of seconds >= 1" >&2; exit 2; }
       idle_seconds=$2; idle_given=1; shift 2 ;;
-    -*) echo "events-shared.sh: unknown option '$1' (allowed: --short, --only shared|core|idle, --device emu|spdk, --idle-seconds N, BUILD_DIR, RUNS)" >&2; exit 2 ;;
+    -*) echo "events-shared.sh: unknown option '$1' (allowed: --short, --only shared|core|idle, --pin-device, --device emu|spdk, --idle-seconds N, BUILD_DIR, RUNS)" >&2; exit 2 ;;
     *) if [[ "$1" =~ ^[0-9]+$ ]]; then runs=$1; else build=$1; fi; shift ;;
   esac
 done
@@ -121,7 +124,8 @@ wait_line "$work/nvmuxd.log" "nvmuxd: group"
 echo "== processes sharing 2 cores: $device_name + nvmuxd -i $group; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---- shared: N secondaries at QD 4, poll against hybrid ----
-# One round: N perf secondaries at once; prints "aggregate_iops p99_us".
+# One round: N perf secondaries at once; prints "aggregate_iops p99_us
+# least_iops" (the last: the secondary served worst, which the sum hides).
 shared_round() {  # $1 = secondaries, $2 = mode
   local pids=() i
   for i in $(seq "$1"); do
@@ -135,34 +139,39 @@ shared_round() {  # $1 = secondaries, $2 = mode
   # Total rows summed; histogram buckets ("start - end: cumulative% (count)")
   # summed by their start, then the end of the bucket where 99 % is reached.
   for i in $(seq "$1"); do cat "$work/perf.$i.out"; done | awk '
-    /^Total/ { iops += $3 }
+    /^Total/ { iops += $3; if (least == "" || $3 + 0 < least) least = $3 + 0 }
     /^ *[0-9.]+ - +[0-9.]+: / { s = $1; e = $3; sub(":", "", e); c = $NF; sub("\\)", "", c); n[s] += c; end[s] = e; all += c }
     END {
       k = 0; for (s in n) keys[++k] = s + 0
       for (a = 1; a <= k; a++) for (b = a + 1; b <= k; b++) if (keys[b] < keys[a]) { t = keys[a]; keys[a] = keys[b]; keys[b] = t }
       p99 = "nan"; cum = 0
       for (a = 1; a <= k; a++) { s = sprintf("%.3f", keys[a]); cum += n[s]; if (cum >= 0.99 * all) { p99 = end[s]; break } }
-      printf "%.0f %s\n", iops, p99 }'
+      printf "%.0f %s %.0f\n", iops, p99, least }'
 }
 if [ -z "$only" ] || [ "$only" = shared ]; then
-  printf '%-38s %12s %10s\n' "secondaries x QD4, 4 KiB randread" "IOPS (sum)" "p99 us"
+  [ -z "$pin_device" ] || [ -z "$emu_pid" ] || taskset -a -p 0x2 "$emu_pid" > /dev/null
+  printf '%-38s %12s %10s %12s\n' "secondaries x QD4, 4 KiB randread" "IOPS (sum)" "p99 us" "least IOPS"
   for n in 4 8; do
-    declare -A agg=()
+    declare -A agg=() worst=()
     for mode in ${NVMUX_BENCH_MODES:-poll hybrid}; do
-      iops="" p99=""
+      iops="" p99="" least=""
       for _ in $(seq "$runs"); do
-        read -r i p < <(shared_round "$n" "$mode")
-        iops+="$i " p99+="$p "
+        read -r i p w < <(shared_round "$n" "$mode")
+        iops+="$i " p99+="$p " least+="$w "
       done
       agg[$mode]=$(printf '%s\n' $iops | median)
-      printf '%-38s %12.0f %10s   runs: [%s] [%s]\n' "$n secondaries --mode $mode" "${agg[$mode]}" \
-        "$(printf '%s\n' $p99 | median)" "${iops% }" "${p99% }"
+      worst[$mode]=$(tr ' ' '\n' <<<"$least" | grep . | median)
+      printf '%-38s %12.0f %10s %12.0f   runs: [%s] [%s]\n' "$n secondaries --mode $mode" "${agg[$mode]}" \
+        "$(printf '%s\n' $p99 | median)" "${worst[$mode]}" "${iops% }" "${p99% }"
     done
     echo "  $n secondaries: hybrid / poll aggregate IOPS = $(awk -v h="${agg[hybrid]}" -v p="${agg[poll]}" \
-      'BEGIN { if (p > 0) printf "%.2f", h / p; else print "nan" }') (goal >= 5)"
-    unset agg
+      'BEGIN { if (p > 0) printf "%.2f", h / p; else print "nan" }') (goal >= 5);"\
+      "the secondary served worst: $(awk -v h="${worst[hybrid]}" -v p="${worst[poll]}" \
+      'BEGIN { if (p > 0) printf "%.1f", h / p; else print "nan" }')"
+    unset agg worst
   done
-  echo "medians of $runs run(s) x ${seconds} s (after 1 s warm-up); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "medians of $runs run(s) x ${seconds} s (after 1 s warm-up)${pin_device:+, the emulator on CPU 1}; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+  [ -z "$emu_pid" ] || taskset -a -p 0x3 "$emu_pid" > /dev/null
 fi
 
 # ---- core: one secondary on the device's CPU ----
