@@ -167,7 +167,7 @@ uint64_t PollGroup::WaitCompletions(int timeout_ms, uint32_t completions_per_qpa
     if (hybrid && !blocked) spin_.Wasted();
     blocked = true;
     // Bounded, as IoQpair::WaitCompletions, so failures are still noticed.
-    const int64_t block_ns = std::min<int64_t>(deadline - now, 1'000'000'000);
+    const int64_t block_ns = std::min<int64_t>(deadline - now, hybrid ? SpinBudget::kBlockNanos : 1'000'000'000);
     epoll_event ev[8];
     stats_.blocks++;
     if (::epoll_wait(epoll_fd_, ev, 8, static_cast<int>((block_ns + 999'999) / 1'000'000)) > 0) stats_.wakeups++;

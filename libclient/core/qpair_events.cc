@@ -131,7 +131,7 @@ Result<uint32_t> IoQpair::WaitCompletions(int timeout_ms, uint32_t max) {
     blocked = true;
     // Bounded so a failed controller (whose interrupts stop) and I/O
     // timeouts are noticed by the next ProcessCompletions.
-    int64_t block_ns = std::min<int64_t>(deadline - now, 1'000'000'000);
+    int64_t block_ns = std::min<int64_t>(deadline - now, hybrid ? SpinBudget::kBlockNanos : 1'000'000'000);
     if (q.timeout_ns > 0) block_ns = std::min(block_ns, std::max<int64_t>(q.timeout_ns / 8, 1'000'000));
     pollfd p{q.irq_fd.get(), POLLIN, 0};
     q.stats.blocks++;

@@ -596,7 +596,7 @@ bool PerfWorker::finished() const { return s_->finished.load(std::memory_order_a
 // --mode event/hybrid: after a poll that completed nothing (hybrid: once
 // the spin budget since the last completion is spent), arm every queue
 // pair and block on their eventfds; 100 ms at most, so phase changes are
-// seen. A queue pair with a completion waiting cancels the block.
+// seen (hybrid: 10 ms, SpinBudget::kBlockNanos). A queue pair with a completion waiting cancels the block.
 // Hybrid reads the clock every 32nd idle poll only (a clock read costs as
 // much as an idle poll: reading it on each would slow the spin that finds
 // the next completion); the spin is timed from the first such read.
@@ -628,7 +628,8 @@ static void WaitForEvents(PerfWorker::State& s, uint64_t completed_before) {
       fds.push_back({qp->event_fd(), POLLIN, 0});
     }
   }
-  if (!fds.empty()) (void)::poll(fds.data(), fds.size(), 100);
+  const int block_ms = s.options.mode == WaitMode::kHybrid ? static_cast<int>(SpinBudget::kBlockNanos / 1'000'000) : 100;
+  if (!fds.empty()) (void)::poll(fds.data(), fds.size(), block_ms);
 }
 
 void PerfWorker::Run(std::latch& ready) {

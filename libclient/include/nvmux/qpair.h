@@ -226,10 +226,12 @@ class IoQpair {
   bool ArmEvent();
   // Waits as the mode says for completions and runs them (up to `max`, 0:
   // all): poll spins; event arms and blocks; hybrid spins hybrid_spin_us
-  // (less while spinning does not pay: spin_budget.h), then arms and blocks. Returns the completions run; 0 when `timeout_ms`
-  // (-1: no limit) passed, or at once when nothing is outstanding. A block
-  // lasts at most 1 s (or an eighth of the I/O timeout) so that controller
-  // failure and I/O timeouts are still noticed. Errors: as ProcessCompletions.
+  // (less while spinning does not pay: spin_budget.h), then arms and
+  // blocks. Returns the completions run; 0 when `timeout_ms` (-1: no limit)
+  // passed, or at once when nothing is outstanding. A block lasts at most
+  // 1 s (hybrid: 10 ms, SpinBudget::kBlockNanos; or an eighth of the I/O
+  // timeout) so that controller failure, I/O timeouts and a device's lost
+  // interrupt are still noticed. Errors: as ProcessCompletions.
   [[nodiscard]] Result<uint32_t> WaitCompletions(int timeout_ms, uint32_t max = 0);
 
   uint32_t outstanding() const;  // requests submitted, not completed (queued included)

@@ -49,6 +49,16 @@ class SpinBudget {
   // The budget now (without a probe), in nanoseconds.
   int64_t nanos() const { return ns_; }
 
+  // How long a hybrid waiter blocks at most before it looks at its CQ
+  // again, I/O outstanding: a device that drops an interrupt then costs it
+  // 10 ms, not the wait's whole bound. SPDK's vfio-user target (its
+  // "adaptive IRQs", on by default in poll mode) sends none for an entry
+  // that brings a CQ's tail back to the index of the last interrupt it
+  // sent, however many laps ago; a waiter that polls between blocks meets
+  // that now and then. At most 100 wake-ups a second, and only while the
+  // device is silent with I/O outstanding.
+  static constexpr int64_t kBlockNanos = 10'000'000;
+
  private:
   int64_t max_ns_;
   int64_t ns_;
