@@ -339,7 +339,7 @@ void Controller::ClearMsix() {
 void Controller::ResetMsixTableLocked() {
   if (!msix_table_) return;
   msix_table_->Reset();
-  masked_pending_ = 0;
+  masked_pending_.clear();
 }
 
 void Controller::SetBackendFaults(uint32_t nsid, bool fail_reads, bool fail_writes) {
@@ -430,7 +430,7 @@ bool Controller::Poll() {
   }
   if (!delayed_.empty()) work |= PostDelayed(MonotonicNanos());
   FlushCoalesced(MonotonicNanos());
-  if (masked_pending_ != 0) [[unlikely]] DeliverUnmasked();
+  if (!masked_pending_.empty()) [[unlikely]] DeliverUnmasked();
   for (auto& sq : sqs_) {
     if (!sq) continue;
     work |= ProcessSq(*sq);

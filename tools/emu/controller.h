@@ -415,7 +415,7 @@ class Controller {
   };
   std::vector<VectorState> vectors_;
   std::unique_ptr<MsixTable> msix_table_;
-  uint32_t masked_pending_ = 0;  // vectors whose pending bit is set
+  std::vector<uint16_t> masked_pending_;  // the vectors whose pending bit is set
   bool hold_signals_ = false;    // in a Poll pass: RaiseVector holds its message
   uint64_t held_signals_ = 0;    // sum of the vectors' held
   std::atomic<bool> msix_enabled_{false};  // written by the server thread, read by the poller

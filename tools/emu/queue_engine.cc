@@ -116,7 +116,7 @@ void Controller::RaiseVector(uint16_t iv) {
       ++v.masked;
       if (!msix_table_->Pending(iv)) {
         msix_table_->SetPending(iv, true);
-        ++masked_pending_;
+        masked_pending_.push_back(iv);
       }
       return;
     }
@@ -147,11 +147,18 @@ void Controller::SendHeldSignals() {
 void Controller::SetMsixEnabled(bool enabled) { msix_enabled_.store(enabled, std::memory_order_relaxed); }
 
 void Controller::DeliverUnmasked() {
-  for (uint32_t iv = 0; iv < msix_vectors_ && masked_pending_ != 0; ++iv) {
-    const auto v = static_cast<uint16_t>(iv);
-    if (!msix_table_->Pending(v) || msix_table_->Masked(v)) continue;
+  // Only the vectors whose pending bit is set (a hybrid host keeps one
+  // masked and pending while it spins: every poller pass looks at it, so
+  // scanning the whole table would slow each pass by the vectors offered).
+  for (size_t i = 0; i < masked_pending_.size();) {
+    const uint16_t v = masked_pending_[i];
+    if (msix_table_->Masked(v)) {
+      ++i;
+      continue;
+    }
+    masked_pending_[i] = masked_pending_.back();
+    masked_pending_.pop_back();
     msix_table_->SetPending(v, false);
-    --masked_pending_;
     // As QEMU's device asserts an interrupt only while a CQ holds entries
     // the host has not consumed (heads as Poll just read them): a host that
     // took every entry while the vector was masked is not woken for them.
