@@ -143,13 +143,12 @@ uint64_t PollGroup::WaitCompletions(int timeout_ms, uint32_t completions_per_qpa
   const int64_t start = MonotonicNanos();
   const int64_t deadline = timeout_ms < 0 ? INT64_MAX : start + int64_t{timeout_ms} * 1'000'000;
   const bool hybrid = options_.mode == CompletionMode::kHybrid;
-  int64_t spin_ns = -1;  // hybrid: the spin allowed, once the first poll found nothing
-  bool blocked = false;
+  SpinBudget::Wait wait(spin_);
   for (;;) {
     const uint64_t n = ProcessCompletions(completions_per_qpair, fn, cb_arg);
     const int64_t now = MonotonicNanos();
     if (n > 0) {
-      if (hybrid && spin_ns >= 0 && !blocked) spin_.Paid();
+      if (hybrid) wait.Found();
       last_completion_ns_ = now;
       return n;
     }
@@ -159,13 +158,9 @@ uint64_t PollGroup::WaitCompletions(int timeout_ms, uint32_t completions_per_qpa
     if (options_.mode == CompletionMode::kPoll) continue;
     // Hybrid: spin while the last completion (or this wait) is recent, as
     // long as spinning pays (SpinBudget).
-    if (hybrid && !blocked) {
-      if (spin_ns < 0) spin_ns = spin_.BeginWait();
-      if (now - std::max(last_completion_ns_, start) < spin_ns) continue;
-    }
+    if (hybrid && wait.Spin(now - std::max(last_completion_ns_, start))) continue;
     if (!ArmEvent()) continue;
-    if (hybrid && !blocked) spin_.Wasted();
-    blocked = true;
+    if (hybrid) wait.Blocking();
     // Bounded, as IoQpair::WaitCompletions, so failures are still noticed.
     const int64_t block_ns = std::min<int64_t>(deadline - now, hybrid ? SpinBudget::kBlockNanos : 1'000'000'000);
     epoll_event ev[8];

@@ -108,12 +108,11 @@ Result<uint32_t> IoQpair::WaitCompletions(int timeout_ms, uint32_t max) {
   const int64_t start = MonotonicNanos();
   const int64_t deadline = timeout_ms < 0 ? INT64_MAX : start + int64_t{timeout_ms} * 1'000'000;
   const bool hybrid = q.options.mode == CompletionMode::kHybrid;
-  int64_t spin_ns = -1;  // hybrid: the spin allowed, once the first poll found nothing
-  bool blocked = false;
+  SpinBudget::Wait wait(q.spin);
   for (;;) {
     auto n = ProcessCompletions(max);
     if (!n || *n > 0) {
-      if (hybrid && spin_ns >= 0 && !blocked && n) q.spin.Paid();
+      if (hybrid && n) wait.Found();
       return n;
     }
     if (q.outstanding == 0) return 0u;
@@ -122,13 +121,9 @@ Result<uint32_t> IoQpair::WaitCompletions(int timeout_ms, uint32_t max) {
     if (q.options.mode == CompletionMode::kPoll) continue;
     // Hybrid: spin while this wait is recent (a completion ends the wait),
     // as long as spinning pays (SpinBudget).
-    if (hybrid && !blocked) {
-      if (spin_ns < 0) spin_ns = q.spin.BeginWait();
-      if (now - start < spin_ns) continue;
-    }
+    if (hybrid && wait.Spin(now - start)) continue;
     if (!ArmEvent()) continue;
-    if (hybrid && !blocked) q.spin.Wasted();
-    blocked = true;
+    if (hybrid) wait.Blocking();
     // Bounded so a failed controller (whose interrupts stop) and I/O
     // timeouts are noticed by the next ProcessCompletions.
     int64_t block_ns = std::min<int64_t>(deadline - now, hybrid ? SpinBudget::kBlockNanos : 1'000'000'000);

@@ -50,5 +50,34 @@ TEST(SpinBudgetTest, ABudgetBelowTheFloorStaysWhatWasAsked) {
   EXPECT_EQ(none.BeginWait(), 0);
 }
 
+// A wait's account: the allowance is taken once; a block counts the spin
+// wasted once, and a completion after it does not count as paid.
+TEST(SpinBudgetTest, AWaitSpinsItsAllowanceThenBlocksOnce) {
+  SpinBudget spin(50);
+  {
+    SpinBudget::Wait wait(spin);
+    EXPECT_TRUE(wait.Spin(0));
+    EXPECT_TRUE(wait.Spin(49'999));
+    EXPECT_FALSE(wait.Spin(50'000));
+    wait.Blocking();
+    wait.Blocking();  // woken with nothing: blocks again
+    EXPECT_FALSE(wait.Spin(0));
+    wait.Found();
+  }
+  EXPECT_EQ(spin.nanos(), 25'000);
+  {
+    SpinBudget::Wait wait(spin);
+    EXPECT_TRUE(wait.Spin(24'999));
+    EXPECT_FALSE(wait.Spin(25'000));
+    wait.Found();  // came as the spin ran out, before arming: it paid
+  }
+  EXPECT_EQ(spin.nanos(), 50'000);
+  {
+    SpinBudget::Wait wait(spin);
+    wait.Found();  // the first poll found it: no spin, nothing learnt
+  }
+  EXPECT_EQ(spin.nanos(), 50'000);
+}
+
 }  // namespace
 }  // namespace nvmux

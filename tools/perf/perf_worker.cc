@@ -149,11 +149,11 @@ struct PerfWorker::State {
   int64_t cpu_ns = 0;
   // --mode hybrid: polls that completed nothing since the last completion
   // (or block), when the spin began (0: not yet looked at the clock), and
-  // how long it may last (the budget shrinks while spinning does not pay).
+  // its account (the budget shrinks while spinning does not pay).
   uint32_t idle_polls = 0;
   int64_t spin_start_ns = 0;
-  int64_t spin_allowed_ns = 0;
   SpinBudget spin{0};
+  std::optional<SpinBudget::Wait> wait;  // engaged while spin_start_ns is set
 };
 
 namespace {
@@ -596,13 +596,15 @@ bool PerfWorker::finished() const { return s_->finished.load(std::memory_order_a
 // --mode event/hybrid: after a poll that completed nothing (hybrid: once
 // the spin budget since the last completion is spent), arm every queue
 // pair and block on their eventfds; 100 ms at most, so phase changes are
-// seen (hybrid: 10 ms, SpinBudget::kBlockNanos). A queue pair with a completion waiting cancels the block.
+// seen (hybrid: 10 ms, SpinBudget::kBlockNanos). A queue pair with a
+// completion waiting cancels the block.
 // Hybrid reads the clock every 32nd idle poll only (a clock read costs as
 // much as an idle poll: reading it on each would slow the spin that finds
 // the next completion); the spin is timed from the first such read.
 static void WaitForEvents(PerfWorker::State& s, uint64_t completed_before) {
   if (s.completed.load(std::memory_order_relaxed) != completed_before) {
-    if (s.spin_start_ns != 0) s.spin.Paid();  // a completion within the spin
+    if (s.wait) s.wait->Found();  // a completion within the spin
+    s.wait.reset();
     s.idle_polls = 0;
     s.spin_start_ns = 0;
     return;
@@ -610,13 +612,14 @@ static void WaitForEvents(PerfWorker::State& s, uint64_t completed_before) {
   if (s.options.mode == WaitMode::kHybrid) {
     if ((++s.idle_polls & 31u) != 0) return;
     const int64_t now = MonotonicNanos();
-    if (s.spin_start_ns == 0) {
+    if (!s.wait) {
+      s.wait.emplace(s.spin);
       s.spin_start_ns = now;
-      s.spin_allowed_ns = s.spin.BeginWait();
     }
-    if (now - s.spin_start_ns < s.spin_allowed_ns) return;
-    s.spin.Wasted();
+    if (s.wait->Spin(now - s.spin_start_ns)) return;
+    s.wait->Blocking();
   }
+  s.wait.reset();
   s.idle_polls = 0;
   s.spin_start_ns = 0;
   std::vector<pollfd> fds;

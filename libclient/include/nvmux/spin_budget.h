@@ -13,13 +13,17 @@
 //
 // IoQpair::WaitCompletions and PollGroup::WaitCompletions keep one each;
 // an application that waits in its own loop (over several queue pairs, as
-// nvmux-perf does) keeps its own:
+// nvmux-perf does) keeps its own, and follows each wait with a Wait:
 //
-//   nvmux::SpinBudget spin(options.hybrid_spin_us);
-//   ... a poll found nothing: the wait begins
-//   int64_t allowed_ns = spin.BeginWait();
-//   ... a completion within allowed_ns: spin.Paid();
-//   ... none: spin.Wasted(); arm (IoQpair::ArmEvent) and block
+//   nvmux::SpinBudget spin(options.hybrid_spin_us);   // once
+//   nvmux::SpinBudget::Wait wait(spin);                // a wait begins
+//   for (;;) {
+//     if (poll completed something) { wait.Found(); break; }
+//     if (wait.Spin(ns since the wait began)) continue;
+//     if (!qpair->ArmEvent()) continue;  // a completion came meanwhile
+//     wait.Blocking();
+//     block on qpair->event_fd()
+//   }
 //
 // Not thread-safe: one per waiting thread.
 #pragma once
@@ -48,6 +52,33 @@ class SpinBudget {
 
   // The budget now (without a probe), in nanoseconds.
   int64_t nanos() const { return ns_; }
+
+  // One wait's account. Spin(spun_ns), after a poll that found nothing:
+  // whether to go on spinning (the first call takes the wait's allowance,
+  // BeginWait; once the wait blocked, never). Blocking(): the waiter armed
+  // and blocks; the first time, the spin was wasted. Found(): a poll
+  // completed something; it paid if the wait spun and had not blocked.
+  class Wait {
+   public:
+    explicit Wait(SpinBudget& budget) : budget_(budget) {}
+    bool Spin(int64_t spun_ns) {
+      if (blocked_) return false;
+      if (allowed_ns_ < 0) allowed_ns_ = budget_.BeginWait();
+      return spun_ns < allowed_ns_;
+    }
+    void Blocking() {
+      if (!blocked_) budget_.Wasted();
+      blocked_ = true;
+    }
+    void Found() {
+      if (allowed_ns_ >= 0 && !blocked_) budget_.Paid();
+    }
+
+   private:
+    SpinBudget& budget_;
+    int64_t allowed_ns_ = -1;  // -1: no poll of this wait found nothing yet
+    bool blocked_ = false;
+  };
 
   // How long a hybrid waiter blocks at most before it looks at its CQ
   // again, I/O outstanding: a device that drops an interrupt then costs it
