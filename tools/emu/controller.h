@@ -417,7 +417,7 @@ class Controller {
   std::unique_ptr<MsixTable> msix_table_;
   std::vector<uint16_t> masked_pending_;  // the vectors whose pending bit is set
   bool hold_signals_ = false;    // in a Poll pass: RaiseVector holds its message
-  uint64_t held_signals_ = 0;    // sum of the vectors' held
+  std::vector<uint16_t> held_vectors_;  // the vectors whose held is not 0
   std::atomic<bool> msix_enabled_{false};  // written by the server thread, read by the poller
   Features features_;
   int64_t keep_alive_at_ns_ = 0;  // last Keep Alive (or KATO set)

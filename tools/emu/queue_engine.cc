@@ -123,17 +123,14 @@ void Controller::RaiseVector(uint16_t iv) {
   }
   ++v.raised;
   if (iv >= msix_.size() || !msix_[iv].valid()) return;
-  ++v.held;
-  ++held_signals_;
+  if (v.held++ == 0) held_vectors_.push_back(iv);
   if (!hold_signals_) SendHeldSignals();
 }
 
 void Controller::SendHeldSignals() {
-  for (size_t iv = 0; iv < vectors_.size() && held_signals_ != 0; ++iv) {
+  for (const uint16_t iv : held_vectors_) {
     VectorState& v = vectors_[iv];
-    if (v.held == 0) continue;
     uint64_t count = v.held;
-    held_signals_ -= count;
     v.held = 0;
     // The fd may have gone since (a client's SET_IRQS): the message with it.
     if (iv < msix_.size() && msix_[iv].valid()) {
@@ -142,6 +139,7 @@ void Controller::SendHeldSignals() {
       (void)n;  // an eventfd at its limit already signals
     }
   }
+  held_vectors_.clear();
 }
 
 void Controller::SetMsixEnabled(bool enabled) { msix_enabled_.store(enabled, std::memory_order_relaxed); }
