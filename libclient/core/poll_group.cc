@@ -20,7 +20,7 @@ namespace {
 
 // statistics() adds up every field by name: a new QpairStatistics field
 // must be added there too.
-static_assert(sizeof(QpairStatistics) == 18 * sizeof(uint64_t) && std::is_trivially_copyable_v<QpairStatistics>,
+static_assert(sizeof(QpairStatistics) == 19 * sizeof(uint64_t) && std::is_trivially_copyable_v<QpairStatistics>,
               "QpairStatistics changed: add the new field to PollGroup::statistics()");
 
 void AddUp(QpairStatistics& sum, const QpairStatistics& s) {
@@ -41,6 +41,7 @@ void AddUp(QpairStatistics& sum, const QpairStatistics& s) {
   sum.tcp_r2ts += s.tcp_r2ts;
   sum.tcp_h2c_data += s.tcp_h2c_data;
   sum.tcp_c2h_data += s.tcp_c2h_data;
+  sum.tcp_send_calls += s.tcp_send_calls;
   sum.tcp_header_digest = sum.tcp_header_digest || s.tcp_header_digest;  // any member's connection
   sum.tcp_data_digest = sum.tcp_data_digest || s.tcp_data_digest;
 }

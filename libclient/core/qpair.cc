@@ -346,6 +346,7 @@ const QpairStatistics& IoQpair::statistics() const {
     s_->stats.tcp_r2ts = e.r2ts;
     s_->stats.tcp_h2c_data = e.h2c_data;
     s_->stats.tcp_c2h_data = e.c2h_data;
+    s_->stats.tcp_send_calls = e.send_calls;
     s_->stats.tcp_header_digest = e.header_digest;
     s_->stats.tcp_data_digest = e.data_digest;
   }

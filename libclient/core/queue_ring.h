@@ -47,6 +47,7 @@ struct EngineCounters {
   uint64_t r2ts = 0;               // R2T PDUs received
   uint64_t h2c_data = 0;           // H2CData PDUs sent (answering R2Ts)
   uint64_t c2h_data = 0;           // C2HData PDUs received
+  uint64_t send_calls = 0;         // sendmsg calls that sent something
   bool header_digest = false;      // negotiated on this connection
   bool data_digest = false;
 };

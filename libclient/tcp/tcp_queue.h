@@ -158,6 +158,7 @@ class TcpQueue final : public QueueHook, private PduReader::Handler {
     size_t sent = 0;  // of header + data + digest
     size_t total = 0;
     int32_t r2t_done_cid = -1;  // the last H2CData of an R2T of this command: its sending ends the R2T
+    bool capsule_data = false;  // a command capsule carrying its write's data (Flush)
   };
   // The PDUs waiting to be sent, oldest first: a ring of items reused with
   // their data vectors, so that once it has grown to the queue's depth no

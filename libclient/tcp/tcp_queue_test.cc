@@ -351,6 +351,79 @@ TEST(TcpQueue, CompletionsWaitForCqSpaceUntilTheHeadDoorbellMoves) {
   EXPECT_FALSE(queue.broken());
 }
 
+// A batch of in-capsule writes: the first sendmsg stops after 48 KiB of
+// capsules (the target starts on them while the host copies the rest), the
+// rest goes in the next. 8 writes of 4 KiB (33 KiB) go in one call, 16
+// (67 KiB) in two; every PDU arrives whole and in order.
+TEST(TcpQueue, TheFirstSendOfABatchOfWritesStopsAfter48KiBOfCapsules) {
+  constexpr uint32_t kEntries = 32;
+  constexpr uint32_t kBlock = 4096;
+  std::vector<uint8_t> first_bytes;  // of each write's data, in arrival order
+  FakeTarget target([&](int fd) {
+    std::vector<uint8_t> h, d;
+    for (int batch : {8, 16}) {
+      std::vector<uint16_t> cids;
+      for (int i = 0; i < batch; ++i) {
+        if (!ReadPdu(fd, h, d) || d.size() != kBlock) return;
+        cids.push_back(reinterpret_cast<CapsuleCmd*>(h.data())->sqe.cid);
+        first_bytes.push_back(d[0]);
+      }
+      for (uint16_t cid : cids) SendResp(fd, cid);
+    }
+    uint8_t b;
+    (void)::read(fd, &b, 1);
+  });
+  ConnectParams params = Params();
+  params.entries = kEntries;
+  auto q = TcpQueue::Connect(target.endpoint(), params);
+  ASSERT_TRUE(q) << q.error().message;
+  TcpQueue& queue = **q;
+  // Room for a whole batch in the socket: each call then sends all it holds.
+  int sndbuf = 4 << 20;
+  ASSERT_EQ(::setsockopt(queue.socket_fd(), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+  queue.set_in_capsule_limit(8192);
+  std::vector<spec::Sqe> sq(kEntries);
+  std::vector<spec::Cqe> cq(kEntries);
+  queue.AttachRing(sq.data(), cq.data(), kEntries);
+  std::vector<uint8_t> data(size_t{24} * kBlock);
+  for (size_t i = 0; i < 24; ++i) std::fill_n(data.begin() + static_cast<ptrdiff_t>(i * kBlock), kBlock, uint8_t(i + 1));
+  uint32_t tail = 0;
+  auto send_batch = [&](uint32_t count) {
+    const uint64_t calls = queue.counters().send_calls;
+    for (uint32_t i = 0; i < count; ++i, ++tail) {
+      spec::Sqe write;
+      write.opc = 0x01;
+      write.cid = static_cast<uint16_t>(tail);
+      spec::SglDescriptor sgl;
+      sgl.address = reinterpret_cast<uint64_t>(data.data() + size_t{tail} * kBlock);
+      sgl.length = kBlock;
+      write.set_psdt(1);
+      std::memcpy(&write.prp1, static_cast<const void*>(&sgl), sizeof(sgl));
+      sq[tail] = write;
+    }
+    *queue.doorbells().sq_tail = tail;
+    queue.OnSqTail();
+    return queue.counters().send_calls - calls;
+  };
+  auto wait_completed = [&](uint32_t slot) {
+    for (int i = 0; i < 5000 && (cq[slot].status & 1) == 0 && !queue.broken(); ++i) {
+      queue.OnCqEmpty();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return (cq[slot].status & 1) != 0;
+  };
+  EXPECT_EQ(send_batch(8), 1u);
+  ASSERT_TRUE(wait_completed(7)) << (queue.broken() ? queue.error().message : "timeout");
+  *queue.doorbells().cq_head = 8;
+  EXPECT_EQ(send_batch(16), 2u);  // 12 capsules (50,016 bytes), then 4
+  ASSERT_TRUE(wait_completed(23)) << (queue.broken() ? queue.error().message : "timeout");
+  EXPECT_EQ(queue.counters().in_capsule_writes, 24u);
+  std::vector<uint8_t> expect(24);
+  for (size_t i = 0; i < 24; ++i) expect[i] = static_cast<uint8_t>(i + 1);
+  EXPECT_EQ(first_bytes, expect);
+  EXPECT_FALSE(queue.broken());
+}
+
 TEST(TcpQueue, MisbehavingTargetBreaksTheConnection) {
   struct Case {
     const char* name;

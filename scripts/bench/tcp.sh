@@ -12,7 +12,11 @@
 # after it, "far" when over; the ratio over the runs whose two measurements
 # were in the same state).
 #
-#   scripts/bench/tcp.sh [--short] [BUILD_DIR] [RUNS]   (default 3 runs x 5 s; --short: 1 x 1 s)
+#   scripts/bench/tcp.sh [--short] [--seconds S] [BUILD_DIR] [RUNS]
+#   (default 3 runs x 5 s; --short: 1 x 1 s). The hosts take turns in each
+#   run (SPDK first in odd runs, last in even ones); besides the medians of
+#   the IOPS it prints the median of each run's ratio to the SPDK run beside
+#   it, which the machine's drift from run to run moves less.
 #
 # Needs NVMUX_SPDK_DIR (default: ../shared/peers/spdk beside the checkout)
 # and hugepages already reserved (scripts/hugepages.sh); leaves no process
@@ -26,13 +30,15 @@ positional=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --short) runs=1; seconds=1; shift ;;
-    -*) echo "tcp.sh: unknown option '$1' (allowed: --short, BUILD_DIR, RUNS)" >&2; exit 2 ;;
+    --seconds) seconds=${2:-}; shift 2 || true ;;
+    -*) echo "tcp.sh: unknown option '$1' (allowed: --short, --seconds S, BUILD_DIR, RUNS)" >&2; exit 2 ;;
     *) positional+=("$1"); shift ;;
   esac
 done
 [ ${#positional[@]} -ge 1 ] && build=${positional[0]}
 [ ${#positional[@]} -ge 2 ] && runs=${positional[1]}
 [[ "$runs" =~ ^[1-9][0-9]*$ ]] || { echo "tcp.sh: RUNS '$runs' must be a positive number" >&2; exit 2; }
+[[ "$seconds" =~ ^[1-9][0-9]*$ ]] || { echo "tcp.sh: --seconds '$seconds' must be a positive number" >&2; exit 2; }
 spdk=${NVMUX_SPDK_DIR:-$(cd "$root/.." && pwd)/shared/peers/spdk}
 [ -x "$spdk/bin/spdk_nvme_perf" ] || {
   echo "tcp.sh: no SPDK build at $spdk (set NVMUX_SPDK_DIR to one with bin/spdk_nvme_perf)" >&2; exit 2; }
@@ -85,45 +91,65 @@ grep -q "nvmuxd: group $group ready" "$work/nvmuxd.log" || { echo "tcp.sh: nvmux
 # name: perf arguments (both perf tools take the same ones)
 loads=("4k-randread-QD1:-q 1 -o 4096 -w randread" "4k-randread-QD32:-q 32 -o 4096 -w randread"
   "4k-randwrite-QD32:-q 32 -o 4096 -w randwrite" "128k-write-QD8:-q 8 -o 131072 -w write")
-declare -A iops lat ratios
+declare -A iops lat ratios pair_ratios state
+# One host's run of LOAD: its IOPS and average latency into iops/lat, the
+# machine state around it into state[HOST] (a probe after each run; the one
+# before is the previous run's).
+measure() {  # HOST NAME ARGS...
+  local host=$1 name=$2 out
+  shift 2
+  case $host in
+    spdk) out=$(spdk_nvme_perf -r "$trid" "$@" -t "$seconds" -c 0x1 2>&1) || {
+        echo "tcp.sh: spdk_nvme_perf failed:"; echo "$out"; exit 1; }
+      spdk_peer_clean ;;
+    nvmux) out=$("$perf" -r "$trid" "$@" -t "$seconds" -c 0x1 2>&1) || {
+        echo "tcp.sh: nvmux-perf failed:"; echo "$out"; exit 1; } ;;
+    group) out=$("$perf" -i "$group" "$@" -t "$seconds" -c 0x1 2>&1) || {
+        echo "tcp.sh: nvmux-perf -i $group failed:"; echo "$out"; exit 1; } ;;
+  esac
+  local after v l
+  after=$(c2c_ns)
+  read -r v l < <(echo "$out" | total)
+  iops[$host,$name]+="$v "; lat[$host,$name]+="$l "
+  last[$host]=$v
+  state[$host]="$(machine_state "$probe" "$after") ($probe/$after ns)"
+  probe=$after
+}
+declare -A last
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { print a / b }'; }
+probe=$(c2c_ns)
 for run in $(seq "$runs"); do
+  # Odd runs SPDK first, even runs SPDK last: a drift of the machine within
+  # a run favours neither host.
+  hosts=(spdk nvmux group)
+  [ $((run % 2)) -eq 0 ] && hosts=(group nvmux spdk)
   for load in "${loads[@]}"; do
     name=${load%%:*}
     read -ra args <<<"${load#*:}"
-    c0=$(c2c_ns)
-    out=$(spdk_nvme_perf -r "$trid" "${args[@]}" -t "$seconds" -c 0x1 2>&1) || {
-      echo "tcp.sh: spdk_nvme_perf failed:"; echo "$out"; exit 1; }
-    spdk_peer_clean
-    c1=$(c2c_ns)
-    read -r si l < <(echo "$out" | total)
-    iops[spdk,$name]+="$si "; lat[spdk,$name]+="$l "
-    out=$("$perf" -r "$trid" "${args[@]}" -t "$seconds" -c 0x1 2>&1) || {
-      echo "tcp.sh: nvmux-perf failed:"; echo "$out"; exit 1; }
-    c2=$(c2c_ns)
-    read -r i l < <(echo "$out" | total)
-    iops[nvmux,$name]+="$i "; lat[nvmux,$name]+="$l "
-    s1=$(machine_state "$c0" "$c1"); s2=$(machine_state "$c1" "$c2")
-    [ "$s1" = "$s2" ] && [ "$s1" != mixed ] &&
-      ratios[$s1,$name]+="$(awk -v a="$i" -v b="$si" 'BEGIN { print a / b }') "
-    out=$("$perf" -i "$group" "${args[@]}" -t "$seconds" -c 0x1 2>&1) || {
-      echo "tcp.sh: nvmux-perf -i $group failed:"; echo "$out"; exit 1; }
-    read -r gi l < <(echo "$out" | total)
-    iops[group,$name]+="$gi "; lat[group,$name]+="$l "
-    echo "run $run $name: SPDK $si IOPS [$s1], nvmux $i IOPS [$s2], nvmux secondary $gi IOPS (c2c $c0/$c1/$c2 ns)"
+    for h in "${hosts[@]}"; do measure "$h" "$name" "${args[@]}"; done
+    pair_ratios[nvmux,$name]+="$(ratio "${last[nvmux]}" "${last[spdk]}") "
+    pair_ratios[group,$name]+="$(ratio "${last[group]}" "${last[spdk]}") "
+    s1=${state[spdk]%% *}; s2=${state[nvmux]%% *}
+    [ "$s1" = "$s2" ] && [ "$s1" != mixed ] && ratios[$s1,$name]+="$(ratio "${last[nvmux]}" "${last[spdk]}") "
+    echo "run $run $name: SPDK ${last[spdk]} IOPS [${state[spdk]}], nvmux ${last[nvmux]} IOPS [${state[nvmux]}]," \
+      "nvmux secondary ${last[group]} IOPS [${state[group]}]"
   done
 done
 
 m() { tr ' ' '\n' <<<"$1" | grep . | median; }
 echo
-printf '%-18s %10s %10s %10s %9s %9s %9s %8s %8s\n' load "SPDK IOPS" "nvmux" "secondary" "SPDK us" "nvmux us" "sec. us" "nvmux/S" "sec./S"
+printf '%-18s %10s %10s %10s %9s %9s %9s %8s %8s %8s %8s\n' load "SPDK IOPS" "nvmux" "secondary" "SPDK us" "nvmux us" \
+  "sec. us" "nvmux/S" "sec./S" "pairs n/S" "pairs s/S"
 for load in "${loads[@]}"; do
   name=${load%%:*}
   si=$(m "${iops[spdk,$name]}"); ni=$(m "${iops[nvmux,$name]}"); gi=$(m "${iops[group,$name]}")
   sl=$(m "${lat[spdk,$name]}"); nl=$(m "${lat[nvmux,$name]}"); gl=$(m "${lat[group,$name]}")
-  printf '%-18s %10s %10s %10s %9s %9s %9s %8s %8s\n' "$name" "$si" "$ni" "$gi" "$sl" "$nl" "$gl" \
-    "$(awk -v a="$ni" -v b="$si" 'BEGIN {printf "%.2f", a / b}')" "$(awk -v a="$gi" -v b="$si" 'BEGIN {printf "%.2f", a / b}')"
+  printf '%-18s %10s %10s %10s %9s %9s %9s %8s %8s %8.2f %8.2f\n' "$name" "$si" "$ni" "$gi" "$sl" "$nl" "$gl" \
+    "$(awk -v a="$ni" -v b="$si" 'BEGIN {printf "%.2f", a / b}')" "$(awk -v a="$gi" -v b="$si" 'BEGIN {printf "%.2f", a / b}')" \
+    "$(m "${pair_ratios[nvmux,$name]}")" "$(m "${pair_ratios[group,$name]}")"
 done
-echo "(medians of $runs runs x ${seconds} s; hosts on CPU 0, target on CPU 1, nvmuxd on CPU 1)"
+echo "(medians of $runs runs x ${seconds} s; hosts on CPU 0, target on CPU 1, nvmuxd on CPU 1; \"pairs\": the"
+echo " median of each run's ratio to the SPDK run beside it)"
 echo "nvmux / SPDK by machine state (median over the runs whose two measurements were both near or both far):"
 for load in "${loads[@]}"; do
   name=${load%%:*}

@@ -174,6 +174,7 @@ std::string FormatTransportStats(const std::vector<std::unique_ptr<PerfWorker>>&
         field("r2ts:", s.tcp_r2ts);
         field("h2c_data_pdus:", s.tcp_h2c_data);
         field("c2h_data_pdus:", s.tcp_c2h_data);
+        field("send_calls:", s.tcp_send_calls);
         field("header_digest:", s.tcp_header_digest ? 1 : 0);
         field("data_digest:", s.tcp_data_digest ? 1 : 0);
       }

@@ -91,13 +91,15 @@ struct QpairStatistics {
   uint64_t wakeups = 0;  // of which ended by the device's interrupt (not a timeout)
   // NVMe/TCP's queue connection (zero on other transports): PDUs each way,
   // writes with in-capsule data, R2Ts received and the H2CData PDUs that
-  // answered them, C2HData PDUs received, and the digests negotiated.
+  // answered them, C2HData PDUs received, the sendmsg calls that carried
+  // the PDUs sent, and the digests negotiated.
   uint64_t tcp_pdus_sent = 0;
   uint64_t tcp_pdus_received = 0;
   uint64_t tcp_in_capsule_writes = 0;
   uint64_t tcp_r2ts = 0;
   uint64_t tcp_h2c_data = 0;
   uint64_t tcp_c2h_data = 0;
+  uint64_t tcp_send_calls = 0;
   bool tcp_header_digest = false;
   bool tcp_data_digest = false;
 };
