@@ -132,27 +132,35 @@ ConnectParams Params() {
   return p;
 }
 
-// Submits `cmd` with an SGL Data Block over `data` at ring slot 0.
-void Submit(TcpQueue& q, Ring& ring, spec::Sqe cmd, void* data, uint32_t length) {
+// `cmd` with an SGL Data Block over `data`.
+spec::Sqe WithSgl(spec::Sqe cmd, void* data, uint32_t length) {
   spec::SglDescriptor d;
   d.address = reinterpret_cast<uint64_t>(data);
   d.length = length;
   cmd.set_psdt(1);
   std::memcpy(&cmd.prp1, static_cast<const void*>(&d), sizeof(d));
-  ring.sq[0] = cmd;
+  return cmd;
+}
+
+// Submits `cmd` with an SGL Data Block over `data` at ring slot 0.
+void Submit(TcpQueue& q, Ring& ring, spec::Sqe cmd, void* data, uint32_t length) {
+  ring.sq[0] = WithSgl(cmd, data, length);
   *q.doorbells().sq_tail = 1;
   q.OnSqTail();
 }
 
-// Polls until the CQ slot 0 has phase 1 or the queue broke.
-bool WaitCompletion(TcpQueue& q, Ring& ring) {
-  for (int i = 0; i < 5000; ++i) {
-    if ((ring.cq[0].status & 1) != 0) return true;
-    if (q.broken()) return false;
+// Polls the queue (about 5 s at most) until `done` or the queue broke.
+bool PollUntil(TcpQueue& q, const std::function<bool()>& done) {
+  for (int i = 0; i < 5000 && !done() && !q.broken(); ++i) {
     q.OnCqEmpty();
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  return false;
+  return done();
+}
+
+// Polls until the CQ slot 0 has phase 1 or the queue broke.
+bool WaitCompletion(TcpQueue& q, Ring& ring) {
+  return PollUntil(q, [&] { return (ring.cq[0].status & 1) != 0; });
 }
 
 TEST(TcpQueue, ConnectThenReadByC2HDataWithSuccess) {
@@ -317,24 +325,17 @@ TEST(TcpQueue, CompletionsWaitForCqSpaceUntilTheHeadDoorbellMoves) {
     flush.set_psdt(1);
     ring.sq[slot] = flush;
   };
-  auto poll_until = [&](const std::function<bool()>& done) {
-    for (int i = 0; i < 5000 && !done() && !queue.broken(); ++i) {
-      queue.OnCqEmpty();
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    return done();
-  };
   auto phase = [&](uint32_t slot) { return ring.cq[slot].status & 1; };
   for (uint16_t i = 0; i < 6; ++i) put(i, i);
   *queue.doorbells().sq_tail = 6;
   queue.OnSqTail();
-  ASSERT_TRUE(poll_until([&] { return phase(5) == 1; })) << (queue.broken() ? queue.error().message : "timeout");
+  ASSERT_TRUE(PollUntil(queue, [&] { return phase(5) == 1; })) << (queue.broken() ? queue.error().message : "timeout");
   // Entries 0-5 consumed, the head doorbell not rung; six more commands.
   for (uint16_t i = 0; i < 6; ++i) put((6 + i) % 8, static_cast<uint16_t>(10 + i));
   *queue.doorbells().sq_tail = 4;
   queue.OnSqTail();
   // ICResp, the Connect response, then 12 responses.
-  ASSERT_TRUE(poll_until([&] { return queue.counters().pdus_received >= 14; }))
+  ASSERT_TRUE(PollUntil(queue, [&] { return queue.counters().pdus_received >= 14; }))
       << (queue.broken() ? queue.error().message : "timeout");
   ASSERT_FALSE(queue.broken()) << queue.error().message;
   EXPECT_EQ(phase(6), 1u);
@@ -394,24 +395,13 @@ TEST(TcpQueue, TheFirstSendOfABatchOfWritesStopsAfter48KiBOfCapsules) {
       spec::Sqe write;
       write.opc = 0x01;
       write.cid = static_cast<uint16_t>(tail);
-      spec::SglDescriptor sgl;
-      sgl.address = reinterpret_cast<uint64_t>(data.data() + size_t{tail} * kBlock);
-      sgl.length = kBlock;
-      write.set_psdt(1);
-      std::memcpy(&write.prp1, static_cast<const void*>(&sgl), sizeof(sgl));
-      sq[tail] = write;
+      sq[tail] = WithSgl(write, data.data() + size_t{tail} * kBlock, kBlock);
     }
     *queue.doorbells().sq_tail = tail;
     queue.OnSqTail();
     return queue.counters().send_calls - calls;
   };
-  auto wait_completed = [&](uint32_t slot) {
-    for (int i = 0; i < 5000 && (cq[slot].status & 1) == 0 && !queue.broken(); ++i) {
-      queue.OnCqEmpty();
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    return (cq[slot].status & 1) != 0;
-  };
+  auto wait_completed = [&](uint32_t slot) { return PollUntil(queue, [&] { return (cq[slot].status & 1) != 0; }); };
   EXPECT_EQ(send_batch(8), 1u);
   ASSERT_TRUE(wait_completed(7)) << (queue.broken() ? queue.error().message : "timeout");
   *queue.doorbells().cq_head = 8;
